@@ -1,0 +1,21 @@
+"""Domain errors. The library raises these; the CLI turns them into one `Error: ...` line."""
+
+
+class KeyframeQAError(Exception):
+    """A run-time failure the user can act on (exit code 1)."""
+
+    exit_code = 1
+
+
+class UsageError(KeyframeQAError):
+    """Bad options or arguments: a bad timestamp, an impossible budget (exit code 2)."""
+
+    exit_code = 2
+
+
+class VideoError(KeyframeQAError):
+    """The video cannot be opened, has no video stream, or cannot be decoded."""
+
+
+class ModelError(KeyframeQAError):
+    """The model cannot be found, loaded or run."""

@@ -1,0 +1,237 @@
+"""Exact frame extraction: the frame a viewer sees at time t, in display geometry.
+
+Why PyAV is the reader for timestamps: with the packet index from `media.probe` it knows the
+exact PTS of every frame, so "the last frame with PTS <= t" is decided from the container's own
+timestamps (right for variable frame rate and for files whose first PTS is not 0), and the decode
+can be planned: one open container, targets in decode order, one seek to the keyframe before each
+group of targets, targets that share a GOP share one decode, and the non-reference frames nothing
+needs are skipped by the decoder (`skip_frame = NONREF`) instead of being fully decoded.
+
+Why decord is not used here: decord maps times to frames through its own frame-rate based index
+and has returned wrong frames on B-frame and imprecise-metadata files (dmlc/decord #31, #91,
+#365); it also ignores rotation and sample aspect ratio. It is used only by `decord_reader.py`,
+for dense batched reads, after its index has been checked against ours (see that module).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+import av
+import numpy as np
+
+from .errors import VideoError
+from .media import FrameIndex, ProbedVideo, open_container, stream_by_index
+from .records import Frame
+from .timecodes import format_time
+
+
+@dataclass(frozen=True)
+class _Target:
+    frame_number: int  # presentation order
+    pts: int
+    decode_position: int
+
+
+def frame_numbers_at(video: ProbedVideo, times: Sequence[float]) -> list[int]:
+    """Frame number on screen at each time (seconds from the first frame)."""
+    return [video.index.frame_number_at(t) for t in times]
+
+
+def read_frames(
+    video: ProbedVideo,
+    times: Sequence[float],
+    *,
+    requested: Optional[Sequence[Optional[float]]] = None,
+    scenes: Optional[Sequence[Optional[int]]] = None,
+) -> list[Frame]:
+    """Extract the frame on screen at each time, in display geometry, in the order given.
+
+    `requested` is what the user asked for (defaults to `times`); `scenes` tags frames chosen per scene.
+    """
+    numbers = frame_numbers_at(video, times)
+    images = read_frame_numbers(video, numbers)
+    index = video.index
+    frames = []
+    for position, (t, number) in enumerate(zip(times, numbers)):
+        frames.append(
+            Frame(
+                index=position,
+                requested=(requested[position] if requested is not None else t),
+                timestamp=round(index.seconds(int(index.display_pts[number])), 6),
+                frame_number=number,
+                image=images[number],
+                scene=(scenes[position] if scenes is not None else None),
+            )
+        )
+    return frames
+
+
+def read_frame_numbers(video: ProbedVideo, numbers: Iterable[int]) -> dict[int, np.ndarray]:
+    """Decode the given frames (presentation order numbers) into display-geometry RGB arrays."""
+    wanted = sorted(set(numbers))
+    if not wanted:
+        return {}
+    if not video.index.has_pts:
+        decoded = _decode_sequentially(video, wanted)
+    else:
+        decoded = _decode_planned(video, wanted)
+    return {n: to_display(decoded[n], video) for n in wanted}
+
+
+def to_display(frame: av.VideoFrame, video: ProbedVideo) -> np.ndarray:
+    """RGB array as a viewer sees the frame: sample aspect ratio corrected, rotation applied."""
+    info = video.info
+    stretched_w = info.height if info.rotation in (90, 270) else info.width
+    if stretched_w != frame.width:
+        # One swscale pass converts colour and stretches non-square pixels to square ones.
+        image = frame.to_ndarray(format="rgb24", width=stretched_w, height=frame.height, interpolation="BICUBIC")
+    else:
+        image = frame.to_ndarray(format="rgb24")
+    if info.rotation:
+        # np.rot90 turns counter-clockwise for positive k; the player turns clockwise.
+        image = np.ascontiguousarray(np.rot90(image, k=-(info.rotation // 90)))
+    return image
+
+
+def _plan_runs(index: FrameIndex, wanted: list[int]) -> list[tuple[int, int, list[_Target]]]:
+    """Group targets into decode runs: (start keyframe position, last position, targets)."""
+    position_of_pts = {int(p): i for i, p in enumerate(index.pts)}
+    key_positions = np.nonzero(index.keyframe)[0]
+    targets = []
+    for number in wanted:
+        pts = int(index.display_pts[number])
+        targets.append(_Target(number, pts, position_of_pts[pts]))
+    targets.sort(key=lambda t: t.decode_position)
+
+    runs: list[tuple[int, int, list[_Target]]] = []
+    for target in targets:
+        start = _start_keyframe(index, key_positions, target)
+        if runs and start <= runs[-1][1]:
+            # Decoding on from the current run is never more work than seeking back to `start`.
+            first, last, members = runs[-1]
+            runs[-1] = (first, max(last, target.decode_position), members + [target])
+        else:
+            runs.append((start, target.decode_position, [target]))
+    return runs
+
+
+def _start_keyframe(index: FrameIndex, key_positions: np.ndarray, target: _Target) -> int:
+    earlier = key_positions[key_positions <= target.decode_position]
+    if len(earlier) == 0:
+        return 0
+    start = int(earlier[-1])
+    # Open GOP: a frame decoded after a keyframe but shown before it may reference the previous
+    # GOP, so start one keyframe earlier.
+    if target.pts < int(index.pts[start]) and len(earlier) > 1:
+        start = int(earlier[-2])
+    elif target.pts < int(index.pts[start]):
+        start = 0
+    return start
+
+
+def _decode_planned(video: ProbedVideo, wanted: list[int]) -> dict[int, av.VideoFrame]:
+    index = video.index
+    runs = _plan_runs(index, wanted)
+    number_of_pts = {int(index.display_pts[n]): n for n in wanted}
+    found: dict[int, av.VideoFrame] = {}
+    with open_container(video.info.path) as container:
+        stream = stream_by_index(container, video.stream_index)
+        stream.codec_context.thread_type = "AUTO"
+        for start, last, members in runs:
+            needed = {t.pts for t in members}
+            frames = _decode_run(container, stream, index, start, last, needed, skip_nonref=True)
+            if needed - frames.keys():
+                # Safety net: if a decoder ignored the per-packet skip setting, decode everything.
+                frames.update(_decode_run(container, stream, index, start, last, needed - frames.keys(),
+                                          skip_nonref=False))
+            missing = needed - frames.keys()
+            if missing:
+                when = format_time(index.seconds(min(missing)))
+                raise VideoError(f"{video.info.path}: the frame at {when} could not be decoded (corrupt file?)")
+            for pts, frame in frames.items():
+                found[number_of_pts[pts]] = frame
+    return found
+
+
+def _decode_run(container, stream, index: FrameIndex, start: int, last: int, needed: set[int],
+                *, skip_nonref: bool) -> dict[int, av.VideoFrame]:
+    """Seek to the keyframe at decode position `start` and decode through position `last`."""
+    context = stream.codec_context
+    position_of_pts = {int(p): i for i, p in enumerate(index.pts)}
+    found: dict[int, av.VideoFrame] = {}
+    for attempt_from_start in (False, True):
+        seek_to = 0 if attempt_from_start else int(index.dts[start])
+        try:
+            container.seek(max(seek_to, 0) if attempt_from_start else seek_to, stream=stream, backward=True)
+        except av.error.FFmpegError:
+            container.seek(0, stream=stream, backward=True)
+        started = False
+        landed_late = False
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.pts is None:
+                    continue
+                position = position_of_pts.get(int(packet.pts))
+                if position is None:
+                    continue
+                if not started:
+                    if position < start:
+                        continue  # before our keyframe: not needed, not decoded
+                    if position > start:
+                        landed_late = True  # the demuxer's seek overshot; retry from the start
+                        break
+                    started = True
+                if position > last:
+                    break
+                context.skip_frame = "NONREF" if skip_nonref and int(packet.pts) not in needed else "DEFAULT"
+                for frame in _decode_packet(context, packet):
+                    if frame.pts in needed:
+                        found[frame.pts] = frame
+            if landed_late and not attempt_from_start:
+                continue
+            context.skip_frame = "DEFAULT"
+            for frame in _decode_packet(context, None):  # drain the decoder's delayed frames
+                if frame.pts in needed:
+                    found[frame.pts] = frame
+            return found
+        finally:
+            context.skip_frame = "DEFAULT"
+    return found
+
+
+def _decode_packet(context, packet) -> list[av.VideoFrame]:
+    try:
+        return context.decode(packet)
+    except av.error.EOFError:
+        return []
+    except av.error.InvalidDataError:
+        return []  # a damaged packet: later frames may still decode; missing targets are reported
+
+
+def _decode_sequentially(video: ProbedVideo, wanted: list[int]) -> dict[int, av.VideoFrame]:
+    """For streams without timestamps: decode in order and keep the wanted frames."""
+    index = video.index
+    wanted_pts = {int(index.display_pts[n]): n for n in wanted}
+    found: dict[int, av.VideoFrame] = {}
+    previous = None
+    with open_container(video.info.path) as container:
+        stream = stream_by_index(container, video.stream_index)
+        stream.codec_context.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                pts = frame.pts if frame.pts is not None else frame.dts
+                if pts is None:
+                    pts = 0 if previous is None else previous + 1
+                previous = pts
+                if pts in wanted_pts:
+                    found[wanted_pts[pts]] = frame
+                    if len(found) == len(wanted_pts):
+                        break
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"{video.info.path} could not be decoded ({exc})") from exc
+    missing = set(wanted) - found.keys()
+    if missing:
+        raise VideoError(f"{video.info.path}: frame {min(missing)} could not be decoded (corrupt file?)")
+    return found

@@ -1,0 +1,90 @@
+"""Small frozen records that flow between the pipeline stages (probe, read, budget, model, report)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `media.probe` learns about a video, in display terms (what a viewer sees)."""
+
+    path: str  # the path as given by the user
+    container: str  # demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    codec: str  # video codec name, e.g. "h264"
+    duration: float  # seconds from the first frame's PTS to the end of the last frame
+    fps: float  # average frame rate: frame_count / duration
+    width: int  # display width: sample aspect ratio and rotation applied
+    height: int  # display height
+    coded_width: int  # decoded picture size before display corrections
+    coded_height: int
+    sample_aspect_ratio: tuple[int, int]  # (num, den); (1, 1) for square pixels
+    rotation: int  # degrees clockwise a player rotates the picture: 0, 90, 180 or 270
+    frame_count: int  # number of displayed frames
+    frame_times: tuple[float, ...] = field(repr=False)  # presentation times from the first frame, sorted
+    variable_frame_rate: bool = False  # frame intervals differ by more than 1%
+    start_time: float = 0.0  # PTS of the first frame in seconds (times are reported relative to it)
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One extracted frame as a viewer sees it."""
+
+    index: int  # position in the selection (what `frame` in a box refers to)
+    requested: Optional[float]  # the time the user asked for; None when sampled or chosen by scene
+    timestamp: float  # presentation time of the returned frame, relative to the first frame
+    frame_number: int  # 0-based index of the frame in presentation order
+    image: np.ndarray = field(repr=False)  # H x W x 3 uint8 RGB in display geometry
+    scene: Optional[int] = None  # scene index when chosen by scene detection
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclass(frozen=True)
+class FrameBudget:
+    """The model-input size chosen for one frame and what it costs."""
+
+    input_width: int  # width of the picture handed to the vision encoder (a multiple of the factor)
+    input_height: int
+    visual_tokens: int  # tokens this frame adds to the prompt after the 2x2 patch merge
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box the model reported, in pixels of the displayed frame `frame`."""
+
+    label: str
+    frame: Optional[int]  # index into the selected frames; None when it cannot be told
+    bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 in display-frame pixels, clipped
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The model's reply to one question."""
+
+    question: str
+    answer: str  # the reply as a person reads it (special tokens removed)
+    raw: str  # the reply exactly as generated, special tokens kept
+    boxes: tuple[Box, ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model answered, and how it ran."""
+
+    id: str  # hub id or local folder as given
+    family: str  # "qwen2-vl", "qwen2.5-vl" or "qwen3-vl"
+    mode: str  # "images" or "video"
+    device: str  # e.g. "cpu", "cuda:0"
+    dtype: str  # e.g. "float32", "bfloat16"
