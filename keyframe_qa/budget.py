@@ -1,0 +1,128 @@
+"""Model-input sizes and visual-token budgets, following qwen-vl-utils' `smart_resize` rules.
+
+Every frame is resized (by us, before the processor) to a size whose sides are multiples of the
+family's factor (28 for Qwen2/2.5-VL, 32 for Qwen3-VL); one visual token covers factor x factor
+pixels. Per-frame limits come from --min-pixels/--max-pixels, and --max-visual-tokens caps all
+frames together: it is split evenly, so no frame is starved, and it is never exceeded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+from .errors import UsageError
+from .families import Family
+from .records import FrameBudget
+
+MAX_ASPECT_RATIO = 200
+# qwen-vl-utils defaults, in visual tokens per frame.
+IMAGE_MIN_TOKENS, IMAGE_MAX_TOKENS = 4, 16384
+VIDEO_MIN_TOKENS, VIDEO_MAX_TOKENS = 128, 768
+# Our default cap across all frames: one full-size image's worth. Keeps several 1080p frames
+# within what a 2B model answers in seconds on a GPU; raise it with --max-visual-tokens.
+DEFAULT_MAX_VISUAL_TOKENS = 16384
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """(height, width) for the model: multiples of `factor`, area within [min_pixels, max_pixels].
+
+    Same rules as qwen-vl-utils: round each side to the factor; if too large scale both sides by
+    sqrt(area/max) and floor; if too small scale up and ceil. Unlike the reference it never returns
+    a side of 0 or an area above max_pixels (both can happen there at extreme sizes).
+    """
+    if min(height, width) <= 0:
+        raise UsageError(f"cannot size a {width}x{height} frame")
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise UsageError(f"frame aspect ratio {width}x{height} is above {MAX_ASPECT_RATIO}:1, which Qwen-VL rejects")
+    if max_pixels < factor * factor:
+        raise UsageError(f"max pixels {max_pixels} is below one visual token ({factor}x{factor} = {factor * factor})")
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    # Flooring the minimum side to one factor can still leave the area too big for a thin frame.
+    while h_bar * w_bar > max_pixels and max(h_bar, w_bar) > factor:
+        if h_bar >= w_bar:
+            h_bar -= factor
+        else:
+            w_bar -= factor
+    return h_bar, w_bar
+
+
+def plan_budget(
+    frame_sizes: Sequence[tuple[int, int]],
+    family: Family,
+    *,
+    mode: str = "images",
+    min_pixels: Optional[int] = None,
+    max_pixels: Optional[int] = None,
+    max_visual_tokens: Optional[int] = DEFAULT_MAX_VISUAL_TOKENS,
+) -> list[FrameBudget]:
+    """Choose each frame's model-input size. `frame_sizes` are display (width, height) pairs.
+
+    In video mode all frames share one size (they form one tensor) and pairs of frames share a
+    temporal patch, so a frame's `visual_tokens` is its share of its pair's tokens (the first of a
+    pair takes the odd one), and the shares add up to the video's tokens exactly.
+    """
+    if mode not in ("images", "video"):
+        raise UsageError(f"unknown mode {mode!r}: use images or video")
+    count = len(frame_sizes)
+    if count == 0:
+        raise UsageError("no frames selected")
+    unit = family.factor * family.factor
+    low_tokens, high_tokens = (IMAGE_MIN_TOKENS, IMAGE_MAX_TOKENS) if mode == "images" else (VIDEO_MIN_TOKENS, VIDEO_MAX_TOKENS)
+    low = min_pixels if min_pixels is not None else low_tokens * unit
+    high = max_pixels if max_pixels is not None else high_tokens * unit
+    if low <= 0 or high <= 0:
+        raise UsageError("--min-pixels and --max-pixels must be positive")
+    if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
+        raise UsageError(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
+    if max_pixels is not None and max_pixels < unit:
+        raise UsageError(f"--max-pixels {max_pixels} is below one visual token ({family.factor}x{family.factor} = {unit} pixels)")
+    if max_pixels is None and low > high:
+        high = low
+    if min_pixels is None and low > high:
+        low = high
+
+    if max_visual_tokens is not None:
+        if max_visual_tokens <= 0:
+            raise UsageError("--max-visual-tokens must be positive")
+        # In video mode tokens are paid per temporal patch (a pair of frames).
+        slots = count if mode == "images" else math.ceil(count / family.temporal_patch_size)
+        tokens_per_slot = max_visual_tokens // slots
+        if tokens_per_slot < 1:
+            raise UsageError(
+                f"--max-visual-tokens {max_visual_tokens} cannot give each of {count} frames even one visual token"
+            )
+        high = min(high, tokens_per_slot * unit)
+        low = min(low, high)  # the total budget wins over a per-frame minimum
+
+    if mode == "video":
+        width, height = max(frame_sizes, key=lambda size: size[0] * size[1])
+        h, w = smart_resize(height, width, family.factor, low, high)
+        per_patch = (h // family.factor) * (w // family.factor)
+        return [FrameBudget(w, h, share) for share in _video_shares(count, per_patch, family.temporal_patch_size)]
+
+    budgets = []
+    for width, height in frame_sizes:
+        h, w = smart_resize(height, width, family.factor, low, high)
+        budgets.append(FrameBudget(w, h, (h // family.factor) * (w // family.factor)))
+    if max_visual_tokens is not None:
+        assert sum(b.visual_tokens for b in budgets) <= max_visual_tokens
+    return budgets
+
+
+def _video_shares(count: int, per_patch: int, temporal: int) -> list[int]:
+    shares = []
+    for start in range(0, count, temporal):
+        members = min(temporal, count - start)
+        base, extra = divmod(per_patch, members)
+        shares.extend(base + (1 if i < extra else 0) for i in range(members))
+    return shares

@@ -1,0 +1,329 @@
+"""The Hugging Face backend: load a Qwen-VL checkpoint and answer questions about frames.
+
+This is the only module that imports torch and transformers. Frames arrive already resized to
+the sizes `budget.plan_budget` chose, and the processor is told not to resize again
+(`do_resize=False`), so the grid the model sees is exactly the one reported; the processor's
+`*_grid_thw` is checked against it for every call.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import ModelError, UsageError
+from .families import Family, family_from_config
+from .records import FrameBudget
+
+DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
+MODEL_ENV = "KEYFRAME_QA_MODEL"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the model generated for one question."""
+
+    raw: str  # exactly as generated, special tokens kept
+    text: str  # special tokens removed, stripped
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class VisualPrompt:
+    """The frames of one request, ready for the processor."""
+
+    images: list  # H x W x 3 uint8 arrays at their budgeted sizes
+    budgets: list  # FrameBudget per image
+    labels: list  # one short label per frame, e.g. "frame 1 at 0:00:05.500"
+    mode: str  # "images" or "video"
+    times: list  # frame times in seconds (video mode: for the sampling rate)
+
+
+def default_model_id() -> str:
+    """The model to use when --model is not given: $KEYFRAME_QA_MODEL or Qwen2-VL-2B-Instruct."""
+    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+
+def resolve_device(device: str) -> str:
+    """'auto' picks CUDA when torch sees a GPU, else CPU; explicit choices are checked."""
+    import torch
+
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device} asked for, but torch sees no CUDA GPU (use --device cpu)")
+        if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+            raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return device if ":" in device else "cuda:0"
+    if device == "cpu":
+        return "cpu"
+    raise UsageError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def resolve_dtype(dtype: str, device: str):
+    """'auto' picks bfloat16 on GPUs that support it, float16 on older GPUs, float32 on CPU."""
+    import torch
+
+    names = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in names:
+        raise UsageError(f"unknown dtype {dtype!r}: use auto, bfloat16, float16 or float32")
+    return names[dtype]
+
+
+def attention_implementation(device: str, torch_dtype) -> str:
+    """flash-attention 2 when it is installed and can run here, else PyTorch SDPA."""
+    import torch
+
+    half = torch_dtype in (torch.float16, torch.bfloat16)
+    if device.startswith("cuda") and half and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+class QwenVLModel:
+    """A loaded Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint with its processor."""
+
+    def __init__(self, model_id: str, *, device: str = "auto", dtype: str = "auto"):
+        started = time.perf_counter()
+        self.model_id = model_id
+        source = _check_source(model_id)
+        config = _load_config(model_id, source)
+        self.family: Family = family_from_config(config)
+        self.device = resolve_device(device)
+        self.torch_dtype = resolve_dtype(dtype, self.device)
+        self.attention = attention_implementation(self.device, self.torch_dtype)
+        self.processor, self.model = _load(model_id, source, self.torch_dtype, self.attention, self.device)
+        self.tokenizer = self.processor.tokenizer
+        self.load_seconds = time.perf_counter() - started
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.torch_dtype).replace("torch.", "")
+
+    def answer(self, prompt: VisualPrompt, questions: Sequence[str], *, max_new_tokens: int = 256) -> list[Reply]:
+        """Answer each question about the same frames; the visual part is encoded once.
+
+        The frames come first in the user turn and each question after them, so every prompt
+        shares one prefix. That prefix (vision encoder and the language model over the visual
+        tokens) is computed once and its key/value cache reused for each question.
+        """
+        import torch
+
+        if max_new_tokens <= 0:
+            raise UsageError("--max-new-tokens must be positive")
+        encoded = [self._encode(prompt, question) for question in questions]
+        prefix_length = _shared_prefix_length(encoded, self.model.config.vision_end_token_id)
+        cache = None
+        if len(encoded) > 1 and prefix_length:
+            cache = self._prefill(encoded[0], prefix_length)
+        replies = []
+        with torch.inference_mode():
+            for inputs in encoded:
+                if cache is None:
+                    replies.append(self._generate(inputs, max_new_tokens))
+                    continue
+                # Each question extends its own copy of the prefix cache.
+                prefix_cache, rope_deltas = cache
+                self._set_rope_deltas(rope_deltas)
+                replies.append(self._generate(inputs, max_new_tokens, copy.deepcopy(prefix_cache)))
+        return replies
+
+    def _encode(self, prompt: VisualPrompt, question: str):
+        messages = [{"role": "user", "content": _content(prompt, question)}]
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        kwargs = {"text": [text], "return_tensors": "pt", "do_resize": False}
+        if prompt.mode == "video":
+            kwargs["videos"] = [np.stack(prompt.images)]
+            kwargs["video_metadata"] = [_video_metadata(prompt)]
+            kwargs["do_sample_frames"] = False
+        else:
+            kwargs["images"] = list(prompt.images)
+        try:
+            inputs = self.processor(**kwargs)
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"the processor of {self.model_id} rejected the frames: {exc}") from exc
+        _check_grid(inputs, prompt, self.family)
+        return inputs.to(self.model.device)
+
+    def _prefill(self, inputs, prefix_length: int):
+        """Run the shared prefix (all frames) once; returns its key/value cache."""
+        import torch
+
+        prefix = {key: value for key, value in inputs.items()}
+        prefix["input_ids"] = inputs["input_ids"][:, :prefix_length]
+        prefix["attention_mask"] = inputs["attention_mask"][:, :prefix_length]
+        if "mm_token_type_ids" in prefix:
+            prefix["mm_token_type_ids"] = inputs["mm_token_type_ids"][:, :prefix_length]
+        with torch.inference_mode():
+            output = self.model(**prefix, use_cache=True)
+        # The multimodal RoPE offset of the prefix: text after the frames continues from it.
+        return output.past_key_values, getattr(self.model.model, "rope_deltas", None)
+
+    def _set_rope_deltas(self, rope_deltas) -> None:
+        if rope_deltas is not None and hasattr(self.model.model, "rope_deltas"):
+            self.model.model.rope_deltas = rope_deltas
+
+    def _generate(self, inputs, max_new_tokens: int, past=None) -> Reply:
+        import torch
+
+        generate_kwargs = dict(inputs)
+        if past is not None:
+            generate_kwargs["past_key_values"] = past
+            # The pixels are already in the cache; the grids stay for the position computation.
+            generate_kwargs.pop("pixel_values", None)
+            generate_kwargs.pop("pixel_values_videos", None)
+        try:
+            output = self.model.generate(**generate_kwargs, max_new_tokens=max_new_tokens, do_sample=False)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise ModelError("the GPU ran out of memory: lower --max-visual-tokens or --max-pixels") from exc
+        prompt_length = inputs["input_ids"].shape[1]
+        new_ids = output[0, prompt_length:].tolist()
+        raw = self.tokenizer.decode(new_ids, skip_special_tokens=False)
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
+        return Reply(raw=raw, text=text, prompt_tokens=int(prompt_length), completion_tokens=len(new_ids))
+
+
+def _content(prompt: VisualPrompt, question: str) -> list:
+    content = []
+    if prompt.mode == "video":
+        times = ", ".join(label.split(" at ")[-1] for label in prompt.labels)
+        content.append({"type": "video"})
+        content.append({"type": "text", "text": f"The video above is {len(prompt.images)} frames shown at {times}.\n"})
+    else:
+        for label in prompt.labels:
+            content.append({"type": "text", "text": f"{label[:1].upper()}{label[1:]}:"})
+            content.append({"type": "image"})
+    content.append({"type": "text", "text": question})
+    return content
+
+
+def _video_metadata(prompt: VisualPrompt):
+    """Tell the processor the real sampling rate of the frames we pass.
+
+    Qwen2.5-VL turns it into seconds per temporal patch (without it the processor assumes
+    24 fps); Qwen3-VL prints frame times from frames_indices / fps, so passing each frame's time
+    times the rate makes those labels the real times in the video.
+    """
+    from transformers.video_utils import VideoMetadata
+
+    times = prompt.times
+    count = len(times)
+    span = times[-1] - times[0] if count > 1 else 0.0
+    rate = (count - 1) / span if span > 0 else 1.0
+    height, width = prompt.images[0].shape[:2]
+    return VideoMetadata(
+        total_num_frames=count,
+        fps=rate,
+        width=width,
+        height=height,
+        duration=span,
+        frames_indices=[t * rate for t in times],
+    )
+
+
+def _check_grid(inputs, prompt: VisualPrompt, family: Family) -> None:
+    """The processor's grid must be the size we chose: what we report is what the model saw."""
+    merge = family.merge_size * family.merge_size
+    key = "video_grid_thw" if prompt.mode == "video" else "image_grid_thw"
+    grids = inputs[key].tolist()
+    if prompt.mode == "video":
+        t, h, w = grids[0]
+        budget = prompt.budgets[0]
+        expected = (budget.input_height // family.patch_size, budget.input_width // family.patch_size)
+        tokens = t * h * w // merge
+        if (h, w) != expected or tokens != sum(b.visual_tokens for b in prompt.budgets):
+            raise ModelError(f"processor grid {grids[0]} differs from the planned {expected} ({tokens} tokens)")
+        return
+    for (t, h, w), budget in zip(grids, prompt.budgets):
+        expected = (budget.input_height // family.patch_size, budget.input_width // family.patch_size)
+        if (t, h, w) != (1, *expected) or h * w // merge != budget.visual_tokens:
+            raise ModelError(f"processor grid {(t, h, w)} differs from the planned (1, {expected[0]}, {expected[1]})")
+
+
+def _shared_prefix_length(encoded: list, vision_end_id: Optional[int]) -> int:
+    """Tokens every prompt shares, ending right after the last frame's vision_end token."""
+    first = encoded[0]["input_ids"][0].tolist()
+    ends = [i for i, token in enumerate(first) if token == vision_end_id]
+    if not ends:
+        return 0
+    length = ends[-1] + 1
+    for other in encoded[1:]:
+        if other["input_ids"][0, :length].tolist() != first[:length]:
+            return 0
+    # The question itself must remain to be generated from: keep at least one token uncached.
+    return length if length < min(e["input_ids"].shape[1] for e in encoded) else 0
+
+
+def _check_source(model_id: str) -> str:
+    """'local' for a checkpoint folder, 'hub' for a hub id; clear errors for bad folders."""
+    expanded = os.path.expanduser(model_id)
+    # Hub ids are "org/name"; anything else with a path shape is meant as a folder.
+    looks_like_path = os.path.isabs(expanded) or model_id.startswith((".", "~")) or model_id.count("/") > 1
+    if os.path.isdir(expanded):
+        config_path = os.path.join(expanded, "config.json")
+        if not os.path.isfile(config_path):
+            raise ModelError(f"model folder {model_id} has no config.json: it is not a Hugging Face checkpoint folder")
+        if not os.access(config_path, os.R_OK) or not os.access(expanded, os.R_OK | os.X_OK):
+            raise ModelError(f"model folder {model_id} is not readable (check its permissions)")
+        return "local"
+    if os.path.exists(expanded):
+        raise ModelError(f"model path {model_id} is a file; give the checkpoint folder or a hub id")
+    if looks_like_path:
+        raise ModelError(f"model folder {model_id} does not exist")
+    return "hub"
+
+
+def _load_config(model_id: str, source: str) -> dict:
+    if source == "local":
+        try:
+            with open(os.path.join(os.path.expanduser(model_id), "config.json"), encoding="utf-8") as handle:
+                return json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read {model_id}/config.json: {exc}") from exc
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_id, trust_remote_code=False).to_dict()
+    except (OSError, ValueError) as exc:
+        raise ModelError(_missing_model_message(model_id)) from exc
+
+
+def _missing_model_message(model_id: str) -> str:
+    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
+    return (
+        f"model {model_id!r} not found: it is not a local folder, not in the Hugging Face cache ({cache}), "
+        f"and the hub could not be reached. Download it once with `hf download {model_id}` "
+        f"or pass --model /path/to/checkpoint (or set {MODEL_ENV})"
+    )
+
+
+def _load(model_id: str, source: str, torch_dtype, attention: str, device: str):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = os.path.expanduser(model_id) if source == "local" else model_id
+    try:
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+        model = AutoModelForImageTextToText.from_pretrained(
+            path, dtype=torch_dtype, attn_implementation=attention, trust_remote_code=False
+        )
+    except (OSError, ValueError) as exc:
+        if source == "hub":
+            raise ModelError(_missing_model_message(model_id)) from exc
+        raise ModelError(f"cannot load the checkpoint in {model_id}: {exc}") from exc
+    if getattr(processor, "tokenizer", None) is None or getattr(processor, "chat_template", None) is None:
+        raise ModelError(f"{model_id} has no processor with a chat template: use an -Instruct checkpoint")
+    return processor, model.to(device).eval()

@@ -1,0 +1,122 @@
+"""Turning a finished request into the JSON contract, and writing files safely."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from typing import Optional, Sequence
+
+from .records import Answer, Frame, FrameBudget, ModelInfo, VideoInfo
+
+SCHEMA_VERSION = 1
+
+
+def video_record(info: VideoInfo) -> dict:
+    """The `video` object: display geometry and timing."""
+    return {
+        "path": info.path,
+        "duration": info.duration,
+        "fps": info.fps,
+        "width": info.width,
+        "height": info.height,
+        "frame_count": info.frame_count,
+    }
+
+
+def frame_records(frames: Sequence[Frame], budgets: Sequence[FrameBudget], files: Sequence[Optional[str]]) -> list[dict]:
+    """The `frames` list: what was asked, what was returned, and what the model saw."""
+    records = []
+    for frame, budget, file in zip(frames, budgets, files):
+        record = {
+            "index": frame.index,
+            "requested": frame.requested,
+            "timestamp": frame.timestamp,
+            "frame_number": frame.frame_number,
+            "width": frame.width,
+            "height": frame.height,
+            "input_width": budget.input_width,
+            "input_height": budget.input_height,
+            "visual_tokens": budget.visual_tokens,
+            "file": file,
+        }
+        if frame.scene is not None:
+            record["scene"] = frame.scene
+        records.append(record)
+    return records
+
+
+def answer_record(answer: Answer) -> dict:
+    """One entry of `answers`; boxes in display-frame pixels."""
+    return {
+        "question": answer.question,
+        "answer": answer.answer,
+        "raw": answer.raw,
+        "boxes": [{"label": b.label, "frame": b.frame, "bbox": list(b.bbox)} for b in answer.boxes],
+    }
+
+
+def build_report(
+    info: VideoInfo,
+    model: ModelInfo,
+    frames: Sequence[Frame],
+    budgets: Sequence[FrameBudget],
+    files: Sequence[Optional[str]],
+    answers: Sequence[Answer],
+    timings: dict,
+) -> dict:
+    """The whole `ask` result object (schema_version 1)."""
+    visual_tokens = sum(b.visual_tokens for b in budgets)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "video": video_record(info),
+        "model": asdict(model),
+        "frames": frame_records(frames, budgets, files),
+        "answers": [answer_record(a) for a in answers],
+        "usage": {
+            "prompt_tokens": sum(a.prompt_tokens for a in answers),
+            "visual_tokens": visual_tokens,
+            "completion_tokens": sum(a.completion_tokens for a in answers),
+        },
+        "timings": {key: round(value, 4) for key, value in timings.items()},
+    }
+
+
+def to_json(report: dict) -> str:
+    """Serialise a report the same way everywhere (UTF-8, readable indentation)."""
+    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write `text` to `path` so readers see the old file or the new one, never half of one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".keyframe-qa-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def save_frames(frames: Sequence[Frame], directory: str) -> list[str]:
+    """Write each frame as PNG named by position and time; returns the paths."""
+    import cv2
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for frame in frames:
+        name = f"frame_{frame.index:03d}_{frame.timestamp:010.3f}s.png"
+        path = os.path.join(directory, name)
+        if not cv2.imwrite(path, cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)):
+            from .errors import KeyframeQAError
+
+            raise KeyframeQAError(f"could not write {path}")
+        paths.append(path)
+    return paths
