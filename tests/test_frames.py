@@ -1,0 +1,125 @@
+"""Frame exactness and display geometry on generated clips with known content and on real footage."""
+
+import random
+
+import av
+import numpy as np
+import pytest
+
+from keyframe_qa.errors import UsageError
+from keyframe_qa.frames import read_frames
+from keyframe_qa.media import check_times, probe
+from keyframe_qa.pipeline import extract_frames
+from keyframe_qa.synthetic import frame_times_of, marker_corner, read_frame_number
+from tests.conftest import VIDEO_SPECS
+
+
+def expected_frame(times: list, t: float) -> int:
+    return max(i for i, start in enumerate(times) if start <= t + 1e-9)
+
+
+def unrotate(image: np.ndarray, rotation: int) -> np.ndarray:
+    return np.rot90(image, k=rotation // 90) if rotation else image
+
+
+@pytest.mark.parametrize("name", sorted(VIDEO_SPECS))
+def test_frame_on_screen_at_t_is_last_frame_with_pts_le_t(videos, name):
+    spec = VIDEO_SPECS[name]
+    times = frame_times_of(spec)
+    video = probe(videos[name])
+    assert video.info.frame_count == len(times)
+    assert video.info.frame_times == pytest.approx(times, abs=1e-6)
+    # Every frame's own time, every midpoint between frames, and the very end, in random order.
+    asked = times + [(a + b) / 2 for a, b in zip(times, times[1:])] + [video.info.duration]
+    random.Random(0).shuffle(asked)
+    frames = read_frames(video, asked)
+    for t, frame in zip(asked, frames):
+        want = expected_frame(times, t)
+        assert frame.frame_number == want, t
+        assert read_frame_number(unrotate(frame.image, video.info.rotation)) == want, t
+        assert frame.timestamp == pytest.approx(times[want], abs=1e-6)
+        assert frame.requested == t
+
+
+def test_times_count_from_first_frame_when_first_pts_is_not_zero(videos):
+    info = probe(videos["offset.mkv"]).info
+    assert info.start_time == pytest.approx(2.0)
+    assert info.frame_times[0] == 0.0
+    assert info.duration == pytest.approx(2.0)
+
+
+def test_variable_frame_rate_is_detected_and_timed_by_pts(videos):
+    info = probe(videos["vfr.mp4"]).info
+    assert info.variable_frame_rate
+    frames = read_frames(probe(videos["vfr.mp4"]), [0.149, 0.15, 1.009])
+    assert [f.frame_number for f in frames] == [1, 2, 5]
+
+
+def test_sample_aspect_ratio_is_applied(videos):
+    video = probe(videos["sar.mp4"])
+    assert (video.info.coded_width, video.info.coded_height) == (704, 576)
+    assert video.info.sample_aspect_ratio == (16, 11)
+    assert (video.info.width, video.info.height) == (1024, 576)
+    frame = read_frames(video, [0.0])[0]
+    assert frame.image.shape == (576, 1024, 3)
+    assert read_frame_number(frame.image) == 0
+
+
+def test_rotation_matches_what_opencv_displays(videos):
+    """OpenCV applies the display matrix itself: an independent check of orientation."""
+    import cv2
+
+    video = probe(videos["rotated.mp4"])
+    assert video.info.rotation == 90
+    assert (video.info.width, video.info.height) == (240, 320)
+    ours = read_frames(video, [0.0])[0].image
+    capture = cv2.VideoCapture(videos["rotated.mp4"])
+    ok, theirs = capture.read()
+    capture.release()
+    assert ok
+    assert theirs.shape == ours.shape
+    assert marker_corner(cv2.cvtColor(theirs, cv2.COLOR_BGR2RGB)) == marker_corner(ours) == "top-right"
+
+
+def test_real_clip_frames_equal_a_full_sequential_decode(bigbuckbunny):
+    """Planned seeking with skipped non-reference frames gives the same pixels as decoding everything."""
+    video = probe(bigbuckbunny)
+    assert (video.info.width, video.info.height) == (1280, 720)
+    asked = [0.0, 1.0, 1.02, 2.5, 2.51, 4.0, video.info.duration]
+    frames = read_frames(video, asked)
+    wanted = {f.frame_number for f in frames}
+    reference = {}
+    with av.open(bigbuckbunny) as container:
+        for number, frame in enumerate(container.decode(video=0)):
+            if number in wanted:
+                reference[number] = frame.to_ndarray(format="rgb24")
+    for frame in frames:
+        assert frame.frame_number == video.index.frame_number_at(frame.requested)
+        assert np.array_equal(frame.image, reference[frame.frame_number])
+
+
+def test_past_the_end_names_the_duration(videos):
+    info = probe(videos["plain.mp4"]).info
+    with pytest.raises(UsageError, match=r"lasts 6\.000s"):
+        check_times(info, [6.5])
+    check_times(info, [6.0])  # exactly the end: the last frame
+
+
+def test_extract_frames_does_not_import_torch(videos):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, keyframe_qa\n"
+        f"frames = keyframe_qa.extract_frames({videos['plain.mp4']!r}, [1.0, 2.0])\n"
+        "assert [f.frame_number for f in frames] == [10, 20]\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_extract_frames_library_call(videos):
+    frames = extract_frames(videos["cut.mp4"], [2.4, 2.5])
+    assert [f.frame_number for f in frames] == [24, 25]
+    # The cut changes the scene colour between the two frames.
+    assert not np.allclose(frames[0].image[5:20, -20:-5].mean(), frames[1].image[5:20, -20:-5].mean(), atol=10)
