@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from bisect import bisect_right
 from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 
 import av
@@ -21,7 +22,7 @@ from .records import VideoInfo
 from .timecodes import format_time
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FrameIndex:
     """The video stream's packets in decode order (one packet per frame), in stream ticks."""
 
@@ -29,6 +30,7 @@ class FrameIndex:
     pts: np.ndarray  # int64 PTS per packet, decode order
     dts: np.ndarray  # int64 DTS per packet (PTS where the container gives none)
     keyframe: np.ndarray  # bool per packet
+    size: np.ndarray  # bytes per packet: a cheap estimate of its decode cost
     first_pts: int  # smallest PTS: time 0 for the user
     display_pts: np.ndarray  # int64 PTS sorted: position = frame_number
     has_pts: bool  # False for raw streams without timestamps (decoded sequentially)
@@ -40,6 +42,11 @@ class FrameIndex:
         ticks = Fraction(repr(seconds)) / self.time_base + self.first_pts
         position = bisect_right(self.display_pts, int(ticks // 1)) - 1
         return max(position, 0)
+
+    @cached_property
+    def position_of_pts(self) -> dict[int, int]:
+        """Decode position of the packet with each PTS (PTS identify packets after a seek)."""
+        return {int(p): i for i, p in enumerate(self.pts)}
 
     def seconds(self, pts: int) -> float:
         """PTS in ticks to seconds relative to the first frame."""
@@ -84,7 +91,7 @@ def probe(path: str) -> ProbedVideo:
             raise VideoError(f"{path} has no video stream (it has {', '.join(kinds)} streams)")
         stream = _main_video_stream(container)
         index = _build_index(container, stream, path)
-        first = _first_frame(path, stream.index)
+        first = _first_frame(container, stream, path)
         info = _video_info(path, container, stream, index, first)
         return ProbedVideo(info=info, index=index, stream_index=stream.index)
 
@@ -134,6 +141,7 @@ def _build_index(container, stream, path: str) -> FrameIndex:
     pts_list: list[int] = []
     dts_list: list[int] = []
     key_list: list[bool] = []
+    size_list: list[int] = []
     durations: list[int] = []
     missing_pts = False
     try:
@@ -146,6 +154,7 @@ def _build_index(container, stream, path: str) -> FrameIndex:
             pts_list.append(packet.pts)
             dts_list.append(packet.dts if packet.dts is not None else packet.pts)
             key_list.append(bool(packet.is_keyframe))
+            size_list.append(packet.size)
             durations.append(packet.duration or 0)
     except av.error.FFmpegError as exc:
         raise VideoError(f"{path} is truncated or corrupt ({_reason(exc)})") from exc
@@ -162,6 +171,7 @@ def _build_index(container, stream, path: str) -> FrameIndex:
         pts=pts,
         dts=np.asarray(dts_list, dtype=np.int64),
         keyframe=np.asarray(key_list, dtype=bool),
+        size=np.asarray(size_list, dtype=np.int64),
         first_pts=int(display[0]),
         display_pts=display,
         has_pts=True,
@@ -189,6 +199,7 @@ def _index_by_decoding(path: str, stream_index: int, time_base: Fraction) -> Fra
         pts=pts,
         dts=pts.copy(),
         keyframe=np.zeros(len(pts), dtype=bool),
+        size=np.ones(len(pts), dtype=np.int64),
         first_pts=int(display[0]),
         display_pts=display,
         has_pts=False,
@@ -208,15 +219,14 @@ def _last_frame_duration(display: np.ndarray, pts: np.ndarray, durations: list[i
     return 0
 
 
-def _first_frame(path: str, stream_index: int):
+def _first_frame(container, stream, path: str):
     """Decode the first frame: proves the stream plays and carries the display matrix."""
-    with open_container(path) as container:
-        stream = stream_by_index(container, stream_index)
-        try:
-            for frame in container.decode(stream):
-                return frame
-        except av.error.FFmpegError as exc:
-            raise VideoError(f"{path} cannot be decoded ({_reason(exc)})") from exc
+    try:
+        container.seek(0, stream=stream, backward=True)
+        for frame in container.decode(stream):
+            return frame
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{path} cannot be decoded ({_reason(exc)})") from exc
     raise VideoError(f"{path} has a video stream but no frame could be decoded (truncated or corrupt?)")
 
 

@@ -54,16 +54,22 @@ def draw_frame(number: int, width: int, height: int, scene: int = 0) -> np.ndarr
     image[:, :, 1] = (np.linspace(0, 60, width, dtype=np.float32)[None, :] + image[:, :, 1] * 0.7).astype(np.uint8)
     marker_h, marker_w = max(2, height // 8), max(2, width // 8)
     image[:marker_h, :marker_w] = (255, 0, 0)
-    top, bottom = int(height * 0.4), int(height * 0.6)
+    return stamp_frame_number(image, number)
+
+
+def stamp_frame_number(image: np.ndarray, number: int, band: tuple[float, float] = (0.4, 0.6)) -> np.ndarray:
+    """Draw `number` as black/white cells across the rows `band` (fractions of the height), in place."""
+    height, width = image.shape[:2]
+    top, bottom = int(height * band[0]), int(height * band[1])
     for bit, (left, right) in enumerate(_cell_spans(width)):
         image[top:bottom, left:right] = 255 if (number >> bit) & 1 else 0
     return image
 
 
-def read_frame_number(image: np.ndarray) -> int:
-    """Read back the frame number drawn by `draw_frame` from an RGB image of any size."""
+def read_frame_number(image: np.ndarray, row_fraction: float = 0.5) -> int:
+    """Read back a number drawn by `draw_frame` / `stamp_frame_number` from an RGB image of any size."""
     height, width = image.shape[:2]
-    row = int(height * 0.5)
+    row = int(height * row_fraction)
     value = 0
     for bit, (left, right) in enumerate(_cell_spans(width)):
         centre = (left + right) // 2

