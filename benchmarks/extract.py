@@ -32,7 +32,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from keyframe_qa.synthetic import read_frame_number, stamp_frame_number  # noqa: E402
+from keyframe_qa.synthetic import read_frame_number, stamp_frame_number, to_yuv  # noqa: E402
 
 FPS, SECONDS, GOP_SECONDS = 25, 60, 8
 BAND = (0.0, 0.05)  # the frame-number cells: top 5% of the picture
@@ -83,7 +83,7 @@ def make_clip(path: str) -> None:
                           "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=3"}
         for number in range(FPS * SECONDS):
             picture = stamp_frame_number(footage[number % len(footage)].copy(), number, BAND)
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame = to_yuv(picture)
             frame.pts = number
             for packet in stream.encode(frame):
                 out.mux(packet)

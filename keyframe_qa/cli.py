@@ -116,6 +116,8 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    # huggingface_hub logs each retry of an unreachable hub; the final Error line says it all.
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
 
 
 if __name__ == "__main__":

@@ -88,15 +88,35 @@ def to_display(frame: av.VideoFrame, video: ProbedVideo) -> np.ndarray:
     """RGB array as a viewer sees the frame: sample aspect ratio corrected, rotation applied."""
     info = video.info
     stretched_w = info.height if info.rotation in (90, 270) else info.width
+    options = {"format": "rgb24"}
+    colorspace = source_colorspace(frame)
+    if colorspace:
+        options["src_colorspace"] = colorspace
     if stretched_w != frame.width:
         # One swscale pass converts colour and stretches non-square pixels to square ones.
-        image = frame.to_ndarray(format="rgb24", width=stretched_w, height=frame.height, interpolation="BICUBIC")
-    else:
-        image = frame.to_ndarray(format="rgb24")
+        options.update(width=stretched_w, height=frame.height, interpolation="BICUBIC")
+    image = frame.to_ndarray(**options)
     if info.rotation:
         # np.rot90 turns counter-clockwise for positive k; the player turns clockwise.
         image = np.ascontiguousarray(np.rot90(image, k=-(info.rotation // 90)))
     return image
+
+
+_UNSPECIFIED_COLORSPACE = 2  # AVCOL_SPC_UNSPECIFIED
+
+
+def source_colorspace(frame: av.VideoFrame) -> Optional[str]:
+    """YUV->RGB matrix for a frame: its own tag, or for untagged video what players assume.
+
+    FFmpeg converts untagged YUV with BT.601 coefficients, but players (mpv, browsers) show
+    untagged HD (wider than 1024 or taller than 576) with BT.709, so that is what a viewer sees.
+    None means "use the frame's own tag".
+    """
+    if frame.format.name.startswith(("rgb", "bgr", "gbr", "gray")):
+        return None
+    if int(frame.colorspace) != _UNSPECIFIED_COLORSPACE:
+        return None
+    return "ITU709" if frame.width > 1024 or frame.height > 576 else "ITU601"
 
 
 def _plan_runs(index: FrameIndex, wanted: list[int]) -> list[tuple[int, int, list[_Target]]]:

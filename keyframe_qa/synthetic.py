@@ -121,7 +121,7 @@ def write_video(path: str, spec: SyntheticSpec = SyntheticSpec()) -> list[float]
         start_ticks = int(round(spec.start_time / time_base))
         for number, t in enumerate(times):
             picture = draw_frame(number, spec.width, spec.height, scene_of(number, spec.cuts))
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame = to_yuv(picture, spec.pixel_format)
             frame.pts = start_ticks + int(round(t / time_base))
             frame.time_base = time_base
             if number in spec.cuts or number == 0:
@@ -131,6 +131,18 @@ def write_video(path: str, spec: SyntheticSpec = SyntheticSpec()) -> list[float]
         for packet in stream.encode(None):
             container.mux(packet)
     return times
+
+
+def to_yuv(picture: np.ndarray, pixel_format: str = "yuv420p") -> av.VideoFrame:
+    """An RGB picture as an untagged YUV frame with the matrix players assume for its size.
+
+    Players show untagged HD (wider than 1024 or taller than 576) as BT.709 and smaller video as
+    BT.601; converting with the same matrix makes the file look as drawn.
+    """
+    height, width = picture.shape[:2]
+    matrix = "ITU709" if width > 1024 or height > 576 else "ITU601"
+    frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+    return frame.reformat(format=pixel_format, dst_colorspace=matrix)
 
 
 def _encoder_options(spec: SyntheticSpec) -> dict:

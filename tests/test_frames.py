@@ -92,7 +92,8 @@ def test_real_clip_frames_equal_a_full_sequential_decode(bigbuckbunny):
     with av.open(bigbuckbunny) as container:
         for number, frame in enumerate(container.decode(video=0)):
             if number in wanted:
-                reference[number] = frame.to_ndarray(format="rgb24")
+                # Untagged HD: shown with BT.709 colours, as players do.
+                reference[number] = frame.to_ndarray(format="rgb24", src_colorspace="ITU709")
     for frame in frames:
         assert frame.frame_number == video.index.frame_number_at(frame.requested)
         assert np.array_equal(frame.image, reference[frame.frame_number])
@@ -144,3 +145,38 @@ def test_real_clip_frames_agree_with_decord(tmp_path):
         if frame.frame_number + 1 < len(reader):
             neighbour = reader[frame.frame_number + 1].asnumpy().astype(np.int16)
             assert np.abs(frame.image.astype(np.int16) - neighbour).mean() > difference
+
+
+def test_untagged_video_gets_the_colours_players_show():
+    from keyframe_qa.frames import source_colorspace
+
+    hd = av.VideoFrame(1280, 720, "yuv420p")
+    sd = av.VideoFrame(720, 576, "yuv420p")
+    assert source_colorspace(hd) == "ITU709"
+    assert source_colorspace(sd) == "ITU601"
+    assert source_colorspace(av.VideoFrame(1280, 720, "rgb24")) is None
+
+
+def test_real_hd_clip_is_converted_with_bt709(bigbuckbunny):
+    frame = read_frames(probe(bigbuckbunny), [2.0])[0]
+    with av.open(bigbuckbunny) as container:
+        for number, decoded in enumerate(container.decode(video=0)):
+            if number == frame.frame_number:
+                bt709 = decoded.to_ndarray(format="rgb24", src_colorspace="ITU709")
+                bt601 = decoded.to_ndarray(format="rgb24", src_colorspace="ITU601")
+                break
+    assert np.array_equal(frame.image, bt709)
+    assert not np.array_equal(frame.image, bt601)
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (320, 240)])
+def test_colours_round_trip_for_hd_and_sd(tmp_path, size):
+    """Drawn RGB -> untagged YUV file -> our frame: the colours a player would show are the drawn ones."""
+    from keyframe_qa.synthetic import SyntheticSpec, draw_frame, write_video
+
+    path = str(tmp_path / "colours.mp4")
+    write_video(path, SyntheticSpec(width=size[0], height=size[1], frame_count=3, crf=10))
+    image = extract_frames(path, [0.1])[0].image.astype(int)
+    drawn = draw_frame(1, *size).astype(int)
+    marker = (slice(0, size[1] // 10), slice(0, size[0] // 10))  # saturated red: sensitive to the matrix
+    assert np.abs(image[marker] - drawn[marker]).mean() < 3
