@@ -17,7 +17,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from .errors import VideoError
+from .errors import UsageError, VideoError
 from .records import VideoInfo
 from .timecodes import format_time
 
@@ -80,7 +80,7 @@ def open_container(path: str) -> av.container.InputContainer:
     try:
         return av.open(path, mode="r")
     except av.error.FFmpegError as exc:
-        raise VideoError(f"{path} is not a readable video ({_reason(exc)})") from exc
+        raise VideoError(f"{path} is not a readable video: damaged, truncated or not a video ({_reason(exc)})") from exc
 
 
 def probe(path: str) -> ProbedVideo:
@@ -98,8 +98,6 @@ def probe(path: str) -> ProbedVideo:
 
 def check_times(info: VideoInfo, times: list[float]) -> None:
     """Reject times past the end, naming the duration so the user can fix them."""
-    from .errors import UsageError
-
     for t in times:
         if t < 0:
             raise UsageError(f"time {t:g}s is negative; {info.path} runs 0 to {format_time(info.duration)}")

@@ -7,7 +7,7 @@ Nothing here imports torch: the model module is imported only when a model is ne
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -38,7 +38,6 @@ class AskRequest:
     max_visual_tokens: Optional[int] = DEFAULT_MAX_VISUAL_TOKENS  # all frames together
     max_new_tokens: int = 256
     save_frames: Optional[str] = None  # directory for PNGs of the frames
-    extra: dict = field(default_factory=dict)
 
 
 def extract_frames(video: str, times: Sequence[float]) -> list[Frame]:

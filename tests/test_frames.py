@@ -180,3 +180,43 @@ def test_colours_round_trip_for_hd_and_sd(tmp_path, size):
     drawn = draw_frame(1, *size).astype(int)
     marker = (slice(0, size[1] // 10), slice(0, size[0] // 10))  # saturated red: sensitive to the matrix
     assert np.abs(image[marker] - drawn[marker]).mean() < 3
+
+
+def test_a_seek_that_overshoots_the_keyframe_is_retried_from_the_start(videos, monkeypatch):
+    """Some demuxers seek imprecisely; landing after the keyframe must not give a wrong frame."""
+    import keyframe_qa.frames as frames_module
+
+    real_open = frames_module.open_container
+
+    class LateSeekingContainer:
+        def __init__(self, container):
+            self._container = container
+            self.late_seeks = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._container.close()
+
+        def __getattr__(self, name):
+            return getattr(self._container, name)
+
+        def seek(self, offset, *, stream=None, backward=True):
+            if stream is not None and offset > 0:
+                self.late_seeks += 1
+                offset += int(1.0 / stream.time_base)  # one second past what was asked
+            self._container.seek(offset, stream=stream, backward=backward)
+
+    opened = []
+
+    def open_late(path):
+        opened.append(LateSeekingContainer(real_open(path)))
+        return opened[-1]
+
+    monkeypatch.setattr(frames_module, "open_container", open_late)
+    video = probe(videos["plain.mp4"])
+    frames = read_frames(video, [1.25, 3.7, 5.05])
+    assert [f.frame_number for f in frames] == [12, 37, 50]
+    assert [read_frame_number(f.image) for f in frames] == [12, 37, 50]
+    assert sum(c.late_seeks for c in opened) > 0
