@@ -205,7 +205,7 @@ def test_a_seek_that_overshoots_the_keyframe_is_retried_from_the_start(videos, m
         def seek(self, offset, *, stream=None, backward=True):
             if stream is not None and offset > 0:
                 self.late_seeks += 1
-                offset += int(1.0 / stream.time_base)  # one second past what was asked
+                offset += int(3.0 / stream.time_base)  # past the next keyframes (GOP is 1.2 s)
             self._container.seek(offset, stream=stream, backward=backward)
 
     opened = []
@@ -220,3 +220,29 @@ def test_a_seek_that_overshoots_the_keyframe_is_retried_from_the_start(videos, m
     assert [f.frame_number for f in frames] == [12, 37, 50]
     assert [read_frame_number(f.image) for f in frames] == [12, 37, 50]
     assert sum(c.late_seeks for c in opened) > 0
+
+
+def test_targets_lost_to_frame_skipping_are_decoded_again_in_full(videos, monkeypatch):
+    import keyframe_qa.frames as frames_module
+
+    real = frames_module._decode_from
+    modes = []
+
+    def decoder_that_ignores_per_packet_skips(container, stream, index, seek_target, start, last, needed, skip_nonref):
+        modes.append(skip_nonref)
+        found = real(container, stream, index, seek_target, start, last, needed, skip_nonref)
+        return {} if (skip_nonref and found is not None) else found
+
+    monkeypatch.setattr(frames_module, "_decode_from", decoder_that_ignores_per_packet_skips)
+    frames = read_frames(probe(videos["plain.mp4"]), [2.0, 4.45])
+    assert [read_frame_number(f.image) for f in frames] == [20, 44]
+    assert True in modes and False in modes
+
+
+def test_a_frame_that_cannot_be_decoded_is_a_clear_error(videos, monkeypatch):
+    import keyframe_qa.frames as frames_module
+    from keyframe_qa.errors import VideoError
+
+    monkeypatch.setattr(frames_module, "_decode_from", lambda *args: {})
+    with pytest.raises(VideoError, match=r"frame at 0:00:02\.000 could not be decoded"):
+        read_frames(probe(videos["plain.mp4"]), [2.0])
