@@ -111,6 +111,12 @@ def test_several_questions_share_the_frames_prefix_and_answer_the_same(videos, t
             assert [r.raw for r in shared] == [r.raw for r in separate], (family, mode)
             encoded = [model._encode(prompt, q) for q in questions]
             assert model_module._shared_prefix_length(encoded, model.model.config.vision_end_token_id) > 0
+            # The visual tokens in the prompt itself are the ones reported per frame.
+            pad = model.processor.image_token_id if mode == "images" else model.processor.video_token_id
+            assert int((encoded[0]["input_ids"] == pad).sum()) == sum(b.visual_tokens for b in budgets)
+            if family == "qwen2.5-vl" and mode == "video":
+                # 3 frames over 0.5..4.0 s: 2 frames per temporal patch at (3 - 1) / 3.5 frames per second.
+                assert encoded[0]["second_per_grid_ts"] == pytest.approx([2 / (2 / 3.5)])
 
 
 def test_processor_grid_mismatch_is_caught():
