@@ -168,7 +168,8 @@ class QwenVLModel:
         if "mm_token_type_ids" in prefix:
             prefix["mm_token_type_ids"] = inputs["mm_token_type_ids"][:, :prefix_length]
         with torch.inference_mode():
-            output = self.model(**prefix, use_cache=True)
+            # Only the cache is wanted: skip the vocabulary projection of every prefix position.
+            output = self.model(**prefix, use_cache=True, logits_to_keep=1)
         # The multimodal RoPE offset of the prefix: text after the frames continues from it.
         return output.past_key_values, getattr(self.model.model, "rope_deltas", None)
 

@@ -1,0 +1,112 @@
+"""Benchmark: several questions about the same frames, shared prefix cache vs one prompt each.
+
+    uv run python benchmarks/questions.py [--questions 3] [--layers 28] [--device auto]
+
+The model is the real Qwen2-VL-2B architecture (its published config: 28 layers of 1536 wide
+text, a 32-block 1280-wide vision tower) with random weights and the test suite's tokenizer,
+saved once under .bench/ and loaded through `from_pretrained`. Answers are noise; the work is
+real. Both ways run in this process on the same frames, and the greedy replies must match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+QWEN2_VL_2B = {  # from Qwen/Qwen2-VL-2B-Instruct's config.json
+    "text": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
+             "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768,
+             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]}},
+    "vision": {"depth": 32, "embed_dim": 1280, "hidden_size": 1536, "mlp_ratio": 4, "num_heads": 16,
+               "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
+}
+
+
+def build(path: str, layers: int) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from keyframe_qa.tiny_model import SPECIAL_TOKENS, _processor, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    text = dict(QWEN2_VL_2B["text"], num_hidden_layers=layers, bos_token_id=ids["<|endoftext|>"],
+                eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
+    config = AutoConfig.for_model("qwen2_vl", text_config=text, vision_config=QWEN2_VL_2B["vision"],
+                                  image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                                  vision_start_token_id=ids["<|vision_start|>"],
+                                  vision_end_token_id=ids["<|vision_end|>"])
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_config(config).to(torch.bfloat16)
+    # No end-of-sequence token: every question generates exactly max_new_tokens.
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.save_pretrained(path)
+    _processor("qwen2-vl", tokenizer).save_pretrained(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=28)
+    parser.add_argument("--frames", type=int, default=2)
+    parser.add_argument("--max-visual-tokens", type=int, default=512)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    import torch
+
+    import keyframe_qa.model as model_module
+    from keyframe_qa.budget import plan_budget
+    from keyframe_qa.pipeline import extract_frames, load_model, resize_for_model
+
+    path = os.path.join(ROOT, ".bench", f"qwen2-vl-2b-random-{args.layers}l")
+    if not os.path.exists(os.path.join(path, "config.json")):
+        print(f"building the random Qwen2-VL-2B checkpoint in {path} (once)...", file=sys.stderr)
+        build(path, args.layers)
+    model = load_model(path, device=args.device)
+    clip = os.path.join(ROOT, "sample_videos", "bigbuckbunny.mp4")
+    times = [1.0 + i * 3.0 / max(1, args.frames - 1) for i in range(args.frames)]
+    frames = extract_frames(clip, times)
+    budgets = plan_budget([(f.width, f.height) for f in frames], model.family,
+                          max_visual_tokens=args.max_visual_tokens)
+    prompt = model_module.VisualPrompt(
+        images=[resize_for_model(f.image, b) for f, b in zip(frames, budgets)], budgets=budgets,
+        labels=[f"frame {i + 1}" for i in range(len(frames))], mode="images", times=times)
+    questions = [f"Question {i + 1}: what changes between the frames?" for i in range(args.questions)]
+
+    def timed(call):
+        if model.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        result = call()
+        if model.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - started, result
+
+    model.answer(prompt, questions[:1], max_new_tokens=2)  # warm-up
+    separate_s, separate = timed(lambda: [model.answer(prompt, [q], max_new_tokens=args.max_new_tokens)[0]
+                                          for q in questions])
+    shared_s, shared = timed(lambda: model.answer(prompt, questions, max_new_tokens=args.max_new_tokens))
+    print(json.dumps({
+        "model": f"Qwen2-VL-2B architecture, random weights, {args.layers} layers, {model.dtype_name}",
+        "device": model.device, "frames": len(frames), "visual_tokens": sum(b.visual_tokens for b in budgets),
+        "prompt_tokens": shared[0].prompt_tokens, "questions": len(questions),
+        "new_tokens_each": shared[0].completion_tokens,
+        "one_prompt_each_s": round(separate_s, 2), "shared_prefix_s": round(shared_s, 2),
+        "speedup": round(separate_s / shared_s, 2),
+        "same_replies": [r.raw for r in shared] == [r.raw for r in separate],
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
