@@ -14,6 +14,7 @@ import click
 
 from .budget import DEFAULT_MAX_VISUAL_TOKENS
 from .errors import KeyframeQAError, UsageError
+from .scenes import DEFAULT_MIN_SCENE_LEN, DETECTORS, KEYFRAME_CHOICES
 from .timecodes import parse_time_list
 
 
@@ -32,11 +33,58 @@ def cli():
     """Ask a vision-language model questions about exact moments in a video."""
 
 
+def selection_options(command):
+    """Options that choose frames, shared by `ask` and `frames`."""
+    options = [
+        click.option("--at", "times", callback=_times, metavar="TIMES",
+                     help="Comma list of times: 5.5 | 1:05.5 | 00:01:05.500 (from the first frame)."),
+        click.option("--scenes", is_flag=True, help="One keyframe per scene found by PySceneDetect."),
+        click.option("--every", type=float, default=None, metavar="SECONDS", help="A frame every SECONDS."),
+        click.option("--num-frames", type=int, default=None, metavar="N", help="N frames spread evenly."),
+        click.option("--fps", type=float, default=None, metavar="F", help="F frames per second."),
+        click.option("--detector", type=click.Choice(list(DETECTORS)), default="content", show_default=True,
+                     help="Scene detector (with --scenes)."),
+        click.option("--threshold", type=float, default=None, help="Detector threshold [default: the detector's]."),
+        click.option("--min-scene-len", default=DEFAULT_MIN_SCENE_LEN, show_default=True,
+                     help="Shortest scene: frames (15) or seconds (0.6s)."),
+        click.option("--keyframe", type=click.Choice(list(KEYFRAME_CHOICES)), default="middle", show_default=True,
+                     help="Which frame stands for a scene; sharpest = highest Laplacian variance."),
+        click.option("--max-scenes", type=int, default=None, metavar="N", help="Keep the N longest scenes."),
+        click.option("--no-cache", is_flag=True, help="Detect scenes again instead of using the cache."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _selection(times, scenes, every, num_frames, fps, detector, threshold, min_scene_len, keyframe, max_scenes,
+               no_cache, **extra):
+    from .scenes import SceneOptions
+    from .selection import SelectionRequest
+
+    return SelectionRequest(
+        times=times, scenes=scenes, every=every, num_frames=num_frames, fps=fps,
+        scene_options=SceneOptions(detector=detector, threshold=threshold, min_scene_len=min_scene_len,
+                                   keyframe=keyframe, max_scenes=max_scenes),
+        use_cache=not no_cache, show_progress=True, **extra,
+    )
+
+
+def _emit(text: str, output) -> None:
+    from .report import write_atomically
+
+    if output:
+        write_atomically(output, text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        sys.stdout.write(text)
+
+
 @cli.command()
 @click.argument("video", type=str)
 @click.argument("questions", nargs=-1, required=True)
-@click.option("--at", "times", callback=_times, metavar="TIMES",
-              help="Comma list of times: 5.5 | 1:05.5 | 00:01:05.500 (from the first frame).")
+@selection_options
+@click.option("--per-frame", is_flag=True, help="Ask every question about each frame on its own.")
 @click.option("--mode", type=click.Choice(["images", "video"]), default="images", show_default=True,
               help="Frames as several images in one turn, or as one video.")
 @click.option("--model", "model_id", default=None, metavar="ID|PATH",
@@ -52,26 +100,73 @@ def cli():
 @click.option("--save-frames", type=click.Path(file_okay=False), default=None, help="Write the frames as PNG here.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON here (atomically) instead of stdout.")
-def ask(video, questions, times, mode, model_id, device, dtype, min_pixels, max_pixels, max_visual_tokens,
-        max_new_tokens, save_frames, output):
-    """Ask QUESTIONS about the frames of VIDEO at the given times."""
-    from .pipeline import AskRequest, ask as run_ask
-    from .report import to_json, write_atomically
+def ask(video, questions, per_frame, mode, model_id, device, dtype, min_pixels, max_pixels, max_visual_tokens,
+        max_new_tokens, save_frames, output, **selection):
+    """Ask QUESTIONS about frames of VIDEO: at given times, sampled, or one per scene.
 
-    if not times:
-        raise UsageError("choose frames with --at, e.g. --at 5.5,10")
+    With no frame selection, frames are sampled like qwen-vl-utils (2 fps, capped by the budget).
+    """
+    from .pipeline import AskRequest, ask as run_ask
+    from .report import to_json
+
     request = AskRequest(
-        video=video, questions=tuple(questions), times=times, mode=mode, model_id=model_id, device=device,
-        dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, max_visual_tokens=max_visual_tokens,
-        max_new_tokens=max_new_tokens, save_frames=save_frames,
+        video=video, questions=tuple(questions), selection=_selection(**selection), per_frame=per_frame,
+        mode=mode, model_id=model_id, device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
+        max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens, save_frames=save_frames,
     )
-    report = run_ask(request)
-    text = to_json(report)
-    if output:
-        write_atomically(output, text)
-        click.echo(f"wrote {output}", err=True)
-    else:
-        sys.stdout.write(text)
+    _emit(to_json(run_ask(request)), output)
+
+
+@cli.command()
+@click.argument("video", type=str)
+@click.option("--detector", type=click.Choice(list(DETECTORS)), default="content", show_default=True)
+@click.option("--threshold", type=float, default=None, help="Detector threshold [default: the detector's].")
+@click.option("--min-scene-len", default=DEFAULT_MIN_SCENE_LEN, show_default=True,
+              help="Shortest scene: frames (15) or seconds (0.6s).")
+@click.option("--keyframe", type=click.Choice(list(KEYFRAME_CHOICES)), default="middle", show_default=True)
+@click.option("--max-scenes", type=int, default=None, metavar="N", help="Keep the N longest scenes.")
+@click.option("--csv", "as_csv", is_flag=True, help="A CSV table instead of JSON.")
+@click.option("--no-cache", is_flag=True, help="Detect again instead of using the cache.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_csv, no_cache, output):
+    """Find the scenes of VIDEO (no model) and one keyframe for each."""
+    from .media import probe
+    from .report import scenes_csv, scenes_report, to_json
+    from .scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
+
+    options = SceneOptions(detector=detector, threshold=threshold, min_scene_len=min_scene_len,
+                           keyframe=keyframe, max_scenes=max_scenes)
+    check_options(options)
+    probed = probe(video)
+    found = select_longest(detect_scenes(video, options, use_cache=not no_cache, show_progress=True), max_scenes)
+    report = scenes_report(probed.info, options.describe(), found, keyframe_numbers(probed, found, keyframe))
+    _emit(scenes_csv(report) if as_csv else to_json(report), output)
+
+
+@cli.command()
+@click.argument("video", type=str)
+@selection_options
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the images.")
+@click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality.")
+@click.option("--max-side", type=click.IntRange(min=1), default=None, help="Shrink so the longer side is at most N.")
+def frames(video, out_dir, image_format, quality, max_side, **selection):
+    """Write frames of VIDEO as images plus a frames.json index (no model)."""
+    import os
+
+    from .media import probe
+    from .pipeline import select_frames
+    from .report import frames_index, save_frames, to_json, write_atomically
+    from .selection import check_request
+
+    request = _selection(**selection, max_visual_tokens=None)
+    check_request(request)
+    probed = probe(video)
+    chosen, extracted = select_frames(probed, request)
+    files = save_frames(extracted, out_dir, image_format=image_format, quality=quality, max_side=max_side)
+    index_path = os.path.join(out_dir, "frames.json")
+    write_atomically(index_path, to_json(frames_index(probed.info, chosen.record, extracted, files)))
+    click.echo(f"wrote {len(files)} frames and {index_path}", err=True)
 
 
 def main(argv=None) -> int:

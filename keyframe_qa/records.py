@@ -77,6 +77,7 @@ class Answer:
     boxes: tuple[Box, ...] = ()
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    frame: Optional[int] = None  # with --per-frame: the frame this answer is about
 
 
 @dataclass(frozen=True)

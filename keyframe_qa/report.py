@@ -48,13 +48,16 @@ def frame_records(frames: Sequence[Frame], budgets: Sequence[FrameBudget], files
 
 
 def answer_record(answer: Answer) -> dict:
-    """One entry of `answers`; boxes in display-frame pixels."""
-    return {
+    """One entry of `answers`; boxes in display-frame pixels. `frame` only in per-frame runs."""
+    record = {
         "question": answer.question,
         "answer": answer.answer,
         "raw": answer.raw,
         "boxes": [{"label": b.label, "frame": b.frame, "bbox": list(b.bbox)} for b in answer.boxes],
     }
+    if answer.frame is not None:
+        record["frame"] = answer.frame
+    return record
 
 
 def build_report(
@@ -105,18 +108,72 @@ def write_atomically(path: str, text: str) -> None:
         raise
 
 
-def save_frames(frames: Sequence[Frame], directory: str) -> list[str]:
-    """Write each frame as PNG named by position and time; returns the paths."""
+def save_frames(frames: Sequence[Frame], directory: str, *, image_format: str = "png", quality: int = 95,
+                max_side: Optional[int] = None) -> list[str]:
+    """Write each frame named by position and time (PNG, or JPEG at `quality`); returns the paths.
+
+    `max_side` shrinks frames whose longer side is larger (area averaging), for previews.
+    """
     import cv2
 
+    from .errors import KeyframeQAError
+
     os.makedirs(directory, exist_ok=True)
+    extension = "jpg" if image_format in ("jpg", "jpeg") else "png"
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if extension == "jpg" else []
     paths = []
     for frame in frames:
-        name = f"frame_{frame.index:03d}_{frame.timestamp:010.3f}s.png"
+        image = frame.image
+        if max_side and max(image.shape[:2]) > max_side:
+            scale = max_side / max(image.shape[:2])
+            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        name = f"frame_{frame.index:03d}_{frame.timestamp:010.3f}s.{extension}"
         path = os.path.join(directory, name)
-        if not cv2.imwrite(path, cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)):
-            from .errors import KeyframeQAError
-
+        if not cv2.imwrite(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params):
             raise KeyframeQAError(f"could not write {path}")
         paths.append(path)
     return paths
+
+
+def frames_index(info: VideoInfo, selection: dict, frames: Sequence[Frame], files: Sequence[str]) -> dict:
+    """The `frames.json` written by the `frames` command."""
+    records = []
+    for frame, file in zip(frames, files):
+        record = {"index": frame.index, "requested": frame.requested, "timestamp": frame.timestamp,
+                  "frame_number": frame.frame_number, "width": frame.width, "height": frame.height,
+                  "file": os.path.basename(file)}
+        if frame.scene is not None:
+            record["scene"] = frame.scene
+        records.append(record)
+    return {"schema_version": SCHEMA_VERSION, "video": video_record(info), "selection": selection, "frames": records}
+
+
+def scenes_report(info: VideoInfo, detector: dict, scenes: Sequence, keyframes: Sequence[int]) -> dict:
+    """The `scenes` command's JSON: every scene with its chosen keyframe (end exclusive)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "video": video_record(info),
+        "detector": detector,
+        "scenes": [
+            {"index": scene.index, "start_frame": scene.start_frame, "end_frame": scene.end_frame,
+             "start": scene.start, "end": scene.end,
+             "keyframes": [{"frame_number": number, "timestamp": round(info.frame_times[number], 6)}]}
+            for scene, number in zip(scenes, keyframes)
+        ],
+    }
+
+
+def scenes_csv(report: dict) -> str:
+    """The scenes report as a CSV table, one scene a row."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["index", "start_frame", "end_frame", "start", "end", "keyframe_frame", "keyframe_time"])
+    for scene in report["scenes"]:
+        keyframe = scene["keyframes"][0]
+        writer.writerow([scene["index"], scene["start_frame"], scene["end_frame"], f"{scene['start']:.6f}",
+                         f"{scene['end']:.6f}", keyframe["frame_number"], f"{keyframe['timestamp']:.6f}"])
+    return out.getvalue()

@@ -31,7 +31,8 @@ def test_ask_end_to_end_on_tiny_qwen2_vl(capsys, videos, tiny_model, tmp_path, m
     report = ask_json(capsys, videos["plain.mp4"], "Is it the same person in both frames?", "Where is the car?",
                       "--at", "0.55,0:01", "--model", tiny_model, "--mode", mode, "--max-new-tokens", "6",
                       "--save-frames", str(tmp_path / "frames"))
-    assert set(report) == {"schema_version", "video", "model", "frames", "answers", "usage", "timings"}
+    assert set(report) == {"schema_version", "video", "model", "frames", "answers", "usage", "timings", "selection"}
+    assert report["selection"] == {"method": "at", "per_frame": False}
     assert report["schema_version"] == 1
     assert report["video"] == {"path": videos["plain.mp4"], "duration": 6.0, "fps": 10.0, "width": 320,
                                "height": 240, "frame_count": 60}
@@ -189,7 +190,7 @@ def test_bad_videos_fail_with_one_line_and_exit_1(capsys, broken_files, tiny_mod
     (["--at", "-1"], "negative"),
     (["--at", "7"], "lasts 6.000s"),
     (["--at", "1:75"], "below 60"),
-    ([], "--at"),
+    (["--at", "1", "--every", "2"], "--at and --every cannot be combined"),
     (["--at", "1", "--mode", "audio"], "audio"),
     (["--at", "1", "--max-visual-tokens", "0"], "max-visual-tokens"),
     (["--at", "1", "--bogus"], "--bogus"),

@@ -1,0 +1,234 @@
+"""Shots found by PySceneDetect, cached per video, and one keyframe chosen per shot.
+
+Detection runs PySceneDetect's own SceneManager on its OpenCV backend, the same path as its
+`detect()` and its CLI's default `detect-content`, so the cuts are exactly the ones PySceneDetect
+reports for the same detector and parameters. A video with no cut is one scene.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from typing import Optional, Sequence, Union
+
+from .errors import UsageError, VideoError
+from .media import ProbedVideo, check_path
+
+# name -> (PySceneDetect class name, threshold keyword, default threshold)
+DETECTORS = {
+    "content": ("ContentDetector", "threshold", 27.0),
+    "adaptive": ("AdaptiveDetector", "adaptive_threshold", 3.0),
+    "threshold": ("ThresholdDetector", "threshold", 12.0),
+    "hash": ("HashDetector", "threshold", 0.35),
+    "histogram": ("HistogramDetector", "threshold", 0.20),
+}
+KEYFRAME_CHOICES = ("first", "middle", "sharpest")
+DEFAULT_MIN_SCENE_LEN = "15"  # frames, PySceneDetect's default
+CACHE_ENV = "KEYFRAME_QA_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class SceneOptions:
+    """How to find scenes and pick their keyframes."""
+
+    detector: str = "content"  # one of DETECTORS
+    threshold: Optional[float] = None  # None: the detector's default
+    min_scene_len: str = DEFAULT_MIN_SCENE_LEN  # frames ("15") or seconds ("0.6s")
+    keyframe: str = "middle"  # "first", "middle" or "sharpest"
+    max_scenes: Optional[int] = None  # keep the N longest, in time order
+
+    @property
+    def effective_threshold(self) -> float:
+        return self.threshold if self.threshold is not None else DETECTORS[self.detector][2]
+
+    def describe(self) -> dict:
+        """The detector record for JSON output."""
+        return {"name": self.detector, "threshold": self.effective_threshold,
+                "min_scene_len": _min_len_record(self.min_scene_len)}
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One shot. Frames count from 0; `end_frame` and `end` are exclusive."""
+
+    index: int
+    start_frame: int
+    end_frame: int
+    start: float  # seconds from the first frame
+    end: float
+
+
+def check_options(options: SceneOptions) -> None:
+    """Usage errors for impossible scene options."""
+    if options.detector not in DETECTORS:
+        raise UsageError(f"unknown detector {options.detector!r}: use one of {', '.join(DETECTORS)}")
+    if options.threshold is not None and options.threshold <= 0:
+        raise UsageError("--threshold must be positive")
+    if options.keyframe not in KEYFRAME_CHOICES:
+        raise UsageError(f"unknown --keyframe {options.keyframe!r}: use first, middle or sharpest")
+    if options.max_scenes is not None and options.max_scenes <= 0:
+        raise UsageError("--max-scenes must be at least 1")
+    parse_min_scene_len(options.min_scene_len)
+
+
+def parse_min_scene_len(text: str) -> Union[int, float]:
+    """'15' -> 15 frames; '0.6s' -> 0.6 seconds."""
+    raw = str(text).strip().lower()
+    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|seconds)?", raw)
+    if not match:
+        raise UsageError(f"cannot read --min-scene-len {text!r}: give frames (15) or seconds (0.6s)")
+    number, unit = match.groups()
+    if unit:
+        value = float(number)
+        if value <= 0:
+            raise UsageError("--min-scene-len must be positive")
+        return value
+    if "." in number:
+        raise UsageError(f"--min-scene-len {text!r}: frames are whole numbers; add 's' for seconds")
+    value = int(number)
+    if value <= 0:
+        raise UsageError("--min-scene-len must be positive")
+    return value
+
+
+def make_detector(options: SceneOptions):
+    """The PySceneDetect detector object for these options."""
+    import scenedetect
+
+    class_name, threshold_keyword, _ = DETECTORS[options.detector]
+    detector_class = getattr(scenedetect, class_name)
+    return detector_class(**{threshold_keyword: options.effective_threshold,
+                             "min_scene_len": parse_min_scene_len(options.min_scene_len)})
+
+
+def detect_scenes(path: str, options: SceneOptions = SceneOptions(), *, use_cache: bool = True,
+                  show_progress: bool = False) -> list[Scene]:
+    """All scenes of the video, in order (cached per video file and detector settings)."""
+    check_options(options)
+    check_path(path)
+    cache_file = _cache_file(path, options) if use_cache else None
+    if cache_file and os.path.exists(cache_file):
+        try:
+            with open(cache_file, encoding="utf-8") as handle:
+                return [Scene(**record) for record in json.load(handle)["scenes"]]
+        except (OSError, ValueError, TypeError, KeyError):
+            pass  # a damaged cache entry is recomputed
+    scenes = _detect(path, options, show_progress)
+    if cache_file:
+        _write_cache(cache_file, scenes)
+    return scenes
+
+
+def select_longest(scenes: Sequence[Scene], count: Optional[int]) -> list[Scene]:
+    """The `count` longest scenes, kept in time order (ties: the earlier scene)."""
+    if count is None or count >= len(scenes):
+        return list(scenes)
+    ranked = sorted(scenes, key=lambda s: (-(s.end - s.start), s.start))[:count]
+    return sorted(ranked, key=lambda s: s.start)
+
+
+def keyframe_numbers(video: ProbedVideo, scenes: Sequence[Scene], how: str = "middle") -> list[int]:
+    """One frame number per scene: its first frame, its middle frame, or its sharpest candidate."""
+    count = video.info.frame_count
+    if how == "first":
+        return [min(s.start_frame, count - 1) for s in scenes]
+    if how == "middle":
+        return [min((s.start_frame + max(s.start_frame, s.end_frame - 1)) // 2, count - 1) for s in scenes]
+    if how == "sharpest":
+        return _sharpest(video, scenes)
+    raise UsageError(f"unknown --keyframe {how!r}: use first, middle or sharpest")
+
+
+SHARPEST_CANDIDATES = 5
+
+
+def sharpness(image) -> float:
+    """Variance of the Laplacian of the grey image: higher means more fine detail in focus."""
+    import cv2
+
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def _sharpest(video: ProbedVideo, scenes: Sequence[Scene]) -> list[int]:
+    from .frames import read_frame_numbers
+
+    count = video.info.frame_count
+    candidates = {s.index: _candidates(s, count) for s in scenes}
+    images = read_frame_numbers(video, sorted({n for c in candidates.values() for n in c}))
+    chosen = []
+    for scene in scenes:
+        numbers = candidates[scene.index]
+        # max() keeps the first of equals: ties go to the earlier frame.
+        chosen.append(max(numbers, key=lambda n: sharpness(images[n])))
+    return chosen
+
+
+def _candidates(scene: Scene, frame_count: int) -> list[int]:
+    """A few frames spread over the scene, away from the cuts (frames next to a cut may blend shots)."""
+    first, last = scene.start_frame, min(scene.end_frame, frame_count) - 1
+    length = last - first + 1
+    margin = max(1, length // 10) if length > 4 else 0
+    low, high = first + margin, last - margin
+    if high <= low:
+        return [(first + last) // 2]
+    steps = min(SHARPEST_CANDIDATES, high - low + 1)
+    return sorted({low + round(i * (high - low) / max(1, steps - 1)) for i in range(steps)})
+
+
+def _detect(path: str, options: SceneOptions, show_progress: bool) -> list[Scene]:
+    from scenedetect import SceneManager, open_video
+
+    try:
+        video = open_video(path, backend="opencv")
+        manager = SceneManager()
+        manager.add_detector(make_detector(options))
+        manager.detect_scenes(video=video, show_progress=show_progress)
+        found = manager.get_scene_list(start_in_scene=True)
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PySceneDetect raises several unrelated types for bad files
+        raise VideoError(f"scene detection failed on {path}: {exc}") from exc
+    return [Scene(index=i, start_frame=int(start.frame_num), end_frame=int(end.frame_num),
+                  start=round(float(start.seconds), 6), end=round(float(end.seconds), 6))
+            for i, (start, end) in enumerate(found)]
+
+
+def cache_dir() -> str:
+    """Where scene lists are cached: $KEYFRAME_QA_CACHE_DIR or the user cache dir."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return configured
+    import platformdirs
+
+    return platformdirs.user_cache_dir("keyframe-qa")
+
+
+def _cache_file(path: str, options: SceneOptions) -> str:
+    import scenedetect
+
+    stat = os.stat(path)
+    key = {
+        "path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+        "detector": options.detector, "threshold": options.effective_threshold,
+        "min_scene_len": _min_len_record(options.min_scene_len), "scenedetect": scenedetect.__version__,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return os.path.join(cache_dir(), "scenes", f"{digest}.json")
+
+
+def _write_cache(cache_file: str, scenes: Sequence[Scene]) -> None:
+    from .report import write_atomically
+
+    try:
+        write_atomically(cache_file, json.dumps({"scenes": [asdict(s) for s in scenes]}))
+    except OSError:
+        pass  # an unwritable cache only costs speed next time
+
+
+def _min_len_record(text: str) -> dict:
+    value = parse_min_scene_len(text)
+    return {"seconds": value} if isinstance(value, float) else {"frames": value}
