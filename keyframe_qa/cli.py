@@ -130,15 +130,27 @@ def ask(video, questions, per_frame, mode, model_id, device, dtype, min_pixels, 
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
 def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_csv, no_cache, output):
     """Find the scenes of VIDEO (no model) and one keyframe for each."""
-    from .media import probe
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .media import check_path, probe
     from .report import scenes_csv, scenes_report, to_json
     from .scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
 
     options = SceneOptions(detector=detector, threshold=threshold, min_scene_len=min_scene_len,
                            keyframe=keyframe, max_scenes=max_scenes)
     check_options(options)
-    probed = probe(video)
-    found = select_longest(detect_scenes(video, options, use_cache=not no_cache, show_progress=True), max_scenes)
+    check_path(video)
+    # The probe (frame index) runs beside detection rather than before it; both mostly wait on
+    # FFmpeg with the GIL released. A bad file fails the probe with the more precise message.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        probing = pool.submit(probe, video)
+        try:
+            detected = detect_scenes(video, options, use_cache=not no_cache, show_progress=True)
+        except KeyframeQAError:
+            probing.result()
+            raise
+        probed = probing.result()
+    found = select_longest(detected, max_scenes)
     report = scenes_report(probed.info, options.describe(), found, keyframe_numbers(probed, found, keyframe))
     _emit(scenes_csv(report) if as_csv else to_json(report), output)
 

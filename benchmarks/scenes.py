@@ -1,0 +1,99 @@
+"""Benchmark: `keyframe-qa scenes` vs the PySceneDetect CLI, with pure decoding as the floor.
+
+    uv run python benchmarks/scenes.py [--repeats 3]
+
+Clip: the 60 s 1920x1080 H.264 clip of benchmarks/extract.py (Big Buck Bunny footage looped, so it
+has real cuts where the loop restarts), made once in .bench/. Each contender runs as a whole
+process, interleaved, in this one run:
+  keyframe-qa   `keyframe-qa scenes CLIP --no-cache` (ContentDetector, default parameters)
+  pyscenedetect `scenedetect -i CLIP detect-content list-scenes` (the CLI's default detector)
+  decode        PyAV decoding every frame and nothing else: the floor
+Prints the medians, the two ratios, and whether the two cut lists are identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+from extract import make_clip  # noqa: E402
+
+DECODE = """
+import sys, av
+with av.open(sys.argv[1]) as container:
+    stream = container.streams.video[0]
+    stream.codec_context.thread_type = "AUTO"
+    count = sum(1 for _ in container.decode(stream))
+print(count)
+"""
+
+
+def timed(command: list[str], env=None) -> tuple[float, float, str]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT, env=env)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    clip = os.path.join(ROOT, ".bench", "bbb_1080p_60s_gop8.mp4")
+    if not os.path.exists(clip):
+        os.makedirs(os.path.dirname(clip), exist_ok=True)
+        print("making the 60 s 1080p clip (once)...", file=sys.stderr)
+        make_clip(clip)
+    scenedetect_cli = shutil.which("scenedetect", path=os.path.dirname(sys.executable)) or "scenedetect"
+    work = tempfile.mkdtemp()
+    env = dict(os.environ, KEYFRAME_QA_CACHE_DIR=os.path.join(work, "cache"))
+    contenders = {
+        "keyframe-qa": [sys.executable, "-m", "keyframe_qa", "scenes", clip, "--no-cache"],
+        "pyscenedetect-cli": [scenedetect_cli, "-q", "-i", clip, "-o", work, "detect-content", "list-scenes",
+                              "-f", "scenes.csv", "--skip-cuts"],
+        "decode": [sys.executable, "-c", DECODE, clip],
+    }
+    walls = {name: [] for name in contenders}
+    cpus = {name: [] for name in contenders}
+    outputs = {}
+    for _ in range(args.repeats):
+        for name, command in contenders.items():
+            wall, cpu, outputs[name] = timed(command, env)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+
+    ours = [(s["start_frame"], s["end_frame"]) for s in json.loads(outputs["keyframe-qa"])["scenes"]]
+    with open(os.path.join(work, "scenes.csv"), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # The CLI numbers frames from 1 and gives inclusive ends; ours count from 0 with exclusive ends.
+    theirs = [(int(r["Start Frame"]) - 1, int(r["End Frame"])) for r in rows]
+    medians = {name: round(statistics.median(values), 3) for name, values in walls.items()}
+    print(json.dumps({
+        "clip": os.path.relpath(clip, ROOT),
+        "median_wall_s": medians,
+        "median_cpu_s": {name: round(statistics.median(values), 3) for name, values in cpus.items()},
+        "wall_runs_s": {name: [round(v, 3) for v in values] for name, values in walls.items()},
+        "keyframe_qa_vs_pyscenedetect_cli": round(medians["keyframe-qa"] / medians["pyscenedetect-cli"], 2),
+        "keyframe_qa_vs_pure_decode": round(medians["keyframe-qa"] / medians["decode"], 2),
+        "scenes": len(ours), "identical_cuts": ours == theirs,
+        "cuts": [start for start, _ in ours[1:]],
+    }, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
