@@ -48,6 +48,7 @@ def test_scenes_command_stdout_stays_json_with_progress_on_stderr(videos, tmp_pa
                             capture_output=True, text=True, env=dict(os.environ, KEYFRAME_QA_CACHE_DIR=str(tmp_path)))
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["scenes"]) == 2
+    assert "Progress" in result.stderr and "frames/s" in result.stderr  # tqdm on stderr
 
 
 def test_frames_command_writes_images_and_index(capsys, videos, tmp_path):
