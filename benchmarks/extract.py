@@ -19,20 +19,19 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 import av
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-from keyframe_qa.synthetic import read_frame_number, stamp_frame_number, to_yuv  # noqa: E402
+from keyframe_qa.synthetic import read_frame_number, stamp_frame_number, write_pictures  # noqa: E402
+from timing import run_process  # noqa: E402
 
 FPS, SECONDS, GOP_SECONDS = 25, 60, 8
 BAND = (0.0, 0.05)  # the frame-number cells: top 5% of the picture
@@ -75,34 +74,26 @@ def make_clip(path: str) -> None:
     with av.open(source) as container:
         footage = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     footage = [cv2.resize(f, (1920, 1080), interpolation=cv2.INTER_CUBIC) for f in footage]
-    with av.open(path, "w") as out:
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
-        gop = FPS * GOP_SECONDS
-        stream.options = {"preset": "veryfast", "crf": "23",
-                          "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=3"}
-        for number in range(FPS * SECONDS):
-            picture = stamp_frame_number(footage[number % len(footage)].copy(), number, BAND)
-            frame = to_yuv(picture)
-            frame.pts = number
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    pictures = (stamp_frame_number(footage[n % len(footage)].copy(), n, BAND) for n in range(FPS * SECONDS))
+    write_pictures(path, pictures, fps=FPS, crf=23, gop=FPS * GOP_SECONDS, bframes=3)
+
+
+def ensure_clip() -> str:
+    """The benchmark clip's path, made on first use (about a minute on 2 cores)."""
+    clip = os.path.join(ROOT, ".bench", "bbb_1080p_60s_gop8.mp4")
+    if not os.path.exists(clip):
+        os.makedirs(os.path.dirname(clip), exist_ok=True)
+        print("making the 60 s 1080p clip (once)...", file=sys.stderr)
+        make_clip(clip)
+    return clip
 
 
 def run(script: str, clip: str, times: list[float]) -> tuple[float, float, np.ndarray]:
     """Run one approach as a whole process: (wall seconds, CPU seconds, frames)."""
     with tempfile.TemporaryDirectory() as folder:
         output = os.path.join(folder, "frames.npy")
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", script, clip, output, ",".join(map(str, times))], check=True,
-                       cwd=ROOT)
-        elapsed = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        return elapsed, cpu, np.load(output)
+        wall, cpu, _ = run_process([sys.executable, "-c", script, clip, output, ",".join(map(str, times))], cwd=ROOT)
+        return wall, cpu, np.load(output)
 
 
 def exact_count(images: np.ndarray, times: list[float]) -> tuple[int, list[int]]:
@@ -115,11 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    clip = os.path.join(ROOT, ".bench", "bbb_1080p_60s_gop8.mp4")
-    if not os.path.exists(clip):
-        os.makedirs(os.path.dirname(clip), exist_ok=True)
-        print("making the 60 s 1080p clip (once)...", file=sys.stderr)
-        make_clip(clip)
+    clip = ensure_clip()
     approaches = [("keyframe-qa", KEYFRAME_QA), ("naive-opencv", NAIVE)]
     if importlib.util.find_spec("decord") is not None:
         approaches.append(("decord", DECORD))

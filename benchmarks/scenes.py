@@ -17,18 +17,16 @@ import argparse
 import csv
 import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-from extract import make_clip  # noqa: E402
+from extract import ensure_clip  # noqa: E402
+from timing import run_process  # noqa: E402
 
 DECODE = """
 import sys, av
@@ -40,24 +38,11 @@ print(count)
 """
 
 
-def timed(command: list[str], env=None) -> tuple[float, float, str]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    result = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT, env=env)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), result.stdout
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    clip = os.path.join(ROOT, ".bench", "bbb_1080p_60s_gop8.mp4")
-    if not os.path.exists(clip):
-        os.makedirs(os.path.dirname(clip), exist_ok=True)
-        print("making the 60 s 1080p clip (once)...", file=sys.stderr)
-        make_clip(clip)
+    clip = ensure_clip()
     scenedetect_cli = shutil.which("scenedetect", path=os.path.dirname(sys.executable)) or "scenedetect"
     work = tempfile.mkdtemp()
     env = dict(os.environ, KEYFRAME_QA_CACHE_DIR=os.path.join(work, "cache"))
@@ -72,7 +57,7 @@ def main() -> None:
     outputs = {}
     for _ in range(args.repeats):
         for name, command in contenders.items():
-            wall, cpu, outputs[name] = timed(command, env)
+            wall, cpu, outputs[name] = run_process(command, cwd=ROOT, env=env)
             walls[name].append(wall)
             cpus[name].append(cpu)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import av
 import numpy as np
@@ -131,6 +131,32 @@ def write_video(path: str, spec: SyntheticSpec = SyntheticSpec()) -> list[float]
         for packet in stream.encode(None):
             container.mux(packet)
     return times
+
+
+def write_pictures(path: str, pictures: Iterable[np.ndarray], *, fps: int = 25, crf: int = 20,
+                   gop: Optional[int] = None, bframes: Optional[int] = None) -> int:
+    """Encode RGB pictures (all one size) as H.264 at a constant `fps`; returns the frame count."""
+    count = 0
+    with av.open(path, mode="w") as container:
+        stream = None
+        for picture in pictures:
+            if stream is None:
+                stream = container.add_stream("libx264", rate=fps)
+                stream.height, stream.width = picture.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                params = ":".join(f"{key}={value}" for key, value in
+                                  (("keyint", gop), ("min-keyint", gop), ("scenecut", 0 if gop else None),
+                                   ("bframes", bframes)) if value is not None)
+                stream.options = {"crf": str(crf), "preset": "veryfast", **({"x264-params": params} if params else {})}
+            frame = to_yuv(np.ascontiguousarray(picture))
+            frame.pts = count
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            count += 1
+        if stream is not None:
+            for packet in stream.encode(None):
+                container.mux(packet)
+    return count
 
 
 def to_yuv(picture: np.ndarray, pixel_format: str = "yuv420p") -> av.VideoFrame:

