@@ -82,9 +82,14 @@ def _emit(text: str, output) -> None:
 
 @cli.command()
 @click.argument("video", type=str)
-@click.argument("questions", nargs=-1, required=True)
+@click.argument("questions", nargs=-1)
 @selection_options
 @click.option("--per-frame", is_flag=True, help="Ask every question about each frame on its own.")
+@click.option("--find", default=None, metavar="WHAT", help="Locate WHAT with the model's grounding prompt (boxes).")
+@click.option("--annotate", type=click.Path(file_okay=False), default=None,
+              help="Write the frames with their boxes drawn here (PNG).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a self-contained HTML page of the run here.")
 @click.option("--mode", type=click.Choice(["images", "video"]), default="images", show_default=True,
               help="Frames as several images in one turn, or as one video.")
 @click.option("--model", "model_id", default=None, metavar="ID|PATH",
@@ -100,9 +105,11 @@ def _emit(text: str, output) -> None:
 @click.option("--save-frames", type=click.Path(file_okay=False), default=None, help="Write the frames as PNG here.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON here (atomically) instead of stdout.")
-def ask(video, questions, per_frame, mode, model_id, device, dtype, min_pixels, max_pixels, max_visual_tokens,
+def ask(video, questions, per_frame, find, annotate, html_path, mode, model_id, device, dtype, min_pixels, max_pixels, max_visual_tokens,
         max_new_tokens, save_frames, output, **selection):
     """Ask QUESTIONS about frames of VIDEO: at given times, sampled, or one per scene.
+
+    Boxes in replies come back in pixels of the displayed frame; --find asks for them directly.
 
     With no frame selection, frames are sampled like qwen-vl-utils (2 fps, capped by the budget).
     """
@@ -113,6 +120,7 @@ def ask(video, questions, per_frame, mode, model_id, device, dtype, min_pixels, 
         video=video, questions=tuple(questions), selection=_selection(**selection), per_frame=per_frame,
         mode=mode, model_id=model_id, device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
         max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens, save_frames=save_frames,
+        find=find, annotate=annotate, html=html_path,
     )
     _emit(to_json(run_ask(request)), output)
 

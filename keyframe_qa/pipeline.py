@@ -15,10 +15,10 @@ import numpy as np
 from .budget import DEFAULT_MAX_VISUAL_TOKENS, plan_budget
 from .errors import UsageError
 from .frames import read_frames
-from .grounding import parse_boxes
+from .grounding import FrameGeometry, find_boxes, grounding_prompt
 from .media import ProbedVideo, check_times, probe
 from .records import Answer, Frame, FrameBudget, ModelInfo
-from .report import build_report, save_frames
+from .report import build_report, save_frames, write_atomically
 from .selection import Selection, SelectionRequest, check_request, select
 from .timecodes import format_time
 
@@ -41,6 +41,9 @@ class AskRequest:
     max_visual_tokens: Optional[int] = DEFAULT_MAX_VISUAL_TOKENS  # all frames together
     max_new_tokens: int = 256
     save_frames: Optional[str] = None  # directory for PNGs of the frames
+    find: Optional[str] = None  # an object to locate with the family's grounding prompt (--find)
+    annotate: Optional[str] = None  # directory for frames with their boxes drawn
+    html: Optional[str] = None  # path of a self-contained HTML page of the run
 
 
 def extract_frames(video: str, times: Sequence[float]) -> list[Frame]:
@@ -87,17 +90,22 @@ def ask(request: AskRequest, model=None) -> dict:
         max_visual_tokens=request.max_visual_tokens,
     )
     images = [resize_for_model(f.image, b) for f, b in zip(frames, budgets)]
+    questions = list(request.questions)
+    find_prompt = None
+    if request.find:
+        find_prompt = grounding_prompt(request.find, model.family, 1 if request.per_frame else len(frames))
+        questions.append(find_prompt)
     generate_started = time.perf_counter()
     if request.per_frame:
         answers = []
         for position, frame in enumerate(frames):
             prompt = _prompt([frame], [images[position]], [budgets[position]], request.mode)
-            replies = model.answer(prompt, list(request.questions), max_new_tokens=request.max_new_tokens)
-            answers.extend(_answers(request.questions, replies, model, [frame], [budgets[position]], frame.index))
+            replies = model.answer(prompt, questions, max_new_tokens=request.max_new_tokens)
+            answers.extend(_answers(questions, replies, model, [frame], [budgets[position]], frame.index))
     else:
         prompt = _prompt(frames, images, budgets, request.mode)
-        replies = model.answer(prompt, list(request.questions), max_new_tokens=request.max_new_tokens)
-        answers = _answers(request.questions, replies, model, frames, budgets, None)
+        replies = model.answer(prompt, questions, max_new_tokens=request.max_new_tokens)
+        answers = _answers(questions, replies, model, frames, budgets, None)
     generate_s = time.perf_counter() - generate_started
 
     files = save_frames(frames, request.save_frames) if request.save_frames else [None] * len(frames)
@@ -112,7 +120,28 @@ def ask(request: AskRequest, model=None) -> dict:
     }
     report = build_report(probed.info, info, frames, budgets, files, answers, timings)
     report["selection"] = dict(selection.record, per_frame=request.per_frame)
+    if find_prompt:
+        for record in report["answers"]:
+            if record["question"] == find_prompt:
+                record["find"] = request.find
+    if request.annotate:
+        for record, path in zip(report["frames"], write_annotated(frames, answers, request.annotate)):
+            record["annotated"] = path
+    if request.html:
+        from .html_report import render_html
+
+        write_atomically(request.html, render_html(probed.info, frames, answers, model.model_id))
+        report["html"] = request.html
     return report
+
+
+def write_annotated(frames: Sequence[Frame], answers: Sequence[Answer], directory: str) -> list[str]:
+    """Each frame with the boxes attributed to it drawn, as PNG; returns the paths."""
+    from .annotate import draw_boxes
+
+    drawn = [replace(f, image=draw_boxes(f.image, [b for a in answers for b in a.boxes if b.frame == f.index]))
+             for f in frames]
+    return save_frames(drawn, directory, suffix="_annotated")
 
 
 def _prompt(frames: Sequence[Frame], images: list, budgets: Sequence[FrameBudget], mode: str):
@@ -133,7 +162,7 @@ def _answers(questions, replies, model, frames, budgets, frame_index: Optional[i
             question=question,
             answer=reply.text,
             raw=reply.raw,
-            boxes=tuple(_boxes(reply.raw, model.family.box_format, frames, budgets, frame_index)),
+            boxes=tuple(_boxes(reply.raw, model.family, frames, budgets, frame_index)),
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             frame=frame_index,
@@ -174,21 +203,23 @@ def resize_for_model(image: np.ndarray, budget: FrameBudget) -> np.ndarray:
     return cv2.resize(image, (budget.input_width, budget.input_height), interpolation=interpolation)
 
 
-def _boxes(raw: str, box_format: str, frames: Sequence[Frame], budgets: Sequence[FrameBudget],
+def _boxes(raw: str, family, frames: Sequence[Frame], budgets: Sequence[FrameBudget],
            frame_index: Optional[int]):
-    # A per-frame question's boxes are on its frame, and with one frame every box is on it; with
-    # several, the frame cannot be told from the box alone, so `frame` stays None (all frames of
-    # one video share their display and input size).
-    if frame_index is None and len(frames) == 1:
-        frame_index = frames[0].index
-    first, budget = frames[0], budgets[0]
-    return parse_boxes(raw, box_format, (budget.input_width, budget.input_height),
-                       (first.width, first.height), frame=frame_index)
+    geometry = [
+        FrameGeometry(index=f.index, input_size=(b.input_width, b.input_height), frame_size=(f.width, f.height),
+                      label=format_time(f.timestamp))
+        for f, b in zip(frames, budgets)
+    ]
+    return find_boxes(raw, family, geometry, asked_about=frame_index)
 
 
 def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
-    if not request.questions or not all(q.strip() for q in request.questions):
-        raise UsageError("give at least one non-empty question")
+    if request.find is not None and not request.find.strip():
+        raise UsageError("--find needs something to look for, e.g. --find \"red car\"")
+    if not request.questions and not request.find:
+        raise UsageError("give at least one question (or --find WHAT)")
+    if not all(q.strip() for q in request.questions):
+        raise UsageError("questions must not be empty")
     check_request(selection)
     if request.mode not in ("images", "video"):
         raise UsageError(f"unknown mode {request.mode!r}: use images or video")

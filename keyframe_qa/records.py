@@ -65,6 +65,10 @@ class Box:
     label: str
     frame: Optional[int]  # index into the selected frames; None when it cannot be told
     bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 in display-frame pixels, clipped
+    kind: str = "box"  # "box", or "point" (a zero-size box at the point)
+    # How `frame` was decided: "per-frame", "only-frame", "named" (the model said so in the box),
+    # "mentioned" (last frame named before the box), "mentioned-later", "unknown"; None if not asked.
+    frame_source: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -47,13 +47,19 @@ def frame_records(frames: Sequence[Frame], budgets: Sequence[FrameBudget], files
     return records
 
 
+def box_record(box) -> dict:
+    """One box: [x1, y1, x2, y2] in pixels of the displayed frame `frame`."""
+    return {"label": box.label, "frame": box.frame, "bbox": list(box.bbox), "kind": box.kind,
+            "frame_source": box.frame_source}
+
+
 def answer_record(answer: Answer) -> dict:
     """One entry of `answers`; boxes in display-frame pixels. `frame` only in per-frame runs."""
     record = {
         "question": answer.question,
         "answer": answer.answer,
         "raw": answer.raw,
-        "boxes": [{"label": b.label, "frame": b.frame, "bbox": list(b.bbox)} for b in answer.boxes],
+        "boxes": [box_record(b) for b in answer.boxes],
     }
     if answer.frame is not None:
         record["frame"] = answer.frame
@@ -101,6 +107,8 @@ def write_atomically(path: str, text: str) -> None:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
+        # mkstemp creates 0600; give the file the permissions a plain open() would have.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -108,8 +116,14 @@ def write_atomically(path: str, text: str) -> None:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_frames(frames: Sequence[Frame], directory: str, *, image_format: str = "png", quality: int = 95,
-                max_side: Optional[int] = None) -> list[str]:
+                max_side: Optional[int] = None, suffix: str = "") -> list[str]:
     """Write each frame named by position and time (PNG, or JPEG at `quality`); returns the paths.
 
     `max_side` shrinks frames whose longer side is larger (area averaging), for previews.
@@ -128,7 +142,7 @@ def save_frames(frames: Sequence[Frame], directory: str, *, image_format: str = 
             scale = max_side / max(image.shape[:2])
             size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        name = f"frame_{frame.index:03d}_{frame.timestamp:010.3f}s.{extension}"
+        name = f"frame_{frame.index:03d}_{frame.timestamp:010.3f}s{suffix}.{extension}"
         path = os.path.join(directory, name)
         if not cv2.imwrite(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params):
             raise KeyframeQAError(f"could not write {path}")

@@ -1,0 +1,69 @@
+"""One self-contained HTML page per run: thumbnails with boxes drawn, times, questions, answers.
+
+Model text is untrusted: every piece of it is escaped, so a reply holding `<script>` shows as text.
+Images are inlined as data URIs, so the page is one file that opens anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Sequence
+
+from .annotate import draw_boxes
+from .records import Answer, Frame, VideoInfo
+from .timecodes import format_time
+
+THUMBNAIL_SIDE = 640
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem;background:#fafafa;color:#222}
+.frames{display:flex;flex-wrap:wrap;gap:1rem}
+figure{margin:0;background:#fff;padding:.5rem;border:1px solid #ddd;border-radius:6px}
+figure img{display:block;max-width:100%}
+figcaption{font-size:.85rem;color:#555;margin-top:.3rem}
+.answer{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.75rem 1rem;margin:1rem 0}
+.answer pre{white-space:pre-wrap;word-break:break-word;margin:.3rem 0 0}
+.meta{color:#666;font-size:.85rem}
+"""
+
+
+def render_html(info: VideoInfo, frames: Sequence[Frame], answers: Sequence[Answer], model_id: str) -> str:
+    """The page as a string."""
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>keyframe-qa: {esc(info.path)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{esc(info.path)}</h1>",
+        f'<p class="meta">{info.width}x{info.height}, {info.duration:.3f} s, {info.fps:g} fps; model {esc(model_id)}</p>',
+        '<div class="frames">',
+    ]
+    for frame in frames:
+        boxes = [b for a in answers for b in a.boxes if b.frame == frame.index]
+        caption = f"Frame {frame.index + 1} at {format_time(frame.timestamp)} (frame {frame.frame_number})"
+        if frame.scene is not None:
+            caption += f", scene {frame.scene}"
+        parts.append(f'<figure><img alt="{esc(caption)}" src="{_thumbnail(draw_boxes(frame.image, boxes))}">'
+                      f"<figcaption>{esc(caption)}</figcaption></figure>")
+    parts.append("</div><h2>Answers</h2>")
+    for answer in answers:
+        about = f" (frame {answer.frame + 1})" if answer.frame is not None else ""
+        boxes = "".join(
+            f"<li>{esc(b.label or '(no label)')}: frame {'?' if b.frame is None else b.frame + 1}, "
+            f"[{', '.join(f'{v:g}' for v in b.bbox)}]</li>" for b in answer.boxes)
+        parts.append(f'<div class="answer"><strong>{esc(answer.question)}</strong>{esc(about)}'
+                     f"<pre>{esc(answer.answer)}</pre>" + (f"<ul>{boxes}</ul>" if boxes else "") + "</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _thumbnail(image) -> str:
+    import cv2
+
+    height, width = image.shape[:2]
+    if max(height, width) > THUMBNAIL_SIDE:
+        scale = THUMBNAIL_SIDE / max(height, width)
+        image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                           interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
