@@ -80,49 +80,92 @@ def _emit(text: str, output) -> None:
         sys.stdout.write(text)
 
 
+def answer_options(command):
+    """How questions are put and what comes back, shared by `ask` and `batch`."""
+    options = [
+        click.option("--per-frame", is_flag=True, help="Ask every question about each frame on its own."),
+        click.option("--find", default=None, metavar="WHAT",
+                     help="Locate WHAT with the model's grounding prompt (boxes)."),
+        click.option("--mode", type=click.Choice(["images", "video"]), default="images", show_default=True,
+                     help="Frames as several images in one turn, or as one video."),
+        click.option("--model", "model_id", default=None, metavar="ID|PATH",
+                     help="Hub id or checkpoint folder [default: $KEYFRAME_QA_MODEL or Qwen/Qwen2-VL-2B-Instruct]."),
+        click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N"),
+        click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto",
+                     show_default=True),
+        click.option("--min-pixels", type=click.IntRange(min=1), default=None,
+                     help="Per-frame minimum model-input pixels."),
+        click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+                     help="Per-frame maximum model-input pixels."),
+        click.option("--max-visual-tokens", type=click.IntRange(min=1), default=DEFAULT_MAX_VISUAL_TOKENS,
+                     show_default=True, help="Visual tokens for all frames together (split evenly, never exceeded)."),
+        click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _request(video, questions, options: dict, **files):
+    """An AskRequest from the shared options (selection options included)."""
+    from .pipeline import AskRequest
+
+    selection_keys = ("times", "scenes", "every", "num_frames", "fps", "detector", "threshold", "min_scene_len",
+                      "keyframe", "max_scenes", "no_cache")
+    selection = _selection(**{key: options.pop(key) for key in selection_keys})
+    return AskRequest(video=video, questions=tuple(questions), selection=selection, **options, **files)
+
+
 @cli.command()
 @click.argument("video", type=str)
 @click.argument("questions", nargs=-1)
 @selection_options
-@click.option("--per-frame", is_flag=True, help="Ask every question about each frame on its own.")
-@click.option("--find", default=None, metavar="WHAT", help="Locate WHAT with the model's grounding prompt (boxes).")
+@answer_options
 @click.option("--annotate", type=click.Path(file_okay=False), default=None,
               help="Write the frames with their boxes drawn here (PNG).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
               help="Write a self-contained HTML page of the run here.")
-@click.option("--mode", type=click.Choice(["images", "video"]), default="images", show_default=True,
-              help="Frames as several images in one turn, or as one video.")
-@click.option("--model", "model_id", default=None, metavar="ID|PATH",
-              help="Hub id or checkpoint folder [default: $KEYFRAME_QA_MODEL or Qwen/Qwen2-VL-2B-Instruct].")
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
-@click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto",
-              show_default=True)
-@click.option("--min-pixels", type=click.IntRange(min=1), default=None, help="Per-frame minimum model-input pixels.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=None, help="Per-frame maximum model-input pixels.")
-@click.option("--max-visual-tokens", type=click.IntRange(min=1), default=DEFAULT_MAX_VISUAL_TOKENS,
-              show_default=True, help="Visual tokens for all frames together (split evenly, never exceeded).")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--save-frames", type=click.Path(file_okay=False), default=None, help="Write the frames as PNG here.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON here (atomically) instead of stdout.")
-def ask(video, questions, per_frame, find, annotate, html_path, mode, model_id, device, dtype, min_pixels, max_pixels, max_visual_tokens,
-        max_new_tokens, save_frames, output, **selection):
+def ask(video, questions, annotate, html_path, save_frames, output, **options):
     """Ask QUESTIONS about frames of VIDEO: at given times, sampled, or one per scene.
 
     Boxes in replies come back in pixels of the displayed frame; --find asks for them directly.
-
     With no frame selection, frames are sampled like qwen-vl-utils (2 fps, capped by the budget).
     """
-    from .pipeline import AskRequest, ask as run_ask
+    from .pipeline import ask as run_ask
     from .report import to_json
 
-    request = AskRequest(
-        video=video, questions=tuple(questions), selection=_selection(**selection), per_frame=per_frame,
-        mode=mode, model_id=model_id, device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
-        max_visual_tokens=max_visual_tokens, max_new_tokens=max_new_tokens, save_frames=save_frames,
-        find=find, annotate=annotate, html=html_path,
-    )
+    request = _request(video, questions, options, annotate=annotate, html=html_path, save_frames=save_frames)
     _emit(to_json(run_ask(request)), output)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-q", "--question", "questions", multiple=True, help="A question for every video (repeatable).")
+@selection_options
+@answer_options
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Results, one JSON line per video.")
+@click.option("--overwrite", is_flag=True, help="Start afresh instead of resuming the output.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first video that fails.")
+def batch(inputs, questions, output, overwrite, fail_fast, **options):
+    """Answer questions about many videos with one model load: INPUTS are files, folders, globs or
+    .csv/.jsonl manifests (columns video, at, question). Reruns resume."""
+    from .batch import collect_items, run_batch, summary_line
+    from .pipeline import load_model
+
+    items = collect_items(inputs)
+    if not questions and not options.get("find") and any(not i.questions and not i.error for i in items):
+        raise UsageError("give questions with -q (or --find, or a `question` column in the manifest)")
+    template = _request("", questions, options)
+    model = load_model(template.model_id, device=template.device, dtype=template.dtype)
+    summary = run_batch(items, template, output, model=model, overwrite=overwrite, fail_fast=fail_fast)
+    click.echo(summary_line(summary, output), err=True)
+    if summary.interrupted:
+        raise click.exceptions.Exit(130)
+    if summary.failed:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command()
@@ -195,8 +238,9 @@ def main(argv=None) -> int:
     if not debug:
         _quiet_libraries()
     try:
-        cli.main(args=argv, prog_name="keyframe-qa", standalone_mode=False)
-        return 0
+        # Without standalone mode click returns (not raises) the code of a click Exit.
+        result = cli.main(args=argv, prog_name="keyframe-qa", standalone_mode=False)
+        return result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:

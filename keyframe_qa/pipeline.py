@@ -64,18 +64,39 @@ def select_frames(probed: ProbedVideo, request: SelectionRequest) -> tuple[Selec
     return selection, frames
 
 
-def ask(request: AskRequest, model=None) -> dict:
-    """Run one request and return the JSON-ready report. Pass `model` to reuse a loaded one."""
+@dataclass(frozen=True, eq=False)
+class PreparedVideo:
+    """A request's video probed and its frames read: everything before the model."""
+
+    request: AskRequest
+    probed: ProbedVideo
+    selection: Selection
+    frames: list
+    probe_s: float
+    decode_s: float
+
+
+def prepare(request: AskRequest) -> PreparedVideo:
+    """Probe the video and read the selected frames (no model; safe on a background thread)."""
     selection_request = _selection_request(request)
     _check_request(request, selection_request)
     started = time.perf_counter()
     probed = probe(request.video)
     probe_s = time.perf_counter() - started
-
     decode_started = time.perf_counter()
     selection, frames = select_frames(probed, selection_request)
-    decode_s = time.perf_counter() - decode_started
+    return PreparedVideo(request, probed, selection, frames, probe_s, time.perf_counter() - decode_started)
 
+
+def ask(request: AskRequest, model=None) -> dict:
+    """Run one request and return the JSON-ready report. Pass `model` to reuse a loaded one."""
+    return answer_prepared(prepare(request), model)
+
+
+def answer_prepared(prepared: PreparedVideo, model=None) -> dict:
+    """The model half of `ask`: budget, prompt, generate, boxes, report and its files."""
+    request, probed, selection, frames = prepared.request, prepared.probed, prepared.selection, prepared.frames
+    started = time.perf_counter()
     model_load_s = 0.0
     if model is None:
         model = load_model(request.model_id, device=request.device, dtype=request.dtype)
@@ -112,11 +133,11 @@ def ask(request: AskRequest, model=None) -> dict:
     info = ModelInfo(id=model.model_id, family=model.family.name, mode=request.mode,
                      device=model.device, dtype=model.dtype_name)
     timings = {
-        "probe_s": probe_s,
-        "decode_s": decode_s,
+        "probe_s": prepared.probe_s,
+        "decode_s": prepared.decode_s,
         "model_load_s": model_load_s,
         "generate_s": generate_s,
-        "total_s": time.perf_counter() - started,
+        "total_s": prepared.probe_s + prepared.decode_s + time.perf_counter() - started,
     }
     report = build_report(probed.info, info, frames, budgets, files, answers, timings)
     report["selection"] = dict(selection.record, per_frame=request.per_frame)
