@@ -232,6 +232,39 @@ def frames(video, out_dir, image_format, quality, max_side, **selection):
     click.echo(f"wrote {len(files)} frames and {index_path}", err=True)
 
 
+@cli.command()
+@click.argument("config_path", metavar="CONFIG")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the JSON report here (atomically) instead of stdout.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a self-contained HTML page of all comparisons here.")
+def compare(config_path, output, html_path):
+    """Run the before/after comparisons of a YAML CONFIG (see configs/before_after.yaml)."""
+    from .compare import ROLES, run_compare
+    from .config import load_config
+    from .html_report import render_page
+    from .pipeline import load_model
+    from .report import to_json, write_atomically
+    from .timecodes import format_time
+
+    config = load_config(config_path)
+    defaults = config.defaults
+    model = load_model(defaults.model, device=defaults.device, dtype=defaults.dtype)
+    report, views = run_compare(config, config_path, model)
+    if html_path:
+        sections = [(comparison.name, frames, answers,
+                     [f"{role} at {format_time(f.timestamp)} (frame {f.frame_number})"
+                      for role, f in zip(ROLES, frames)])
+                    for comparison, frames, answers in views]
+        write_atomically(html_path, render_page(config_path, f"model {model.model_id}", sections))
+        report["html"] = html_path
+    _emit(to_json(report), output)
+    failed = [c["name"] for c in report["comparisons"] if c["status"] != "ok"]
+    if failed:
+        click.echo(f"Error: {len(failed)} comparison(s) failed: {', '.join(failed)} (see their `error`)", err=True)
+        raise click.exceptions.Exit(1)
+
+
 def main(argv=None) -> int:
     """Console entry point: runs the CLI and maps every failure to one line and an exit code."""
     debug = os.environ.get("KEYFRAME_QA_DEBUG") == "1"
@@ -254,6 +287,8 @@ def main(argv=None) -> int:
         return exc.exit_code
     except KeyframeQAError as exc:
         _fail(str(exc), debug)
+        for problem in getattr(exc, "problems", ()):
+            click.echo(f"  {problem}", err=True)  # a config's problems, all at once, one per line
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("Error: interrupted", err=True)

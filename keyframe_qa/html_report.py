@@ -29,30 +29,39 @@ figcaption{font-size:.85rem;color:#555;margin-top:.3rem}
 
 
 def render_html(info: VideoInfo, frames: Sequence[Frame], answers: Sequence[Answer], model_id: str) -> str:
-    """The page as a string."""
+    """The page of one `ask` run."""
+    captions = []
+    for frame in frames:
+        caption = f"Frame {frame.index + 1} at {format_time(frame.timestamp)} (frame {frame.frame_number})"
+        captions.append(caption + (f", scene {frame.scene}" if frame.scene is not None else ""))
+    meta = f"{info.width}x{info.height}, {info.duration:.3f} s, {info.fps:g} fps; model {model_id}"
+    return render_page(info.path, meta, [(None, frames, answers, captions)])
+
+
+def render_page(title: str, meta: str, sections: Sequence[tuple]) -> str:
+    """A page of sections, each (heading or None, frames, answers, one caption per frame)."""
     esc = html.escape
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>keyframe-qa: {esc(info.path)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{esc(info.path)}</h1>",
-        f'<p class="meta">{info.width}x{info.height}, {info.duration:.3f} s, {info.fps:g} fps; model {esc(model_id)}</p>',
-        '<div class="frames">',
+        f"<title>keyframe-qa: {esc(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{esc(title)}</h1>", f'<p class="meta">{esc(meta)}</p>',
     ]
-    for frame in frames:
-        boxes = [b for a in answers for b in a.boxes if b.frame == frame.index]
-        caption = f"Frame {frame.index + 1} at {format_time(frame.timestamp)} (frame {frame.frame_number})"
-        if frame.scene is not None:
-            caption += f", scene {frame.scene}"
-        parts.append(f'<figure><img alt="{esc(caption)}" src="{_thumbnail(draw_boxes(frame.image, boxes))}">'
-                      f"<figcaption>{esc(caption)}</figcaption></figure>")
-    parts.append("</div><h2>Answers</h2>")
-    for answer in answers:
-        about = f" (frame {answer.frame + 1})" if answer.frame is not None else ""
-        boxes = "".join(
-            f"<li>{esc(b.label or '(no label)')}: frame {'?' if b.frame is None else b.frame + 1}, "
-            f"[{', '.join(f'{v:g}' for v in b.bbox)}]</li>" for b in answer.boxes)
-        parts.append(f'<div class="answer"><strong>{esc(answer.question)}</strong>{esc(about)}'
-                     f"<pre>{esc(answer.answer)}</pre>" + (f"<ul>{boxes}</ul>" if boxes else "") + "</div>")
+    for heading, frames, answers, captions in sections:
+        if heading:
+            parts.append(f"<h2>{esc(heading)}</h2>")
+        parts.append('<div class="frames">')
+        for frame, caption in zip(frames, captions):
+            boxes = [b for a in answers for b in a.boxes if b.frame == frame.index]
+            parts.append(f'<figure><img alt="{esc(caption)}" src="{_thumbnail(draw_boxes(frame.image, boxes))}">'
+                         f"<figcaption>{esc(caption)}</figcaption></figure>")
+        parts.append("</div><h3>Answers</h3>")
+        for answer in answers:
+            about = f" (frame {answer.frame + 1})" if answer.frame is not None else ""
+            boxes = "".join(
+                f"<li>{esc(b.label or '(no label)')}: frame {'?' if b.frame is None else b.frame + 1}, "
+                f"[{', '.join(f'{v:g}' for v in b.bbox)}]</li>" for b in answer.boxes)
+            parts.append(f'<div class="answer"><strong>{esc(answer.question)}</strong>{esc(about)}'
+                         f"<pre>{esc(answer.answer)}</pre>" + (f"<ul>{boxes}</ul>" if boxes else "") + "</div>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

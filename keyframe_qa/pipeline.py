@@ -165,25 +165,32 @@ def write_annotated(frames: Sequence[Frame], answers: Sequence[Answer], director
     return save_frames(drawn, directory, suffix="_annotated")
 
 
-def _prompt(frames: Sequence[Frame], images: list, budgets: Sequence[FrameBudget], mode: str):
+def frame_labels(frames: Sequence[Frame]) -> list[str]:
+    """How frames are named in prompts: "frame 2 at 0:00:05.500"."""
+    return [f"frame {f.index + 1} at {format_time(f.timestamp)}" for f in frames]
+
+
+def _prompt(frames: Sequence[Frame], images: list, budgets: Sequence[FrameBudget], mode: str,
+            labels: Optional[Sequence[str]] = None):
     from .model import VisualPrompt  # light: the module imports torch lazily inside functions
 
     return VisualPrompt(
         images=list(images),
         budgets=list(budgets),
-        labels=[f"frame {f.index + 1} at {format_time(f.timestamp)}" for f in frames],
+        labels=list(labels) if labels is not None else frame_labels(frames),
         mode=mode,
         times=[f.timestamp for f in frames],
     )
 
 
-def _answers(questions, replies, model, frames, budgets, frame_index: Optional[int]) -> list[Answer]:
+def _answers(questions, replies, model, frames, budgets, frame_index: Optional[int],
+             mention_labels: Optional[Sequence[str]] = None) -> list[Answer]:
     return [
         Answer(
             question=question,
             answer=reply.text,
             raw=reply.raw,
-            boxes=tuple(_boxes(reply.raw, model.family, frames, budgets, frame_index)),
+            boxes=tuple(_boxes(reply.raw, model.family, frames, budgets, frame_index, mention_labels)),
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             frame=frame_index,
@@ -225,11 +232,13 @@ def resize_for_model(image: np.ndarray, budget: FrameBudget) -> np.ndarray:
 
 
 def _boxes(raw: str, family, frames: Sequence[Frame], budgets: Sequence[FrameBudget],
-           frame_index: Optional[int]):
+           frame_index: Optional[int], mention_labels: Optional[Sequence[str]] = None):
+    # A frame can be named by its time label, or by the label the prompt gave it (BEFORE, AFTER).
+    labels = mention_labels if mention_labels is not None else [format_time(f.timestamp) for f in frames]
     geometry = [
         FrameGeometry(index=f.index, input_size=(b.input_width, b.input_height), frame_size=(f.width, f.height),
-                      label=format_time(f.timestamp))
-        for f, b in zip(frames, budgets)
+                      label=label)
+        for f, b, label in zip(frames, budgets, labels)
     ]
     return find_boxes(raw, family, geometry, asked_about=frame_index)
 

@@ -1,0 +1,95 @@
+"""Before/after comparisons from a config: two frames, labelled BEFORE and AFTER, asked together."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Optional
+
+from .budget import plan_budget
+from .config import CompareConfig, Comparison
+from .errors import KeyframeQAError, ModelError
+from .frames import read_frames
+from .grounding import grounding_prompt
+from .media import check_times, probe
+from .pipeline import _answers, _prompt, resize_for_model
+from .records import Answer, Frame
+from .report import SCHEMA_VERSION, answer_record, frame_records, video_record
+from .timecodes import format_time
+
+ROLES = ("BEFORE", "AFTER")
+
+
+def run_compare(config: CompareConfig, config_path: str, model, *, progress: bool = True) -> tuple[dict, list]:
+    """Run every comparison; returns the report and (comparison, frames, answers) for the HTML page.
+
+    A comparison that fails (a time past the end, an unreadable video) is recorded with its error
+    and the rest still run; a model failure stops everything.
+    """
+    from tqdm import tqdm
+
+    results, views = [], []
+    for comparison in tqdm(config.comparisons, unit="comparison", disable=not progress, desc="comparisons"):
+        started = time.perf_counter()
+        try:
+            record, frames, answers = _run_one(config, comparison, model)
+        except ModelError:
+            raise
+        except KeyframeQAError as exc:
+            results.append({"name": comparison.name, "status": "error", "error": str(exc)})
+            continue
+        record["timings"] = {"total_s": round(time.perf_counter() - started, 4)}
+        results.append(record)
+        views.append((comparison, frames, answers))
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "config": config_path,
+        "model": {"id": model.model_id, "family": model.family.name, "device": model.device,
+                  "dtype": model.dtype_name},
+        "comparisons": results,
+    }
+    return report, views
+
+
+def _run_one(config: CompareConfig, comparison: Comparison, model) -> tuple[dict, list[Frame], list[Answer]]:
+    settings = config.settings_for(comparison)
+    frames, infos = [], []
+    probed_by_path = {}
+    for index, (path, moment) in enumerate(((comparison.before_path, comparison.before),
+                                            (comparison.after_path, comparison.after))):
+        probed = probed_by_path.get(path) or probe(path)
+        probed_by_path[path] = probed
+        check_times(probed.info, [moment])
+        frame = read_frames(probed, [moment])[0]
+        frames.append(replace(frame, index=index))
+        infos.append(probed.info)
+    budgets = plan_budget([(f.width, f.height) for f in frames], model.family, mode=settings["mode"],
+                          min_pixels=settings["min_pixels"], max_pixels=settings["max_pixels"],
+                          max_visual_tokens=settings["max_visual_tokens"])
+    labels = [f"{role} at {format_time(f.timestamp)}" for role, f in zip(ROLES, frames)]
+    questions = list(comparison.questions)
+    if comparison.find:
+        questions.append(grounding_prompt(comparison.find, model.family, 2))
+    prompt = _prompt(frames, [resize_for_model(f.image, b) for f, b in zip(frames, budgets)], budgets,
+                     settings["mode"], labels=labels)
+    replies = model.answer(prompt, questions, max_new_tokens=settings["max_new_tokens"])
+    answers = _answers(questions, replies, model, frames, budgets, None, mention_labels=list(ROLES))
+    frame_list = frame_records(frames, budgets, [None, None])
+    record = {
+        "name": comparison.name,
+        "status": "ok",
+        "before": {"video": video_record(infos[0]), "frame": frame_list[0]},
+        "after": {"video": video_record(infos[1]), "frame": frame_list[1]},
+        "answers": [_with_find(answer_record(a), comparison.find, questions) for a in answers],
+        "usage": {"prompt_tokens": sum(a.prompt_tokens for a in answers),
+                  "visual_tokens": sum(b.visual_tokens for b in budgets),
+                  "completion_tokens": sum(a.completion_tokens for a in answers)},
+        "settings": settings,
+    }
+    return record, frames, answers
+
+
+def _with_find(record: dict, find: Optional[str], questions: list) -> dict:
+    if find and record["question"] == questions[-1]:
+        record["find"] = find
+    return record
