@@ -171,3 +171,25 @@ def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, 
                         str(tmp_path / "o.jsonl"), model=load_model(tiny_model), progress=False)
     assert summary.done == 2
     assert events.index(("prepare", "cut.mp4")) < events.index(("answered", "plain.mp4"))
+
+
+def test_ctrl_c_stops_cleanly_with_a_summary_and_exit_130(videos, tiny_model, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for number in range(8):
+        shutil.copy(videos["plain.mp4"], clips / f"clip{number}.mp4")
+    output = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "keyframe_qa", "batch", str(clips), "-q", "Describe it.", "--num-frames", "6",
+               "--model", tiny_model, "--max-new-tokens", "48", "-o", str(output)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if output.exists() and output.read_text().count("\n") >= 1:
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted: ") and "results in" in last
+    assert 1 <= len(list(iter_lines(output))) < 8
