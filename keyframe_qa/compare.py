@@ -12,7 +12,7 @@ from .errors import KeyframeQAError, ModelError
 from .frames import read_frames
 from .grounding import grounding_prompt
 from .media import check_times, probe
-from .pipeline import _answers, _prompt, resize_for_model
+from .pipeline import build_prompt, make_answers, resize_for_model
 from .records import Answer, Frame
 from .report import SCHEMA_VERSION, answer_record, frame_records, video_record
 from .timecodes import format_time
@@ -70,10 +70,10 @@ def _run_one(config: CompareConfig, comparison: Comparison, model) -> tuple[dict
     questions = list(comparison.questions)
     if comparison.find:
         questions.append(grounding_prompt(comparison.find, model.family, 2))
-    prompt = _prompt(frames, [resize_for_model(f.image, b) for f, b in zip(frames, budgets)], budgets,
-                     settings["mode"], labels=labels)
+    prompt = build_prompt(frames, [resize_for_model(f.image, b) for f, b in zip(frames, budgets)], budgets,
+                          settings["mode"], labels=labels)
     replies = model.answer(prompt, questions, max_new_tokens=settings["max_new_tokens"])
-    answers = _answers(questions, replies, model, frames, budgets, None, mention_labels=list(ROLES))
+    answers = make_answers(questions, replies, model, frames, budgets, None, mention_labels=list(ROLES))
     frame_list = frame_records(frames, budgets, [None, None])
     record = {
         "name": comparison.name,

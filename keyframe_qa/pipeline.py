@@ -120,13 +120,13 @@ def answer_prepared(prepared: PreparedVideo, model=None) -> dict:
     if request.per_frame:
         answers = []
         for position, frame in enumerate(frames):
-            prompt = _prompt([frame], [images[position]], [budgets[position]], request.mode)
+            prompt = build_prompt([frame], [images[position]], [budgets[position]], request.mode)
             replies = model.answer(prompt, questions, max_new_tokens=request.max_new_tokens)
-            answers.extend(_answers(questions, replies, model, [frame], [budgets[position]], frame.index))
+            answers.extend(make_answers(questions, replies, model, [frame], [budgets[position]], frame.index))
     else:
-        prompt = _prompt(frames, images, budgets, request.mode)
+        prompt = build_prompt(frames, images, budgets, request.mode)
         replies = model.answer(prompt, questions, max_new_tokens=request.max_new_tokens)
-        answers = _answers(questions, replies, model, frames, budgets, None)
+        answers = make_answers(questions, replies, model, frames, budgets, None)
     generate_s = time.perf_counter() - generate_started
 
     files = save_frames(frames, request.save_frames) if request.save_frames else [None] * len(frames)
@@ -170,8 +170,9 @@ def frame_labels(frames: Sequence[Frame]) -> list[str]:
     return [f"frame {f.index + 1} at {format_time(f.timestamp)}" for f in frames]
 
 
-def _prompt(frames: Sequence[Frame], images: list, budgets: Sequence[FrameBudget], mode: str,
-            labels: Optional[Sequence[str]] = None):
+def build_prompt(frames: Sequence[Frame], images: list, budgets: Sequence[FrameBudget], mode: str,
+                 labels: Optional[Sequence[str]] = None):
+    """The model's view of the frames: resized images, budgets and the label each frame gets."""
     from .model import VisualPrompt  # light: the module imports torch lazily inside functions
 
     return VisualPrompt(
@@ -183,8 +184,9 @@ def _prompt(frames: Sequence[Frame], images: list, budgets: Sequence[FrameBudget
     )
 
 
-def _answers(questions, replies, model, frames, budgets, frame_index: Optional[int],
-             mention_labels: Optional[Sequence[str]] = None) -> list[Answer]:
+def make_answers(questions, replies, model, frames, budgets, frame_index: Optional[int],
+                 mention_labels: Optional[Sequence[str]] = None) -> list[Answer]:
+    """Answers from replies, with their boxes tied to frames (`frame_index` for per-frame questions)."""
     return [
         Answer(
             question=question,
