@@ -10,11 +10,13 @@ parallel threads (one container each), which measured faster than one container 
 frame threading (1.3 s vs 2.1 s for the benchmark's 8 targets on 2 cores).
 
 Why decord is not the reader (measured, see benchmarks/extract.py): on a 60 s 1080p H.264 clip
-with 8 s GOPs, decord's `get_batch` took 3.06 s for 8 sparse frames where this module takes 1.37 s,
-and 7.81 s vs 5.31 s for 125 frames sampled at ~2 fps; decord decodes every frame of a GOP, cannot
-skip non-reference frames, and has returned wrong frames on B-frame and imprecise-metadata files
-(dmlc/decord #31, #91, #365). It also ignores rotation and sample aspect ratio. So PyAV reads
-every frame here, and decord serves the tests and the benchmark as an independent reader.
+with 8 s GOPs, decord 0.6.0's `get_batch` took 3.06 s for 8 sparse frames where this module takes
+1.37 s, and 7.81 s vs 5.31 s for 125 frames sampled at ~2 fps (its maintained fork decord2 3.4:
+0.72 s to open plus 2.78 s, and 0.74 s plus 6.99 s). decord decodes every frame of a GOP, cannot skip
+non-reference frames, and has returned wrong frames on B-frame and imprecise-metadata files
+(dmlc/decord #31, #91, #365); it also ignores rotation and sample aspect ratio. So PyAV reads every
+frame here, and decord (the decord2 package) serves the tests and the benchmark as an independent
+reader.
 """
 
 from __future__ import annotations
