@@ -120,7 +120,12 @@ def source_colorspace(frame: av.VideoFrame) -> Optional[str]:
         return None
     if int(frame.colorspace) != _UNSPECIFIED_COLORSPACE:
         return None
-    return "ITU709" if frame.width > 1024 or frame.height > 576 else "ITU601"
+    return player_matrix(frame.width, frame.height)
+
+
+def player_matrix(width: int, height: int) -> str:
+    """The YUV matrix players assume for untagged video of this size: BT.709 for HD, else BT.601."""
+    return "ITU709" if width > 1024 or height > 576 else "ITU601"
 
 
 def _plan_runs(index: FrameIndex, wanted: list[int]) -> list[tuple[int, int, list[_Target]]]:
@@ -311,27 +316,21 @@ def _decode_packet(context, packet) -> list[av.VideoFrame]:
 
 
 def _decode_sequentially(video: ProbedVideo, wanted: list[int]) -> dict[int, av.VideoFrame]:
-    """For streams without timestamps: decode in order and keep the wanted frames."""
-    index = video.index
-    wanted_pts = {int(index.display_pts[n]): n for n in wanted}
+    """For streams without timestamps: decode in order; frame n is the n-th frame shown."""
+    remaining = set(wanted)
     found: dict[int, av.VideoFrame] = {}
-    previous = None
     with open_container(video.info.path) as container:
         stream = stream_by_index(container, video.stream_index)
         stream.codec_context.thread_type = "AUTO"
         try:
-            for frame in container.decode(stream):
-                pts = frame.pts if frame.pts is not None else frame.dts
-                if pts is None:
-                    pts = 0 if previous is None else previous + 1
-                previous = pts
-                if pts in wanted_pts:
-                    found[wanted_pts[pts]] = frame
-                    if len(found) == len(wanted_pts):
+            for number, frame in enumerate(container.decode(stream)):
+                if number in remaining:
+                    found[number] = frame
+                    remaining.discard(number)
+                    if not remaining:
                         break
         except av.error.FFmpegError as exc:
             raise VideoError(f"{video.info.path} could not be decoded ({exc})") from exc
-    missing = set(wanted) - found.keys()
-    if missing:
-        raise VideoError(f"{video.info.path}: frame {min(missing)} could not be decoded (corrupt file?)")
+    if remaining:
+        raise VideoError(f"{video.info.path}: frame {min(remaining)} could not be decoded (corrupt file?)")
     return found

@@ -157,9 +157,9 @@ def _build_index(container, stream, path: str) -> FrameIndex:
     except av.error.FFmpegError as exc:
         raise VideoError(f"{path} is truncated or corrupt ({_reason(exc)})") from exc
 
-    time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
     if missing_pts:
-        return _index_by_decoding(path, stream.index, time_base)
+        return _index_by_decoding(path, stream.index)
+    time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
     if not pts_list:
         raise VideoError(f"{path} has a video stream with no frames")
     pts = np.asarray(pts_list, dtype=np.int64)
@@ -177,31 +177,31 @@ def _build_index(container, stream, path: str) -> FrameIndex:
     )
 
 
-def _index_by_decoding(path: str, stream_index: int, time_base: Fraction) -> FrameIndex:
-    """Raw streams (e.g. .h264) carry no PTS: number frames by decoding them in order."""
-    pts_list = []
+def _index_by_decoding(path: str, stream_index: int) -> FrameIndex:
+    """Raw streams (e.g. .h264) carry no timestamps: frames are numbered in the order they are shown
+    and timed by the stream's frame rate, as a player of such a file does."""
+    count = 0
     with open_container(path) as container:
         stream = stream_by_index(container, stream_index)
+        rate = stream.guessed_rate or stream.average_rate or stream.base_rate or 25
         try:
-            for frame in container.decode(stream):
-                pts = frame.pts if frame.pts is not None else frame.dts
-                pts_list.append(pts if pts is not None else (pts_list[-1] + 1 if pts_list else 0))
+            for _ in container.decode(stream):
+                count += 1
         except av.error.FFmpegError as exc:
             raise VideoError(f"{path} is truncated or corrupt ({_reason(exc)})") from exc
-    if not pts_list:
+    if count == 0:
         raise VideoError(f"{path} has a video stream with no decodable frames")
-    pts = np.asarray(pts_list, dtype=np.int64)
-    display = np.unique(pts)
+    pts = np.arange(count, dtype=np.int64)  # one tick per frame at a time base of 1/rate
     return FrameIndex(
-        time_base=time_base,
+        time_base=1 / Fraction(rate),
         pts=pts,
         dts=pts.copy(),
-        keyframe=np.zeros(len(pts), dtype=bool),
-        size=np.ones(len(pts), dtype=np.int64),
-        first_pts=int(display[0]),
-        display_pts=display,
+        keyframe=np.zeros(count, dtype=bool),
+        size=np.ones(count, dtype=np.int64),
+        first_pts=0,
+        display_pts=pts.copy(),
         has_pts=False,
-        last_duration=_last_frame_duration(display, pts, []),
+        last_duration=1,
     )
 
 
@@ -218,9 +218,21 @@ def _last_frame_duration(display: np.ndarray, pts: np.ndarray, durations: list[i
 
 
 def _first_frame(container, stream, path: str):
-    """Decode the first frame: proves the stream plays and carries the display matrix."""
+    """Decode the first frame: proves the stream plays and carries the display matrix.
+
+    It rewinds the container the index was built with; raw streams cannot seek, so for them the
+    file is opened again instead.
+    """
     try:
         container.seek(0, stream=stream, backward=True)
+    except av.error.FFmpegError:
+        with open_container(path) as fresh:
+            return _decode_first(fresh, stream_by_index(fresh, stream.index), path)
+    return _decode_first(container, stream, path)
+
+
+def _decode_first(container, stream, path: str):
+    try:
         for frame in container.decode(stream):
             return frame
     except av.error.FFmpegError as exc:

@@ -165,10 +165,11 @@ def to_yuv(picture: np.ndarray, pixel_format: str = "yuv420p") -> av.VideoFrame:
     Players show untagged HD (wider than 1024 or taller than 576) as BT.709 and smaller video as
     BT.601; converting with the same matrix makes the file look as drawn.
     """
+    from .frames import player_matrix
+
     height, width = picture.shape[:2]
-    matrix = "ITU709" if width > 1024 or height > 576 else "ITU601"
     frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-    return frame.reformat(format=pixel_format, dst_colorspace=matrix)
+    return frame.reformat(format=pixel_format, dst_colorspace=player_matrix(width, height))
 
 
 def _encoder_options(spec: SyntheticSpec) -> dict:

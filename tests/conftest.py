@@ -20,6 +20,8 @@ VIDEO_SPECS = {
     "vfr.mp4": SyntheticSpec(frame_count=10, frame_times=(0, 0.1, 0.15, 0.5, 0.55, 1.0, 1.01, 1.5, 2.0, 2.2)),
     "offset.mkv": SyntheticSpec(frame_count=20, start_time=2.0),
     "offset.ts": SyntheticSpec(frame_count=20),
+    # A raw H.264 elementary stream: no container timestamps at all, timed by its frame rate.
+    "raw.h264": SyntheticSpec(frame_count=30, gop=10, bframes=2),
 }
 
 

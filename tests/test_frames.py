@@ -48,6 +48,12 @@ def test_times_count_from_first_frame_when_first_pts_is_not_zero(videos):
     assert info.duration == pytest.approx(2.0)
 
 
+def test_raw_streams_without_timestamps_are_timed_by_their_frame_rate(videos):
+    video = probe(videos["raw.h264"])
+    assert not video.index.has_pts  # the sequential path, not the planned one
+    assert (video.info.frame_count, video.info.fps, video.info.duration) == (30, 10.0, 3.0)
+
+
 def test_variable_frame_rate_is_detected_and_timed_by_pts(videos):
     info = probe(videos["vfr.mp4"]).info
     assert info.variable_frame_rate
