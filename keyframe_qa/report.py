@@ -25,26 +25,28 @@ def video_record(info: VideoInfo) -> dict:
     }
 
 
+def frame_record(frame: Frame, file: Optional[str], budget: Optional[FrameBudget] = None) -> dict:
+    """One frame: what was asked, what was returned, and (with a budget) what the model saw."""
+    record = {
+        "index": frame.index,
+        "requested": frame.requested,
+        "timestamp": frame.timestamp,
+        "frame_number": frame.frame_number,
+        "width": frame.width,
+        "height": frame.height,
+    }
+    if budget is not None:
+        record.update(input_width=budget.input_width, input_height=budget.input_height,
+                      visual_tokens=budget.visual_tokens)
+    record["file"] = file
+    if frame.scene is not None:
+        record["scene"] = frame.scene
+    return record
+
+
 def frame_records(frames: Sequence[Frame], budgets: Sequence[FrameBudget], files: Sequence[Optional[str]]) -> list[dict]:
-    """The `frames` list: what was asked, what was returned, and what the model saw."""
-    records = []
-    for frame, budget, file in zip(frames, budgets, files):
-        record = {
-            "index": frame.index,
-            "requested": frame.requested,
-            "timestamp": frame.timestamp,
-            "frame_number": frame.frame_number,
-            "width": frame.width,
-            "height": frame.height,
-            "input_width": budget.input_width,
-            "input_height": budget.input_height,
-            "visual_tokens": budget.visual_tokens,
-            "file": file,
-        }
-        if frame.scene is not None:
-            record["scene"] = frame.scene
-        records.append(record)
-    return records
+    """The `frames` list of an ask report."""
+    return [frame_record(frame, file, budget) for frame, budget, file in zip(frames, budgets, files)]
 
 
 def box_record(box) -> dict:
@@ -151,15 +153,8 @@ def save_frames(frames: Sequence[Frame], directory: str, *, image_format: str = 
 
 
 def frames_index(info: VideoInfo, selection: dict, frames: Sequence[Frame], files: Sequence[str]) -> dict:
-    """The `frames.json` written by the `frames` command."""
-    records = []
-    for frame, file in zip(frames, files):
-        record = {"index": frame.index, "requested": frame.requested, "timestamp": frame.timestamp,
-                  "frame_number": frame.frame_number, "width": frame.width, "height": frame.height,
-                  "file": os.path.basename(file)}
-        if frame.scene is not None:
-            record["scene"] = frame.scene
-        records.append(record)
+    """The `frames.json` written by the `frames` command (files named relative to it)."""
+    records = [frame_record(frame, os.path.basename(file)) for frame, file in zip(frames, files)]
     return {"schema_version": SCHEMA_VERSION, "video": video_record(info), "selection": selection, "frames": records}
 
 

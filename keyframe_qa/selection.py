@@ -105,21 +105,21 @@ def _default(video: ProbedVideo, request: SelectionRequest) -> Selection:
     info = video.info
     wanted = round(info.duration * DEFAULT_FPS / 2) * 2
     count = min(max(wanted, MIN_FRAMES), MAX_FRAMES, info.frame_count)
-    capped_by = None
+    capped = False
     if request.max_visual_tokens is not None:
         per_frame = MIN_TOKENS_PER_FRAME[request.mode]
         limit = request.max_visual_tokens // per_frame
         if request.mode == "video":
             limit *= 2  # one temporal patch holds two frames
         if count > limit:
-            count, capped_by = max(1, limit), "max_visual_tokens"
+            count, capped = max(1, limit), True
     if request.mode == "video" and count > 1 and count % 2:
         count -= 1
     times = _spread(info.duration, count)
     record = {"method": "default", "fps": round(count / info.duration, 6) if info.duration else None,
               "num_frames": count,
               "note": f"no selection given: sampled like qwen-vl-utils ({DEFAULT_FPS:g} fps, {MIN_FRAMES} to "
-                      f"{MAX_FRAMES} frames, even count)" + (", capped by --max-visual-tokens" if capped_by else "")}
+                      f"{MAX_FRAMES} frames, even count)" + (", capped by --max-visual-tokens" if capped else "")}
     return _sampled(times, record)
 
 
