@@ -14,14 +14,18 @@ import glob
 import hashlib
 import json
 import os
-import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, Union
 
+from .budget import check_budget_settings
+from .checkpoint import CheckpointInfo, inspect_checkpoint
 from .errors import KeyframeQAError, ModelError, UsageError
-from .pipeline import AskRequest, PreparedVideo, answer_prepared, prepare
+from .messages import Progress
+from .outputs import OutputPath, check_output_file
+from .pipeline import AskRequest, PreparedVideo, answer_prepared, load_model, prepare
+from .results_file import ResultsFile, finished_keys, key_path  # noqa: F401 - finished_keys is public API
 from .selection import SelectionRequest
 from .timecodes import parse_time_list
 
@@ -83,7 +87,8 @@ def read_manifest(path: str) -> list[BatchItem]:
     """Rows of a .csv (header: video, at, question) or .jsonl manifest; paths relative to it."""
     base = os.path.dirname(os.path.abspath(path))
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, which must not join the header.
+        with open(path, encoding="utf-8-sig", newline="") as handle:
             if path.lower().endswith(".csv"):
                 rows = list(csv.DictReader(handle))
             else:
@@ -136,7 +141,7 @@ def settings_hash(request: AskRequest, model_id: str) -> str:
     """A short hash of everything that shapes a video's answer (not the video itself)."""
     settings = asdict(request)
     settings.pop("video")
-    for key in ("save_frames", "annotate", "html"):
+    for key in ("save_frames", "annotate", "html", "output"):
         settings.pop(key, None)  # where files go does not change the answer
     settings["selection"].pop("show_progress", None)
     settings["selection"].pop("use_cache", None)
@@ -144,138 +149,99 @@ def settings_hash(request: AskRequest, model_id: str) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def finished_keys(output: str) -> set[tuple[str, str]]:
-    """(video path, settings) of the lines already answered; a torn last line is cut off first."""
-    if not os.path.exists(output):
-        return set()
-    _drop_torn_tail(output)
-    keys = set()
-    with open(output, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("status") == "ok":
-                keys.add((_key_path(record.get("video", {}).get("path", "")), record.get("settings", "")))
-    return keys
+def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[str, OutputPath], *, model=None,
+              checkpoint: Optional[CheckpointInfo] = None, overwrite: bool = False, fail_fast: bool = False,
+              progress: bool = True, on_line: Optional[Callable[[dict], None]] = None) -> BatchSummary:
+    """Answer every item, appending one JSONL line per video to `output` (see results_file.py).
 
-
-def _drop_torn_tail(output: str) -> None:
-    """A line cut off mid-write (the process died) is removed so the next line starts clean."""
-    with open(output, "rb+") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        if size == 0:
-            return
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return
-        handle.seek(0)
-        data = handle.read()
-        handle.truncate(data.rfind(b"\n") + 1)
-
-
-def _key_path(path: str) -> str:
-    return os.path.normcase(os.path.abspath(path))
-
-
-def run_batch(items: Sequence[BatchItem], template: AskRequest, output: str, *, model, overwrite: bool = False,
-              fail_fast: bool = False, progress: bool = True,
-              on_line: Optional[Callable[[dict], None]] = None) -> BatchSummary:
-    """Answer every item with one loaded `model`, appending one JSONL line per video to `output`."""
+    The model is loaded only when a video needs answering (pass `model` to reuse a loaded one), so a
+    rerun with nothing left to do loads nothing.
+    """
     started = time.perf_counter()
-    os.makedirs(os.path.dirname(os.path.abspath(output)) or ".", exist_ok=True)
-    if overwrite and os.path.exists(output):
-        os.unlink(output)
-    done_before = finished_keys(output)
-    todo = []
-    for item in items:
-        request = item_request(template, item)
-        key = (_key_path(item.video), settings_hash(request, model.model_id))
-        if key not in done_before:
-            todo.append((item, request, key[1]))
-    skipped = len(items) - len(todo)
-    bar = _progress(len(items), skipped, progress)
-    done = failed = 0
-    interrupted = False
-    with open(output, "a", encoding="utf-8") as out, ThreadPoolExecutor(max_workers=1) as pool:
-        pending: list[Future] = []
-        upcoming = iter(todo)
+    if not isinstance(output, OutputPath):
+        output = check_output_file(output, "-o", [item.video for item in items])
+    checkpoint = checkpoint or (model.checkpoint if model is not None else inspect_checkpoint(template.model_id))
+    check_budget_settings(checkpoint.family, mode=template.mode, min_pixels=template.min_pixels,
+                          max_pixels=template.max_pixels, max_visual_tokens=template.max_visual_tokens)
+    with ResultsFile(output, overwrite=overwrite) as results:
+        todo = []
+        for item in items:
+            request = item_request(template, item)
+            settings = settings_hash(request, checkpoint.model_id)
+            if (key_path(item.video), settings) not in results.finished:
+                todo.append((item, request, settings))
+        skipped = len(items) - len(todo)
+        bar = Progress(len(items), initial=skipped, desc="videos", unit="video", enabled=progress)
+        done = failed = 0
+        interrupted = False
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: list[Future] = []
+            upcoming = iter(todo)
 
-        def top_up():
-            while len(pending) < PREFETCH:
-                entry = next(upcoming, None)
-                if entry is None:
-                    return
-                pending.append(pool.submit(_prepare, entry))
+            def top_up():
+                while len(pending) < PREFETCH:
+                    entry = next(upcoming, None)
+                    if entry is None:
+                        return
+                    pending.append(pool.submit(_prepare, entry, checkpoint))
 
-        try:
-            top_up()
-            while pending:
-                item, settings, prepared, error = pending.pop(0).result()
-                top_up()  # the next videos decode while this one is answered
-                if error is None:
-                    try:
-                        record = dict(answer_prepared(prepared, model), status="ok", settings=settings)
-                    except ModelError:
-                        raise  # the model is broken for every video: stop the batch
-                    except KeyframeQAError as exc:
-                        error = str(exc)
-                if error is not None:
-                    record = {"video": {"path": item.video}, "status": "error", "error": error, "settings": settings}
-                    failed += 1
-                else:
-                    done += 1
-                _write_line(out, record)
-                if on_line:
-                    on_line(record)
-                bar.set_postfix(failed=failed, refresh=False)
-                bar.update(1)
-                if error is not None and fail_fast:
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            for future in pending:
-                future.cancel()
-            bar.close()
+            try:
+                top_up()
+                while pending:
+                    item, settings, prepared, error = pending.pop(0).result()
+                    top_up()  # the next videos decode while this one is answered
+                    if error is None:
+                        if model is None:  # first video to answer: load now (the next ones keep decoding)
+                            model = load_model(template.model_id, device=template.device, dtype=template.dtype,
+                                               checkpoint=checkpoint)
+                        try:
+                            record = dict(answer_prepared(prepared, model), status="ok", settings=settings)
+                        except ModelError:
+                            raise  # the model is broken for every video: stop the batch
+                        except KeyframeQAError as exc:
+                            error = str(exc)
+                    if error is not None:
+                        record = {"video": {"path": item.video}, "status": "error", "error": error,
+                                  "settings": settings}
+                        failed += 1
+                    else:
+                        done += 1
+                    results.write(record)
+                    if on_line:
+                        on_line(record)
+                    bar.set_postfix(failed=failed)
+                    bar.update(1)
+                    if error is not None and fail_fast:
+                        break
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                for future in pending:
+                    future.cancel()
+                bar.close()
     return BatchSummary(total=len(items), done=done, skipped=skipped, failed=failed,
                         seconds=time.perf_counter() - started, interrupted=interrupted)
 
 
-def _prepare(entry) -> tuple[BatchItem, str, Optional[PreparedVideo], Optional[str]]:
+def _prepare(entry, checkpoint: CheckpointInfo) -> tuple[BatchItem, str, Optional[PreparedVideo], Optional[str]]:
     item, request, settings = entry
     if item.error:
         return item, settings, None, item.error
     try:
-        return item, settings, prepare(request), None
+        return item, settings, prepare(request, checkpoint), None
     except KeyframeQAError as exc:
         return item, settings, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - one bad video must not end the batch
         return item, settings, None, f"unexpected {type(exc).__name__}: {exc}"
 
 
-def _write_line(out, record: dict) -> None:
-    # One write of the whole line, then to disk: a crash can lose the line being written, never others.
-    out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-    out.flush()
-    os.fsync(out.fileno())
-
-
-def _progress(total: int, skipped: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=skipped, unit="video", file=sys.stderr, disable=not enabled,
-                dynamic_ncols=True, desc="videos")
-
-
 def summary_line(summary: BatchSummary, output: str) -> str:
     """The closing line on stderr."""
     rate = summary.done / summary.seconds if summary.seconds > 0 else 0.0
     state = "interrupted: " if summary.interrupted else ""
+    where = "on standard output" if output in ("-", "/dev/stdout") else f"in {output}"
     return (f"{state}{summary.done} answered, {summary.failed} failed, {summary.skipped} already done "
-            f"(of {summary.total}) in {summary.seconds:.1f}s ({rate:.2f} videos/s); results in {output}")
+            f"(of {summary.total}) in {summary.seconds:.1f}s ({rate:.2f} videos/s); results {where}")
 
 
 def iter_lines(output: str) -> Iterable[dict]:

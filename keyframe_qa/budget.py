@@ -22,6 +22,9 @@ VIDEO_MIN_TOKENS, VIDEO_MAX_TOKENS = 128, 768
 # Our default cap across all frames: one full-size image's worth. Keeps several 1080p frames
 # within what a 2B model answers in seconds on a GPU; raise it with --max-visual-tokens.
 DEFAULT_MAX_VISUAL_TOKENS = 16384
+# The largest whole number any option takes: larger values mean nothing for a video or a model and
+# would overflow float and tensor arithmetic further on.
+LARGEST_OPTION = 2 ** 31 - 1
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -126,3 +129,61 @@ def _video_shares(count: int, per_patch: int, temporal: int) -> list[int]:
         base, extra = divmod(per_patch, members)
         shares.extend(base + (1 if i < extra else 0) for i in range(members))
     return shares
+
+
+def plan_request(
+    frame_sizes: Sequence[tuple[int, int]],
+    family: Family,
+    *,
+    mode: str = "images",
+    per_frame: bool = False,
+    min_pixels: Optional[int] = None,
+    max_pixels: Optional[int] = None,
+    max_visual_tokens: Optional[int] = DEFAULT_MAX_VISUAL_TOKENS,
+) -> list[FrameBudget]:
+    """Budgets for a request's frames: together in one prompt, or each in its own (`per_frame`).
+
+    Per frame in video mode, each frame is a one-frame video: the processor repeats it to fill a
+    temporal patch, so it costs a whole patch's tokens, and the total is split per frame.
+    """
+    if not (per_frame and mode == "video"):
+        return plan_budget(frame_sizes, family, mode=mode, min_pixels=min_pixels, max_pixels=max_pixels,
+                           max_visual_tokens=max_visual_tokens)
+    count = len(frame_sizes)
+    if count == 0:
+        raise UsageError("no frames selected")
+    share = None
+    if max_visual_tokens is not None:
+        share = max_visual_tokens // count
+        if share < 1:
+            raise UsageError(f"--max-visual-tokens {max_visual_tokens} cannot give each of {count} frames "
+                             f"even one visual token")
+    return [plan_budget([size], family, mode="video", min_pixels=min_pixels, max_pixels=max_pixels,
+                        max_visual_tokens=share)[0] for size in frame_sizes]
+
+
+def check_budget_settings(family: Family, *, mode: str = "images", min_pixels: Optional[int] = None,
+                          max_pixels: Optional[int] = None, max_visual_tokens: Optional[int] = None) -> None:
+    """Usage errors for budget settings this family can never meet (before any frame or model)."""
+    plan_budget([(family.factor * 16, family.factor * 9)], family, mode=mode, min_pixels=min_pixels,
+                max_pixels=max_pixels, max_visual_tokens=max_visual_tokens)
+
+
+def prompt_tokens_lower_bound(budgets: Sequence[FrameBudget], mode: str) -> int:
+    """Fewest tokens a prompt of these frames can take: the visual tokens plus each picture's
+    vision-start and vision-end markers (labels, the template and the question come on top)."""
+    markers = 2 if mode == "video" else 2 * len(budgets)
+    return sum(b.visual_tokens for b in budgets) + markers
+
+
+def check_context(prompt_tokens: int, max_new_tokens: int, context_length: Optional[int], *,
+                  exact: bool = False) -> None:
+    """Refuse a prompt that, with its reply, cannot fit the model's context window."""
+    if context_length is None or prompt_tokens + max_new_tokens <= context_length:
+        return
+    size = f"{prompt_tokens}" if exact else f"at least {prompt_tokens}"
+    raise UsageError(
+        f"the prompt needs {size} tokens plus up to {max_new_tokens} for the reply, over the model's context "
+        f"of {context_length} tokens (max_position_embeddings in its config): lower --max-visual-tokens, "
+        f"choose fewer frames, or lower --max-new-tokens"
+    )

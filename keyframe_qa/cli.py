@@ -12,10 +12,33 @@ import traceback
 
 import click
 
-from .budget import DEFAULT_MAX_VISUAL_TOKENS
+from .budget import DEFAULT_MAX_VISUAL_TOKENS, LARGEST_OPTION
 from .errors import KeyframeQAError, UsageError
 from .scenes import DEFAULT_MIN_SCENE_LEN, DETECTORS, KEYFRAME_CHOICES
 from .timecodes import parse_time_list
+
+
+COUNT = click.IntRange(min=1, max=LARGEST_OPTION)
+
+
+class PositiveNumber(click.ParamType):
+    """A finite number above zero (click's FLOAT takes inf and nan)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or number <= 0:
+            self.fail(f"{value!r} is not a finite number above 0", param, ctx)
+        return number
+
+
+POSITIVE = PositiveNumber()
 
 
 def _times(ctx, param, value):
@@ -39,17 +62,18 @@ def selection_options(command):
         click.option("--at", "times", callback=_times, metavar="TIMES",
                      help="Comma list of times: 5.5 | 1:05.5 | 00:01:05.500 (from the first frame)."),
         click.option("--scenes", is_flag=True, help="One keyframe per scene found by PySceneDetect."),
-        click.option("--every", type=float, default=None, metavar="SECONDS", help="A frame every SECONDS."),
-        click.option("--num-frames", type=int, default=None, metavar="N", help="N frames spread evenly."),
-        click.option("--fps", type=float, default=None, metavar="F", help="F frames per second."),
+        click.option("--every", type=POSITIVE, default=None, metavar="SECONDS", help="A frame every SECONDS."),
+        click.option("--num-frames", type=COUNT, default=None, metavar="N", help="N frames spread evenly."),
+        click.option("--fps", type=POSITIVE, default=None, metavar="F", help="F frames per second."),
         click.option("--detector", type=click.Choice(list(DETECTORS)), default="content", show_default=True,
                      help="Scene detector (with --scenes)."),
-        click.option("--threshold", type=float, default=None, help="Detector threshold [default: the detector's]."),
+        click.option("--threshold", type=POSITIVE, default=None,
+                     help="Detector threshold [default: the detector's]."),
         click.option("--min-scene-len", default=DEFAULT_MIN_SCENE_LEN, show_default=True,
                      help="Shortest scene: frames (15) or seconds (0.6s)."),
         click.option("--keyframe", type=click.Choice(list(KEYFRAME_CHOICES)), default="middle", show_default=True,
                      help="Which frame stands for a scene; sharpest = highest Laplacian variance."),
-        click.option("--max-scenes", type=int, default=None, metavar="N", help="Keep the N longest scenes."),
+        click.option("--max-scenes", type=COUNT, default=None, metavar="N", help="Keep the N longest scenes."),
         click.option("--no-cache", is_flag=True, help="Detect scenes again instead of using the cache."),
     ]
     for option in reversed(options):
@@ -71,13 +95,22 @@ def _selection(times, scenes, every, num_frames, fps, detector, threshold, min_s
 
 
 def _emit(text: str, output) -> None:
-    from .report import write_atomically
+    """Write a result to its checked output (stdout when none), and say where it went."""
+    from .outputs import write_output
 
-    if output:
-        write_atomically(output, text)
-        click.echo(f"wrote {output}", err=True)
-    else:
-        sys.stdout.write(text)
+    write_output(output, text)
+    _wrote(output)
+
+
+def _wrote(output) -> None:
+    if not output.is_stdout:
+        click.echo(f"wrote {output.given}", err=True)
+
+
+def _output(path, option: str, inputs) -> "OutputPath":
+    from .outputs import check_output_file
+
+    return check_output_file(path or "-", option, inputs)
 
 
 def answer_options(command):
@@ -93,13 +126,11 @@ def answer_options(command):
         click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N"),
         click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto",
                      show_default=True),
-        click.option("--min-pixels", type=click.IntRange(min=1), default=None,
-                     help="Per-frame minimum model-input pixels."),
-        click.option("--max-pixels", type=click.IntRange(min=1), default=None,
-                     help="Per-frame maximum model-input pixels."),
-        click.option("--max-visual-tokens", type=click.IntRange(min=1), default=DEFAULT_MAX_VISUAL_TOKENS,
+        click.option("--min-pixels", type=COUNT, default=None, help="Per-frame minimum model-input pixels."),
+        click.option("--max-pixels", type=COUNT, default=None, help="Per-frame maximum model-input pixels."),
+        click.option("--max-visual-tokens", type=COUNT, default=DEFAULT_MAX_VISUAL_TOKENS,
                      show_default=True, help="Visual tokens for all frames together (split evenly, never exceeded)."),
-        click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True),
+        click.option("--max-new-tokens", type=COUNT, default=256, show_default=True),
     ]
     for option in reversed(options):
         command = option(command)
@@ -127,7 +158,7 @@ def _request(video, questions, options: dict, **files):
               help="Write a self-contained HTML page of the run here.")
 @click.option("--save-frames", type=click.Path(file_okay=False), default=None, help="Write the frames as PNG here.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Write the JSON here (atomically) instead of stdout.")
+              help="Write the JSON here (atomically) instead of stdout; - for stdout.")
 def ask(video, questions, annotate, html_path, save_frames, output, **options):
     """Ask QUESTIONS about frames of VIDEO: at given times, sampled, or one per scene.
 
@@ -135,10 +166,11 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
     With no frame selection, frames are sampled like qwen-vl-utils (2 fps, capped by the budget).
     """
     from .pipeline import ask as run_ask
-    from .report import to_json
 
-    request = _request(video, questions, options, annotate=annotate, html=html_path, save_frames=save_frames)
-    _emit(to_json(run_ask(request)), output)
+    request = _request(video, questions, options, annotate=annotate, html=html_path, save_frames=save_frames,
+                       output=output or "-")
+    run_ask(request)
+    _wrote(_output(output, "-o", ()))
 
 
 @cli.command()
@@ -146,21 +178,25 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
 @click.option("-q", "--question", "questions", multiple=True, help="A question for every video (repeatable).")
 @selection_options
 @answer_options
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Results, one JSON line per video.")
-@click.option("--overwrite", is_flag=True, help="Start afresh instead of resuming the output.")
+@click.option("-o", "--output", required=True, type=str,
+              help="Results, one JSON line per video (- for stdout, without resume).")
+@click.option("--overwrite", is_flag=True, help="Start afresh instead of resuming the output (results files only).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first video that fails.")
 def batch(inputs, questions, output, overwrite, fail_fast, **options):
     """Answer questions about many videos with one model load: INPUTS are files, folders, globs or
     .csv/.jsonl manifests (columns video, at, question). Reruns resume."""
     from .batch import collect_items, run_batch, summary_line
-    from .pipeline import load_model
+    from .checkpoint import inspect_checkpoint
+    from .results_file import check_results_file
 
     items = collect_items(inputs)
     if not questions and not options.get("find") and any(not i.questions and not i.error for i in items):
         raise UsageError("give questions with -q (or --find, or a `question` column in the manifest)")
     template = _request("", questions, options)
-    model = load_model(template.model_id, device=template.device, dtype=template.dtype)
-    summary = run_batch(items, template, output, model=model, overwrite=overwrite, fail_fast=fail_fast)
+    target = _output(output, "-o", [i.video for i in items] + [i for i in inputs if os.path.isfile(i)])
+    check_results_file(target)  # a file that is not ours is refused before anything else happens
+    checkpoint = inspect_checkpoint(template.model_id)
+    summary = run_batch(items, template, target, checkpoint=checkpoint, overwrite=overwrite, fail_fast=fail_fast)
     click.echo(summary_line(summary, output), err=True)
     if summary.interrupted:
         raise click.exceptions.Exit(130)
@@ -171,14 +207,14 @@ def batch(inputs, questions, output, overwrite, fail_fast, **options):
 @cli.command()
 @click.argument("video", type=str)
 @click.option("--detector", type=click.Choice(list(DETECTORS)), default="content", show_default=True)
-@click.option("--threshold", type=float, default=None, help="Detector threshold [default: the detector's].")
+@click.option("--threshold", type=POSITIVE, default=None, help="Detector threshold [default: the detector's].")
 @click.option("--min-scene-len", default=DEFAULT_MIN_SCENE_LEN, show_default=True,
               help="Shortest scene: frames (15) or seconds (0.6s).")
 @click.option("--keyframe", type=click.Choice(list(KEYFRAME_CHOICES)), default="middle", show_default=True)
-@click.option("--max-scenes", type=int, default=None, metavar="N", help="Keep the N longest scenes.")
+@click.option("--max-scenes", type=COUNT, default=None, metavar="N", help="Keep the N longest scenes.")
 @click.option("--csv", "as_csv", is_flag=True, help="A CSV table instead of JSON.")
 @click.option("--no-cache", is_flag=True, help="Detect again instead of using the cache.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+@click.option("-o", "--output", type=str, default=None, help="Write here instead of stdout.")
 def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_csv, no_cache, output):
     """Find the scenes of VIDEO (no model) and one keyframe for each."""
     from concurrent.futures import ThreadPoolExecutor
@@ -191,6 +227,7 @@ def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_c
                            keyframe=keyframe, max_scenes=max_scenes)
     check_options(options)
     check_path(video)
+    target = _output(output, "-o", [video])
     # The probe (frame index) runs beside detection rather than before it; both mostly wait on
     # FFmpeg with the GIL released. A bad file fails the probe with the more precise message.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -203,7 +240,7 @@ def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_c
         probed = probing.result()
     found = select_longest(detected, max_scenes)
     report = scenes_report(probed.info, options.describe(), found, keyframe_numbers(probed, found, keyframe))
-    _emit(scenes_csv(report) if as_csv else to_json(report), output)
+    _emit(scenes_csv(report) if as_csv else to_json(report), target)
 
 
 @cli.command()
@@ -212,53 +249,63 @@ def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_c
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the images.")
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality.")
-@click.option("--max-side", type=click.IntRange(min=1), default=None, help="Shrink so the longer side is at most N.")
+@click.option("--max-side", type=COUNT, default=None, help="Shrink so the longer side is at most N.")
 def frames(video, out_dir, image_format, quality, max_side, **selection):
     """Write frames of VIDEO as images plus a frames.json index (no model)."""
-    import os
-
-    from .media import probe
+    from .media import check_path, probe
+    from .outputs import check_output_dir, write_output
     from .pipeline import select_frames
-    from .report import frames_index, save_frames, to_json, write_atomically
+    from .report import frames_index, save_frame_files, to_json
     from .selection import check_request
 
     request = _selection(**selection, max_visual_tokens=None)
     check_request(request)
+    check_path(video)
+    check_output_dir(out_dir, "--out")
+    index = _output(os.path.join(out_dir, "frames.json"), "--out", [video])
     probed = probe(video)
     chosen, extracted = select_frames(probed, request)
-    files = save_frames(extracted, out_dir, image_format=image_format, quality=quality, max_side=max_side)
-    index_path = os.path.join(out_dir, "frames.json")
-    write_atomically(index_path, to_json(frames_index(probed.info, chosen.record, extracted, files)))
-    click.echo(f"wrote {len(files)} frames and {index_path}", err=True)
+    files = save_frame_files(extracted, out_dir, image_format=image_format, quality=quality, max_side=max_side,
+                             option="--out")
+    write_output(index, to_json(frames_index(probed.info, chosen.record, extracted, files)))
+    click.echo(f"wrote {len(files)} frames and {index.given}", err=True)
 
 
 @cli.command()
 @click.argument("config_path", metavar="CONFIG")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+@click.option("-o", "--output", type=str, default=None,
               help="Write the JSON report here (atomically) instead of stdout.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--html", "html_path", type=str, default=None,
               help="Write a self-contained HTML page of all comparisons here.")
 def compare(config_path, output, html_path):
     """Run the before/after comparisons of a YAML CONFIG (see configs/before_after.yaml)."""
-    from .compare import ROLES, run_compare
+    from .checkpoint import inspect_checkpoint
+    from .compare import ROLES, check_settings, config_inputs, run_compare
     from .config import load_config
     from .html_report import render_page
+    from .outputs import check_distinct, write_output
     from .pipeline import load_model
-    from .report import to_json, write_atomically
+    from .report import to_json
     from .timecodes import format_time
 
     config = load_config(config_path)
+    inputs = config_inputs(config, config_path)
+    target = _output(output, "-o", inputs)
+    page = _output(html_path, "--html", inputs) if html_path else None
+    check_distinct([target, page])
     defaults = config.defaults
-    model = load_model(defaults.model, device=defaults.device, dtype=defaults.dtype)
+    checkpoint = inspect_checkpoint(defaults.model)
+    check_settings(config, config_path, checkpoint)
+    model = load_model(defaults.model, device=defaults.device, dtype=defaults.dtype, checkpoint=checkpoint)
     report, views = run_compare(config, config_path, model)
     if html_path:
         sections = [(comparison.name, frames, answers,
                      [f"{role} at {format_time(f.timestamp)} (frame {f.frame_number})"
                       for role, f in zip(ROLES, frames)])
                     for comparison, frames, answers in views]
-        write_atomically(html_path, render_page(config_path, f"model {model.model_id}", sections))
+        write_output(page, render_page(config_path, f"model {model.model_id}", sections))
         report["html"] = html_path
-    _emit(to_json(report), output)
+    _emit(to_json(report), target)
     failed = [c["name"] for c in report["comparisons"] if c["status"] != "ok"]
     if failed:
         click.echo(f"Error: {len(failed)} comparison(s) failed: {', '.join(failed)} (see their `error`)", err=True)
@@ -270,9 +317,14 @@ def main(argv=None) -> int:
     debug = os.environ.get("KEYFRAME_QA_DEBUG") == "1"
     if not debug:
         _quiet_libraries()
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:  # bare `keyframe-qa`: the help, as a successful answer
+        with click.Context(cli, info_name="keyframe-qa") as context:
+            click.echo(cli.get_help(context))
+        return 0
     try:
         # Without standalone mode click returns (not raises) the code of a click Exit.
-        result = cli.main(args=argv, prog_name="keyframe-qa", standalone_mode=False)
+        result = cli.main(args=args, prog_name="keyframe-qa", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -312,6 +364,11 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     # huggingface_hub logs each retry of an unreachable hub; the final Error line says it all.
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+    # OpenCV's FFmpeg (PySceneDetect's reader) prints its own log lines about bad files; ours is one line.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    import logging
+
+    logging.getLogger("pyscenedetect").setLevel(logging.CRITICAL)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ import time
 from dataclasses import replace
 from typing import Optional
 
-from .budget import plan_budget
-from .config import CompareConfig, Comparison
-from .errors import KeyframeQAError, ModelError
+from .budget import check_budget_settings, check_context, plan_budget, prompt_tokens_lower_bound
+from .checkpoint import CheckpointInfo
+from .config import CompareConfig, ConfigError, Comparison
+from .errors import KeyframeQAError, ModelError, UsageError
+from .messages import Progress
 from .frames import read_frames
 from .grounding import grounding_prompt
 from .media import check_times, probe
@@ -26,10 +28,10 @@ def run_compare(config: CompareConfig, config_path: str, model, *, progress: boo
     A comparison that fails (a time past the end, an unreadable video) is recorded with its error
     and the rest still run; a model failure stops everything.
     """
-    from tqdm import tqdm
-
     results, views = [], []
-    for comparison in tqdm(config.comparisons, unit="comparison", disable=not progress, desc="comparisons"):
+    bar = Progress(len(config.comparisons), desc="comparisons", unit="comparison", enabled=progress)
+    for comparison in config.comparisons:
+        bar.update(1)
         started = time.perf_counter()
         try:
             record, frames, answers = _run_one(config, comparison, model)
@@ -41,6 +43,7 @@ def run_compare(config: CompareConfig, config_path: str, model, *, progress: boo
         record["timings"] = {"total_s": round(time.perf_counter() - started, 4)}
         results.append(record)
         views.append((comparison, frames, answers))
+    bar.close()
     report = {
         "schema_version": SCHEMA_VERSION,
         "config": config_path,
@@ -66,6 +69,8 @@ def _run_one(config: CompareConfig, comparison: Comparison, model) -> tuple[dict
     budgets = plan_budget([(f.width, f.height) for f in frames], model.family, mode=settings["mode"],
                           min_pixels=settings["min_pixels"], max_pixels=settings["max_pixels"],
                           max_visual_tokens=settings["max_visual_tokens"])
+    check_context(prompt_tokens_lower_bound(budgets, settings["mode"]), settings["max_new_tokens"],
+                  model.context_length)
     labels = [f"{role} at {format_time(f.timestamp)}" for role, f in zip(ROLES, frames)]
     questions = list(comparison.questions)
     if comparison.find:
@@ -87,6 +92,26 @@ def _run_one(config: CompareConfig, comparison: Comparison, model) -> tuple[dict
         "settings": settings,
     }
     return record, frames, answers
+
+
+def check_settings(config: CompareConfig, config_path: str, checkpoint: CheckpointInfo) -> None:
+    """Every comparison's budget settings against the model's family, all problems at once, before
+    any video is read or the model loads."""
+    problems = []
+    for position, comparison in enumerate(config.comparisons):
+        settings = config.settings_for(comparison)
+        try:
+            check_budget_settings(checkpoint.family, mode=settings["mode"], min_pixels=settings["min_pixels"],
+                                  max_pixels=settings["max_pixels"], max_visual_tokens=settings["max_visual_tokens"])
+        except UsageError as exc:
+            problems.append(f"comparisons.{position} ({comparison.name}): {exc} for {checkpoint.family.name}")
+    if problems:
+        raise ConfigError(config_path, problems)
+
+
+def config_inputs(config: CompareConfig, config_path: str) -> list[str]:
+    """Files a compare run reads: the config and every video (never to be written over)."""
+    return [config_path] + sorted({p for c in config.comparisons for p in (c.before_path, c.after_path)})
 
 
 def _with_find(record: dict, find: Optional[str], questions: list) -> dict:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator, \
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, \
     model_validator
 
-from .budget import DEFAULT_MAX_VISUAL_TOKENS
+from .budget import DEFAULT_MAX_VISUAL_TOKENS, LARGEST_OPTION
 from .errors import UsageError
 from .timecodes import parse_time
 
@@ -28,6 +28,10 @@ class ConfigError(UsageError):
         super().__init__(f"invalid config {path} ({count}):")
 
 
+# A whole number above 0 and no larger than any option takes.
+Count = Annotated[int, Field(gt=0, le=LARGEST_OPTION)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -36,10 +40,10 @@ class Settings(_Strict):
     """Model and budget settings; the config's `defaults`, overridable per comparison."""
 
     mode: Optional[Literal["images", "video"]] = Field(None, description="images (default) or video")
-    min_pixels: Optional[PositiveInt] = Field(None, description="per-frame minimum model-input pixels")
-    max_pixels: Optional[PositiveInt] = Field(None, description="per-frame maximum model-input pixels")
-    max_visual_tokens: Optional[PositiveInt] = Field(None, description="visual tokens for both frames together")
-    max_new_tokens: Optional[PositiveInt] = Field(None, description="longest reply, in tokens")
+    min_pixels: Optional[Count] = Field(None, description="per-frame minimum model-input pixels")
+    max_pixels: Optional[Count] = Field(None, description="per-frame maximum model-input pixels")
+    max_visual_tokens: Optional[Count] = Field(None, description="visual tokens for both frames together")
+    max_new_tokens: Optional[Count] = Field(None, description="longest reply, in tokens")
 
 
 class Defaults(Settings):

@@ -31,6 +31,7 @@ import numpy as np
 
 from .errors import VideoError
 from .media import FrameIndex, ProbedVideo, open_container, stream_by_index
+from .messages import warn
 from .records import Frame
 from .timecodes import format_time
 
@@ -59,7 +60,8 @@ def read_frames(
     `requested` is what the user asked for (defaults to `times`); `scenes` tags frames chosen per scene.
     """
     numbers = frame_numbers_at(video, times)
-    images = read_frame_numbers(video, numbers)
+    damaged: set[int] = set()
+    images = read_frame_numbers(video, numbers, damaged=damaged)
     index = video.index
     frames = []
     for position, (t, number) in enumerate(zip(times, numbers)):
@@ -71,13 +73,24 @@ def read_frames(
                 frame_number=number,
                 image=images[number],
                 scene=(scenes[position] if scenes is not None else None),
+                corrupt=number in damaged,
             )
         )
+    if damaged:
+        shown = ", ".join(format_time(index.seconds(int(index.display_pts[n]))) for n in sorted(damaged)[:5])
+        more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
+        warn(f"{video.info.path}: the decoder reported errors in {len(damaged)} frame(s) at {shown}{more}; "
+             f"they may look broken and are marked \"corrupt\" in the output")
     return frames
 
 
-def read_frame_numbers(video: ProbedVideo, numbers: Iterable[int]) -> dict[int, np.ndarray]:
-    """Decode the given frames (presentation order numbers) into display-geometry RGB arrays."""
+def read_frame_numbers(video: ProbedVideo, numbers: Iterable[int],
+                       damaged: Optional[set] = None) -> dict[int, np.ndarray]:
+    """Decode the given frames (presentation order numbers) into display-geometry RGB arrays.
+
+    Frames the decoder flagged as corrupt, or decoded after a decoding error since their keyframe,
+    have their numbers added to `damaged` when it is given.
+    """
     wanted = sorted(set(numbers))
     if not wanted:
         return {}
@@ -85,7 +98,9 @@ def read_frame_numbers(video: ProbedVideo, numbers: Iterable[int]) -> dict[int, 
         decoded = _decode_sequentially(video, wanted)
     else:
         decoded = _decode_planned(video, wanted)
-    return {n: to_display(decoded[n], video) for n in wanted}
+    if damaged is not None:
+        damaged.update(n for n in wanted if decoded[n][1])
+    return {n: to_display(decoded[n][0], video) for n in wanted}
 
 
 def to_display(frame: av.VideoFrame, video: ProbedVideo) -> np.ndarray:
@@ -164,7 +179,7 @@ def _start_keyframe(index: FrameIndex, key_positions: np.ndarray, target: _Targe
     return start
 
 
-def _decode_planned(video: ProbedVideo, wanted: list[int]) -> dict[int, av.VideoFrame]:
+def _decode_planned(video: ProbedVideo, wanted: list[int]) -> dict[int, tuple[av.VideoFrame, bool]]:
     index = video.index
     runs = _plan_runs(index, wanted)
     number_of_pts = {int(index.display_pts[n]): n for n in wanted}
@@ -228,10 +243,10 @@ def _balance(runs: list, workers: int, size: np.ndarray) -> list[list]:
     return [sorted(group) for group in groups if group]
 
 
-def _decode_runs(video: ProbedVideo, runs: list, decoder_threads: int) -> dict[int, av.VideoFrame]:
-    """Decode a list of runs with one container; returns frames by PTS."""
+def _decode_runs(video: ProbedVideo, runs: list, decoder_threads: int) -> dict[int, tuple[av.VideoFrame, bool]]:
+    """Decode a list of runs with one container; returns (frame, damaged) by PTS."""
     index = video.index
-    found: dict[int, av.VideoFrame] = {}
+    found: dict[int, tuple[av.VideoFrame, bool]] = {}
     with open_container(video.info.path) as container:
         stream = stream_by_index(container, video.stream_index)
         stream.codec_context.thread_type = "AUTO" if decoder_threads > 1 else "NONE"
@@ -252,7 +267,7 @@ def _decode_runs(video: ProbedVideo, runs: list, decoder_threads: int) -> dict[i
 
 
 def _decode_run(container, stream, index: FrameIndex, start: int, last: int, needed: set[int],
-                *, skip_nonref: bool) -> dict[int, av.VideoFrame]:
+                *, skip_nonref: bool) -> dict[int, tuple[av.VideoFrame, bool]]:
     """Seek to the keyframe at decode position `start` and decode through position `last`.
 
     Packets are identified by their PTS, so where the demuxer's seek lands does not matter as long
@@ -271,16 +286,21 @@ def _decode_run(container, stream, index: FrameIndex, start: int, last: int, nee
 
 
 def _decode_from(container, stream, index: FrameIndex, seek_target: Optional[int], start: int, last: int,
-                 needed: set[int], skip_nonref: bool) -> Optional[dict[int, av.VideoFrame]]:
-    """One attempt of `_decode_run`; None when the seek landed after the keyframe."""
+                 needed: set[int], skip_nonref: bool) -> Optional[dict[int, tuple[av.VideoFrame, bool]]]:
+    """One attempt of `_decode_run`; None when the seek landed after the keyframe.
+
+    A frame is marked damaged when the decoder flags it corrupt, or when a packet failed to decode
+    since the last keyframe (later frames may reference what was lost).
+    """
     context = stream.codec_context
     position_of_pts = index.position_of_pts
     if seek_target is None:
         container.seek(0)  # the container's start, in AV_TIME_BASE
     else:
         container.seek(seek_target, stream=stream, backward=True)
-    found: dict[int, av.VideoFrame] = {}
+    found: dict[int, tuple[av.VideoFrame, bool]] = {}
     started = False
+    errors = False
     for packet in container.demux(stream):
         if packet.size == 0 or packet.pts is None:
             continue
@@ -295,37 +315,43 @@ def _decode_from(container, stream, index: FrameIndex, seek_target: Optional[int
             started = True
         if position > last:
             break
+        if packet.is_keyframe:
+            errors = False
         context.skip_frame = "NONREF" if skip_nonref and int(packet.pts) not in needed else "DEFAULT"
-        for frame in _decode_packet(context, packet):
+        frames, failed = _decode_packet(context, packet)
+        errors = errors or failed
+        for frame in frames:
             if frame.pts in needed:
-                found[frame.pts] = frame
+                found[frame.pts] = (frame, errors or bool(frame.is_corrupt))
     context.skip_frame = "DEFAULT"
-    for frame in _decode_packet(context, None):  # drain the decoder's delayed frames
+    frames, failed = _decode_packet(context, None)  # drain the decoder's delayed frames
+    for frame in frames:
         if frame.pts in needed:
-            found[frame.pts] = frame
+            found[frame.pts] = (frame, errors or failed or bool(frame.is_corrupt))
     return found
 
 
-def _decode_packet(context, packet) -> list[av.VideoFrame]:
+def _decode_packet(context, packet) -> tuple[list[av.VideoFrame], bool]:
+    """Frames out of one packet, and whether the decoder reported an error."""
     try:
-        return context.decode(packet)
+        return context.decode(packet), False
     except av.error.EOFError:
-        return []
+        return [], False
     except av.error.InvalidDataError:
-        return []  # a damaged packet: later frames may still decode; missing targets are reported
+        return [], True  # a damaged packet: later frames may still decode; missing targets are reported
 
 
-def _decode_sequentially(video: ProbedVideo, wanted: list[int]) -> dict[int, av.VideoFrame]:
+def _decode_sequentially(video: ProbedVideo, wanted: list[int]) -> dict[int, tuple[av.VideoFrame, bool]]:
     """For streams without timestamps: decode in order; frame n is the n-th frame shown."""
     remaining = set(wanted)
-    found: dict[int, av.VideoFrame] = {}
+    found: dict[int, tuple[av.VideoFrame, bool]] = {}
     with open_container(video.info.path) as container:
         stream = stream_by_index(container, video.stream_index)
         stream.codec_context.thread_type = "AUTO"
         try:
             for number, frame in enumerate(container.decode(stream)):
                 if number in remaining:
-                    found[number] = frame
+                    found[number] = (frame, bool(frame.is_corrupt))
                     remaining.discard(number)
                     if not remaining:
                         break

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -18,12 +17,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .budget import check_context
+from .checkpoint import CheckpointInfo, inspect_checkpoint, missing_model_message
 from .errors import ModelError, UsageError
-from .families import Family, family_from_config
+from .families import Family
 from .records import FrameBudget
-
-DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
-MODEL_ENV = "KEYFRAME_QA_MODEL"
 
 
 @dataclass(frozen=True)
@@ -45,11 +43,6 @@ class VisualPrompt:
     labels: list  # one short label per frame, e.g. "frame 1 at 0:00:05.500"
     mode: str  # "images" or "video"
     times: list  # frame times in seconds (video mode: for the sampling rate)
-
-
-def default_model_id() -> str:
-    """The model to use when --model is not given: $KEYFRAME_QA_MODEL or Qwen2-VL-2B-Instruct."""
-    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
 
 
 def resolve_device(device: str) -> str:
@@ -96,16 +89,19 @@ def attention_implementation(device: str, torch_dtype) -> str:
 class QwenVLModel:
     """A loaded Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint with its processor."""
 
-    def __init__(self, model_id: str, *, device: str = "auto", dtype: str = "auto"):
+    def __init__(self, model_id: Optional[str] = None, *, device: str = "auto", dtype: str = "auto",
+                 checkpoint: Optional[CheckpointInfo] = None):
         started = time.perf_counter()
-        self.model_id = model_id
-        source = _check_source(model_id)
-        config = _load_config(model_id, source)
-        self.family: Family = family_from_config(config)
+        checkpoint = checkpoint or inspect_checkpoint(model_id)
+        self.model_id = checkpoint.model_id
+        self.family: Family = checkpoint.family
+        self.checkpoint = checkpoint
+        self.context_length = checkpoint.context_length
         self.device = resolve_device(device)
         self.torch_dtype = resolve_dtype(dtype, self.device)
         self.attention = attention_implementation(self.device, self.torch_dtype)
-        self.processor, self.model = _load(model_id, source, self.torch_dtype, self.attention, self.device)
+        self.processor, self.model = _load(self.model_id, checkpoint.source, self.torch_dtype, self.attention,
+                                           self.device)
         self.tokenizer = self.processor.tokenizer
         self.load_seconds = time.perf_counter() - started
 
@@ -125,6 +121,9 @@ class QwenVLModel:
         if max_new_tokens <= 0:
             raise UsageError("--max-new-tokens must be positive")
         encoded = [self._encode(prompt, question) for question in questions]
+        for inputs in encoded:
+            # Exact, from the tokenised prompt; the pipeline's earlier check is a lower bound.
+            check_context(int(inputs["input_ids"].shape[1]), max_new_tokens, self.context_length, exact=True)
         prefix_length = _shared_prefix_length(encoded, self.model.config.vision_end_token_id)
         cache = None
         if len(encoded) > 1 and prefix_length:
@@ -268,50 +267,6 @@ def _shared_prefix_length(encoded: list, vision_end_id: Optional[int]) -> int:
     return length if length < min(e["input_ids"].shape[1] for e in encoded) else 0
 
 
-def _check_source(model_id: str) -> str:
-    """'local' for a checkpoint folder, 'hub' for a hub id; clear errors for bad folders."""
-    expanded = os.path.expanduser(model_id)
-    # Hub ids are "org/name"; anything else with a path shape is meant as a folder.
-    looks_like_path = os.path.isabs(expanded) or model_id.startswith((".", "~")) or model_id.count("/") > 1
-    if os.path.isdir(expanded):
-        config_path = os.path.join(expanded, "config.json")
-        if not os.path.isfile(config_path):
-            raise ModelError(f"model folder {model_id} has no config.json: it is not a Hugging Face checkpoint folder")
-        if not os.access(config_path, os.R_OK) or not os.access(expanded, os.R_OK | os.X_OK):
-            raise ModelError(f"model folder {model_id} is not readable (check its permissions)")
-        return "local"
-    if os.path.exists(expanded):
-        raise ModelError(f"model path {model_id} is a file; give the checkpoint folder or a hub id")
-    if looks_like_path:
-        raise ModelError(f"model folder {model_id} does not exist")
-    return "hub"
-
-
-def _load_config(model_id: str, source: str) -> dict:
-    if source == "local":
-        try:
-            with open(os.path.join(os.path.expanduser(model_id), "config.json"), encoding="utf-8") as handle:
-                return json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot read {model_id}/config.json: {exc}") from exc
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(model_id, trust_remote_code=False).to_dict()
-    except (OSError, ValueError) as exc:
-        raise ModelError(_missing_model_message(model_id)) from exc
-
-
-def _missing_model_message(model_id: str) -> str:
-    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
-    return (
-        f"model {model_id!r} not found: it is not a local folder, not in the Hugging Face cache ({cache}), "
-        f"and the hub could not be reached. Download it once with `hf download {model_id}` "
-        f"or pass --model /path/to/checkpoint (or set {MODEL_ENV})"
-    )
-
-
 def _load(model_id: str, source: str, torch_dtype, attention: str, device: str):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -323,7 +278,7 @@ def _load(model_id: str, source: str, torch_dtype, attention: str, device: str):
         )
     except (OSError, ValueError) as exc:
         if source == "hub":
-            raise ModelError(_missing_model_message(model_id)) from exc
+            raise ModelError(missing_model_message(model_id)) from exc
         raise ModelError(f"cannot load the checkpoint in {model_id}: {exc}") from exc
     if getattr(processor, "tokenizer", None) is None or getattr(processor, "chat_template", None) is None:
         raise ModelError(f"{model_id} has no processor with a chat template: use an -Instruct checkpoint")

@@ -12,13 +12,16 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .budget import DEFAULT_MAX_VISUAL_TOKENS, plan_budget
+from .budget import DEFAULT_MAX_VISUAL_TOKENS, check_budget_settings, check_context, plan_request, \
+    prompt_tokens_lower_bound
+from .checkpoint import CheckpointInfo, inspect_checkpoint
 from .errors import UsageError
 from .frames import read_frames
 from .grounding import FrameGeometry, find_boxes, grounding_prompt
-from .media import ProbedVideo, check_times, probe
+from .media import ProbedVideo, check_path, check_times, probe
+from .outputs import check_distinct, check_output_dir, check_output_file, write_file, write_output
 from .records import Answer, Frame, FrameBudget, ModelInfo
-from .report import build_report, save_frames, write_atomically
+from .report import build_report, save_frames, to_json
 from .selection import Selection, SelectionRequest, check_request, select
 from .timecodes import format_time
 
@@ -44,6 +47,7 @@ class AskRequest:
     find: Optional[str] = None  # an object to locate with the family's grounding prompt (--find)
     annotate: Optional[str] = None  # directory for frames with their boxes drawn
     html: Optional[str] = None  # path of a self-contained HTML page of the run
+    output: Optional[str] = None  # where `ask` writes the JSON ("-": stdout); None: only returned
 
 
 def extract_frames(video: str, times: Sequence[float]) -> list[Frame]:
@@ -59,9 +63,13 @@ def extract_frames(video: str, times: Sequence[float]) -> list[Frame]:
 def select_frames(probed: ProbedVideo, request: SelectionRequest) -> tuple[Selection, list[Frame]]:
     """Choose frames (times, sampling or scenes) and read them. No model, no torch."""
     selection = select(probed, request)
-    frames = read_frames(probed, list(selection.times), requested=list(selection.requested),
-                         scenes=list(selection.scenes))
-    return selection, frames
+    return selection, read_selected(probed, selection)
+
+
+def read_selected(probed: ProbedVideo, selection: Selection) -> list[Frame]:
+    """Read the frames a selection chose."""
+    return read_frames(probed, list(selection.times), requested=list(selection.requested),
+                       scenes=list(selection.scenes))
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,23 +82,74 @@ class PreparedVideo:
     frames: list
     probe_s: float
     decode_s: float
+    checkpoint: Optional[CheckpointInfo] = None  # the model the budgets were planned for
+    budgets: Optional[list] = None  # FrameBudget per frame, planned before decoding
 
 
-def prepare(request: AskRequest) -> PreparedVideo:
-    """Probe the video and read the selected frames (no model; safe on a background thread)."""
+def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None) -> PreparedVideo:
+    """Probe the video, check the request against it and the model, then read the frames.
+
+    Everything that can refuse the request runs before decoding: the selection against the video
+    (frame counts), the budget against the family, the prompt against the context length. The
+    checkpoint's config is read (not the model) if `checkpoint` is not given. No torch; safe on a
+    background thread.
+    """
     selection_request = _selection_request(request)
     _check_request(request, selection_request)
+    check_path(request.video)
     started = time.perf_counter()
     probed = probe(request.video)
     probe_s = time.perf_counter() - started
     decode_started = time.perf_counter()
-    selection, frames = select_frames(probed, selection_request)
-    return PreparedVideo(request, probed, selection, frames, probe_s, time.perf_counter() - decode_started)
+    selection = select(probed, selection_request)
+    checkpoint = checkpoint or inspect_checkpoint(request.model_id)
+    budgets = plan_frames(request, checkpoint, [(probed.info.width, probed.info.height)] * len(selection.times))
+    frames = read_selected(probed, selection)
+    return PreparedVideo(request, probed, selection, frames, probe_s, time.perf_counter() - decode_started,
+                         checkpoint, budgets)
+
+
+def plan_frames(request: AskRequest, checkpoint: CheckpointInfo, sizes: Sequence[tuple[int, int]]) -> list:
+    """Each frame's budget for this model, and a refusal if a prompt cannot fit its context."""
+    budgets = plan_request(sizes, checkpoint.family, mode=request.mode, per_frame=request.per_frame,
+                           min_pixels=request.min_pixels, max_pixels=request.max_pixels,
+                           max_visual_tokens=request.max_visual_tokens)
+    prompts = [[b] for b in budgets] if request.per_frame else [budgets]
+    longest = max(prompt_tokens_lower_bound(p, request.mode) for p in prompts)
+    check_context(longest, request.max_new_tokens, checkpoint.context_length)
+    return budgets
+
+
+def check_request_early(request: AskRequest, checkpoint: CheckpointInfo) -> None:
+    """Usage errors a request has whatever the video: its options, and its budget for the family."""
+    _check_request(request, _selection_request(request))
+    check_budget_settings(checkpoint.family, mode=request.mode, min_pixels=request.min_pixels,
+                          max_pixels=request.max_pixels, max_visual_tokens=request.max_visual_tokens)
+
+
+def check_outputs(request: AskRequest) -> None:
+    """Refuse, before any work, outputs that cannot or must not be written (see outputs.py)."""
+    inputs = [request.video]
+    files = [check_output_file(path, option, inputs)
+             for path, option in ((request.output, "-o"), (request.html, "--html")) if path]
+    check_distinct(files)
+    for folder, option in ((request.save_frames, "--save-frames"), (request.annotate, "--annotate")):
+        if folder:
+            check_output_dir(folder, option)
 
 
 def ask(request: AskRequest, model=None) -> dict:
-    """Run one request and return the JSON-ready report. Pass `model` to reuse a loaded one."""
-    return answer_prepared(prepare(request), model)
+    """Run one request and return the JSON-ready report (also written to `request.output` if set).
+
+    Pass `model` to reuse a loaded one. Outputs are checked before anything is read or loaded.
+    """
+    _check_request(request, _selection_request(request))
+    check_path(request.video)
+    check_outputs(request)
+    report = answer_prepared(prepare(request, model.checkpoint if model is not None else None), model)
+    if request.output:
+        write_output(check_output_file(request.output, "-o", [request.video]), to_json(report))
+    return report
 
 
 def answer_prepared(prepared: PreparedVideo, model=None) -> dict:
@@ -99,17 +158,12 @@ def answer_prepared(prepared: PreparedVideo, model=None) -> dict:
     started = time.perf_counter()
     model_load_s = 0.0
     if model is None:
-        model = load_model(request.model_id, device=request.device, dtype=request.dtype)
+        model = load_model(request.model_id, device=request.device, dtype=request.dtype,
+                           checkpoint=prepared.checkpoint)
         model_load_s = model.load_seconds
-
-    budgets = plan_budget(
-        [(f.width, f.height) for f in frames],
-        model.family,
-        mode=request.mode,
-        min_pixels=request.min_pixels,
-        max_pixels=request.max_pixels,
-        max_visual_tokens=request.max_visual_tokens,
-    )
+    budgets = prepared.budgets
+    if budgets is None or prepared.checkpoint is None or prepared.checkpoint.family != model.family:
+        budgets = plan_frames(request, model.checkpoint, [(f.width, f.height) for f in frames])
     images = [resize_for_model(f.image, b) for f, b in zip(frames, budgets)]
     questions = list(request.questions)
     find_prompt = None
@@ -129,7 +183,8 @@ def answer_prepared(prepared: PreparedVideo, model=None) -> dict:
         answers = make_answers(questions, replies, model, frames, budgets, None)
     generate_s = time.perf_counter() - generate_started
 
-    files = save_frames(frames, request.save_frames) if request.save_frames else [None] * len(frames)
+    files = save_frames(frames, request.save_frames, option="--save-frames") if request.save_frames \
+        else [None] * len(frames)
     info = ModelInfo(id=model.model_id, family=model.family.name, mode=request.mode,
                      device=model.device, dtype=model.dtype_name)
     timings = {
@@ -151,7 +206,8 @@ def answer_prepared(prepared: PreparedVideo, model=None) -> dict:
     if request.html:
         from .html_report import render_html
 
-        write_atomically(request.html, render_html(probed.info, frames, answers, model.model_id))
+        write_file(request.html, render_html(probed.info, frames, answers, model.model_id), "--html",
+                   [request.video])
         report["html"] = request.html
     return report
 
@@ -162,7 +218,7 @@ def write_annotated(frames: Sequence[Frame], answers: Sequence[Answer], director
 
     drawn = [replace(f, image=draw_boxes(f.image, [b for a in answers for b in a.boxes if b.frame == f.index]))
              for f in frames]
-    return save_frames(drawn, directory, suffix="_annotated")
+    return save_frames(drawn, directory, suffix="_annotated", option="--annotate")
 
 
 def frame_labels(frames: Sequence[Frame]) -> list[str]:
@@ -211,11 +267,12 @@ def _selection_request(request: AskRequest) -> SelectionRequest:
     return replace(selection, mode=request.mode, max_visual_tokens=request.max_visual_tokens)
 
 
-def load_model(model_id: Optional[str] = None, *, device: str = "auto", dtype: str = "auto"):
+def load_model(model_id: Optional[str] = None, *, device: str = "auto", dtype: str = "auto",
+               checkpoint: Optional[CheckpointInfo] = None):
     """Load a Qwen-VL checkpoint (imports torch and transformers)."""
-    from .model import QwenVLModel, default_model_id
+    from .model import QwenVLModel
 
-    return QwenVLModel(model_id or default_model_id(), device=device, dtype=dtype)
+    return QwenVLModel(model_id, device=device, dtype=dtype, checkpoint=checkpoint)
 
 
 def resize_for_model(image: np.ndarray, budget: FrameBudget) -> np.ndarray:

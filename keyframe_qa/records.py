@@ -39,6 +39,7 @@ class Frame:
     frame_number: int  # 0-based index of the frame in presentation order
     image: np.ndarray = field(repr=False)  # H x W x 3 uint8 RGB in display geometry
     scene: Optional[int] = None  # scene index when chosen by scene detection
+    corrupt: bool = False  # the decoder reported errors for this frame: it may look broken
 
     @property
     def width(self) -> int:

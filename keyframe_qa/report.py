@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict
 from typing import Optional, Sequence
 
@@ -41,6 +40,8 @@ def frame_record(frame: Frame, file: Optional[str], budget: Optional[FrameBudget
     record["file"] = file
     if frame.scene is not None:
         record["scene"] = frame.scene
+    if frame.corrupt:
+        record["corrupt"] = True  # the decoder reported errors: the picture may be visibly broken
     return record
 
 
@@ -99,45 +100,31 @@ def to_json(report: dict) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
 
 
-def write_atomically(path: str, text: str) -> None:
-    """Write `text` to `path` so readers see the old file or the new one, never half of one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".keyframe-qa-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        # mkstemp creates 0600; give the file the permissions a plain open() would have.
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_frames(frames: Sequence[Frame], directory: str, *, image_format: str = "png", quality: int = 95,
-                max_side: Optional[int] = None, suffix: str = "") -> list[str]:
+                max_side: Optional[int] = None, suffix: str = "", option: str = "--save-frames") -> list[str]:
     """Write each frame named by position and time (PNG, or JPEG at `quality`); returns the paths.
 
-    `max_side` shrinks frames whose longer side is larger (area averaging), for previews.
+    `max_side` shrinks frames whose longer side is larger (area averaging), for previews. Each file
+    is written like every other output (outputs.py): atomically, never over a device or an input.
     """
+    return [path for path, _ in save_frame_files(frames, directory, image_format=image_format, quality=quality,
+                                                 max_side=max_side, suffix=suffix, option=option)]
+
+
+def save_frame_files(frames: Sequence[Frame], directory: str, *, image_format: str = "png", quality: int = 95,
+                     max_side: Optional[int] = None, suffix: str = "",
+                     option: str = "--save-frames") -> list[tuple[str, tuple[int, int]]]:
+    """`save_frames`, also returning each written image's (width, height)."""
     import cv2
 
     from .errors import KeyframeQAError
+    from .outputs import check_output_dir, write_file
 
+    check_output_dir(directory, option)
     os.makedirs(directory, exist_ok=True)
     extension = "jpg" if image_format in ("jpg", "jpeg") else "png"
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if extension == "jpg" else []
-    paths = []
+    written = []
     for frame in frames:
         image = frame.image
         if max_side and max(image.shape[:2]) > max_side:
@@ -146,15 +133,27 @@ def save_frames(frames: Sequence[Frame], directory: str, *, image_format: str = 
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         name = f"frame_{frame.index:03d}_{frame.timestamp:010.3f}s{suffix}.{extension}"
         path = os.path.join(directory, name)
-        if not cv2.imwrite(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params):
-            raise KeyframeQAError(f"could not write {path}")
-        paths.append(path)
-    return paths
+        ok, encoded = cv2.imencode(f".{extension}", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            raise KeyframeQAError(f"could not encode {path}")
+        write_file(path, encoded.tobytes(), option)
+        written.append((path, (int(image.shape[1]), int(image.shape[0]))))
+    return written
 
 
-def frames_index(info: VideoInfo, selection: dict, frames: Sequence[Frame], files: Sequence[str]) -> dict:
-    """The `frames.json` written by the `frames` command (files named relative to it)."""
-    records = [frame_record(frame, os.path.basename(file)) for frame, file in zip(frames, files)]
+def frames_index(info: VideoInfo, selection: dict, frames: Sequence[Frame],
+                 files: Sequence[tuple[str, tuple[int, int]]]) -> dict:
+    """The `frames.json` written by the `frames` command (files named relative to it).
+
+    `width`/`height` are the written image's; when `--max-side` shrank it, the displayed frame's size
+    is kept as `display_width`/`display_height`.
+    """
+    records = []
+    for frame, (file, (width, height)) in zip(frames, files):
+        record = frame_record(frame, os.path.basename(file))
+        if (width, height) != (frame.width, frame.height):
+            record.update(width=width, height=height, display_width=frame.width, display_height=frame.height)
+        records.append(record)
     return {"schema_version": SCHEMA_VERSION, "video": video_record(info), "selection": selection, "frames": records}
 
 

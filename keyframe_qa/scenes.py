@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import asdict, dataclass
 from typing import Optional, Sequence, Union
 
@@ -182,11 +183,18 @@ def _candidates(scene: Scene, frame_count: int) -> list[int]:
 def _detect(path: str, options: SceneOptions, show_progress: bool) -> list[Scene]:
     from scenedetect import SceneManager, open_video
 
+    from .media import open_container
+    from .messages import is_terminal
+
+    # Open it with PyAV first: a file that is not a video fails here with our one-line error, before
+    # OpenCV's FFmpeg prints its own log lines about it.
+    open_container(path).close()
     try:
         video = open_video(path, backend="opencv")
         manager = SceneManager()
         manager.add_detector(make_detector(options))
-        manager.detect_scenes(video=video, show_progress=show_progress)
+        # PySceneDetect's bar on a terminal only; redrawn into a log file it is noise.
+        manager.detect_scenes(video=video, show_progress=show_progress and is_terminal(sys.stderr))
         found = manager.get_scene_list(start_in_scene=True)
     except UsageError:
         raise
@@ -221,11 +229,12 @@ def _cache_file(path: str, options: SceneOptions) -> str:
 
 
 def _write_cache(cache_file: str, scenes: Sequence[Scene]) -> None:
-    from .report import write_atomically
+    from .errors import KeyframeQAError
+    from .outputs import write_file
 
     try:
-        write_atomically(cache_file, json.dumps({"scenes": [asdict(s) for s in scenes]}))
-    except OSError:
+        write_file(cache_file, json.dumps({"scenes": [asdict(s) for s in scenes]}), "scene cache")
+    except (OSError, KeyframeQAError):
         pass  # an unwritable cache only costs speed next time
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 from .budget import DEFAULT_MAX_VISUAL_TOKENS
 from .errors import UsageError
 from .media import ProbedVideo, check_times
+from .records import VideoInfo
 from .scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
 
 # qwen-vl-utils' video sampling defaults, used when no selection is given.
@@ -52,12 +53,14 @@ def check_request(request: SelectionRequest) -> None:
                                        ("--fps", request.fps)) if value is not None]
     if len(chosen) > 1:
         raise UsageError(f"choose frames one way: {' and '.join(chosen)} cannot be combined")
-    if request.every is not None and not request.every > 0:
+    if request.every is not None and not (math.isfinite(request.every) and request.every > 0):
         raise UsageError("--every must be a positive number of seconds")
     if request.num_frames is not None and request.num_frames <= 0:
         raise UsageError("--num-frames must be at least 1")
-    if request.fps is not None and not request.fps > 0:
-        raise UsageError("--fps must be positive")
+    if request.fps is not None and not (math.isfinite(request.fps) and request.fps > 0):
+        raise UsageError("--fps must be a positive number")
+    if request.times is not None and not all(math.isfinite(t) for t in request.times):
+        raise UsageError("--at times must be finite numbers of seconds")
     if request.times is not None and not request.times:
         raise UsageError("--at needs at least one time")
     if request.scenes:
@@ -68,6 +71,7 @@ def select(video: ProbedVideo, request: SelectionRequest) -> Selection:
     """Choose the frames of `video` that `request` asks for."""
     check_request(request)
     info = video.info
+    check_count(info, request)
     if request.times is not None:
         check_times(info, list(request.times))
         return Selection(tuple(request.times), tuple(request.times), (None,) * len(request.times),
@@ -86,9 +90,70 @@ def select(video: ProbedVideo, request: SelectionRequest) -> Selection:
     return _default(video, request)
 
 
+def planned_count(info: VideoInfo, request: SelectionRequest) -> Optional[int]:
+    """How many frames the request picks, counted without building the list (None: decided later)."""
+    if request.times is not None:
+        return len(request.times)
+    if request.every is not None:
+        return _every_count(info.duration, request.every)
+    if request.fps is not None:
+        return _every_count(info.duration, 1.0 / request.fps)
+    if request.num_frames is not None:
+        return request.num_frames
+    return None
+
+
+def check_count(info: VideoInfo, request: SelectionRequest) -> None:
+    """Refuse, before anything is built or decoded, a selection of more frames than the video has,
+    or more than the visual-token budget can give one token each."""
+    count = planned_count(info, request)
+    if count is None:
+        return
+    option = _option(request)
+    frames = info.frame_count
+    if count > frames:
+        interval = info.duration / frames if frames else 0.0
+        hint = {"--every": f"use --every {interval:.6g} or more",
+                "--fps": f"use --fps {info.fps:.6g} or less",
+                "--num-frames": f"use --num-frames {frames} or fewer",
+                "--at": f"give at most {frames} times"}[option]
+        raise UsageError(f"{option} {_value(request)} would pick {count} frames, but {info.path} has only "
+                         f"{frames} ({info.fps:.6g} fps over {info.duration:.6g}s): {hint}")
+    budget = request.max_visual_tokens
+    if budget is not None:
+        slots = count if request.mode == "images" else math.ceil(count / 2)
+        if slots > budget:
+            raise UsageError(f"{option} picks {count} frames, more than --max-visual-tokens {budget} can give "
+                             f"one visual token each: raise --max-visual-tokens or pick fewer frames")
+
+
+def _option(request: SelectionRequest) -> str:
+    if request.times is not None:
+        return "--at"
+    if request.every is not None:
+        return "--every"
+    if request.fps is not None:
+        return "--fps"
+    return "--num-frames"
+
+
+def _value(request: SelectionRequest) -> str:
+    if request.times is not None:
+        return f"({len(request.times)} times)"
+    value = request.every if request.every is not None else request.fps if request.fps is not None \
+        else request.num_frames
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _every_count(duration: float, step: float) -> int:
+    ratio = duration / step
+    if not math.isfinite(ratio) or ratio > 2 ** 53:
+        return 2 ** 53  # more than any video has; only compared, never built
+    return max(1, math.ceil(ratio - 1e-9))
+
+
 def _every(duration: float, step: float) -> list[float]:
-    count = max(1, math.ceil(duration / step - 1e-9))
-    return [round(i * step, 6) for i in range(count)]
+    return [round(i * step, 6) for i in range(_every_count(duration, step))]
 
 
 def _spread(duration: float, count: int) -> list[float]:

@@ -107,7 +107,7 @@ def _config_kwargs(family: str, tokenizer, ids: dict) -> dict:
         "num_hidden_layers": 2,
         "num_attention_heads": heads,
         "num_key_value_heads": 1,
-        "max_position_embeddings": 4096,
+        "max_position_embeddings": 32768,
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from keyframe_qa.batch import _drop_torn_tail, collect_items, iter_lines, read_manifest
+from keyframe_qa.batch import collect_items, iter_lines, read_manifest
 from keyframe_qa.errors import UsageError
 from tests.test_cli import assert_one_line_error, run
 
@@ -40,7 +40,8 @@ def test_folder_with_a_corrupt_video_gives_a_line_for_every_video_and_exit_1(cap
     assert statuses(output) == {"a.mp4": "ok", "b.mp4": "ok", "c.mkv": "ok", "broken.mp4": "error"}
     lines = list(iter_lines(output))
     broken = next(r for r in lines if r["status"] == "error")
-    assert "not a readable video" in broken["error"] and set(broken) == {"video", "status", "error", "settings"}
+    assert "not a readable video" in broken["error"] and set(broken) == {"schema_version", "video", "status", "error",
+                                                                     "settings"}
     ok = next(r for r in lines if r["status"] == "ok")
     assert ok["schema_version"] == 1 and ok["answers"][0]["question"] == "What is it?" and ok["settings"]
     assert "3 answered, 1 failed" in err.strip().splitlines()[-1]
@@ -113,13 +114,6 @@ def test_batch_usage_errors(capsys, folder, tiny_model, tmp_path):
     assert_one_line_error(err, "no such file or folder")
 
 
-def test_a_torn_last_line_is_dropped_before_appending(tmp_path):
-    output = tmp_path / "out.jsonl"
-    output.write_text('{"status": "ok"}\n{"status": "o')
-    _drop_torn_tail(str(output))
-    assert output.read_text() == '{"status": "ok"}\n'
-
-
 def interrupted_batch(videos, tiny_model, tmp_path, sig):
     """Start a batch of 8 clips in a subprocess and send `sig` once its first line is on disk."""
     clips = tmp_path / "clips"
@@ -167,9 +161,9 @@ def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, 
     events = []
     real_prepare, real_answer = batch_module.prepare, batch_module.answer_prepared
 
-    def prepare(request):
+    def prepare(request, checkpoint):
         events.append(("prepare", os.path.basename(request.video)))
-        return real_prepare(request)
+        return real_prepare(request, checkpoint)
 
     def answer(prepared, model):
         events.append(("answer", os.path.basename(prepared.request.video)))

@@ -43,12 +43,38 @@ def test_scenes_command_csv_and_max_scenes(capsys, videos):
     assert rows[0]["keyframe_frame"] == "12"  # both scenes last 2.5 s: the earlier one wins the tie
 
 
-def test_scenes_command_stdout_stays_json_with_progress_on_stderr(videos, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "keyframe_qa", "scenes", videos["cut.mp4"], "--no-cache"],
-                            capture_output=True, text=True, env=dict(os.environ, KEYFRAME_QA_CACHE_DIR=str(tmp_path)))
+def test_scenes_command_stdout_stays_json_with_progress_on_a_terminal_only(videos, tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    command = [sys.executable, "-m", "keyframe_qa", "scenes", videos["cut.mp4"], "--no-cache"]
+    env = dict(os.environ, KEYFRAME_QA_CACHE_DIR=str(tmp_path))
+    # stderr a pipe (a log, CI): no bar redrawn into it.
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["scenes"]) == 2
-    assert "Progress" in result.stderr and "frames/s" in result.stderr  # tqdm on stderr
+    assert result.stderr == ""
+    # stderr a terminal: PySceneDetect's bar, and stdout still only JSON.
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a width
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=follower, env=env)
+    os.close(follower)
+    out, _ = process.communicate(timeout=120)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert process.returncode == 0
+    assert len(json.loads(out)["scenes"]) == 2
+    assert b"Progress" in seen and b"frames/s" in seen
 
 
 def test_frames_command_writes_images_and_index(capsys, videos, tmp_path):
@@ -74,7 +100,9 @@ def test_frames_command_jpeg_and_max_side(capsys, videos, tmp_path):
     image = cv2.imread(str(out_dir / record["file"]))
     assert record["file"].endswith(".jpg")
     assert image.shape[:2] == (144, 256)  # 1024x576 display frame shrunk to a 256 longer side
-    assert (record["width"], record["height"]) == (1024, 576)
+    # The record describes the file written; the displayed frame's size is kept beside it.
+    assert (record["width"], record["height"]) == (256, 144)
+    assert (record["display_width"], record["display_height"]) == (1024, 576)
 
 
 def test_frames_command_by_scene(capsys, videos, tmp_path):
@@ -118,7 +146,7 @@ def test_ask_video_mode_passes_the_sampling_rate(capsys, videos, tiny_models, mo
 @pytest.mark.parametrize("args, fragment", [
     (["ask", "{plain}", "q", "--at", "1", "--scenes"], "--at and --scenes cannot be combined"),
     (["ask", "{plain}", "q", "--every", "1", "--num-frames", "3"], "cannot be combined"),
-    (["ask", "{plain}", "q", "--fps", "0"], "--fps must be positive"),
+    (["ask", "{plain}", "q", "--fps", "0"], "--fps"),
     (["ask", "{plain}", "q", "--num-frames", "-2"], "--num-frames"),
     (["ask", "{plain}", "q", "--scenes", "--max-scenes", "0"], "--max-scenes"),
     (["scenes", "{plain}", "--max-scenes", "0"], "--max-scenes"),

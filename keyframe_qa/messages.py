@@ -1,0 +1,72 @@
+"""Status and warning lines for people, on stderr (stdout carries only results), and progress."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+# When stderr is a file or a pipe (a log, CI), a progress line at most this often instead of a bar.
+LOG_INTERVAL_S = 30.0
+
+
+def status(message: str) -> None:
+    """One line saying what is happening (a wait, a file written)."""
+    print(f"keyframe-qa: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """One warning line: something the user should know about a result that still came back."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class Progress:
+    """A tqdm bar on a terminal; on a file or pipe, a plain line every LOG_INTERVAL_S seconds.
+
+    A bar redrawn into a log file is thousands of carriage-return updates; a log wants a few lines.
+    """
+
+    def __init__(self, total: Optional[int], *, desc: str, unit: str, initial: int = 0, enabled: bool = True,
+                 interval: float = LOG_INTERVAL_S):
+        self.total, self.desc, self.unit, self.count = total, desc, unit, initial
+        self._postfix: dict = {}
+        self._bar = None
+        self._interval = interval
+        self._enabled = enabled
+        self._started = self._last = time.monotonic()
+        if enabled and is_terminal(sys.stderr):
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, unit=unit, file=sys.stderr, dynamic_ncols=True, desc=desc)
+
+    def update(self, amount: int = 1) -> None:
+        self.count += amount
+        if self._bar is not None:
+            self._bar.update(amount)
+        elif self._enabled and time.monotonic() - self._last >= self._interval:
+            self._line()
+
+    def set_postfix(self, **values) -> None:
+        self._postfix.update(values)
+        if self._bar is not None:
+            self._bar.set_postfix(refresh=False, **values)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _line(self) -> None:
+        self._last = time.monotonic()
+        elapsed = self._last - self._started
+        of = f"/{self.total}" if self.total is not None else ""
+        extra = "".join(f", {key} {value}" for key, value in self._postfix.items())
+        print(f"{self.desc}: {self.count}{of} {self.unit}s{extra} after {elapsed:.0f}s", file=sys.stderr, flush=True)
+
+
+def is_terminal(stream) -> bool:
+    """Whether `stream` is an interactive terminal (not a file or a pipe)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,211 @@
+"""Every path keyframe-qa writes: checked before any work starts, written without destroying anything.
+
+What a path is decides how it is written:
+- `-`, `/dev/stdout` (and `/dev/fd/1`): standard output.
+- a character device or a FIFO (`/dev/null`, `/dev/full`, a named pipe, `/dev/fd/N` of a pipe): written
+  straight into, never replaced (renaming over `/dev/null` as root would replace the device node).
+- a regular file, or a path that does not exist yet: written to a temporary file beside it and renamed
+  over it, so a reader sees the old file or the new one, never half of one. A symlink is followed: its
+  target is replaced and the link kept. An existing file keeps its permission bits.
+- an existing file in a folder we cannot write, but which is itself writable: rewritten in place.
+
+Refused up front, as usage errors: folders, block devices, sockets, any input of the same run (the
+video, a manifest, a config), read-only files, and paths under folders we cannot create or write.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence, Union
+
+from .errors import KeyframeQAError, UsageError
+
+STDOUT = "-"
+# Paths that name our own standard output: written to sys.stdout, never reopened (reopening a
+# shell's `> out.json` with O_TRUNC or renaming over it would lose what was there or what we write).
+_STDOUT_ALIASES = {"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"}
+_FD_PREFIXES = ("/dev/fd/", "/proc/self/fd/")
+
+
+@dataclass(frozen=True)
+class OutputPath:
+    """Where one output goes and how it is written."""
+
+    given: str  # the path as the user gave it, for messages
+    path: Optional[str]  # the file actually written (symlinks resolved); None for stdout
+    kind: str  # "stdout", "stream" (device, FIFO: written straight), "file" (atomic), "inplace"
+    option: str  # the option that named it ("-o", "--html"), for messages
+
+    @property
+    def is_stdout(self) -> bool:
+        return self.kind == "stdout"
+
+    @property
+    def is_regular(self) -> bool:
+        """A regular file on disk (or one to be created): something that can be read back."""
+        return self.kind in ("file", "inplace")
+
+
+def check_output_file(given: str, option: str, inputs: Iterable[str] = ()) -> OutputPath:
+    """Decide how `given` will be written, refusing what must not be written. Writes nothing."""
+    if given == STDOUT or given in _STDOUT_ALIASES:
+        return OutputPath(given, None, "stdout", option)
+    if not given or not given.strip():
+        raise UsageError(f"{option} needs a path (or - for standard output)")
+    path = os.path.abspath(os.path.expanduser(given))
+    if path.startswith(_FD_PREFIXES) or path == "/dev/stderr":
+        return OutputPath(given, path, _stream_kind(path, given, option), option)
+    real = os.path.realpath(path)  # through symlinks: the target is written, the link kept
+    try:
+        status = os.stat(real)
+    except FileNotFoundError:
+        _check_creatable(os.path.dirname(real), given, option)
+        return OutputPath(given, real, "file", option)
+    except OSError as exc:
+        raise UsageError(f"cannot use {option} {given}: {_reason(exc)}") from exc
+    if stat.S_ISDIR(status.st_mode):
+        raise UsageError(f"{option} {given} is a folder; give a file path")
+    if stat.S_ISCHR(status.st_mode) or stat.S_ISFIFO(status.st_mode):
+        return OutputPath(given, real, _stream_kind(real, given, option), option)
+    if not stat.S_ISREG(status.st_mode):
+        what = "a block device" if stat.S_ISBLK(status.st_mode) else "not a regular file"
+        raise UsageError(f"{option} {given} is {what}; keyframe-qa writes only files, pipes and character devices")
+    for source in inputs:
+        if same_file(real, source):
+            raise UsageError(f"{option} {given} is an input of this run ({source}); it would be overwritten: "
+                             f"choose another path")
+    if not os.access(real, os.W_OK):
+        raise UsageError(f"cannot write {option} {given}: the file is read-only (permission denied)")
+    folder = os.path.dirname(real)
+    if os.access(folder, os.W_OK | os.X_OK):
+        return OutputPath(given, real, "file", option)
+    return OutputPath(given, real, "inplace", option)
+
+
+def check_output_dir(given: str, option: str) -> str:
+    """A folder we will write files into: existing and writable, or creatable. Returns its absolute path."""
+    if not given or not given.strip():
+        raise UsageError(f"{option} needs a folder")
+    path = os.path.abspath(os.path.expanduser(given))
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise UsageError(f"{option} {given} is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write into {option} {given}: permission denied")
+        return path
+    _check_creatable(os.path.dirname(path), given, option)
+    return path
+
+
+def check_distinct(outputs: Sequence[Optional[OutputPath]]) -> None:
+    """Two options may not write the same file (or both write to standard output)."""
+    seen: dict[str, OutputPath] = {}
+    for output in outputs:
+        if output is None:
+            continue
+        key = "<stdout>" if output.is_stdout else output.path
+        if key in seen and not (output.kind == "stream" and key == os.devnull):
+            first = seen[key]
+            where = "standard output" if output.is_stdout else output.given
+            raise UsageError(f"{first.option} and {output.option} would both write {where}; give them different paths")
+        seen[key] = output
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name the same file (hard links and symlinks included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def write_output(output: OutputPath, data: Union[str, bytes]) -> None:
+    """Write a whole output the way its kind needs (see the module docstring)."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        if output.is_stdout:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(payload)
+            sys.stdout.flush()
+        elif output.kind == "stream":
+            with open(output.path, "ab", buffering=0) as handle:  # append: never truncates what is behind it
+                _write_all(handle, payload)
+        elif output.kind == "inplace":
+            with open(output.path, "r+b") as handle:
+                handle.truncate(0)
+                _write_all(handle, payload)
+                os.fsync(handle.fileno())
+        else:
+            _replace_atomically(output.path, payload)
+    except OSError as exc:
+        raise KeyframeQAError(f"cannot write {output.given}: {_reason(exc)}") from exc
+
+
+def write_file(path: str, data: Union[str, bytes], option: str = "output", inputs: Iterable[str] = ()) -> str:
+    """Check and write one file (inside an output folder, say); returns the path written."""
+    write_output(check_output_file(path, option, inputs), data)
+    return path
+
+
+def _replace_atomically(path: str, payload: bytes) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)  # an existing file keeps its permissions
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()  # as a plain open() would create it (mkstemp makes 0600)
+    handle, temporary = tempfile.mkstemp(prefix=".keyframe-qa-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            _write_all(out, payload)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _write_all(handle, payload: bytes) -> None:
+    view = memoryview(payload)
+    while view:
+        written = handle.write(view)
+        if written is None:  # unbuffered writer that would block; not expected for files
+            written = 0
+        view = view[written:]
+
+
+def _stream_kind(path: str, given: str, option: str) -> str:
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"cannot write {option} {given}: permission denied")
+    return "stream"
+
+
+def _check_creatable(folder: str, given: str, option: str) -> None:
+    """The nearest existing ancestor of `folder` must be a folder we can write into."""
+    ancestor = folder
+    while not os.path.exists(ancestor):
+        parent = os.path.dirname(ancestor)
+        if parent == ancestor:
+            break
+        ancestor = parent
+    if not os.path.isdir(ancestor):
+        raise UsageError(f"cannot create {option} {given}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot create {option} {given}: the folder {ancestor} is not writable (permission denied)")
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).strip().rstrip(".").lower()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
