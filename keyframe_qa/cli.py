@@ -152,12 +152,12 @@ def _request(video, questions, options: dict, **files):
 @click.argument("questions", nargs=-1)
 @selection_options
 @answer_options
-@click.option("--annotate", type=click.Path(file_okay=False), default=None,
+@click.option("--annotate", type=str, default=None,
               help="Write the frames with their boxes drawn here (PNG).")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--html", "html_path", type=str, default=None,
               help="Write a self-contained HTML page of the run here.")
-@click.option("--save-frames", type=click.Path(file_okay=False), default=None, help="Write the frames as PNG here.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+@click.option("--save-frames", type=str, default=None, help="Write the frames as PNG here.")
+@click.option("-o", "--output", type=str, default=None,
               help="Write the JSON here (atomically) instead of stdout; - for stdout.")
 def ask(video, questions, annotate, html_path, save_frames, output, **options):
     """Ask QUESTIONS about frames of VIDEO: at given times, sampled, or one per scene.
@@ -246,7 +246,7 @@ def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_c
 @cli.command()
 @click.argument("video", type=str)
 @selection_options
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the images.")
+@click.option("--out", "out_dir", required=True, type=str, help="Folder for the images.")
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality.")
 @click.option("--max-side", type=COUNT, default=None, help="Shrink so the longer side is at most N.")

@@ -321,8 +321,10 @@ def _decode_from(container, stream, index: FrameIndex, seek_target: Optional[int
         frames, failed = _decode_packet(context, packet)
         errors = errors or failed
         for frame in frames:
+            # A concealed error marks its frame corrupt; frames predicted from it inherit the damage.
+            errors = errors or bool(frame.is_corrupt)
             if frame.pts in needed:
-                found[frame.pts] = (frame, errors or bool(frame.is_corrupt))
+                found[frame.pts] = (frame, errors)
     context.skip_frame = "DEFAULT"
     frames, failed = _decode_packet(context, None)  # drain the decoder's delayed frames
     for frame in frames:

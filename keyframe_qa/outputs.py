@@ -62,7 +62,7 @@ def check_output_file(given: str, option: str, inputs: Iterable[str] = ()) -> Ou
     real = os.path.realpath(path)  # through symlinks: the target is written, the link kept
     try:
         status = os.stat(real)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the latter: a parent is a file
         _check_creatable(os.path.dirname(real), given, option)
         return OutputPath(given, real, "file", option)
     except OSError as exc:
@@ -190,7 +190,7 @@ def _stream_kind(path: str, given: str, option: str) -> str:
 def _check_creatable(folder: str, given: str, option: str) -> None:
     """The nearest existing ancestor of `folder` must be a folder we can write into."""
     ancestor = folder
-    while not os.path.exists(ancestor):
+    while not os.path.lexists(ancestor):
         parent = os.path.dirname(ancestor)
         if parent == ancestor:
             break
