@@ -217,16 +217,44 @@ def test_a_block_device_is_refused(sandbox):
 
 
 @pytest.mark.parametrize("user", USERS)
-def test_devices_are_written_into_never_replaced(sandbox, user):
+def test_devices_are_written_into_never_replaced(sandbox, user, tiny_model):
     before = snapshot(watched(sandbox))
     code, out, err = run_cli(user, ["scenes", "v.mp4", "--no-cache", "-o", "/dev/null"], sandbox)
     assert code == 0, err
     code, out, err = run_cli(user, ["scenes", "v.mp4", "--no-cache", "-o", "/dev/full"], sandbox)
     check_refusal(code, out, err, 1, "no space left on device")
-    code, out, err = run_cli(user, ["batch", "notes.txt", "v.mp4", "-q", "q", "--at", "99", "--model",
-                                    "/no/model", "-o", "/dev/full"], sandbox)
-    check_refusal(code, out, err, 1, "model folder /no/model does not exist")  # nothing read from /dev/full
-    assert snapshot(watched(sandbox)) == before  # /dev/null and /dev/full are still the same devices
+    # A batch into /dev/full: nothing is read from it (that read once grew to 24 GB); the first line
+    # written (notes.txt is no video: an error line, so no model is loaded) fails with one line.
+    model = _readable_copy(tiny_model, os.path.join(sandbox, "model"))
+    code, out, err = run_cli(user, ["batch", "notes.txt", "-q", "q", "--at", "1", "--model", model,
+                                    "-o", "/dev/full"], sandbox)
+    check_refusal(code, out, err, 1, "cannot write /dev/full: no space left on device")
+    after = snapshot(watched(sandbox))
+    after.pop(model), before.pop(model, None), after.pop(sandbox), before.pop(sandbox)
+    assert after == before  # /dev/null and /dev/full are still the same devices
+
+
+def _readable_copy(model: str, target: str) -> str:
+    shutil.copytree(model, target)
+    os.chmod(target, 0o755)
+    for name in os.listdir(target):
+        os.chmod(os.path.join(target, name), 0o644)
+    return target
+
+
+def test_a_writable_file_in_a_read_only_folder_is_rewritten_in_place(sandbox):
+    user = "nobody" if IS_ROOT else "self"
+    report = os.path.join(sandbox, "readonly", "report.json")
+    os.chmod(os.path.dirname(report), 0o755)
+    with open(report, "w") as handle:
+        handle.write("previous report\n")
+    os.chmod(report, 0o666)
+    os.chmod(os.path.dirname(report), 0o555)
+    code, out, err = run_cli(user, ["scenes", "v.mp4", "--no-cache", "-o", "readonly/report.json"], sandbox)
+    assert code == 0, err
+    with open(report) as handle:
+        assert len(json.load(handle)["scenes"]) == 2
+    assert os.listdir(os.path.dirname(report)) == ["report.json"]  # no temporary file could be, or was, left
 
 
 @pytest.mark.parametrize("user", USERS)
@@ -281,11 +309,7 @@ def test_a_read_only_output_file_is_refused_for_a_normal_user(sandbox):
 def test_an_unwritable_folder_is_refused_before_the_model_loads(sandbox, tiny_model):
     """The user's report: answers were generated, then -o failed. Now nothing runs."""
     user = "nobody" if IS_ROOT else "self"
-    model = os.path.join(sandbox, "model")
-    shutil.copytree(tiny_model, model)
-    for name in os.listdir(model):
-        os.chmod(os.path.join(model, name), 0o644)
-    os.chmod(model, 0o755)
+    model = _readable_copy(tiny_model, os.path.join(sandbox, "model"))
     code, out, err = run_cli(user, ["ask", "v.mp4", "q", "--at", "1", "--model", model, "-o", "readonly/a.json"],
                              sandbox)
     check_refusal(code, out, err, 2, "readonly is not writable")
@@ -294,11 +318,7 @@ def test_an_unwritable_folder_is_refused_before_the_model_loads(sandbox, tiny_mo
 
 def test_unreadable_weights_say_permission_denied(sandbox, tiny_model):
     user = "nobody" if IS_ROOT else "self"
-    model = os.path.join(sandbox, "model")
-    shutil.copytree(tiny_model, model)
-    os.chmod(model, 0o755)
-    for name in os.listdir(model):
-        os.chmod(os.path.join(model, name), 0o644)
+    model = _readable_copy(tiny_model, os.path.join(sandbox, "model"))
     weights = next(n for n in os.listdir(model) if n.endswith(".safetensors"))
     os.chmod(os.path.join(model, weights), 0o600 if IS_ROOT else 0o000)
     code, out, err = run_cli(user, ["ask", "v.mp4", "q", "--at", "1", "--model", model], sandbox)
