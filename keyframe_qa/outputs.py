@@ -129,7 +129,11 @@ def write_output(output: OutputPath, data: Union[str, bytes]) -> None:
     try:
         if output.is_stdout:
             sys.stdout.flush()
-            sys.stdout.buffer.write(payload)
+            buffer = getattr(sys.stdout, "buffer", None)
+            if buffer is None:  # a text-only stdout (an embedding application's): give it text
+                sys.stdout.write(payload.decode("utf-8"))
+            else:
+                buffer.write(payload)
             sys.stdout.flush()
         elif output.kind == "stream":
             with open(output.path, "ab", buffering=0) as handle:  # append: never truncates what is behind it
@@ -176,8 +180,8 @@ def _write_all(handle, payload: bytes) -> None:
     view = memoryview(payload)
     while view:
         written = handle.write(view)
-        if written is None:  # unbuffered writer that would block; not expected for files
-            written = 0
+        if written is None:  # a non-blocking descriptor that is full: fail rather than spin
+            raise BlockingIOError(11, "the output would block")
         view = view[written:]
 
 

@@ -12,8 +12,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .budget import DEFAULT_MAX_VISUAL_TOKENS, check_budget_settings, check_context, plan_request, \
-    prompt_tokens_lower_bound
+from .budget import DEFAULT_MAX_VISUAL_TOKENS, check_context, plan_request, prompt_tokens_lower_bound
 from .checkpoint import CheckpointInfo, inspect_checkpoint
 from .errors import UsageError
 from .frames import read_frames
@@ -118,13 +117,6 @@ def plan_frames(request: AskRequest, checkpoint: CheckpointInfo, sizes: Sequence
     longest = max(prompt_tokens_lower_bound(p, request.mode) for p in prompts)
     check_context(longest, request.max_new_tokens, checkpoint.context_length)
     return budgets
-
-
-def check_request_early(request: AskRequest, checkpoint: CheckpointInfo) -> None:
-    """Usage errors a request has whatever the video: its options, and its budget for the family."""
-    _check_request(request, _selection_request(request))
-    check_budget_settings(checkpoint.family, mode=request.mode, min_pixels=request.min_pixels,
-                          max_pixels=request.max_pixels, max_visual_tokens=request.max_visual_tokens)
 
 
 def check_outputs(request: AskRequest) -> None:

@@ -87,8 +87,6 @@ def _run_here(args, cwd):
     previous = os.getcwd()
     out, err = io.StringIO(), io.StringIO()
     real_out, real_err = sys.stdout, sys.stderr
-    buffer = io.BytesIO()
-    out.buffer = buffer  # outputs.py writes bytes to sys.stdout.buffer
     sys.stdout, sys.stderr = out, err
     try:
         os.chdir(cwd)
@@ -96,7 +94,7 @@ def _run_here(args, cwd):
     finally:
         sys.stdout, sys.stderr = real_out, real_err
         os.chdir(previous)
-    return code, buffer.getvalue().decode() + out.getvalue(), err.getvalue()
+    return code, out.getvalue(), err.getvalue()
 
 
 def snapshot(paths) -> dict:

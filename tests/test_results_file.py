@@ -13,6 +13,7 @@ import pytest
 import keyframe_qa.results_file as results_module
 from keyframe_qa.errors import UsageError
 from keyframe_qa.outputs import check_output_file
+from keyframe_qa.batch import finished_keys
 from keyframe_qa.results_file import LINE_PREFIX, ResultsFile, ResultsFileInUse, check_results_file
 from tests.test_cli import assert_one_line_error, run
 
@@ -38,10 +39,12 @@ def open_results(path, **options):
 def test_our_files_are_accepted_and_only_a_torn_tail_of_ours_is_cut(tmp_path, content):
     path = tmp_path / "out.jsonl"
     path.write_bytes(content)
+    expected = {("/v/a.mp4", "abc")} if content else set()
+    assert finished_keys(str(path)) == expected and path.read_bytes() == content  # reading changes nothing
     with open_results(path) as results:
         kept = content[:content.rfind(b"\n") + 1]
         assert path.read_bytes() == kept
-        assert results.finished == ({("/v/a.mp4", "abc")} if content else set())
+        assert results.finished == expected
         results.write({"video": {"path": "/v/c.mp4"}, "status": "error", "error": "e", "settings": "s"})
     written = path.read_bytes()[len(kept):]
     assert written.startswith(LINE_PREFIX) and written.endswith(b"\n")
