@@ -67,7 +67,8 @@ def main() -> None:
 
     import keyframe_qa.model as model_module
     from keyframe_qa.budget import plan_budget
-    from keyframe_qa.pipeline import extract_frames, load_model, resize_for_model
+    from keyframe_qa.pipeline import extract_frames, load_model
+    from keyframe_qa.records import GenerationSettings
 
     path = os.path.join(ROOT, ".bench", f"qwen2-vl-2b-random-{args.layers}l")
     if not os.path.exists(os.path.join(path, "config.json")):
@@ -80,7 +81,7 @@ def main() -> None:
     budgets = plan_budget([(f.width, f.height) for f in frames], model.family,
                           max_visual_tokens=args.max_visual_tokens)
     prompt = model_module.VisualPrompt(
-        images=[resize_for_model(f.image, b) for f, b in zip(frames, budgets)], budgets=budgets,
+        images=[f.image for f in frames], budgets=budgets,
         labels=[f"frame {i + 1}" for i in range(len(frames))], mode="images", times=times)
     questions = [f"Question {i + 1}: what changes between the frames?" for i in range(args.questions)]
 
@@ -93,10 +94,10 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - started, result
 
-    model.answer(prompt, questions[:1], max_new_tokens=2)  # warm-up
-    separate_s, separate = timed(lambda: [model.answer(prompt, [q], max_new_tokens=args.max_new_tokens)[0]
-                                          for q in questions])
-    shared_s, shared = timed(lambda: model.answer(prompt, questions, max_new_tokens=args.max_new_tokens))
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=False)
+    model.answer(prompt, questions[:1], GenerationSettings(max_new_tokens=2, do_sample=False))  # warm-up
+    separate_s, separate = timed(lambda: [model.answer(prompt, [q], settings)[0] for q in questions])
+    shared_s, shared = timed(lambda: model.answer(prompt, questions, settings))
     print(json.dumps({
         "model": f"Qwen2-VL-2B architecture, random weights, {args.layers} layers, {model.dtype_name}",
         "device": model.device, "frames": len(frames), "visual_tokens": sum(b.visual_tokens for b in budgets),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from .errors import ModelError
@@ -29,6 +29,8 @@ class CheckpointInfo:
     source: str  # "local" (a folder) or "hub" (a hub id, cached or fetched)
     family: Family  # Qwen2-VL, Qwen2.5-VL or Qwen3-VL facts
     context_length: Optional[int]  # the language model's max_position_embeddings; None if the config lacks it
+    # The checkpoint's generation_config.json (its own sampling settings), or None when it has none.
+    generation_defaults: Optional[dict] = field(default=None, compare=False)
 
 
 def default_model_id() -> str:
@@ -42,7 +44,8 @@ def inspect_checkpoint(model_id: Optional[str] = None) -> CheckpointInfo:
     source = check_source(model_id)
     config = read_config(model_id, source)
     return CheckpointInfo(model_id=model_id, source=source, family=family_from_config(config),
-                          context_length=context_length(config))
+                          context_length=context_length(config),
+                          generation_defaults=read_generation_config(model_id, source))
 
 
 def context_length(config: dict) -> Optional[int]:
@@ -97,9 +100,31 @@ def read_config(model_id: str, source: str) -> dict:
     from huggingface_hub import hf_hub_download
 
     try:
-        return _read_json(hf_hub_download(model_id, "config.json"), model_id)
+        config = _read_json(hf_hub_download(model_id, "config.json"), model_id)
     except Exception as exc:  # noqa: BLE001 - any hub failure (offline, 404, auth) means "not available"
         raise ModelError(missing_model_message(model_id)) from exc
+    try:
+        hf_hub_download(model_id, "generation_config.json")
+    except Exception:  # noqa: BLE001 - a checkpoint without one is fine
+        pass
+    return config
+
+
+def read_generation_config(model_id: str, source: str) -> Optional[dict]:
+    """The checkpoint's generation_config.json as a dict, if it has one (read where config.json was)."""
+    if source == "local":
+        path = os.path.join(os.path.expanduser(model_id), "generation_config.json")
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        # Only the cache: read_config fetched it beside config.json if the hub had to be asked.
+        path = try_to_load_from_cache(model_id, "generation_config.json")
+    if not isinstance(path, str) or not os.path.isfile(path):
+        return None
+    try:
+        return _read_json(path, model_id)
+    except ModelError:
+        return None
 
 
 def hub_cache() -> str:

@@ -21,10 +21,13 @@ from .timecodes import parse_time_list
 COUNT = click.IntRange(min=1, max=LARGEST_OPTION)
 
 
-class PositiveNumber(click.ParamType):
-    """A finite number above zero (click's FLOAT takes inf and nan)."""
+class FiniteNumber(click.ParamType):
+    """A finite number above zero, or from zero with `zero_ok` (click's FLOAT takes inf and nan)."""
 
     name = "number"
+
+    def __init__(self, zero_ok: bool = False):
+        self.zero_ok = zero_ok
 
     def convert(self, value, param, ctx):
         import math
@@ -33,12 +36,13 @@ class PositiveNumber(click.ParamType):
             number = float(value)
         except (TypeError, ValueError):
             self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number) or number <= 0:
-            self.fail(f"{value!r} is not a finite number above 0", param, ctx)
+        if not math.isfinite(number) or number < 0 or (number == 0 and not self.zero_ok):
+            self.fail(f"{value!r} is not a finite number {'of 0 or more' if self.zero_ok else 'above 0'}", param, ctx)
         return number
 
 
-POSITIVE = PositiveNumber()
+POSITIVE = FiniteNumber()
+NON_NEGATIVE = FiniteNumber(zero_ok=True)
 
 
 def _times(ctx, param, value):
@@ -130,7 +134,16 @@ def answer_options(command):
         click.option("--max-pixels", type=COUNT, default=None, help="Per-frame maximum model-input pixels."),
         click.option("--max-visual-tokens", type=COUNT, default=DEFAULT_MAX_VISUAL_TOKENS,
                      show_default=True, help="Visual tokens for all frames together (split evenly, never exceeded)."),
-        click.option("--max-new-tokens", type=COUNT, default=256, show_default=True),
+        click.option("--max-new-tokens", type=COUNT, default=None,
+                     help="Longest reply in tokens [default: 256; 1024 with --find]."),
+        click.option("--sampling", type=click.Choice(["greedy", "model"]), default="greedy", show_default=True,
+                     help="greedy: the same answer every time; model: the checkpoint's generation config."),
+        click.option("--temperature", type=NON_NEGATIVE, default=None, help="Sample at this temperature (0: greedy)."),
+        click.option("--top-p", type=POSITIVE, default=None, help="Sample from this nucleus mass (at most 1)."),
+        click.option("--top-k", type=COUNT, default=None, help="Sample among the K likeliest tokens."),
+        click.option("--repetition-penalty", type=POSITIVE, default=None, help="Above 1 discourages repeats."),
+        click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None,
+                     help="Seed for sampling: the same seed gives the same sampled answer."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -280,13 +293,12 @@ def frames(video, out_dir, image_format, quality, max_side, **selection):
 def compare(config_path, output, html_path):
     """Run the before/after comparisons of a YAML CONFIG (see configs/before_after.yaml)."""
     from .checkpoint import inspect_checkpoint
-    from .compare import ROLES, check_settings, config_inputs, run_compare
+    from .compare import check_settings, config_inputs, run_compare
     from .config import load_config
-    from .html_report import render_page
+    from .html_report import render_compare
     from .outputs import check_distinct, write_output
     from .pipeline import load_model
     from .report import to_json
-    from .timecodes import format_time
 
     config = load_config(config_path)
     inputs = config_inputs(config, config_path)
@@ -299,11 +311,7 @@ def compare(config_path, output, html_path):
     model = load_model(defaults.model, device=defaults.device, dtype=defaults.dtype, checkpoint=checkpoint)
     report, views = run_compare(config, config_path, model)
     if html_path:
-        sections = [(comparison.name, frames, answers,
-                     [f"{role} at {format_time(f.timestamp)} (frame {f.frame_number})"
-                      for role, f in zip(ROLES, frames)])
-                    for comparison, frames, answers in views]
-        write_output(page, render_page(config_path, f"model {model.model_id}", sections))
+        write_output(page, render_compare(config_path, model.model_id, views))
         report["html"] = html_path
     _emit(to_json(report), target)
     failed = [c["name"] for c in report["comparisons"] if c["status"] != "ok"]

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-from typing import Optional
+from dataclasses import asdict, replace
 
 from .budget import check_budget_settings, check_context, plan_budget, prompt_tokens_lower_bound
 from .checkpoint import CheckpointInfo
 from .config import CompareConfig, ConfigError, Comparison
 from .errors import KeyframeQAError, ModelError, UsageError
-from .messages import Progress
 from .frames import read_frames
+from .generation import GenerationRequest, resolve_generation
 from .grounding import grounding_prompt
 from .media import check_times, probe
-from .pipeline import build_prompt, make_answers, resize_for_model
+from .messages import Progress
+from .pipeline import build_prompt, make_answers, warn_truncated
 from .records import Answer, Frame
 from .report import SCHEMA_VERSION, answer_record, frame_records, video_record
 from .timecodes import format_time
 
 ROLES = ("BEFORE", "AFTER")
+GENERATION_KEYS = ("sampling", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
 
 
 def run_compare(config: CompareConfig, config_path: str, model, *, progress: bool = True) -> tuple[dict, list]:
@@ -69,27 +70,33 @@ def _run_one(config: CompareConfig, comparison: Comparison, model) -> tuple[dict
     budgets = plan_budget([(f.width, f.height) for f in frames], model.family, mode=settings["mode"],
                           min_pixels=settings["min_pixels"], max_pixels=settings["max_pixels"],
                           max_visual_tokens=settings["max_visual_tokens"])
-    check_context(prompt_tokens_lower_bound(budgets, settings["mode"]), settings["max_new_tokens"],
+    generation = resolve_generation(
+        GenerationRequest(**{key: settings[key] for key in GENERATION_KEYS}),
+        model.checkpoint.generation_defaults, find=bool(comparison.find))
+    check_context(prompt_tokens_lower_bound(budgets, settings["mode"]), generation.max_new_tokens,
                   model.context_length)
     labels = [f"{role} at {format_time(f.timestamp)}" for role, f in zip(ROLES, frames)]
     questions = list(comparison.questions)
+    find = None
     if comparison.find:
-        questions.append(grounding_prompt(comparison.find, model.family, 2))
-    prompt = build_prompt(frames, [resize_for_model(f.image, b) for f, b in zip(frames, budgets)], budgets,
-                          settings["mode"], labels=labels)
-    replies = model.answer(prompt, questions, max_new_tokens=settings["max_new_tokens"])
-    answers = make_answers(questions, replies, model, frames, budgets, None, mention_labels=list(ROLES))
+        find = (grounding_prompt(comparison.find, model.family, 2), comparison.find)
+        questions.append(find[0])
+    prompt = build_prompt(frames, budgets, settings["mode"], labels=labels)
+    replies = model.answer(prompt, questions, generation)
+    answers = make_answers(questions, replies, model, frames, budgets, None, mention_labels=list(ROLES), find=find)
+    warn_truncated(answers, generation, f"comparison {comparison.name!r}")
     frame_list = frame_records(frames, budgets, [None, None])
     record = {
         "name": comparison.name,
         "status": "ok",
         "before": {"video": video_record(infos[0]), "frame": frame_list[0]},
         "after": {"video": video_record(infos[1]), "frame": frame_list[1]},
-        "answers": [_with_find(answer_record(a), comparison.find, questions) for a in answers],
+        "answers": [answer_record(a) for a in answers],
         "usage": {"prompt_tokens": sum(a.prompt_tokens for a in answers),
                   "visual_tokens": sum(b.visual_tokens for b in budgets),
                   "completion_tokens": sum(a.completion_tokens for a in answers)},
         "settings": settings,
+        "generation": asdict(generation),
     }
     return record, frames, answers
 
@@ -112,9 +119,3 @@ def check_settings(config: CompareConfig, config_path: str, checkpoint: Checkpoi
 def config_inputs(config: CompareConfig, config_path: str) -> list[str]:
     """Files a compare run reads: the config and every video (never to be written over)."""
     return [config_path] + sorted({p for c in config.comparisons for p in (c.before_path, c.after_path)})
-
-
-def _with_find(record: dict, find: Optional[str], questions: list) -> dict:
-    if find and record["question"] == questions[-1]:
-        record["find"] = find
-    return record

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from .budget import DEFAULT_MAX_VISUAL_TOKENS, LARGEST_OPTION
 from .errors import UsageError
+from .generation import MAX_SEED
 from .timecodes import parse_time
 
 
@@ -43,7 +44,17 @@ class Settings(_Strict):
     min_pixels: Optional[Count] = Field(None, description="per-frame minimum model-input pixels")
     max_pixels: Optional[Count] = Field(None, description="per-frame maximum model-input pixels")
     max_visual_tokens: Optional[Count] = Field(None, description="visual tokens for both frames together")
-    max_new_tokens: Optional[Count] = Field(None, description="longest reply, in tokens")
+    max_new_tokens: Optional[Count] = Field(None, description="longest reply, in tokens (default 256; 1024 "
+                                                               "for `find`)")
+    sampling: Optional[Literal["greedy", "model"]] = Field(
+        None, description="greedy (default, deterministic) or model: the checkpoint's generation config")
+    temperature: Optional[float] = Field(None, ge=0, allow_inf_nan=False, description="sample at this temperature "
+                                                                                    "(0: greedy)")
+    top_p: Optional[float] = Field(None, gt=0, le=1, description="nucleus sampling mass")
+    top_k: Optional[Count] = Field(None, description="sample among the k likeliest tokens")
+    repetition_penalty: Optional[float] = Field(None, gt=0, allow_inf_nan=False,
+                                                description="above 1 discourages repeats")
+    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="makes sampled answers repeatable")
 
 
 class Defaults(Settings):
@@ -123,9 +134,10 @@ class CompareConfig(_Strict):
     comparisons: list[Comparison] = Field(min_length=1)
 
     def settings_for(self, comparison: Comparison) -> dict:
-        """Budget and token settings for one comparison: its overrides over the defaults."""
+        """Budget, token and decoding settings for one comparison: its overrides over the defaults."""
         merged = {"mode": "images", "min_pixels": None, "max_pixels": None,
-                  "max_visual_tokens": DEFAULT_MAX_VISUAL_TOKENS, "max_new_tokens": 256}
+                  "max_visual_tokens": DEFAULT_MAX_VISUAL_TOKENS, "max_new_tokens": None, "sampling": "greedy",
+                  "temperature": None, "top_p": None, "top_k": None, "repetition_penalty": None, "seed": None}
         for layer in (self.defaults, comparison.overrides):
             if layer is not None:
                 merged.update({key: value for key, value in layer.model_dump(exclude_none=True).items()

@@ -12,7 +12,9 @@ before the box in the reply; the last frame mentioned anywhere. `frame_source` r
 
 from __future__ import annotations
 
+import ast
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence, Union
@@ -27,7 +29,6 @@ _QWEN2_BOX = re.compile(
     r"\s*(?:<\|box_end\|>)?".format(n=_NUM),
     re.DOTALL,
 )
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.DOTALL)
 _FRAME_MENTION = re.compile(r"\bframe\s*(?:#|no\.?|number)?\s*(\d+)\b", re.IGNORECASE)
 _BOX_FORMATS = {"qwen2-vl": "qwen2-vl", "qwen2.5-vl": "absolute-json", "qwen3-vl": "relative-json"}
 
@@ -157,64 +158,172 @@ def _mentions(text: str, frames: Sequence[FrameGeometry]) -> list[tuple[int, int
 
 def _qwen2_boxes(text: str) -> Iterable[_RawBox]:
     previous_end, previous_label = None, ""
+    # With the special tokens kept, a label is only what object_ref marks; without them, the words before.
+    plain = "<|box_start|>" not in text
     for match in _QWEN2_BOX.finditer(text):
         label = (match.group("label") or "").strip()
-        # A run of boxes after one object_ref belongs to that object.
-        if not label and previous_end is not None and not text[previous_end:match.start()].strip(" ,;\n"):
-            label = previous_label
+        gap = text[previous_end if previous_end is not None else 0:match.start()]
+        if not label and previous_end is not None and not gap.strip(" ,;\n"):
+            label = previous_label  # a run of boxes after one label belongs to that object
+        elif not label and plain:
+            label = _label_before(gap)  # decoded without special tokens: "red car(100,200),(500,600)"
         previous_end, previous_label = match.end(), label
         coords = tuple(float(match.group(k)) for k in ("x1", "y1", "x2", "y2"))
         yield _RawBox(label, coords, "box", match.start(), None)
 
 
+_LABEL_BREAK = re.compile(r"[.:;!?\n]|<\|[a-z_]+\|>")
+
+
+def _label_before(gap: str) -> str:
+    """The words right before a box, back to the previous sentence break: its label."""
+    pieces = _LABEL_BREAK.split(gap)
+    words = (pieces[-1] if pieces else "").strip(" ,-*\t").split()
+    while words and words[0].lower() in _JOINERS:
+        words.pop(0)  # "... and dog(5,6),(7,8)": the label is "dog"
+    label = " ".join(words)
+    return label if len(label) <= 80 else ""
+
+
+_JOINERS = {"and", "or", "then", "also", "plus", "while"}
+
+
+# Keys that name what a box is, best first (OCR replies use text_content; others name / description).
+_LABEL_KEYS = ("label", "text_content", "name", "name_en", ("names", "en"), "description")
+_BOX_KEYS = (("bbox_2d", 4, "box"), ("point_2d", 2, "point"))
+_KEY_MENTION = re.compile(r"""["'](?:bbox_2d|point_2d)["']""")
+_LINE_BOX = re.compile(
+    r"^[ \t]*(?:[-*][ \t]+|\d+[.)][ \t]+)?[\[(]?[ \t]*({n})[ \t]*,[ \t]*({n})[ \t]*,[ \t]*({n})[ \t]*,"
+    r"[ \t]*({n})[ \t]*[\])]?[ \t]*:?[ \t]*([^\n]*?)[ \t]*$".format(n=_NUM),
+    re.MULTILINE,
+)
+_MAX_DEPTH = 64
+
+
 def _json_boxes(text: str) -> Iterable[_RawBox]:
-    for offset, candidate in _json_candidates(text):
-        data = _loads_lenient(candidate)
-        if data is None:
+    """Boxes in every JSON value of a reply, nested anywhere (tool-call arguments, {"objects": [...]}),
+    in any number of blocks, tolerant of trailing commas, single quotes and Python literals; then the
+    plain `x1,y1,x2,y2 label` lines outside them."""
+    spans = _balanced_spans(text)
+    boxes = []
+    for start, end in spans:
+        boxes.extend(_boxes_in_span(text, start, end, 0))
+    for match in _LINE_BOX.finditer(text):
+        if any(start <= match.start() < end for start, end in spans):
             continue
-        found = [_RawBox(label, coords, kind, offset, named) for label, coords, kind, named in _boxes_in(data)]
-        if found:
-            yield from found
-            return
+        coords = tuple(float(match.group(i)) for i in range(1, 5))
+        boxes.append(_RawBox(match.group(5).strip(), coords, "box", match.start(), None))
+    return sorted(boxes, key=lambda box: box.position)
 
 
-def _json_candidates(text: str) -> list[tuple[int, str]]:
-    candidates = [(m.start(1), m.group(1)) for m in _FENCE.finditer(text)]
-    starts = [i for i in (text.find("["), text.find("{")) if i >= 0]
-    if starts:
-        candidates.append((min(starts), text[min(starts):]))
-    return candidates
+def _boxes_in_span(text: str, start: int, end: int, depth: int) -> list[_RawBox]:
+    value = _loads_tolerant(text[start:end])
+    found = list(_boxes_in(value, 0)) if isinstance(value, (dict, list)) else []
+    if not found and depth < _MAX_DEPTH:
+        # Not JSON as a whole (a stray brace around real objects): look at the complete values inside.
+        inner = []
+        for inner_start, inner_end in _balanced_spans(text, start + 1, end - 1):
+            inner.extend(_boxes_in_span(text, inner_start, inner_end, depth + 1))
+        return inner
+    # Place each box where its key stands in the reply, for frame attribution.
+    keys = [start + m.start() for m in _KEY_MENTION.finditer(text, start, end)]
+    return [_RawBox(label, coords, kind, keys[i] if len(keys) == len(found) else start, named)
+            for i, (label, coords, kind, named) in enumerate(found)]
 
 
-def _loads_lenient(candidate: str) -> Any:
-    candidate = candidate.strip()
+def _balanced_spans(text: str, begin: int = 0, stop: Optional[int] = None) -> list[tuple[int, int]]:
+    """(start, end) of the outermost complete bracketed values, in one pass.
+
+    A bracket that never closes (a stray `{`, a list cut off by the token limit) is skipped, so the
+    complete values inside it still count. A quote starts a string only inside brackets, and a quote
+    with no partner on its line is an apostrophe, not a string.
+    """
+    stop = len(text) if stop is None else stop
+    pairs = {"}": "{", "]": "["}
+    stack: list[tuple[str, int]] = []
+    done: list[tuple[int, int]] = []
+    i = begin
+    while i < stop:
+        char = text[i]
+        if char in "{[":
+            stack.append((char, i))
+        elif char in "}]":
+            if stack and stack[-1][0] == pairs[char]:
+                _, opened = stack.pop()
+                while done and done[-1][0] > opened:
+                    done.pop()  # inside this one: the outer value replaces them
+                done.append((opened, i + 1))
+        elif char in "\"'" and stack:
+            close = _string_end(text, i, stop)
+            if close is not None:
+                i = close
+        i += 1
+    return done
+
+
+def _string_end(text: str, start: int, stop: int) -> Optional[int]:
+    quote = text[start]
+    i = start + 1
+    while i < stop:
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == quote:
+            return i
+        if char == "\n":
+            return None
+        i += 1
+    return None
+
+
+def _loads_tolerant(candidate: str) -> Any:
+    """A JSON value, or a Python literal, or what json-repair makes of it (None when nothing)."""
     try:
         return json.loads(candidate)
     except ValueError:
         pass
-    # A reply cut off by max_new_tokens: keep the complete objects of a list.
-    end = candidate.rfind("}")
-    while end > 0:
-        try:
-            return json.loads(candidate[: end + 1] + ("]" if candidate.startswith("[") else ""))
-        except ValueError:
-            end = candidate.rfind("}", 0, end)
-    return None
+    try:
+        return ast.literal_eval(candidate)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    import json_repair
+
+    try:
+        return json_repair.loads(candidate)
+    except Exception:  # noqa: BLE001 - untrusted text; no value means no boxes
+        return None
 
 
-def _boxes_in(data: Any) -> Iterable[tuple[str, tuple[float, float, float, float], str, Optional[int]]]:
-    if isinstance(data, list):
+def _boxes_in(data: Any, depth: int) -> Iterable[tuple[str, tuple[float, float, float, float], str, Optional[int]]]:
+    if depth > _MAX_DEPTH:
+        return
+    if isinstance(data, (list, tuple)):
         for item in data:
-            yield from _boxes_in(item)
+            yield from _boxes_in(item, depth + 1)
     elif isinstance(data, dict):
-        label = str(data.get("label", "") or "")
-        named = _frame_number(data.get("frame"))
-        box, point = data.get("bbox_2d"), data.get("point_2d")
-        if _numbers(box, 4):
-            yield label, tuple(float(v) for v in box), "box", named
-        elif _numbers(point, 2):
-            x, y = (float(v) for v in point)
-            yield label, (x, y, x, y), "point", named
+        for key, count, kind in _BOX_KEYS:
+            value = data.get(key)
+            if _numbers(value, count):
+                numbers = [float(v) for v in value]
+                coords = tuple(numbers) if kind == "box" else (numbers[0], numbers[1], numbers[0], numbers[1])
+                yield _label(data), coords, kind, _frame_number(data.get("frame"))
+                return
+        for value in data.values():  # boxes nested anywhere: {"objects": [...]}, tool-call arguments
+            yield from _boxes_in(value, depth + 1)
+    elif isinstance(data, str) and data.lstrip()[:1] in ("{", "["):
+        # Tool-call arguments are often a JSON string inside the JSON.
+        yield from _boxes_in(_loads_tolerant(data), depth + 1)
+
+
+def _label(data: dict) -> str:
+    for key in _LABEL_KEYS:
+        value = data
+        for part in (key if isinstance(key, tuple) else (key,)):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, (dict, list)) and str(value).strip():
+            return str(value).strip()
+    return ""
 
 
 def _frame_number(value: Any) -> Optional[int]:
@@ -233,7 +342,7 @@ def _numbers(value: Any, count: int) -> bool:
     return (
         isinstance(value, (list, tuple))
         and len(value) == count
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
     )
 
 

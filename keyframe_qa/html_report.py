@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+from dataclasses import replace
 from typing import Sequence
 
 from .annotate import draw_boxes
@@ -28,14 +29,30 @@ figcaption{font-size:.85rem;color:#555;margin-top:.3rem}
 """
 
 
+def frame_caption(frame: Frame, name: str) -> str:
+    """"Frame 1 at 0:00:05.500 (asked for 0:00:05.550; frame 55)": the time asked beside the one shown."""
+    details = []
+    if frame.requested is not None:
+        details.append(f"asked for {format_time(frame.requested)}")
+    details.append(f"frame {frame.frame_number}")
+    if frame.scene is not None:
+        details.append(f"scene {frame.scene}")
+    return f"{name} at {format_time(frame.timestamp)} ({'; '.join(details)})"
+
+
 def render_html(info: VideoInfo, frames: Sequence[Frame], answers: Sequence[Answer], model_id: str) -> str:
     """The page of one `ask` run."""
-    captions = []
-    for frame in frames:
-        caption = f"Frame {frame.index + 1} at {format_time(frame.timestamp)} (frame {frame.frame_number})"
-        captions.append(caption + (f", scene {frame.scene}" if frame.scene is not None else ""))
+    captions = [frame_caption(frame, f"Frame {frame.index + 1}") for frame in frames]
     meta = f"{info.width}x{info.height}, {info.duration:.3f} s, {info.fps:g} fps; model {model_id}"
     return render_page(info.path, meta, [(None, frames, answers, captions)])
+
+
+def render_compare(config_path: str, model_id: str, views: Sequence[tuple]) -> str:
+    """The page of a compare run: one section per comparison, its frames captioned BEFORE and AFTER."""
+    sections = [(comparison.name, frames, answers,
+                 [frame_caption(frame, role) for role, frame in zip(("BEFORE", "AFTER"), frames)])
+                for comparison, frames, answers in views]
+    return render_page(config_path, f"model {model_id}", sections)
 
 
 def render_page(title: str, meta: str, sections: Sequence[tuple]) -> str:
@@ -52,27 +69,38 @@ def render_page(title: str, meta: str, sections: Sequence[tuple]) -> str:
         parts.append('<div class="frames">')
         for frame, caption in zip(frames, captions):
             boxes = [b for a in answers for b in a.boxes if b.frame == frame.index]
-            parts.append(f'<figure><img alt="{esc(caption)}" src="{_thumbnail(draw_boxes(frame.image, boxes))}">'
+            parts.append(f'<figure><img alt="{esc(caption)}" src="{thumbnail(frame.image, boxes)}">'
                          f"<figcaption>{esc(caption)}</figcaption></figure>")
         parts.append("</div><h3>Answers</h3>")
         for answer in answers:
             about = f" (frame {answer.frame + 1})" if answer.frame is not None else ""
+            # For --find, what the user asked for; the grounding prompt we built is ours, not theirs.
+            asked = f"Find: {answer.find}" if answer.find is not None else answer.question
+            cut = ' <span class="meta">(stopped at the token limit)</span>' if answer.truncated else ""
             boxes = "".join(
                 f"<li>{esc(b.label or '(no label)')}: frame {'?' if b.frame is None else b.frame + 1}, "
                 f"[{', '.join(f'{v:g}' for v in b.bbox)}]</li>" for b in answer.boxes)
-            parts.append(f'<div class="answer"><strong>{esc(answer.question)}</strong>{esc(about)}'
+            parts.append(f'<div class="answer"><strong>{esc(asked)}</strong>{esc(about)}{cut}'
                          f"<pre>{esc(answer.answer)}</pre>" + (f"<ul>{boxes}</ul>" if boxes else "") + "</div>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def _thumbnail(image) -> str:
+def thumbnail(image, boxes: Sequence = ()) -> str:
+    """A JPEG data URI of the frame at most THUMBNAIL_SIDE wide, with `boxes` drawn on it.
+
+    The boxes are drawn after shrinking, at the thumbnail's own scale, so labels keep a readable
+    size; drawn on the full frame first, a 4K frame's labels would shrink to a few pixels.
+    """
     import cv2
 
     height, width = image.shape[:2]
+    scale = 1.0
     if max(height, width) > THUMBNAIL_SIDE:
         scale = THUMBNAIL_SIDE / max(height, width)
         image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
                            interpolation=cv2.INTER_AREA)
+    shown = [replace(b, bbox=tuple(v * scale for v in b.bbox)) for b in boxes]
+    image = draw_boxes(image, shown)
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")

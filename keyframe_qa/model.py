@@ -1,9 +1,10 @@
 """The Hugging Face backend: load a Qwen-VL checkpoint and answer questions about frames.
 
 This is the only module that imports torch and transformers. Frames arrive already resized to
-the sizes `budget.plan_budget` chose, and the processor is told not to resize again
-(`do_resize=False`), so the grid the model sees is exactly the one reported; the processor's
-`*_grid_thw` is checked against it for every call.
+the display frames and resizes each to the size `budget.plan_budget` chose, with the processor's own
+resize (torchvision, its `resample` filter, antialiased), so the pixels equal what the processor would
+make itself. The processor is then told not to resize again (`do_resize=False`), so the grid the model
+sees is exactly the one reported; the processor's `*_grid_thw` is checked against it for every call.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .budget import check_context
 from .checkpoint import CheckpointInfo, inspect_checkpoint, missing_model_message
 from .errors import ModelError, UsageError
 from .families import Family
-from .records import FrameBudget
+from .records import FrameBudget, GenerationSettings
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,14 @@ class Reply:
     text: str  # special tokens removed, stripped
     prompt_tokens: int
     completion_tokens: int
+    truncated: bool = False  # stopped at max_new_tokens rather than at an end-of-sequence token
 
 
 @dataclass(frozen=True)
 class VisualPrompt:
     """The frames of one request, ready for the processor."""
 
-    images: list  # H x W x 3 uint8 arrays at their budgeted sizes
+    images: list  # H x W x 3 uint8 RGB display frames; the engine resizes each to its budget
     budgets: list  # FrameBudget per image
     labels: list  # one short label per frame, e.g. "frame 1 at 0:00:05.500"
     mode: str  # "images" or "video"
@@ -109,7 +111,7 @@ class QwenVLModel:
     def dtype_name(self) -> str:
         return str(self.torch_dtype).replace("torch.", "")
 
-    def answer(self, prompt: VisualPrompt, questions: Sequence[str], *, max_new_tokens: int = 256) -> list[Reply]:
+    def answer(self, prompt: VisualPrompt, questions: Sequence[str], settings: GenerationSettings) -> list[Reply]:
         """Answer each question about the same frames; the visual part is encoded once.
 
         The frames come first in the user turn and each question after them, so every prompt
@@ -118,9 +120,11 @@ class QwenVLModel:
         """
         import torch
 
+        max_new_tokens = settings.max_new_tokens
         if max_new_tokens <= 0:
             raise UsageError("--max-new-tokens must be positive")
-        encoded = [self._encode(prompt, question) for question in questions]
+        pixels = self.model_inputs(prompt)
+        encoded = [self._encode(prompt, pixels, question) for question in questions]
         for inputs in encoded:
             # Exact, from the tokenised prompt; the pipeline's earlier check is a lower bound.
             check_context(int(inputs["input_ids"].shape[1]), max_new_tokens, self.context_length, exact=True)
@@ -132,24 +136,47 @@ class QwenVLModel:
         with torch.inference_mode():
             for inputs in encoded:
                 if cache is None:
-                    replies.append(self._generate(inputs, max_new_tokens))
+                    replies.append(self._generate(inputs, settings))
                     continue
                 # Each question extends its own copy of the prefix cache.
                 prefix_cache, rope_deltas = cache
                 self._set_rope_deltas(rope_deltas)
-                replies.append(self._generate(inputs, max_new_tokens, copy.deepcopy(prefix_cache)))
+                replies.append(self._generate(inputs, settings, copy.deepcopy(prefix_cache)))
         return replies
 
-    def _encode(self, prompt: VisualPrompt, question: str):
+    def model_inputs(self, prompt: VisualPrompt) -> list:
+        """Each frame resized to its budget the way this model's processor resizes (uint8 RGB arrays).
+
+        The processor resizes with torchvision on uint8 tensors, antialiased, with its `resample`
+        filter (bicubic for the Qwen-VL families); doing the same here makes `pixel_values` equal to
+        the processor's own path, while the size stays the one the budget chose.
+        """
+        import torch
+        from torchvision.transforms.v2 import functional as tvF
+
+        source = getattr(self.processor, "video_processor", None) if prompt.mode == "video" else None
+        mode = _interpolation(getattr(source or self.processor.image_processor, "resample", None))
+        resized = []
+        for image, budget in zip(prompt.images, prompt.budgets):
+            height, width = image.shape[:2]
+            if (width, height) == (budget.input_width, budget.input_height):
+                resized.append(image)
+                continue
+            tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+            out = tvF.resize(tensor, [budget.input_height, budget.input_width], interpolation=mode, antialias=True)
+            resized.append(out.permute(1, 2, 0).contiguous().numpy())
+        return resized
+
+    def _encode(self, prompt: VisualPrompt, pixels: list, question: str):
         messages = [{"role": "user", "content": _content(prompt, question)}]
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         kwargs = {"text": [text], "return_tensors": "pt", "do_resize": False}
         if prompt.mode == "video":
-            kwargs["videos"] = [np.stack(prompt.images)]
-            kwargs["video_metadata"] = [_video_metadata(prompt)]
+            kwargs["videos"] = [np.stack(pixels)]
+            kwargs["video_metadata"] = [_video_metadata(prompt, pixels)]
             kwargs["do_sample_frames"] = False
         else:
-            kwargs["images"] = list(prompt.images)
+            kwargs["images"] = list(pixels)
         try:
             inputs = self.processor(**kwargs)
         except (ValueError, TypeError) as exc:
@@ -176,7 +203,20 @@ class QwenVLModel:
         if rope_deltas is not None and hasattr(self.model.model, "rope_deltas"):
             self.model.model.rope_deltas = rope_deltas
 
-    def _generate(self, inputs, max_new_tokens: int, past=None) -> Reply:
+    def _generation_config(self, settings: GenerationSettings):
+        """The checkpoint's generation config (its token ids) with our decoding settings on top."""
+        config = copy.deepcopy(self.model.generation_config)
+        config.max_new_tokens = settings.max_new_tokens
+        config.do_sample = settings.do_sample
+        # Greedy ignores these; clearing them keeps the checkpoint's sampling values from being applied
+        # or warned about.
+        config.temperature = settings.temperature if settings.do_sample else None
+        config.top_p = settings.top_p if settings.do_sample else None
+        config.top_k = settings.top_k if settings.do_sample else None
+        config.repetition_penalty = settings.repetition_penalty
+        return config
+
+    def _generate(self, inputs, settings: GenerationSettings, past=None) -> Reply:
         import torch
 
         generate_kwargs = dict(inputs)
@@ -185,15 +225,21 @@ class QwenVLModel:
             # The pixels are already in the cache; the grids stay for the position computation.
             generate_kwargs.pop("pixel_values", None)
             generate_kwargs.pop("pixel_values_videos", None)
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)  # per question: its sampled answer does not depend on the others
+        config = self._generation_config(settings)
         try:
-            output = self.model.generate(**generate_kwargs, max_new_tokens=max_new_tokens, do_sample=False)
+            output = self.model.generate(**generate_kwargs, generation_config=config)
         except torch.cuda.OutOfMemoryError as exc:
             raise ModelError("the GPU ran out of memory: lower --max-visual-tokens or --max-pixels") from exc
         prompt_length = inputs["input_ids"].shape[1]
         new_ids = output[0, prompt_length:].tolist()
         raw = self.tokenizer.decode(new_ids, skip_special_tokens=False)
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
-        return Reply(raw=raw, text=text, prompt_tokens=int(prompt_length), completion_tokens=len(new_ids))
+        ended = bool(new_ids) and new_ids[-1] in _eos_ids(config)
+        truncated = len(new_ids) >= settings.max_new_tokens and not ended
+        return Reply(raw=raw, text=text, prompt_tokens=int(prompt_length), completion_tokens=len(new_ids),
+                     truncated=truncated)
 
 
 def _content(prompt: VisualPrompt, question: str) -> list:
@@ -210,7 +256,27 @@ def _content(prompt: VisualPrompt, question: str) -> list:
     return content
 
 
-def _video_metadata(prompt: VisualPrompt):
+def _interpolation(resample):
+    """torchvision's interpolation mode for a processor's `resample` (a PIL filter number or a mode)."""
+    from torchvision.transforms.v2 import InterpolationMode
+
+    pil = {0: InterpolationMode.NEAREST, 1: InterpolationMode.LANCZOS, 2: InterpolationMode.BILINEAR,
+           3: InterpolationMode.BICUBIC, 4: InterpolationMode.BOX, 5: InterpolationMode.HAMMING}
+    if isinstance(resample, InterpolationMode):
+        return resample
+    if resample is None:
+        return InterpolationMode.BICUBIC  # every Qwen-VL processor's filter
+    return pil.get(int(resample), InterpolationMode.BICUBIC)
+
+
+def _eos_ids(config) -> set:
+    ids = config.eos_token_id
+    if ids is None:
+        return set()
+    return set(ids) if isinstance(ids, (list, tuple)) else {ids}
+
+
+def _video_metadata(prompt: VisualPrompt, pixels: list):
     """Tell the processor the real sampling rate of the frames we pass.
 
     Qwen2.5-VL turns it into seconds per temporal patch (without it the processor assumes
@@ -223,7 +289,7 @@ def _video_metadata(prompt: VisualPrompt):
     count = len(times)
     span = times[-1] - times[0] if count > 1 else 0.0
     rate = (count - 1) / span if span > 0 else 1.0
-    height, width = prompt.images[0].shape[:2]
+    height, width = pixels[0].shape[:2]
     return VideoMetadata(
         total_num_frames=count,
         fps=rate,

@@ -10,16 +10,17 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
-import numpy as np
 
 from .budget import DEFAULT_MAX_VISUAL_TOKENS, check_context, plan_request, prompt_tokens_lower_bound
 from .checkpoint import CheckpointInfo, inspect_checkpoint
+from .generation import GenerationRequest, check_generation, resolve_generation
+from .messages import warn
 from .errors import UsageError
 from .frames import read_frames
 from .grounding import FrameGeometry, find_boxes, grounding_prompt
 from .media import ProbedVideo, check_path, check_times, probe
 from .outputs import check_distinct, check_output_dir, check_output_file, write_file, write_output
-from .records import Answer, Frame, FrameBudget, ModelInfo
+from .records import Answer, Frame, FrameBudget, GenerationSettings, ModelInfo
 from .report import build_report, save_frames, to_json
 from .selection import Selection, SelectionRequest, check_request, select
 from .timecodes import format_time
@@ -41,7 +42,13 @@ class AskRequest:
     min_pixels: Optional[int] = None  # per frame
     max_pixels: Optional[int] = None  # per frame
     max_visual_tokens: Optional[int] = DEFAULT_MAX_VISUAL_TOKENS  # all frames together
-    max_new_tokens: int = 256
+    max_new_tokens: Optional[int] = None  # None: 256, or 1024 with `find` (grounding replies are long)
+    sampling: str = "greedy"  # "greedy" (deterministic), or "model": the checkpoint's generation config
+    temperature: Optional[float] = None  # sample at this temperature (0: greedy)
+    top_p: Optional[float] = None  # sample from this nucleus mass
+    top_k: Optional[int] = None  # sample among the k likeliest tokens
+    repetition_penalty: Optional[float] = None  # above 1 discourages repeats
+    seed: Optional[int] = None  # makes sampled answers repeatable
     save_frames: Optional[str] = None  # directory for PNGs of the frames
     find: Optional[str] = None  # an object to locate with the family's grounding prompt (--find)
     annotate: Optional[str] = None  # directory for frames with their boxes drawn
@@ -83,6 +90,7 @@ class PreparedVideo:
     decode_s: float
     checkpoint: Optional[CheckpointInfo] = None  # the model the budgets were planned for
     budgets: Optional[list] = None  # FrameBudget per frame, planned before decoding
+    generation: Optional[GenerationSettings] = None  # the decoding settings, resolved for that model
 
 
 def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None) -> PreparedVideo:
@@ -102,20 +110,37 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None) ->
     decode_started = time.perf_counter()
     selection = select(probed, selection_request)
     checkpoint = checkpoint or inspect_checkpoint(request.model_id)
-    budgets = plan_frames(request, checkpoint, [(probed.info.width, probed.info.height)] * len(selection.times))
+    generation = generation_settings(request, checkpoint)
+    budgets = plan_frames(request, checkpoint, [(probed.info.width, probed.info.height)] * len(selection.times),
+                          generation.max_new_tokens)
     frames = read_selected(probed, selection)
     return PreparedVideo(request, probed, selection, frames, probe_s, time.perf_counter() - decode_started,
-                         checkpoint, budgets)
+                         checkpoint, budgets, generation)
 
 
-def plan_frames(request: AskRequest, checkpoint: CheckpointInfo, sizes: Sequence[tuple[int, int]]) -> list:
+def generation_request(request: AskRequest) -> GenerationRequest:
+    """The decoding options of a request, as asked."""
+    return GenerationRequest(sampling=request.sampling, max_new_tokens=request.max_new_tokens,
+                             temperature=request.temperature, top_p=request.top_p, top_k=request.top_k,
+                             repetition_penalty=request.repetition_penalty, seed=request.seed)
+
+
+def generation_settings(request: AskRequest, checkpoint: CheckpointInfo) -> GenerationSettings:
+    """The decoding settings this request runs with on this checkpoint (see generation.py)."""
+    if request.sampling == "model" and checkpoint.generation_defaults is None:
+        warn(f"{checkpoint.model_id} has no generation_config.json: --sampling model decodes greedily")
+    return resolve_generation(generation_request(request), checkpoint.generation_defaults, find=bool(request.find))
+
+
+def plan_frames(request: AskRequest, checkpoint: CheckpointInfo, sizes: Sequence[tuple[int, int]],
+                max_new_tokens: int) -> list:
     """Each frame's budget for this model, and a refusal if a prompt cannot fit its context."""
     budgets = plan_request(sizes, checkpoint.family, mode=request.mode, per_frame=request.per_frame,
                            min_pixels=request.min_pixels, max_pixels=request.max_pixels,
                            max_visual_tokens=request.max_visual_tokens)
     prompts = [[b] for b in budgets] if request.per_frame else [budgets]
     longest = max(prompt_tokens_lower_bound(p, request.mode) for p in prompts)
-    check_context(longest, request.max_new_tokens, checkpoint.context_length)
+    check_context(longest, max_new_tokens, checkpoint.context_length)
     return budgets
 
 
@@ -153,32 +178,35 @@ def answer_prepared(prepared: PreparedVideo, model=None) -> dict:
         model = load_model(request.model_id, device=request.device, dtype=request.dtype,
                            checkpoint=prepared.checkpoint)
         model_load_s = model.load_seconds
-    budgets = prepared.budgets
+    budgets, generation = prepared.budgets, prepared.generation
     if budgets is None or prepared.checkpoint is None or prepared.checkpoint.family != model.family:
-        budgets = plan_frames(request, model.checkpoint, [(f.width, f.height) for f in frames])
-    images = [resize_for_model(f.image, b) for f, b in zip(frames, budgets)]
+        generation = generation_settings(request, model.checkpoint)
+        budgets = plan_frames(request, model.checkpoint, [(f.width, f.height) for f in frames],
+                              generation.max_new_tokens)
     questions = list(request.questions)
-    find_prompt = None
+    find = None
     if request.find:
-        find_prompt = grounding_prompt(request.find, model.family, 1 if request.per_frame else len(frames))
-        questions.append(find_prompt)
+        find = (grounding_prompt(request.find, model.family, 1 if request.per_frame else len(frames)), request.find)
+        questions.append(find[0])
     generate_started = time.perf_counter()
     if request.per_frame:
         answers = []
         for position, frame in enumerate(frames):
-            prompt = build_prompt([frame], [images[position]], [budgets[position]], request.mode)
-            replies = model.answer(prompt, questions, max_new_tokens=request.max_new_tokens)
-            answers.extend(make_answers(questions, replies, model, [frame], [budgets[position]], frame.index))
+            prompt = build_prompt([frame], [budgets[position]], request.mode)
+            replies = model.answer(prompt, questions, generation)
+            answers.extend(make_answers(questions, replies, model, [frame], [budgets[position]], frame.index,
+                                        find=find))
     else:
-        prompt = build_prompt(frames, images, budgets, request.mode)
-        replies = model.answer(prompt, questions, max_new_tokens=request.max_new_tokens)
-        answers = make_answers(questions, replies, model, frames, budgets, None)
+        prompt = build_prompt(frames, budgets, request.mode)
+        replies = model.answer(prompt, questions, generation)
+        answers = make_answers(questions, replies, model, frames, budgets, None, find=find)
     generate_s = time.perf_counter() - generate_started
+    warn_truncated(answers, generation, request.video)
 
     files = save_frames(frames, request.save_frames, option="--save-frames") if request.save_frames \
         else [None] * len(frames)
     info = ModelInfo(id=model.model_id, family=model.family.name, mode=request.mode,
-                     device=model.device, dtype=model.dtype_name)
+                     device=model.device, dtype=model.dtype_name, generation=generation)
     timings = {
         "probe_s": prepared.probe_s,
         "decode_s": prepared.decode_s,
@@ -188,10 +216,6 @@ def answer_prepared(prepared: PreparedVideo, model=None) -> dict:
     }
     report = build_report(probed.info, info, frames, budgets, files, answers, timings)
     report["selection"] = dict(selection.record, per_frame=request.per_frame)
-    if find_prompt:
-        for record in report["answers"]:
-            if record["question"] == find_prompt:
-                record["find"] = request.find
     if request.annotate:
         for record, path in zip(report["frames"], write_annotated(frames, answers, request.annotate)):
             record["annotated"] = path
@@ -218,13 +242,27 @@ def frame_labels(frames: Sequence[Frame]) -> list[str]:
     return [f"frame {f.index + 1} at {format_time(f.timestamp)}" for f in frames]
 
 
-def build_prompt(frames: Sequence[Frame], images: list, budgets: Sequence[FrameBudget], mode: str,
+def warn_truncated(answers: Sequence[Answer], generation: GenerationSettings, where: str) -> None:
+    """One warning line when replies stopped at the token limit (their answers say "truncated")."""
+    cut = [a for a in answers if a.truncated]
+    if not cut:
+        return
+    boxes = sum(len(a.boxes) for a in cut)
+    kept = f", keeping the {boxes} box(es) before the cut" if boxes else ""
+    warn(f"{where}: {len(cut)} reply(ies) stopped at --max-new-tokens {generation.max_new_tokens}{kept} "
+         f"(marked \"truncated\"): raise --max-new-tokens to get them whole")
+
+
+def build_prompt(frames: Sequence[Frame], budgets: Sequence[FrameBudget], mode: str,
                  labels: Optional[Sequence[str]] = None):
-    """The model's view of the frames: resized images, budgets and the label each frame gets."""
+    """The model's view of the frames: the display frames, their budgets and the label each gets.
+
+    The engine resizes each frame to its budget (the way its model's processor resizes).
+    """
     from .model import VisualPrompt  # light: the module imports torch lazily inside functions
 
     return VisualPrompt(
-        images=list(images),
+        images=[f.image for f in frames],
         budgets=list(budgets),
         labels=list(labels) if labels is not None else frame_labels(frames),
         mode=mode,
@@ -233,8 +271,12 @@ def build_prompt(frames: Sequence[Frame], images: list, budgets: Sequence[FrameB
 
 
 def make_answers(questions, replies, model, frames, budgets, frame_index: Optional[int],
-                 mention_labels: Optional[Sequence[str]] = None) -> list[Answer]:
-    """Answers from replies, with their boxes tied to frames (`frame_index` for per-frame questions)."""
+                 mention_labels: Optional[Sequence[str]] = None,
+                 find: Optional[tuple[str, str]] = None) -> list[Answer]:
+    """Answers from replies, with their boxes tied to frames (`frame_index` for per-frame questions).
+
+    `find` is (grounding prompt, object asked for): that question's answer records the object.
+    """
     return [
         Answer(
             question=question,
@@ -244,6 +286,8 @@ def make_answers(questions, replies, model, frames, budgets, frame_index: Option
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             frame=frame_index,
+            truncated=reply.truncated,
+            find=find[1] if find and question == find[0] else None,
         )
         for question, reply in zip(questions, replies)
     ]
@@ -265,21 +309,6 @@ def load_model(model_id: Optional[str] = None, *, device: str = "auto", dtype: s
     from .model import QwenVLModel
 
     return QwenVLModel(model_id, device=device, dtype=dtype, checkpoint=checkpoint)
-
-
-def resize_for_model(image: np.ndarray, budget: FrameBudget) -> np.ndarray:
-    """Resize a display frame to its budgeted model-input size.
-
-    Area averaging when shrinking (no aliasing on fine detail), bicubic when enlarging.
-    """
-    import cv2
-
-    height, width = image.shape[:2]
-    if (width, height) == (budget.input_width, budget.input_height):
-        return image
-    shrinking = budget.input_width * budget.input_height < width * height
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
-    return cv2.resize(image, (budget.input_width, budget.input_height), interpolation=interpolation)
 
 
 def _boxes(raw: str, family, frames: Sequence[Frame], budgets: Sequence[FrameBudget],
@@ -304,5 +333,4 @@ def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
     check_request(selection)
     if request.mode not in ("images", "video"):
         raise UsageError(f"unknown mode {request.mode!r}: use images or video")
-    if request.max_new_tokens <= 0:
-        raise UsageError("--max-new-tokens must be positive")
+    check_generation(generation_request(request))

@@ -83,6 +83,8 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     frame: Optional[int] = None  # with --per-frame: the frame this answer is about
+    truncated: bool = False  # the reply stopped at max_new_tokens: it (and its boxes) may be incomplete
+    find: Optional[str] = None  # the object asked for, when this is the answer to the --find prompt
 
 
 @dataclass(frozen=True)
@@ -94,3 +96,17 @@ class ModelInfo:
     mode: str  # "images" or "video"
     device: str  # e.g. "cpu", "cuda:0"
     dtype: str  # e.g. "float32", "bfloat16"
+    generation: Optional["GenerationSettings"] = None  # how the replies were decoded
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How replies are generated, as recorded in `model.generation`."""
+
+    max_new_tokens: int  # the longest reply, in tokens
+    do_sample: bool  # False: greedy decoding, the same reply every time; True: sampled
+    temperature: Optional[float] = None  # sampling temperature (None when greedy)
+    top_p: Optional[float] = None  # nucleus sampling mass (None when greedy)
+    top_k: Optional[int] = None  # sample among the k likeliest tokens (None when greedy)
+    repetition_penalty: Optional[float] = None  # above 1 discourages repeats; None: none
+    seed: Optional[int] = None  # seeds each question's sampling, so a sampled answer can be had again

@@ -63,7 +63,10 @@ def answer_record(answer: Answer) -> dict:
         "answer": answer.answer,
         "raw": answer.raw,
         "boxes": [box_record(b) for b in answer.boxes],
+        "truncated": answer.truncated,
     }
+    if answer.find is not None:
+        record["find"] = answer.find
     if answer.frame is not None:
         record["frame"] = answer.frame
     return record

@@ -37,7 +37,10 @@ def test_ask_end_to_end_on_tiny_qwen2_vl(capsys, videos, tiny_model, tmp_path, m
     assert report["video"] == {"path": videos["plain.mp4"], "duration": 6.0, "fps": 10.0, "width": 320,
                                "height": 240, "frame_count": 60}
     assert report["model"] == {"id": tiny_model, "family": "qwen2-vl", "mode": mode, "device": "cpu",
-                               "dtype": "float32"}
+                               "dtype": "float32",
+                               "generation": {"max_new_tokens": 6, "do_sample": False, "temperature": None,
+                                              "top_p": None, "top_k": None, "repetition_penalty": None,
+                                              "seed": None}}
     assert [f["frame_number"] for f in report["frames"]] == [5, 10]
     assert [f["requested"] for f in report["frames"]] == [0.55, 1.0]
     assert [f["timestamp"] for f in report["frames"]] == [0.5, 1.0]
@@ -52,7 +55,7 @@ def test_ask_end_to_end_on_tiny_qwen2_vl(capsys, videos, tiny_model, tmp_path, m
         assert all(f["visual_tokens"] == (f["input_width"] // 28) * (f["input_height"] // 28) for f in report["frames"])
     assert [a["question"] for a in report["answers"]] == ["Is it the same person in both frames?", "Where is the car?"]
     for answer in report["answers"]:
-        assert set(answer) == {"question", "answer", "raw", "boxes"}
+        assert set(answer) == {"question", "answer", "raw", "boxes", "truncated"}
     assert report["usage"]["completion_tokens"] > 0
     assert report["usage"]["prompt_tokens"] > report["usage"]["visual_tokens"]
     assert set(report["timings"]) == {"probe_s", "decode_s", "model_load_s", "generate_s", "total_s"}
@@ -96,7 +99,8 @@ def test_several_questions_share_the_frames_prefix_and_answer_the_same(videos, t
     from keyframe_qa.budget import plan_budget
     from keyframe_qa.frames import read_frames
     from keyframe_qa.media import probe
-    from keyframe_qa.pipeline import load_model, resize_for_model
+    from keyframe_qa.pipeline import load_model
+    from keyframe_qa.records import GenerationSettings
 
     frames = read_frames(probe(videos["plain.mp4"]), [0.5, 2.5, 4.0])
     questions = ["Is it the same person?", "What colour is the car?", "Describe the scene."]
@@ -105,12 +109,14 @@ def test_several_questions_share_the_frames_prefix_and_answer_the_same(videos, t
         for mode in ("images", "video"):
             budgets = plan_budget([(f.width, f.height) for f in frames], model.family, mode=mode, max_visual_tokens=300)
             prompt = model_module.VisualPrompt(
-                images=[resize_for_model(f.image, b) for f, b in zip(frames, budgets)], budgets=budgets,
+                images=[f.image for f in frames], budgets=budgets,
                 labels=[f"frame {i}" for i in range(3)], mode=mode, times=[f.timestamp for f in frames])
-            shared = model.answer(prompt, questions, max_new_tokens=10)
-            separate = [model.answer(prompt, [q], max_new_tokens=10)[0] for q in questions]
+            settings = GenerationSettings(max_new_tokens=10, do_sample=False)
+            shared = model.answer(prompt, questions, settings)
+            separate = [model.answer(prompt, [q], settings)[0] for q in questions]
             assert [r.raw for r in shared] == [r.raw for r in separate], (family, mode)
-            encoded = [model._encode(prompt, q) for q in questions]
+            pixels = model.model_inputs(prompt)
+            encoded = [model._encode(prompt, pixels, q) for q in questions]
             assert model_module._shared_prefix_length(encoded, model.model.config.vision_end_token_id) > 0
             # The visual tokens in the prompt itself are the ones reported per frame.
             pad = model.processor.image_token_id if mode == "images" else model.processor.video_token_id

@@ -135,7 +135,7 @@ def test_ask_video_mode_passes_the_sampling_rate(capsys, videos, tiny_models, mo
 
     seen = []
     real = model_module._video_metadata
-    monkeypatch.setattr(model_module, "_video_metadata", lambda prompt: seen.append(real(prompt)) or seen[-1])
+    monkeypatch.setattr(model_module, "_video_metadata", lambda prompt, pixels: seen.append(real(prompt, pixels)) or seen[-1])
     report = ask_json(capsys, videos["plain.mp4"], "What happens?", "--fps", "2", "--mode", "video", "--model",
                       tiny_models("qwen2.5-vl"), "--max-new-tokens", "2", "--max-visual-tokens", "2000")
     assert len(report["frames"]) == 12
