@@ -184,3 +184,81 @@ def test_boxes_round_trip_through_each_family_format(case, family):
     # Quantisation to the family's grid loses at most half a step; 0.1 px for our own rounding.
     for got, want, step in zip(parsed.bbox, box, (step_x, step_y, step_x, step_y)):
         assert abs(got - want) <= step / 2 + 0.1
+
+
+# Reply shapes real models produce (written here in those shapes, not copied from published replies).
+INPUT, SPACE = (1000, 1000), (1000, 1000)  # Qwen2.5-VL input pixels = display pixels: numbers map 1:1
+
+
+def boxes_of(reply, family="qwen2.5-vl"):
+    return [(b.label, b.bbox, b.kind) for b in parse_boxes(reply, family, INPUT, SPACE)]
+
+
+def test_trailing_commas_in_every_object_like_an_ocr_text_spotting_reply():
+    lines = [f'  {{"bbox_2d": [{10 * i}, 20, {10 * i + 8}, 40], "text_content": "word{i}",}},' for i in range(39)]
+    reply = "```json\n[\n" + "\n".join(lines) + "\n]\n```"
+    found = boxes_of(reply)
+    assert len(found) == 39
+    assert found[0] == ("word0", (0.0, 20.0, 8.0, 40.0), "box") and found[-1][0] == "word38"
+
+
+def test_single_quotes_and_python_literals():
+    reply = "[{'bbox_2d': (10, 20, 30, 40), 'label': 'cup', 'visible': True, 'note': None}, {'point_2d': [5, 6]}]"
+    assert boxes_of(reply) == [("cup", (10.0, 20.0, 30.0, 40.0), "box"), ("", (5.0, 6.0, 5.0, 6.0), "point")]
+
+
+def test_boxes_inside_tool_call_arguments_as_an_object_and_as_a_string():
+    reply = ('I will zoom in.\n<tool_call>\n{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [100, 200, 300, 400],'
+             ' "label": "street sign"}}\n</tool_call>\nThen:\n<tool_call>{"name": "crop", "arguments": '
+             '"{\\"bbox_2d\\": [1, 2, 3, 4]}"}</tool_call>')
+    assert boxes_of(reply) == [("street sign", (100.0, 200.0, 300.0, 400.0), "box"),
+                               ("", (1.0, 2.0, 3.0, 4.0), "box")]
+
+
+def test_boxes_nested_in_an_objects_key_and_in_several_blocks():
+    reply = ('Cars:\n```json\n{"objects": [{"bbox_2d": [1, 1, 2, 2], "label": "car"}]}\n```\n'
+             'People:\n```json\n[{"bbox_2d": [3, 3, 4, 4], "label": "person"}]\n```')
+    assert [label for label, _, _ in boxes_of(reply)] == ["car", "person"]
+
+
+@pytest.mark.parametrize("fields, label", [
+    ({"label": "L", "name": "N", "description": "D"}, "L"),
+    ({"text_content": "T", "name": "N"}, "T"),
+    ({"name": "N", "description": "D"}, "N"),
+    ({"name_en": "E", "description": "D"}, "E"),
+    ({"names": {"zh": "车", "en": "car"}, "description": "D"}, "car"),
+    ({"description": "a red car"}, "a red car"),
+    ({"label": "", "name": "N"}, "N"),
+])
+def test_labels_under_other_keys_with_label_first(fields, label):
+    reply = json.dumps([dict(bbox_2d=[1, 2, 3, 4], **fields)], ensure_ascii=False)
+    assert boxes_of(reply)[0][0] == label
+
+
+def test_the_plain_line_format():
+    reply = "120,40,380,300 dog\n400, 50, 600, 280 cat on the sofa\n- 10,10,20,20 toy\nThat is all."
+    assert boxes_of(reply) == [("dog", (120.0, 40.0, 380.0, 300.0), "box"),
+                               ("cat on the sofa", (400.0, 50.0, 600.0, 280.0), "box"),
+                               ("toy", (10.0, 10.0, 20.0, 20.0), "box")]
+
+
+def test_qwen2_vl_text_without_special_tokens_keeps_its_labels():
+    reply = "red car(100,200),(500,600) and the dog(10,20),(30,40),(50,60),(70,80). Frame 2: bike(1,2),(3,4)"
+    found = [(b.label, b.bbox) for b in parse_boxes(reply, "qwen2-vl", INPUT, SPACE)]
+    assert found == [("red car", (100.0, 200.0, 500.0, 600.0)), ("the dog", (10.0, 20.0, 30.0, 40.0)),
+                     ("the dog", (50.0, 60.0, 70.0, 80.0)), ("bike", (1.0, 2.0, 3.0, 4.0))]
+
+
+def test_a_stray_brace_keeps_every_complete_object():
+    reply = ('Here { are the boxes: {"bbox_2d": [1, 2, 3, 4], "label": "a"} and {"bbox_2d": [5, 6, 7, 8], '
+             '"label": "b"} and a broken {"bbox_2d": [9, 9')
+    assert [label for label, _, _ in boxes_of(reply)] == ["a", "b"]
+
+
+def test_a_number_cut_off_by_the_token_limit_is_not_repaired_into_a_wrong_box():
+    reply = '[{"bbox_2d": [1, 2, 3, 4], "label": "a"}, {"bbox_2d": [10, 20, 30, 40'  # 400 cut to 40
+    assert boxes_of(reply) == [("a", (1.0, 2.0, 3.0, 4.0), "box")]
+
+
+def test_non_finite_numbers_are_not_boxes():
+    assert boxes_of('[{"bbox_2d": [NaN, 1, 2, 3]}, {"bbox_2d": [1, 2, Infinity, 3]}]') == []

@@ -82,6 +82,42 @@ def test_find_annotate_and_html_end_to_end(capsys, videos, tiny_model, tmp_path)
     parsed.feed((tmp_path / "page.html").read_text())
     assert parsed.tags.count("img") == 2 and "script" not in parsed.tags
     assert oct(os.stat(tmp_path / "page.html").st_mode & 0o777) != oct(0o600)  # not left private by mkstemp
+    text = " ".join(parsed.text)
+    # The object asked for, not the grounding prompt we built; the time asked beside the time shown.
+    assert "Find: red square" in text and answer["question"] not in text
+    assert "Frame 1 at 0:00:01.000 (asked for 0:00:01.000; frame 10)" in text
+
+
+def test_the_page_shows_the_time_asked_when_it_differs_from_the_frames(capsys, videos, tiny_model, tmp_path):
+    ask_json(capsys, videos["plain.mp4"], "q?", "--at", "0.55", "--model", tiny_model, "--max-new-tokens", "2",
+             "--html", str(tmp_path / "page.html"))
+    parsed = _Collector()
+    parsed.feed((tmp_path / "page.html").read_text())
+    assert "Frame 1 at 0:00:00.500 (asked for 0:00:00.550; frame 5)" in " ".join(parsed.text)
+
+
+def _plate_height(image: np.ndarray) -> int:
+    """Rows of the dark label plate: on a white frame, rows holding a long run of near-black pixels."""
+    dark = (image.max(axis=2) < 60)
+    return int(sum(1 for row in dark if row.sum() >= 20))
+
+
+def test_box_labels_stay_readable_on_thumbnails_of_large_frames():
+    from keyframe_qa.html_report import THUMBNAIL_SIDE, thumbnail
+
+    small = np.full((360, 640, 3), 255, np.uint8)  # already thumbnail size: the reference label
+    big = np.full((2160, 3840, 3), 255, np.uint8)  # a 4K frame, shrunk 6x for the page
+    label = "forklift"
+    heights = []
+    for image in (small, big):
+        factor = image.shape[1] / 640
+        box = Box(label, 0, (100.0 * factor, 150.0 * factor, 400.0 * factor, 300.0 * factor))
+        src = thumbnail(image, [box])
+        shown = cv2.imdecode(np.frombuffer(base64.b64decode(src.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+        assert max(shown.shape[:2]) == THUMBNAIL_SIDE
+        heights.append(_plate_height(shown))
+    assert heights[0] >= 12  # a plate a person can read text on
+    assert heights[1] == pytest.approx(heights[0], abs=2)  # the 4K frame's label is as large, not 6x smaller
 
 
 def test_find_with_questions_and_per_frame(capsys, videos, tiny_models):
