@@ -65,10 +65,10 @@ def main() -> None:
 
     import torch
 
-    import keyframe_qa.model as model_module
+    import keyframe_qa.engines.transformers as model_module
     from keyframe_qa.budget import plan_budget
     from keyframe_qa.pipeline import extract_frames, load_model
-    from keyframe_qa.records import GenerationSettings
+    from keyframe_qa.records import GenerationSettings, VisualPrompt
 
     path = os.path.join(ROOT, ".bench", f"qwen2-vl-2b-random-{args.layers}l")
     if not os.path.exists(os.path.join(path, "config.json")):
@@ -80,7 +80,7 @@ def main() -> None:
     frames = extract_frames(clip, times)
     budgets = plan_budget([(f.width, f.height) for f in frames], model.family,
                           max_visual_tokens=args.max_visual_tokens)
-    prompt = model_module.VisualPrompt(
+    prompt = VisualPrompt(
         images=[f.image for f in frames], budgets=budgets,
         labels=[f"frame {i + 1}" for i in range(len(frames))], mode="images", times=times)
     questions = [f"Question {i + 1}: what changes between the frames?" for i in range(args.questions)]

@@ -15,16 +15,18 @@ import hashlib
 import json
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 from .budget import check_budget_settings
-from .checkpoint import CheckpointInfo, inspect_checkpoint
+from .checkpoint import CheckpointInfo
+from .engines import build_engine, engine_checkpoint
 from .errors import KeyframeQAError, ModelError, UsageError
 from .messages import Progress
 from .outputs import OutputPath, check_output_file
-from .pipeline import AskRequest, PreparedVideo, answer_prepared, load_model, prepare
+from .pipeline import AskRequest, PreparedVideo, answer_prepared, engine_spec, prepare
 from .results_file import ResultsFile, finished_keys, key_path  # noqa: F401 - finished_keys is public API
 from .selection import SelectionRequest
 from .timecodes import parse_time_list
@@ -141,26 +143,36 @@ def settings_hash(request: AskRequest, model_id: str) -> str:
     """A short hash of everything that shapes a video's answer (not the video itself)."""
     settings = asdict(request)
     settings.pop("video")
-    for key in ("save_frames", "annotate", "html", "output"):
-        settings.pop(key, None)  # where files go does not change the answer
+    # Where files go, and where the server lives and how long to wait for it, do not change the answer.
+    for key in ("save_frames", "annotate", "html", "output", "base_url", "api_key_env", "timeout"):
+        settings.pop(key, None)
     settings["selection"].pop("show_progress", None)
     settings["selection"].pop("use_cache", None)
     settings["model_id"] = model_id
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[str, OutputPath], *, model=None,
-              checkpoint: Optional[CheckpointInfo] = None, overwrite: bool = False, fail_fast: bool = False,
-              progress: bool = True, on_line: Optional[Callable[[dict], None]] = None) -> BatchSummary:
+def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[str, OutputPath], *, engine=None,
+              checkpoint: Optional[CheckpointInfo] = None, concurrency: int = 1, overwrite: bool = False,
+              fail_fast: bool = False, progress: bool = True,
+              on_line: Optional[Callable[[dict], None]] = None) -> BatchSummary:
     """Answer every item, appending one JSONL line per video to `output` (see results_file.py).
 
-    The model is loaded only when a video needs answering (pass `model` to reuse a loaded one), so a
-    rerun with nothing left to do loads nothing.
+    The engine is built only when a video needs answering (pass `engine` to reuse one), so a rerun
+    with nothing left to do loads and contacts nothing. With `concurrency` N above 1 (a server
+    engine), N videos are answered at once so the server can batch them, while the next ones decode;
+    each line is written as its video finishes.
     """
     started = time.perf_counter()
+    spec = engine_spec(template)
+    if concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    if concurrency > 1 and spec.engine != "openai":
+        raise UsageError("--concurrency above 1 needs --engine openai: the in-process model answers one prompt "
+                         "at a time")
     if not isinstance(output, OutputPath):
         output = check_output_file(output, "-o", [item.video for item in items])
-    checkpoint = checkpoint or (model.checkpoint if model is not None else inspect_checkpoint(template.model_id))
+    checkpoint = checkpoint or (engine.checkpoint if engine is not None else engine_checkpoint(spec))
     check_budget_settings(checkpoint.family, mode=template.mode, min_pixels=template.min_pixels,
                           max_pixels=template.max_pixels, max_visual_tokens=template.max_visual_tokens)
     with ResultsFile(output, overwrite=overwrite) as results:
@@ -172,55 +184,95 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
                 todo.append((item, request, settings))
         skipped = len(items) - len(todo)
         bar = Progress(len(items), initial=skipped, desc="videos", unit="video", enabled=progress)
-        done = failed = 0
+        counts = {"done": 0, "failed": 0}
+        state = {"stop": False, "engine": engine}
+
+        def finish(item: BatchItem, settings: str, record: Optional[dict], error: Optional[str]) -> None:
+            if error is not None:
+                record = {"video": {"path": item.video}, "status": "error", "error": error, "settings": settings}
+                counts["failed"] += 1
+                state["stop"] = state["stop"] or fail_fast
+            else:
+                counts["done"] += 1
+            results.write(record)
+            if on_line:
+                on_line(record)
+            bar.set_postfix(failed=counts["failed"])
+            bar.update(1)
+
         interrupted = False
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending: list[Future] = []
-            upcoming = iter(todo)
+        prepare_pool = ThreadPoolExecutor(max_workers=1 if concurrency == 1 else min(concurrency, _cpu_count()))
+        answer_pool = ThreadPoolExecutor(max_workers=concurrency) if concurrency > 1 else None
+        pending: deque[Future] = deque()  # prepared videos, in input order
+        running: set[Future] = set()  # answers in flight (concurrency above 1)
+        upcoming = iter(todo)
 
-            def top_up():
-                while len(pending) < PREFETCH:
-                    entry = next(upcoming, None)
-                    if entry is None:
-                        return
-                    pending.append(pool.submit(_prepare, entry, checkpoint))
+        def top_up() -> None:
+            while len(pending) < PREFETCH + concurrency:
+                entry = next(upcoming, None)
+                if entry is None:
+                    return
+                pending.append(prepare_pool.submit(_prepare, entry, checkpoint))
 
-            try:
-                top_up()
-                while pending:
-                    item, settings, prepared, error = pending.pop(0).result()
-                    top_up()  # the next videos decode while this one is answered
-                    if error is None:
-                        if model is None:  # first video to answer: load now (the next ones keep decoding)
-                            model = load_model(template.model_id, device=template.device, dtype=template.dtype,
-                                               checkpoint=checkpoint)
-                        try:
-                            record = dict(answer_prepared(prepared, model), status="ok", settings=settings)
-                        except ModelError:
-                            raise  # the model is broken for every video: stop the batch
-                        except KeyframeQAError as exc:
-                            error = str(exc)
-                    if error is not None:
-                        record = {"video": {"path": item.video}, "status": "error", "error": error,
-                                  "settings": settings}
-                        failed += 1
-                    else:
-                        done += 1
-                    results.write(record)
-                    if on_line:
-                        on_line(record)
-                    bar.set_postfix(failed=failed)
-                    bar.update(1)
-                    if error is not None and fail_fast:
-                        break
-            except KeyboardInterrupt:
-                interrupted = True
-            finally:
-                for future in pending:
-                    future.cancel()
-                bar.close()
-    return BatchSummary(total=len(items), done=done, skipped=skipped, failed=failed,
+        def collect(block: bool) -> None:
+            if not running:
+                return
+            finished, _ = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            for future in finished:
+                running.discard(future)
+                finish(*future.result())  # a ModelError stops the batch here
+
+        try:
+            top_up()
+            while pending and not state["stop"]:
+                item, settings, prepared, error = pending.popleft().result()
+                top_up()  # the next videos decode while this one is answered
+                if error is not None:
+                    finish(item, settings, None, error)
+                elif answer_pool is None:
+                    finish(*_answer(item, settings, prepared, _engine(state, spec, checkpoint)))
+                else:
+                    while len(running) >= concurrency:
+                        collect(block=True)
+                    running.add(answer_pool.submit(_answer, item, settings, prepared,
+                                                   _engine(state, spec, checkpoint)))
+                collect(block=False)
+            while running:  # what is in flight is finished and written, fail-fast or not
+                collect(block=True)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            for future in list(pending) + list(running):
+                future.cancel()
+            prepare_pool.shutdown(wait=False, cancel_futures=True)
+            if answer_pool is not None:
+                answer_pool.shutdown(wait=False, cancel_futures=True)
+            bar.close()
+    return BatchSummary(total=len(items), done=counts["done"], skipped=skipped, failed=counts["failed"],
                         seconds=time.perf_counter() - started, interrupted=interrupted)
+
+
+def _engine(state: dict, spec, checkpoint: CheckpointInfo):
+    # Built on the first video that needs answering; the next videos keep decoding meanwhile.
+    if state["engine"] is None:
+        state["engine"] = build_engine(spec, checkpoint)
+    return state["engine"]
+
+
+def _answer(item: BatchItem, settings: str, prepared: PreparedVideo, engine) -> tuple:
+    try:
+        return item, settings, dict(answer_prepared(prepared, engine), status="ok", settings=settings), None
+    except ModelError:
+        raise  # the model or server is broken for every video: stop the batch
+    except KeyframeQAError as exc:
+        return item, settings, None, str(exc)
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
 
 
 def _prepare(entry, checkpoint: CheckpointInfo) -> tuple[BatchItem, str, Optional[PreparedVideo], Optional[str]]:

@@ -48,6 +48,46 @@ def inspect_checkpoint(model_id: Optional[str] = None) -> CheckpointInfo:
                           generation_defaults=read_generation_config(model_id, source))
 
 
+def inspect_local_checkpoint(model_id: str) -> Optional[CheckpointInfo]:
+    """A checkpoint's facts if its config is here (a folder, or the Hugging Face cache), else None.
+
+    Never asks the hub: for a served model the config is a help, not a need.
+    """
+    expanded = os.path.expanduser(model_id)
+    if os.path.isfile(os.path.join(expanded, "config.json")):
+        return inspect_checkpoint(model_id)
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model_id, "config.json")
+    except ValueError:  # not a repo id either
+        return None
+    if not isinstance(cached, str):
+        return None
+    config = _read_json(cached, model_id)
+    return CheckpointInfo(model_id=model_id, source="hub", family=family_from_config(config),
+                          context_length=context_length(config),
+                          generation_defaults=read_generation_config(model_id, "hub"))
+
+
+def checkpoint_files(model_id: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Paths of those of `names` that the checkpoint has here (its folder or the hub cache)."""
+    expanded = os.path.expanduser(model_id)
+    found = {}
+    for name in names:
+        path = os.path.join(expanded, name)
+        if not os.path.isdir(expanded):
+            try:
+                from huggingface_hub import try_to_load_from_cache
+
+                path = try_to_load_from_cache(model_id, name)
+            except ValueError:
+                path = None
+        if isinstance(path, str) and os.path.isfile(path):
+            found[name] = path
+    return found
+
+
 def context_length(config: dict) -> Optional[int]:
     """The longest sequence the language model was built for (prompt and reply together)."""
     for section in (config.get("text_config") or {}, config):

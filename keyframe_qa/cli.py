@@ -127,6 +127,16 @@ def answer_options(command):
                      help="Frames as several images in one turn, or as one video."),
         click.option("--model", "model_id", default=None, metavar="ID|PATH",
                      help="Hub id or checkpoint folder [default: $KEYFRAME_QA_MODEL or Qwen/Qwen2-VL-2B-Instruct]."),
+        click.option("--engine", type=click.Choice(["transformers", "openai"]), default="transformers",
+                     show_default=True, help="Load the model here, or ask an OpenAI-compatible server."),
+        click.option("--base-url", default=None, metavar="URL",
+                     help="openai engine: the server's URL, e.g. http://localhost:8000/v1."),
+        click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="NAME",
+                     help="openai engine: the environment variable holding the API key (never recorded)."),
+        click.option("--family", type=click.Choice(["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]), default=None,
+                     help="openai engine: the model's family, when its config is not on this machine."),
+        click.option("--timeout", type=POSITIVE, default=600.0, show_default=True,
+                     help="openai engine: seconds to wait for one reply."),
         click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N"),
         click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto",
                      show_default=True),
@@ -195,21 +205,26 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
               help="Results, one JSON line per video (- for stdout, without resume).")
 @click.option("--overwrite", is_flag=True, help="Start afresh instead of resuming the output (results files only).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first video that fails.")
-def batch(inputs, questions, output, overwrite, fail_fast, **options):
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Videos answered at once (--engine openai): keeps N requests in flight for the server.")
+def batch(inputs, questions, output, overwrite, fail_fast, concurrency, **options):
     """Answer questions about many videos with one model load: INPUTS are files, folders, globs or
     .csv/.jsonl manifests (columns video, at, question). Reruns resume."""
     from .batch import collect_items, run_batch, summary_line
-    from .checkpoint import inspect_checkpoint
+    from .engines import check_spec, engine_checkpoint
+    from .pipeline import engine_spec
     from .results_file import check_results_file
 
     items = collect_items(inputs)
     if not questions and not options.get("find") and any(not i.questions and not i.error for i in items):
         raise UsageError("give questions with -q (or --find, or a `question` column in the manifest)")
     template = _request("", questions, options)
+    check_spec(engine_spec(template))
     target = _output(output, "-o", [i.video for i in items] + [i for i in inputs if os.path.isfile(i)])
     check_results_file(target)  # a file that is not ours is refused before anything else happens
-    checkpoint = inspect_checkpoint(template.model_id)
-    summary = run_batch(items, template, target, checkpoint=checkpoint, overwrite=overwrite, fail_fast=fail_fast)
+    checkpoint = engine_checkpoint(engine_spec(template))
+    summary = run_batch(items, template, target, checkpoint=checkpoint, concurrency=concurrency,
+                        overwrite=overwrite, fail_fast=fail_fast)
     click.echo(summary_line(summary, output), err=True)
     if summary.interrupted:
         raise click.exceptions.Exit(130)
@@ -292,12 +307,11 @@ def frames(video, out_dir, image_format, quality, max_side, **selection):
               help="Write a self-contained HTML page of all comparisons here.")
 def compare(config_path, output, html_path):
     """Run the before/after comparisons of a YAML CONFIG (see configs/before_after.yaml)."""
-    from .checkpoint import inspect_checkpoint
     from .compare import check_settings, config_inputs, run_compare
     from .config import load_config
+    from .engines import build_engine, engine_checkpoint
     from .html_report import render_compare
     from .outputs import check_distinct, write_output
-    from .pipeline import load_model
     from .report import to_json
 
     config = load_config(config_path)
@@ -305,13 +319,13 @@ def compare(config_path, output, html_path):
     target = _output(output, "-o", inputs)
     page = _output(html_path, "--html", inputs) if html_path else None
     check_distinct([target, page])
-    defaults = config.defaults
-    checkpoint = inspect_checkpoint(defaults.model)
+    spec = config.defaults.engine_spec()
+    checkpoint = engine_checkpoint(spec)
     check_settings(config, config_path, checkpoint)
-    model = load_model(defaults.model, device=defaults.device, dtype=defaults.dtype, checkpoint=checkpoint)
-    report, views = run_compare(config, config_path, model)
+    engine = build_engine(spec, checkpoint)
+    report, views = run_compare(config, config_path, engine)
     if html_path:
-        write_output(page, render_compare(config_path, model.model_id, views))
+        write_output(page, render_compare(config_path, engine.model_id, views))
         report["html"] = html_path
     _emit(to_json(report), target)
     failed = [c["name"] for c in report["comparisons"] if c["status"] != "ok"]

@@ -5,16 +5,15 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, replace
 
-from .budget import check_budget_settings, check_context, plan_budget, prompt_tokens_lower_bound
+from .answering import AnswerOptions, answer_frames
+from .budget import check_budget_settings
 from .checkpoint import CheckpointInfo
 from .config import CompareConfig, ConfigError, Comparison
 from .errors import KeyframeQAError, ModelError, UsageError
 from .frames import read_frames
 from .generation import GenerationRequest, resolve_generation
-from .grounding import grounding_prompt
 from .media import check_times, probe
 from .messages import Progress
-from .pipeline import build_prompt, make_answers, warn_truncated
 from .records import Answer, Frame
 from .report import SCHEMA_VERSION, answer_record, frame_records, video_record
 from .timecodes import format_time
@@ -23,8 +22,9 @@ ROLES = ("BEFORE", "AFTER")
 GENERATION_KEYS = ("sampling", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
 
 
-def run_compare(config: CompareConfig, config_path: str, model, *, progress: bool = True) -> tuple[dict, list]:
-    """Run every comparison; returns the report and (comparison, frames, answers) for the HTML page.
+def run_compare(config: CompareConfig, config_path: str, engine, *, progress: bool = True) -> tuple[dict, list]:
+    """Run every comparison with one engine; returns the report and (comparison, frames, answers) for
+    the HTML page.
 
     A comparison that fails (a time past the end, an unreadable video) is recorded with its error
     and the rest still run; a model failure stops everything.
@@ -35,7 +35,7 @@ def run_compare(config: CompareConfig, config_path: str, model, *, progress: boo
         bar.update(1)
         started = time.perf_counter()
         try:
-            record, frames, answers = _run_one(config, comparison, model)
+            record, frames, answers = _run_one(config, comparison, engine)
         except ModelError:
             raise
         except KeyframeQAError as exc:
@@ -48,14 +48,13 @@ def run_compare(config: CompareConfig, config_path: str, model, *, progress: boo
     report = {
         "schema_version": SCHEMA_VERSION,
         "config": config_path,
-        "model": {"id": model.model_id, "family": model.family.name, "device": model.device,
-                  "dtype": model.dtype_name},
+        "model": engine.describe(),
         "comparisons": results,
     }
     return report, views
 
 
-def _run_one(config: CompareConfig, comparison: Comparison, model) -> tuple[dict, list[Frame], list[Answer]]:
+def _run_one(config: CompareConfig, comparison: Comparison, engine) -> tuple[dict, list[Frame], list[Answer]]:
     settings = config.settings_for(comparison)
     frames, infos = [], []
     probed_by_path = {}
@@ -67,24 +66,15 @@ def _run_one(config: CompareConfig, comparison: Comparison, model) -> tuple[dict
         frame = read_frames(probed, [moment])[0]
         frames.append(replace(frame, index=index))
         infos.append(probed.info)
-    budgets = plan_budget([(f.width, f.height) for f in frames], model.family, mode=settings["mode"],
-                          min_pixels=settings["min_pixels"], max_pixels=settings["max_pixels"],
-                          max_visual_tokens=settings["max_visual_tokens"])
     generation = resolve_generation(
         GenerationRequest(**{key: settings[key] for key in GENERATION_KEYS}),
-        model.checkpoint.generation_defaults, find=bool(comparison.find))
-    check_context(prompt_tokens_lower_bound(budgets, settings["mode"]), generation.max_new_tokens,
-                  model.context_length)
+        engine.checkpoint.generation_defaults, find=bool(comparison.find))
+    options = AnswerOptions(generation=generation, mode=settings["mode"], min_pixels=settings["min_pixels"],
+                            max_pixels=settings["max_pixels"], max_visual_tokens=settings["max_visual_tokens"],
+                            find=comparison.find)
     labels = [f"{role} at {format_time(f.timestamp)}" for role, f in zip(ROLES, frames)]
-    questions = list(comparison.questions)
-    find = None
-    if comparison.find:
-        find = (grounding_prompt(comparison.find, model.family, 2), comparison.find)
-        questions.append(find[0])
-    prompt = build_prompt(frames, budgets, settings["mode"], labels=labels)
-    replies = model.answer(prompt, questions, generation)
-    answers = make_answers(questions, replies, model, frames, budgets, None, mention_labels=list(ROLES), find=find)
-    warn_truncated(answers, generation, f"comparison {comparison.name!r}")
+    answers, budgets = answer_frames(engine, frames, comparison.questions, options, labels=labels,
+                                     mention_labels=list(ROLES), where=f"comparison {comparison.name!r}")
     frame_list = frame_records(frames, budgets, [None, None])
     record = {
         "name": comparison.name,

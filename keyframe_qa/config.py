@@ -62,8 +62,23 @@ class Defaults(Settings):
 
     model: Optional[str] = Field(None, description="hub id or checkpoint folder (default: $KEYFRAME_QA_MODEL "
                                                    "or Qwen/Qwen2-VL-2B-Instruct)")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N (transformers engine)")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    engine: Literal["transformers", "openai"] = Field("transformers", description="transformers (in process) or "
+                                                                                 "openai (an OpenAI-compatible server)")
+    base_url: Optional[str] = Field(None, description="openai engine: the server's /v1 URL")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: the variable holding the API key")
+    family: Optional[Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]] = Field(
+        None, description="openai engine: the model's family when its config is not here")
+    timeout: float = Field(600.0, gt=0, allow_inf_nan=False, description="openai engine: seconds per reply")
+
+    def engine_spec(self):
+        """The engine these defaults name."""
+        from .engines import EngineSpec
+
+        return EngineSpec(engine=self.engine, model_id=self.model, device=self.device, dtype=self.dtype,
+                          base_url=self.base_url, api_key_env=self.api_key_env, family=self.family,
+                          timeout=self.timeout)
 
 
 Time = Union[float, str]

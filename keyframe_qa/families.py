@@ -50,3 +50,16 @@ def family_from_config(config: dict) -> Family:
         temporal_patch_size=int(vision.get("temporal_patch_size", 2)),
         box_format=box_format,
     )
+
+
+def family_by_name(name: str) -> Family:
+    """A family from its name ("qwen2-vl", "qwen2.5-vl", "qwen3-vl"), with its standard sizes."""
+    from .errors import UsageError
+
+    for model_type, (family_name, _, _) in _BY_MODEL_TYPE.items():
+        if family_name == name:
+            return family_from_config({"model_type": model_type})
+    raise UsageError(f"unknown family {name!r}: use qwen2-vl, qwen2.5-vl or qwen3-vl")
+
+
+FAMILY_NAMES = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")

@@ -7,23 +7,23 @@ Nothing here imports torch: the model module is imported only when a model is ne
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Optional, Sequence
 
 
-from .budget import DEFAULT_MAX_VISUAL_TOKENS, check_context, plan_request, prompt_tokens_lower_bound
-from .checkpoint import CheckpointInfo, inspect_checkpoint
-from .generation import GenerationRequest, check_generation, resolve_generation
-from .messages import warn
+from .answering import AnswerOptions, answer_frames, plan
+from .budget import DEFAULT_MAX_VISUAL_TOKENS
+from .checkpoint import CheckpointInfo
+from .engines import EngineSpec, build_engine, check_spec, engine_checkpoint
 from .errors import UsageError
 from .frames import read_frames
-from .grounding import FrameGeometry, find_boxes, grounding_prompt
+from .generation import GenerationRequest, check_generation, resolve_generation
 from .media import ProbedVideo, check_path, check_times, probe
+from .messages import warn
 from .outputs import check_distinct, check_output_dir, check_output_file, write_file, write_output
-from .records import Answer, Frame, FrameBudget, GenerationSettings, ModelInfo
+from .records import Answer, Frame, GenerationSettings
 from .report import build_report, save_frames, to_json
 from .selection import Selection, SelectionRequest, check_request, select
-from .timecodes import format_time
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,13 @@ class AskRequest:
     per_frame: bool = False  # ask every question about each frame on its own
     mode: str = "images"  # "images": one image per frame; "video": one video of the frames
     model_id: Optional[str] = None  # hub id or folder; None for $KEYFRAME_QA_MODEL or the default
-    device: str = "auto"
-    dtype: str = "auto"
+    device: str = "auto"  # transformers engine: auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # transformers engine: auto | bfloat16 | float16 | float32
+    engine: str = "transformers"  # "transformers" (in process) or "openai" (an OpenAI-compatible server)
+    base_url: Optional[str] = None  # openai engine: the server's /v1 URL
+    api_key_env: str = "OPENAI_API_KEY"  # openai engine: the variable holding the API key
+    family: Optional[str] = None  # openai engine: the family when no config of the model is here
+    timeout: float = 600.0  # openai engine: seconds to wait for one reply
     min_pixels: Optional[int] = None  # per frame
     max_pixels: Optional[int] = None  # per frame
     max_visual_tokens: Optional[int] = DEFAULT_MAX_VISUAL_TOKENS  # all frames together
@@ -109,10 +114,10 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None) ->
     probe_s = time.perf_counter() - started
     decode_started = time.perf_counter()
     selection = select(probed, selection_request)
-    checkpoint = checkpoint or inspect_checkpoint(request.model_id)
+    checkpoint = checkpoint or engine_checkpoint(engine_spec(request))
     generation = generation_settings(request, checkpoint)
-    budgets = plan_frames(request, checkpoint, [(probed.info.width, probed.info.height)] * len(selection.times),
-                          generation.max_new_tokens)
+    budgets = plan(answer_options(request, generation), checkpoint,
+                   [(probed.info.width, probed.info.height)] * len(selection.times))
     frames = read_selected(probed, selection)
     return PreparedVideo(request, probed, selection, frames, probe_s, time.perf_counter() - decode_started,
                          checkpoint, budgets, generation)
@@ -132,16 +137,18 @@ def generation_settings(request: AskRequest, checkpoint: CheckpointInfo) -> Gene
     return resolve_generation(generation_request(request), checkpoint.generation_defaults, find=bool(request.find))
 
 
-def plan_frames(request: AskRequest, checkpoint: CheckpointInfo, sizes: Sequence[tuple[int, int]],
-                max_new_tokens: int) -> list:
-    """Each frame's budget for this model, and a refusal if a prompt cannot fit its context."""
-    budgets = plan_request(sizes, checkpoint.family, mode=request.mode, per_frame=request.per_frame,
-                           min_pixels=request.min_pixels, max_pixels=request.max_pixels,
-                           max_visual_tokens=request.max_visual_tokens)
-    prompts = [[b] for b in budgets] if request.per_frame else [budgets]
-    longest = max(prompt_tokens_lower_bound(p, request.mode) for p in prompts)
-    check_context(longest, max_new_tokens, checkpoint.context_length)
-    return budgets
+def answer_options(request: AskRequest, generation: GenerationSettings) -> AnswerOptions:
+    """How this request puts its frames to the model."""
+    return AnswerOptions(generation=generation, mode=request.mode, per_frame=request.per_frame,
+                         min_pixels=request.min_pixels, max_pixels=request.max_pixels,
+                         max_visual_tokens=request.max_visual_tokens, find=request.find)
+
+
+def engine_spec(request: AskRequest) -> EngineSpec:
+    """The engine a request names."""
+    return EngineSpec(engine=request.engine, model_id=request.model_id, device=request.device, dtype=request.dtype,
+                      base_url=request.base_url, api_key_env=request.api_key_env, family=request.family,
+                      timeout=request.timeout)
 
 
 def check_outputs(request: AskRequest) -> None:
@@ -155,58 +162,40 @@ def check_outputs(request: AskRequest) -> None:
             check_output_dir(folder, option)
 
 
-def ask(request: AskRequest, model=None) -> dict:
+def ask(request: AskRequest, engine=None) -> dict:
     """Run one request and return the JSON-ready report (also written to `request.output` if set).
 
-    Pass `model` to reuse a loaded one. Outputs are checked before anything is read or loaded.
+    Pass `engine` to reuse a loaded model or a connected server. Outputs are checked before anything
+    is read, loaded or contacted.
     """
     _check_request(request, _selection_request(request))
+    check_spec(engine_spec(request))
     check_path(request.video)
     check_outputs(request)
-    report = answer_prepared(prepare(request, model.checkpoint if model is not None else None), model)
+    report = answer_prepared(prepare(request, engine.checkpoint if engine is not None else None), engine)
     if request.output:
         write_output(check_output_file(request.output, "-o", [request.video]), to_json(report))
     return report
 
 
-def answer_prepared(prepared: PreparedVideo, model=None) -> dict:
-    """The model half of `ask`: budget, prompt, generate, boxes, report and its files."""
+def answer_prepared(prepared: PreparedVideo, engine=None) -> dict:
+    """The model half of `ask`: the engine answers, boxes are tied to frames, the report and its files."""
     request, probed, selection, frames = prepared.request, prepared.probed, prepared.selection, prepared.frames
     started = time.perf_counter()
     model_load_s = 0.0
-    if model is None:
-        model = load_model(request.model_id, device=request.device, dtype=request.dtype,
-                           checkpoint=prepared.checkpoint)
-        model_load_s = model.load_seconds
+    if engine is None:
+        engine = build_engine(engine_spec(request), prepared.checkpoint)
+        model_load_s = getattr(engine, "load_seconds", 0.0)
     budgets, generation = prepared.budgets, prepared.generation
-    if budgets is None or prepared.checkpoint is None or prepared.checkpoint.family != model.family:
-        generation = generation_settings(request, model.checkpoint)
-        budgets = plan_frames(request, model.checkpoint, [(f.width, f.height) for f in frames],
-                              generation.max_new_tokens)
-    questions = list(request.questions)
-    find = None
-    if request.find:
-        find = (grounding_prompt(request.find, model.family, 1 if request.per_frame else len(frames)), request.find)
-        questions.append(find[0])
+    if generation is None or prepared.checkpoint is None or prepared.checkpoint.family != engine.family:
+        generation, budgets = generation_settings(request, engine.checkpoint), None  # planned for this engine
     generate_started = time.perf_counter()
-    if request.per_frame:
-        answers = []
-        for position, frame in enumerate(frames):
-            prompt = build_prompt([frame], [budgets[position]], request.mode)
-            replies = model.answer(prompt, questions, generation)
-            answers.extend(make_answers(questions, replies, model, [frame], [budgets[position]], frame.index,
-                                        find=find))
-    else:
-        prompt = build_prompt(frames, budgets, request.mode)
-        replies = model.answer(prompt, questions, generation)
-        answers = make_answers(questions, replies, model, frames, budgets, None, find=find)
+    answers, budgets = answer_frames(engine, frames, request.questions, answer_options(request, generation),
+                                     budgets=budgets, where=request.video)
     generate_s = time.perf_counter() - generate_started
-    warn_truncated(answers, generation, request.video)
 
     files = save_frames(frames, request.save_frames, option="--save-frames") if request.save_frames \
         else [None] * len(frames)
-    info = ModelInfo(id=model.model_id, family=model.family.name, mode=request.mode,
-                     device=model.device, dtype=model.dtype_name, generation=generation)
     timings = {
         "probe_s": prepared.probe_s,
         "decode_s": prepared.decode_s,
@@ -214,7 +203,8 @@ def answer_prepared(prepared: PreparedVideo, model=None) -> dict:
         "generate_s": generate_s,
         "total_s": prepared.probe_s + prepared.decode_s + time.perf_counter() - started,
     }
-    report = build_report(probed.info, info, frames, budgets, files, answers, timings)
+    report = build_report(probed.info, model_record(engine, request.mode, generation), frames, budgets, files,
+                          answers, timings)
     report["selection"] = dict(selection.record, per_frame=request.per_frame)
     if request.annotate:
         for record, path in zip(report["frames"], write_annotated(frames, answers, request.annotate)):
@@ -222,10 +212,17 @@ def answer_prepared(prepared: PreparedVideo, model=None) -> dict:
     if request.html:
         from .html_report import render_html
 
-        write_file(request.html, render_html(probed.info, frames, answers, model.model_id), "--html",
+        write_file(request.html, render_html(probed.info, frames, answers, engine.model_id), "--html",
                    [request.video])
         report["html"] = request.html
     return report
+
+
+def model_record(engine, mode: str, generation: GenerationSettings) -> dict:
+    """The JSON `model` object: the engine's own description, the mode, and the decoding settings."""
+    described = engine.describe()
+    return {"id": described.pop("id"), "family": described.pop("family"), "mode": mode, **described,
+            "generation": asdict(generation)}
 
 
 def write_annotated(frames: Sequence[Frame], answers: Sequence[Answer], directory: str) -> list[str]:
@@ -235,62 +232,6 @@ def write_annotated(frames: Sequence[Frame], answers: Sequence[Answer], director
     drawn = [replace(f, image=draw_boxes(f.image, [b for a in answers for b in a.boxes if b.frame == f.index]))
              for f in frames]
     return save_frames(drawn, directory, suffix="_annotated", option="--annotate")
-
-
-def frame_labels(frames: Sequence[Frame]) -> list[str]:
-    """How frames are named in prompts: "frame 2 at 0:00:05.500"."""
-    return [f"frame {f.index + 1} at {format_time(f.timestamp)}" for f in frames]
-
-
-def warn_truncated(answers: Sequence[Answer], generation: GenerationSettings, where: str) -> None:
-    """One warning line when replies stopped at the token limit (their answers say "truncated")."""
-    cut = [a for a in answers if a.truncated]
-    if not cut:
-        return
-    boxes = sum(len(a.boxes) for a in cut)
-    kept = f", keeping the {boxes} box(es) before the cut" if boxes else ""
-    warn(f"{where}: {len(cut)} reply(ies) stopped at --max-new-tokens {generation.max_new_tokens}{kept} "
-         f"(marked \"truncated\"): raise --max-new-tokens to get them whole")
-
-
-def build_prompt(frames: Sequence[Frame], budgets: Sequence[FrameBudget], mode: str,
-                 labels: Optional[Sequence[str]] = None):
-    """The model's view of the frames: the display frames, their budgets and the label each gets.
-
-    The engine resizes each frame to its budget (the way its model's processor resizes).
-    """
-    from .model import VisualPrompt  # light: the module imports torch lazily inside functions
-
-    return VisualPrompt(
-        images=[f.image for f in frames],
-        budgets=list(budgets),
-        labels=list(labels) if labels is not None else frame_labels(frames),
-        mode=mode,
-        times=[f.timestamp for f in frames],
-    )
-
-
-def make_answers(questions, replies, model, frames, budgets, frame_index: Optional[int],
-                 mention_labels: Optional[Sequence[str]] = None,
-                 find: Optional[tuple[str, str]] = None) -> list[Answer]:
-    """Answers from replies, with their boxes tied to frames (`frame_index` for per-frame questions).
-
-    `find` is (grounding prompt, object asked for): that question's answer records the object.
-    """
-    return [
-        Answer(
-            question=question,
-            answer=reply.text,
-            raw=reply.raw,
-            boxes=tuple(_boxes(reply.raw, model.family, frames, budgets, frame_index, mention_labels)),
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-            frame=frame_index,
-            truncated=reply.truncated,
-            find=find[1] if find and question == find[0] else None,
-        )
-        for question, reply in zip(questions, replies)
-    ]
 
 
 def _selection_request(request: AskRequest) -> SelectionRequest:
@@ -305,22 +246,8 @@ def _selection_request(request: AskRequest) -> SelectionRequest:
 
 def load_model(model_id: Optional[str] = None, *, device: str = "auto", dtype: str = "auto",
                checkpoint: Optional[CheckpointInfo] = None):
-    """Load a Qwen-VL checkpoint (imports torch and transformers)."""
-    from .model import QwenVLModel
-
-    return QwenVLModel(model_id, device=device, dtype=dtype, checkpoint=checkpoint)
-
-
-def _boxes(raw: str, family, frames: Sequence[Frame], budgets: Sequence[FrameBudget],
-           frame_index: Optional[int], mention_labels: Optional[Sequence[str]] = None):
-    # A frame can be named by its time label, or by the label the prompt gave it (BEFORE, AFTER).
-    labels = mention_labels if mention_labels is not None else [format_time(f.timestamp) for f in frames]
-    geometry = [
-        FrameGeometry(index=f.index, input_size=(b.input_width, b.input_height), frame_size=(f.width, f.height),
-                      label=label)
-        for f, b, label in zip(frames, budgets, labels)
-    ]
-    return find_boxes(raw, family, geometry, asked_about=frame_index)
+    """Load a Qwen-VL checkpoint in this process: the transformers engine (imports torch)."""
+    return build_engine(EngineSpec(engine="transformers", model_id=model_id, device=device, dtype=dtype), checkpoint)
 
 
 def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
@@ -334,3 +261,6 @@ def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
     if request.mode not in ("images", "video"):
         raise UsageError(f"unknown mode {request.mode!r}: use images or video")
     check_generation(generation_request(request))
+    if request.engine == "openai" and request.mode == "video":
+        raise UsageError("--mode video is not available with --engine openai: the servers' video inputs take a "
+                         "video file, not the exact frames keyframe-qa picked; use --mode images")

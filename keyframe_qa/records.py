@@ -88,18 +88,6 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """Which model answered, and how it ran."""
-
-    id: str  # hub id or local folder as given
-    family: str  # "qwen2-vl", "qwen2.5-vl" or "qwen3-vl"
-    mode: str  # "images" or "video"
-    device: str  # e.g. "cpu", "cuda:0"
-    dtype: str  # e.g. "float32", "bfloat16"
-    generation: Optional["GenerationSettings"] = None  # how the replies were decoded
-
-
-@dataclass(frozen=True)
 class GenerationSettings:
     """How replies are generated, as recorded in `model.generation`."""
 
@@ -110,3 +98,25 @@ class GenerationSettings:
     top_k: Optional[int] = None  # sample among the k likeliest tokens (None when greedy)
     repetition_penalty: Optional[float] = None  # above 1 discourages repeats; None: none
     seed: Optional[int] = None  # seeds each question's sampling, so a sampled answer can be had again
+
+
+@dataclass(frozen=True)
+class VisualPrompt:
+    """The frames of one prompt, as an engine receives them."""
+
+    images: list  # H x W x 3 uint8 RGB display frames; the engine resizes each to its budget
+    budgets: list  # FrameBudget per image: the size the model must see and its visual tokens
+    labels: list  # one short label per frame, e.g. "frame 1 at 0:00:05.500"
+    mode: str  # "images" or "video"
+    times: list  # frame times in seconds (video mode: for the sampling rate)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What an engine generated for one question."""
+
+    raw: str  # exactly as generated, special tokens kept (as far as the engine can tell)
+    text: str  # special tokens removed, stripped
+    prompt_tokens: int  # tokens of the prompt, visual tokens included
+    completion_tokens: int  # tokens generated
+    truncated: bool = False  # stopped at max_new_tokens rather than at an end-of-sequence token

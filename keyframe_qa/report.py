@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from typing import Optional, Sequence
 
-from .records import Answer, Frame, FrameBudget, ModelInfo, VideoInfo
+from .records import Answer, Frame, FrameBudget, VideoInfo
 
 SCHEMA_VERSION = 1
 
@@ -74,7 +73,7 @@ def answer_record(answer: Answer) -> dict:
 
 def build_report(
     info: VideoInfo,
-    model: ModelInfo,
+    model: dict,
     frames: Sequence[Frame],
     budgets: Sequence[FrameBudget],
     files: Sequence[Optional[str]],
@@ -86,7 +85,7 @@ def build_report(
     return {
         "schema_version": SCHEMA_VERSION,
         "video": video_record(info),
-        "model": asdict(model),
+        "model": model,
         "frames": frame_records(frames, budgets, files),
         "answers": [answer_record(a) for a in answers],
         "usage": {

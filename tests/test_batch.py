@@ -165,10 +165,10 @@ def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, 
         events.append(("prepare", os.path.basename(request.video)))
         return real_prepare(request, checkpoint)
 
-    def answer(prepared, model):
+    def answer(prepared, engine):
         events.append(("answer", os.path.basename(prepared.request.video)))
         time.sleep(0.3)  # a slow model: the next video must be ready by the time it is done
-        result = real_answer(prepared, model)
+        result = real_answer(prepared, engine)
         events.append(("answered", os.path.basename(prepared.request.video)))
         return result
 
@@ -176,7 +176,7 @@ def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, 
     monkeypatch.setattr(batch_module, "answer_prepared", answer)
     items = [BatchItem(video=videos["plain.mp4"]), BatchItem(video=videos["cut.mp4"])]
     summary = run_batch(items, AskRequest(video="", questions=("q",), times=(1.0,), max_new_tokens=2),
-                        str(tmp_path / "o.jsonl"), model=load_model(tiny_model), progress=False)
+                        str(tmp_path / "o.jsonl"), engine=load_model(tiny_model), progress=False)
     assert summary.done == 2
     assert events.index(("prepare", "cut.mp4")) < events.index(("answered", "plain.mp4"))
 

@@ -37,7 +37,7 @@ def test_ask_end_to_end_on_tiny_qwen2_vl(capsys, videos, tiny_model, tmp_path, m
     assert report["video"] == {"path": videos["plain.mp4"], "duration": 6.0, "fps": 10.0, "width": 320,
                                "height": 240, "frame_count": 60}
     assert report["model"] == {"id": tiny_model, "family": "qwen2-vl", "mode": mode, "device": "cpu",
-                               "dtype": "float32",
+                               "dtype": "float32", "engine": "transformers",
                                "generation": {"max_new_tokens": 6, "do_sample": False, "temperature": None,
                                               "top_p": None, "top_k": None, "repetition_penalty": None,
                                               "seed": None}}
@@ -95,12 +95,12 @@ def test_real_clip_runs_through_ask(capsys, bigbuckbunny, tiny_model):
 
 def test_several_questions_share_the_frames_prefix_and_answer_the_same(videos, tiny_models):
     """Answers with the shared prefix cache equal answers computed from scratch, for every family."""
-    import keyframe_qa.model as model_module
+    import keyframe_qa.engines.transformers as model_module
     from keyframe_qa.budget import plan_budget
     from keyframe_qa.frames import read_frames
     from keyframe_qa.media import probe
     from keyframe_qa.pipeline import load_model
-    from keyframe_qa.records import GenerationSettings
+    from keyframe_qa.records import GenerationSettings, VisualPrompt
 
     frames = read_frames(probe(videos["plain.mp4"]), [0.5, 2.5, 4.0])
     questions = ["Is it the same person?", "What colour is the car?", "Describe the scene."]
@@ -108,7 +108,7 @@ def test_several_questions_share_the_frames_prefix_and_answer_the_same(videos, t
         model = load_model(tiny_models(family))
         for mode in ("images", "video"):
             budgets = plan_budget([(f.width, f.height) for f in frames], model.family, mode=mode, max_visual_tokens=300)
-            prompt = model_module.VisualPrompt(
+            prompt = VisualPrompt(
                 images=[f.image for f in frames], budgets=budgets,
                 labels=[f"frame {i}" for i in range(3)], mode=mode, times=[f.timestamp for f in frames])
             settings = GenerationSettings(max_new_tokens=10, do_sample=False)
@@ -131,7 +131,8 @@ def test_processor_grid_mismatch_is_caught():
 
     from keyframe_qa.errors import ModelError
     from keyframe_qa.families import family_from_config
-    from keyframe_qa.model import VisualPrompt, _check_grid
+    from keyframe_qa.engines.transformers import _check_grid
+    from keyframe_qa.records import VisualPrompt
     from keyframe_qa.records import FrameBudget
 
     prompt = VisualPrompt(images=[None], budgets=[FrameBudget(308, 252, 99)], labels=["f"], mode="images", times=[0])

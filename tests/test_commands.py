@@ -131,7 +131,7 @@ def test_ask_without_selection_samples_and_says_so(capsys, videos, tiny_model):
 
 
 def test_ask_video_mode_passes_the_sampling_rate(capsys, videos, tiny_models, monkeypatch):
-    import keyframe_qa.model as model_module
+    import keyframe_qa.engines.transformers as model_module
 
     seen = []
     real = model_module._video_metadata

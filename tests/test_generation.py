@@ -54,7 +54,7 @@ def test_a_reply_that_ends_on_its_own_is_not_truncated(videos, tiny_model):
     from keyframe_qa.budget import plan_budget
     from keyframe_qa.frames import read_frames
     from keyframe_qa.media import probe
-    from keyframe_qa.model import VisualPrompt
+    from keyframe_qa.records import VisualPrompt
     from keyframe_qa.pipeline import load_model
 
     model = load_model(tiny_model)
@@ -161,7 +161,8 @@ def _frame(width, height):
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
 def test_model_input_pixels_equal_the_processors_own_resize(tiny_models, family, geometry):
     from keyframe_qa.budget import plan_budget
-    from keyframe_qa.model import VisualPrompt, _check_grid
+    from keyframe_qa.engines.transformers import _check_grid
+    from keyframe_qa.records import VisualPrompt
     from keyframe_qa.pipeline import load_model
 
     model = load_model(tiny_models(family))
@@ -193,7 +194,7 @@ def test_model_input_pixels_equal_the_processors_own_resize(tiny_models, family,
 
 def test_video_frames_use_the_video_processors_resize(tiny_models):
     from keyframe_qa.budget import plan_budget
-    from keyframe_qa.model import VisualPrompt
+    from keyframe_qa.records import VisualPrompt
     from keyframe_qa.pipeline import load_model
 
     model = load_model(tiny_models("qwen2-vl"))

@@ -130,7 +130,7 @@ def test_a_rerun_with_nothing_left_does_not_load_the_model(capsys, monkeypatch, 
     def no_load(*args, **kwargs):
         raise AssertionError("the model was loaded with nothing to do")
 
-    monkeypatch.setattr(batch_module, "load_model", no_load)
+    monkeypatch.setattr(batch_module, "build_engine", no_load)
     code, out, err = run(capsys, *args)
     assert code == 0, err
     assert "0 answered, 0 failed, 2 already done" in err

@@ -24,7 +24,7 @@ def no_work(monkeypatch):
         raise AssertionError("expensive work started before the request was refused")
 
     monkeypatch.setattr(pipeline_module, "read_selected", forbidden)
-    monkeypatch.setattr(pipeline_module, "load_model", forbidden)
+    monkeypatch.setattr(pipeline_module, "build_engine", forbidden)
 
 
 TEN_THOUSAND = ",".join(f"{i * 0.0005:.4f}" for i in range(10000))
@@ -204,7 +204,7 @@ def test_a_model_missing_from_the_cache_is_announced_before_the_hub_wait(capsys,
 
 def test_compare_refuses_to_write_over_its_config_and_checks_budgets_per_family(capsys, tmp_path, videos,
                                                                               tiny_models, monkeypatch):
-    import keyframe_qa.pipeline
+    import keyframe_qa.engines
 
     tiny_models("qwen3-vl")
     capsys.readouterr()
@@ -216,7 +216,7 @@ def test_compare_refuses_to_write_over_its_config_and_checks_budgets_per_family(
     assert code == 2
     assert_one_line_error(err, "is an input of this run")
     assert config.read_text() == text
-    monkeypatch.setattr(keyframe_qa.pipeline, "load_model",
+    monkeypatch.setattr(keyframe_qa.engines, "build_engine",
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
     code, out, err = run(capsys, "compare", str(config))
     assert code == 2

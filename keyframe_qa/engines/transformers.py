@@ -1,4 +1,4 @@
-"""The Hugging Face backend: load a Qwen-VL checkpoint and answer questions about frames.
+"""The transformers engine: a Qwen-VL checkpoint loaded in this process, answering about frames.
 
 This is the only module that imports torch and transformers. Frames arrive already resized to
 the display frames and resizes each to the size `budget.plan_budget` chose, with the processor's own
@@ -13,38 +13,16 @@ import copy
 import importlib.util
 import os
 import time
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
 
-from .budget import check_context
-from .checkpoint import CheckpointInfo, inspect_checkpoint, missing_model_message
-from .errors import ModelError, UsageError
-from .families import Family
-from .records import FrameBudget, GenerationSettings
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the model generated for one question."""
-
-    raw: str  # exactly as generated, special tokens kept
-    text: str  # special tokens removed, stripped
-    prompt_tokens: int
-    completion_tokens: int
-    truncated: bool = False  # stopped at max_new_tokens rather than at an end-of-sequence token
-
-
-@dataclass(frozen=True)
-class VisualPrompt:
-    """The frames of one request, ready for the processor."""
-
-    images: list  # H x W x 3 uint8 RGB display frames; the engine resizes each to its budget
-    budgets: list  # FrameBudget per image
-    labels: list  # one short label per frame, e.g. "frame 1 at 0:00:05.500"
-    mode: str  # "images" or "video"
-    times: list  # frame times in seconds (video mode: for the sampling rate)
+from ..answering import prompt_parts
+from ..budget import check_context
+from ..checkpoint import CheckpointInfo, inspect_checkpoint, missing_model_message
+from ..errors import ModelError, UsageError
+from ..families import Family
+from ..records import GenerationSettings, Reply, VisualPrompt
 
 
 def resolve_device(device: str) -> str:
@@ -106,6 +84,13 @@ class QwenVLModel:
                                            self.device)
         self.tokenizer = self.processor.tokenizer
         self.load_seconds = time.perf_counter() - started
+
+    name = "transformers"
+
+    def describe(self) -> dict:
+        """The JSON `model` object's engine part."""
+        return {"id": self.model_id, "family": self.family.name, "device": self.device, "dtype": self.dtype_name,
+                "engine": self.name}
 
     @property
     def dtype_name(self) -> str:
@@ -243,17 +228,9 @@ class QwenVLModel:
 
 
 def _content(prompt: VisualPrompt, question: str) -> list:
-    content = []
-    if prompt.mode == "video":
-        times = ", ".join(label.split(" at ")[-1] for label in prompt.labels)
-        content.append({"type": "video"})
-        content.append({"type": "text", "text": f"The video above is {len(prompt.images)} frames shown at {times}.\n"})
-    else:
-        for label in prompt.labels:
-            content.append({"type": "text", "text": f"{label[:1].upper()}{label[1:]}:"})
-            content.append({"type": "image"})
-    content.append({"type": "text", "text": question})
-    return content
+    """The user turn in the processor's message format (see answering.prompt_parts)."""
+    return [{"type": "text", "text": value} if kind == "text" else {"type": kind}
+            for kind, value in prompt_parts(prompt, question)]
 
 
 def _interpolation(resample):

@@ -1,0 +1,104 @@
+"""Engines: what turns a visual prompt and questions into replies. One interface, declared here.
+
+- `transformers`: the checkpoint loaded in this process (engines/transformers.py; the only module
+  that imports torch and transformers).
+- `openai`: any OpenAI-compatible chat server (vLLM, SGLang, `transformers serve`), engines/openai.py.
+
+Exact frames, budgets, prompts and boxes are ours whichever engine answers; only generation moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Protocol, Sequence, runtime_checkable
+
+from ..checkpoint import CheckpointInfo
+from ..errors import UsageError
+from ..families import Family
+from ..records import GenerationSettings, Reply, VisualPrompt
+
+ENGINES = ("transformers", "openai")
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """The model boundary: everything keyframe-qa needs from whatever generates the replies."""
+
+    family: Family  # decides the budget's factor and the box format
+    model_id: str  # the checkpoint or served model, as the user named it
+    checkpoint: CheckpointInfo  # its config facts: context length, generation defaults
+    context_length: Optional[int]  # prompt plus reply must fit; None when unknown
+
+    def answer(self, prompt: VisualPrompt, questions: Sequence[str], settings: GenerationSettings) -> list[Reply]:
+        """One reply per question, each about all the frames of `prompt`."""
+
+    def describe(self) -> dict:
+        """The engine's part of the JSON `model` object (never a secret)."""
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Which engine to build, and how; the CLI and compare configs fill it from options."""
+
+    engine: str = "transformers"  # "transformers" or "openai"
+    model_id: Optional[str] = None  # hub id, folder, or the served model's name; None: the default model
+    device: str = "auto"  # transformers: auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # transformers: auto | bfloat16 | float16 | float32
+    base_url: Optional[str] = None  # openai: the server's /v1 URL
+    api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the key (read, never recorded)
+    family: Optional[str] = None  # openai: the family when no config of the model can be read here
+    timeout: float = 600.0  # openai: seconds to wait for one reply
+
+
+def check_spec(spec: EngineSpec) -> None:
+    """Usage errors in an engine's options, before anything is loaded or contacted."""
+    if spec.engine not in ENGINES:
+        raise UsageError(f"unknown engine {spec.engine!r}: use {' or '.join(ENGINES)}")
+    if spec.engine == "openai":
+        if not spec.base_url:
+            raise UsageError("--engine openai needs --base-url, e.g. --base-url http://localhost:8000/v1")
+        if not spec.model_id:
+            raise UsageError("--engine openai needs --model: the model's name as the server serves it")
+        if not spec.base_url.startswith(("http://", "https://")):
+            raise UsageError(f"--base-url {spec.base_url!r} must start with http:// or https://")
+        if not spec.timeout > 0:
+            raise UsageError("--timeout must be positive")
+    elif spec.base_url or spec.family:
+        raise UsageError("--base-url and --family go with --engine openai")
+
+
+def engine_checkpoint(spec: EngineSpec) -> CheckpointInfo:
+    """The model's config facts for this engine, without loading or contacting anything slow.
+
+    The transformers engine reads the checkpoint it will load. A served model's config is read when
+    it is here (a folder, or the Hugging Face cache); otherwise --family says what it is, and the
+    family is never guessed from a name.
+    """
+    from ..checkpoint import inspect_checkpoint, inspect_local_checkpoint
+    from ..families import family_by_name
+
+    check_spec(spec)
+    if spec.engine == "transformers":
+        return inspect_checkpoint(spec.model_id)
+    local = inspect_local_checkpoint(spec.model_id)
+    if spec.family:
+        family = family_by_name(spec.family)
+        if local is not None and local.family.name != family.name:
+            raise UsageError(f"--family {spec.family} contradicts the config of {spec.model_id} ({local.family.name})")
+        return local or CheckpointInfo(model_id=spec.model_id, source="server", family=family, context_length=None)
+    if local is None:
+        raise UsageError(f"no config of {spec.model_id!r} here (not a folder, not in the Hugging Face cache): give "
+                         f"--family qwen2-vl, qwen2.5-vl or qwen3-vl")
+    return local
+
+
+def build_engine(spec: EngineSpec, checkpoint: Optional[CheckpointInfo] = None) -> Engine:
+    """Load (transformers) or connect to (openai) the engine a spec names."""
+    checkpoint = checkpoint or engine_checkpoint(spec)
+    if spec.engine == "openai":
+        from .openai import OpenAIEngine
+
+        return OpenAIEngine(spec, checkpoint)
+    from .transformers import QwenVLModel
+
+    return QwenVLModel(spec.model_id, device=spec.device, dtype=spec.dtype, checkpoint=checkpoint)

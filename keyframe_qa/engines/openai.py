@@ -1,0 +1,267 @@
+"""The OpenAI engine: any OpenAI-compatible chat server (vLLM, SGLang, `transformers serve`) answers.
+
+Frames go as PNG images already at their budgeted size, so the server's own resize is a no-op and
+the visual tokens are the ones we planned. That is checked on every reply: the server's
+`prompt_tokens` must equal our count of the same prompt, made with the checkpoint's own tokenizer
+and chat template when they are on this machine (`tokenizers` and `jinja2`, no torch), else with a
+lower bound. A mismatch means the server resized the frames, and is an error.
+
+HTTP is the standard library's: one request per question, safe to call from many threads at once
+(batch --concurrency). Transient failures (connection reset, 429, 502, 503, 504) are retried with
+backoff; a server that cannot be reached, a model it does not serve or a refused key stop the run
+(ModelError); a failure of one request is that video's error.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..answering import prompt_parts
+from ..checkpoint import CheckpointInfo, checkpoint_files
+from ..errors import KeyframeQAError, ModelError, UsageError
+from ..records import GenerationSettings, Reply, VisualPrompt
+
+RETRIES = 4  # tries of a request that failed in a passing way
+BACKOFF_S = 0.5  # first wait; doubles with each retry
+TRANSIENT_STATUS = {429, 502, 503, 504}
+_SPECIAL_TOKEN = re.compile(r"<\|[^|<>]{1,40}\|>")
+IMAGE_PAD = "<|image_pad|>"
+
+
+class OpenAIEngine:
+    """A model served behind an OpenAI-compatible /v1/chat/completions endpoint."""
+
+    name = "openai"
+
+    def __init__(self, spec, checkpoint: CheckpointInfo):
+        self.model_id = spec.model_id
+        self.base_url = spec.base_url.rstrip("/")
+        self.checkpoint = checkpoint
+        self.family = checkpoint.family
+        self.context_length = checkpoint.context_length
+        self.timeout = spec.timeout
+        self._key = os.environ.get(spec.api_key_env) or None  # read here, sent in a header, never recorded
+        self._optional = {"skip_special_tokens": False}  # asked for; dropped if the server refuses them
+        self.counter = PromptCounter.for_checkpoint(self.model_id)
+        started = time.perf_counter()
+        self._post({"model": self.model_id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
+                    "temperature": 0})  # the server is there and serves this model, before any frame is sent
+        self.load_seconds = time.perf_counter() - started
+
+    def describe(self) -> dict:
+        """The JSON `model` object's engine part (the key is never part of it)."""
+        return {"id": self.model_id, "family": self.family.name, "device": None, "dtype": None,
+                "engine": self.name, "base_url": self.base_url,
+                "prompt_check": "exact" if self.counter is not None else "lower-bound"}
+
+    def answer(self, prompt: VisualPrompt, questions: Sequence[str], settings: GenerationSettings) -> list[Reply]:
+        """One request per question; the frames are encoded once for all of them."""
+        if prompt.mode != "images":
+            raise UsageError("--mode video is not available with --engine openai: the servers' video inputs "
+                             "take a video file, not the exact frames keyframe-qa picked; use --mode images")
+        urls = [_png_data_url(_resize(image, budget)) for image, budget in zip(prompt.images, prompt.budgets)]
+        visual = [b.visual_tokens for b in prompt.budgets]
+        return [self._ask(prompt, question, urls, visual, settings) for question in questions]
+
+    def _ask(self, prompt: VisualPrompt, question: str, urls: list, visual: list[int],
+             settings: GenerationSettings) -> Reply:
+        parts = prompt_parts(prompt, question)
+        content = [{"type": "text", "text": value} if kind == "text"
+                   else {"type": "image_url", "image_url": {"url": urls[value]}} for kind, value in parts]
+        body = {"model": self.model_id, "messages": [{"role": "user", "content": content}],
+                "max_tokens": settings.max_new_tokens, **_sampling(settings)}
+        response = self._post(body)
+        try:
+            choice = response["choices"][0]
+            text = choice["message"]["content"] or ""
+            usage = response["usage"]
+            prompt_tokens, completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise KeyframeQAError(f"{self.base_url} sent a reply that is not a chat completion ({exc!r})") from exc
+        self._check_prompt_tokens(prompt_tokens, parts, visual)
+        return Reply(raw=text, text=_SPECIAL_TOKEN.sub("", text).strip(), prompt_tokens=prompt_tokens,
+                     completion_tokens=completion_tokens, truncated=choice.get("finish_reason") == "length")
+
+    def _check_prompt_tokens(self, reported: int, parts: list, visual: list[int]) -> None:
+        if self.counter is not None:
+            expected, how = self.counter.count(parts, visual), ""
+            wrong = reported != expected
+        else:
+            expected, how = sum(visual) + 2 * len(visual), "at least "
+            wrong = reported < expected
+        if wrong:
+            raise ModelError(
+                f"the server counted {reported} prompt tokens where keyframe-qa planned {how}{expected} for the "
+                f"same prompt: it resized the frames (its max_pixels is below the budget?). Lower --max-pixels "
+                f"or --max-visual-tokens, or raise the server's image size limit")
+
+    def _post(self, body: dict) -> dict:
+        """POST to /chat/completions with retries; errors mapped to what the user can do about them."""
+        url = f"{self.base_url}/chat/completions"
+        body = {**body, **self._optional}
+        wait = BACKOFF_S
+        for attempt in range(RETRIES):
+            last = attempt == RETRIES - 1
+            request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                             headers=self._headers())
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+                    return json.loads(reply.read().decode("utf-8"))
+            except urllib.error.HTTPError as exc:
+                detail = _detail(exc)
+                refused = [key for key in list(body) if key in self._optional and key in detail]
+                if exc.code in (400, 422) and refused:
+                    for key in refused:  # an extension this server does not take: ask without it from now on
+                        self._optional.pop(key, None)
+                        body.pop(key, None)
+                    continue
+                if exc.code in TRANSIENT_STATUS and not last:
+                    time.sleep(wait)
+                    wait *= 2
+                    continue
+                raise self._http_error(exc.code, detail) from exc
+            except (urllib.error.URLError, ConnectionError, http.client.HTTPException, socket.timeout,
+                    TimeoutError) as exc:
+                reason = getattr(exc, "reason", exc)
+                if isinstance(reason, (socket.timeout, TimeoutError)):
+                    raise KeyframeQAError(f"{self.base_url} did not answer within {self.timeout:g}s "
+                                          f"(raise --timeout for long replies)") from exc
+                if not last:
+                    time.sleep(wait)
+                    wait *= 2
+                    continue
+                raise ModelError(f"cannot reach the server at {self.base_url}: {_reason(reason)} (is it running, "
+                                 f"and is --base-url right?)") from exc
+            except ValueError as exc:
+                raise KeyframeQAError(f"{self.base_url} sent a reply that is not JSON") from exc
+        raise ModelError(f"cannot reach the server at {self.base_url}")  # not reached: the last try raises
+
+    def _headers(self) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        return headers
+
+    def _http_error(self, code: int, detail: str) -> KeyframeQAError:
+        where = f"{self.base_url} answered {code}"
+        if code in (401, 403):
+            return ModelError(f"{where}: the API key was refused ({detail}); set it in the variable --api-key-env "
+                              f"names")
+        if code == 404 or (code == 400 and self.model_id in detail):
+            return ModelError(f"{where}: model {self.model_id!r} is not served there, or the URL is not its /v1 "
+                              f"endpoint ({detail})")
+        return KeyframeQAError(f"{where}: {detail}")
+
+
+def _sampling(settings: GenerationSettings) -> dict:
+    """OpenAI sampling fields; top_k and repetition_penalty are vLLM/SGLang extensions, sent only if set."""
+    fields: dict = {"temperature": settings.temperature if settings.do_sample else 0}
+    if settings.do_sample and settings.top_p is not None:
+        fields["top_p"] = settings.top_p
+    if settings.do_sample and settings.top_k is not None:
+        fields["top_k"] = settings.top_k
+    if settings.repetition_penalty is not None:
+        fields["repetition_penalty"] = settings.repetition_penalty
+    if settings.seed is not None:
+        fields["seed"] = settings.seed
+    return fields
+
+
+def _resize(image: np.ndarray, budget) -> np.ndarray:
+    """The frame at its budgeted size (bicubic, as qwen-vl-utils resizes), so the server keeps it as it is."""
+    height, width = image.shape[:2]
+    if (width, height) == (budget.input_width, budget.input_height):
+        return image
+    from PIL import Image
+
+    picture = Image.fromarray(image).resize((budget.input_width, budget.input_height), Image.Resampling.BICUBIC)
+    return np.asarray(picture)
+
+
+def _png_data_url(image: np.ndarray) -> str:
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise KeyframeQAError("could not encode a frame as PNG")
+    return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
+
+
+def _detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        text = exc.read().decode("utf-8", "replace")
+    except OSError:
+        text = ""
+    try:
+        data = json.loads(text)
+        text = data.get("detail") or data.get("message") or (data.get("error") or {}).get("message") or text
+    except (ValueError, AttributeError):
+        pass
+    return " ".join(str(text).split())[:300] or (exc.reason or "no detail")
+
+
+def _reason(reason) -> str:
+    text = getattr(reason, "strerror", None) or str(reason)
+    return str(text).strip().lower() or type(reason).__name__
+
+
+class PromptCounter:
+    """Counts a prompt's tokens as the model's processor does: the chat template rendered, each image
+    placeholder expanded to its visual tokens, the text tokenised with the checkpoint's tokenizer."""
+
+    def __init__(self, tokenizer_path: str, template: str):
+        import jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        from tokenizers import Tokenizer
+
+        environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                                    extensions=[jinja2.ext.loopcontrols])
+        environment.filters["tojson"] = lambda value, **kwargs: json.dumps(value, **kwargs)
+        environment.globals["raise_exception"] = _raise_template_error
+        self.template = environment.from_string(template)
+        self.tokenizer = Tokenizer.from_file(tokenizer_path)
+
+    @classmethod
+    def for_checkpoint(cls, model_id: str) -> Optional["PromptCounter"]:
+        """A counter from the checkpoint's files on this machine, or None when they are not here."""
+        files = checkpoint_files(model_id, ("tokenizer.json", "chat_template.jinja", "chat_template.json",
+                                            "tokenizer_config.json"))
+        template = None
+        try:
+            if "chat_template.jinja" in files:
+                with open(files["chat_template.jinja"], encoding="utf-8") as handle:
+                    template = handle.read()
+            else:
+                for name in ("chat_template.json", "tokenizer_config.json"):
+                    if name in files:
+                        with open(files[name], encoding="utf-8") as handle:
+                            template = json.load(handle).get("chat_template")
+                        if isinstance(template, str):
+                            break
+            if "tokenizer.json" not in files or not isinstance(template, str):
+                return None
+            return cls(files["tokenizer.json"], template)
+        except Exception:  # noqa: BLE001 - an unreadable template only costs the exact check
+            return None
+
+    def count(self, parts: list, visual: list[int]) -> int:
+        content = [{"type": "text", "text": value} if kind == "text" else {"type": kind} for kind, value in parts]
+        text = self.template.render(messages=[{"role": "user", "content": content}], add_generation_prompt=True)
+        pieces = text.split(IMAGE_PAD)
+        expanded = pieces[0] + "".join(IMAGE_PAD * tokens + piece for tokens, piece in zip(visual, pieces[1:]))
+        return len(self.tokenizer.encode(expanded, add_special_tokens=False).ids)
+
+
+def _raise_template_error(message: str):
+    raise ValueError(message)
