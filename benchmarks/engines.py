@@ -1,0 +1,101 @@
+"""Benchmark: a batch of small clips through an OpenAI-compatible server at concurrency 1 and 4.
+
+    uv run python benchmarks/engines.py [--clips 16] [--new-tokens 24]
+
+The server is `transformers serve` on the tiny random Qwen2-VL checkpoint the tests use (built once in
+.bench/), on CPU, started twice: as it comes (one request at a time) and with --continuous-batching (it
+batches the requests in flight). The same clips, questions and frames go through `keyframe-qa batch
+--engine openai` at --concurrency 1 and 4 against each, in one run, plus the in-process transformers
+engine as the peer a user would otherwise pick. Each batch is a whole process; the server is started
+before and stays warm. Every run must answer every clip, and the answers of all runs must be the same
+(greedy): a faster run that answered differently would not count. Prints videos/s and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def batch(clips_dir: str, output: str, model: str, new_tokens: int, extra: list[str]) -> float:
+    command = [sys.executable, "-m", "keyframe_qa", "batch", clips_dir, "-q", "Describe what you see.", "--at",
+               "0.5,1.5", "--model", model, "--max-new-tokens", str(new_tokens), "-o", output, *extra]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"batch failed: {result.stderr.strip().splitlines()[-1]}")
+    return elapsed
+
+
+def answers(output: str) -> dict:
+    with open(output) as handle:
+        records = [json.loads(line) for line in handle]
+    assert all(r["status"] == "ok" for r in records), "every clip must be answered"
+    # The served text can carry the server's own wrapping; the token counts are the engines' own.
+    return {os.path.basename(r["video"]["path"]): r["usage"] for r in records}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=24)
+    args = parser.parse_args()
+
+    from keyframe_qa.serving_tool import start_server, stop_server
+    from keyframe_qa.synthetic import SyntheticSpec, write_video
+    from keyframe_qa.tiny_model import build_tiny_checkpoint
+
+    cache = os.path.join(ROOT, ".bench")
+    model = os.path.join(cache, "tiny-qwen2-vl")
+    if not os.path.exists(os.path.join(model, "config.json")):
+        build_tiny_checkpoint(model, "qwen2-vl")
+    work = tempfile.mkdtemp(prefix="kfqa-engines-")
+    clips = os.path.join(work, "clips")
+    os.makedirs(clips)
+    first = os.path.join(clips, "clip00.mp4")
+    write_video(first, SyntheticSpec(width=336, height=224, frame_count=20, fps=10, gop=10, bframes=0))
+    for number in range(1, args.clips):
+        shutil.copy(first, os.path.join(clips, f"clip{number:02d}.mp4"))
+
+    results = {}
+    reference = None
+    try:
+        seconds = batch(clips, os.path.join(work, "local.jsonl"), model, args.new_tokens, [])
+        results["in-process transformers engine"] = seconds
+        reference = answers(os.path.join(work, "local.jsonl"))
+        for server_mode, server_args in (("server, one request at a time", []),
+                                         ("server, continuous batching", ["--continuous-batching"])):
+            process, url = start_server(model, work, *server_args)
+            try:
+                for concurrency in (1, 4):
+                    output = os.path.join(work, f"{len(results)}.jsonl")
+                    seconds = batch(clips, output, model, args.new_tokens,
+                                    ["--engine", "openai", "--base-url", url, "--concurrency", str(concurrency)])
+                    assert answers(output) == reference, "every run must answer as the in-process engine does"
+                    results[f"{server_mode}, --concurrency {concurrency}"] = seconds
+            finally:
+                stop_server(process)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{args.clips} clips, 2 frames each, {args.new_tokens} new tokens, tiny Qwen2-VL on CPU "
+          f"({os.cpu_count()} cores); whole `keyframe-qa batch` processes")
+    base = results["in-process transformers engine"]
+    for name, seconds in results.items():
+        print(f"  {name:58} {seconds:6.2f} s  {args.clips / seconds:5.2f} videos/s  {base / seconds:4.2f}x")
+    for mode in ("one request at a time", "continuous batching"):
+        one, four = results[f"server, {mode}, --concurrency 1"], results[f"server, {mode}, --concurrency 4"]
+        print(f"  concurrency 4 vs 1, {mode}: {one / four:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
