@@ -225,3 +225,46 @@ def test_a_server_killed_mid_batch_stops_the_run_and_a_rerun_resumes(exact_clips
     assert rerun.returncode == 0, rerun.stderr
     oks = Counter(r["video"]["path"] for r in iter_lines(str(output)) if r["status"] == "ok")
     assert len(oks) == 10 and set(oks.values()) == {1}  # all answered, none twice
+
+
+def test_a_reply_slower_than_the_timeout_is_one_line(capsys, exact_clips, tiny_model, openai_server):
+    code, out, err = run(capsys, "ask", exact_clips[0], "q?", "--at", "1", "--model", tiny_model,
+                         *openai_args(openai_server, "--timeout", "0.001"))
+    assert code == 1
+    assert_one_line_error(err, "did not answer within 0.001s (raise --timeout")
+
+
+class _KeyedFront(_FlakyProxy):
+    """A front that wants a bearer key, as hosted endpoints do, and forwards to the real server."""
+
+    key = ""
+
+    def do_POST(self):  # noqa: N802
+        if self.headers.get("Authorization") != f"Bearer {type(self).key}":
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(401)
+            self.end_headers()
+            self.wfile.write(b'{"error": {"message": "invalid api key"}}')
+            return
+        super().do_POST()
+
+
+def test_the_key_comes_from_the_named_variable_and_a_refused_key_is_one_line(capsys, monkeypatch, exact_clips,
+                                                                            tiny_model, openai_server):
+    _KeyedFront.upstream, _KeyedFront.refusals, _KeyedFront.key = openai_server, 2, SECRET  # no 503s here
+    front = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _KeyedFront)
+    threading.Thread(target=front.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{front.server_address[1]}/v1"
+    common = [exact_clips[0], "q?", "--at", "1", "--model", tiny_model, "--max-new-tokens", "2"]
+    try:
+        monkeypatch.setenv("MY_ENDPOINT_KEY", SECRET)
+        code, out, err = run(capsys, "ask", *common, *openai_args(url, "--api-key-env", "MY_ENDPOINT_KEY"))
+        assert code == 0, err
+        assert SECRET not in out
+        monkeypatch.setenv("MY_ENDPOINT_KEY", "wrong")
+        code, out, err = run(capsys, "ask", *common, *openai_args(url, "--api-key-env", "MY_ENDPOINT_KEY"))
+        assert code == 1
+        assert_one_line_error(err, "answered 401: the API key was refused (invalid api key)")
+    finally:
+        front.shutdown()
+        front.server_close()
