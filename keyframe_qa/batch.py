@@ -153,23 +153,28 @@ def settings_hash(request: AskRequest, model_id: str) -> str:
 
 
 def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[str, OutputPath], *, engine=None,
-              checkpoint: Optional[CheckpointInfo] = None, concurrency: int = 1, overwrite: bool = False,
-              fail_fast: bool = False, progress: bool = True,
+              checkpoint: Optional[CheckpointInfo] = None, concurrency: int = 1, use_ray: bool = False,
+              overwrite: bool = False, fail_fast: bool = False, progress: bool = True,
               on_line: Optional[Callable[[dict], None]] = None) -> BatchSummary:
     """Answer every item, appending one JSONL line per video to `output` (see results_file.py).
 
     The engine is built only when a video needs answering (pass `engine` to reuse one), so a rerun
     with nothing left to do loads and contacts nothing. With `concurrency` N above 1 (a server
     engine), N videos are answered at once so the server can batch them, while the next ones decode;
-    each line is written as its video finishes.
+    each line is written as its video finishes. With `use_ray` the videos are prepared and answered
+    on a Ray cluster (scale.py) and this process writes the lines; resume and the rest are the same.
     """
     started = time.perf_counter()
     spec = engine_spec(template)
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
-    if concurrency > 1 and spec.engine != "openai":
-        raise UsageError("--concurrency above 1 needs --engine openai: the in-process model answers one prompt "
-                         "at a time")
+    if concurrency > 1 and spec.engine != "openai" and not use_ray:
+        raise UsageError("--concurrency above 1 needs --engine openai (or --ray): the in-process model answers "
+                         "one prompt at a time")
+    if use_ray:
+        from .scale import check_ray
+
+        check_ray()
     if not isinstance(output, OutputPath):
         output = check_output_file(output, "-o", [item.video for item in items])
     checkpoint = checkpoint or (engine.checkpoint if engine is not None else engine_checkpoint(spec))
@@ -184,14 +189,14 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
                 todo.append((item, request, settings))
         skipped = len(items) - len(todo)
         bar = Progress(len(items), initial=skipped, desc="videos", unit="video", enabled=progress)
-        counts = {"done": 0, "failed": 0}
-        state = {"stop": False, "engine": engine}
+        counts = {"done": 0, "failed": 0, "stop": False}
 
-        def finish(item: BatchItem, settings: str, record: Optional[dict], error: Optional[str]) -> None:
+        def finish(item: BatchItem, settings: str, record: Optional[dict], error: Optional[str]) -> bool:
+            """Write one video's line; True when the run should stop (fail-fast)."""
             if error is not None:
                 record = {"video": {"path": item.video}, "status": "error", "error": error, "settings": settings}
                 counts["failed"] += 1
-                state["stop"] = state["stop"] or fail_fast
+                counts["stop"] = counts["stop"] or fail_fast
             else:
                 counts["done"] += 1
             results.write(record)
@@ -199,57 +204,74 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
                 on_line(record)
             bar.set_postfix(failed=counts["failed"])
             bar.update(1)
+            return counts["stop"]
 
         interrupted = False
-        prepare_pool = ThreadPoolExecutor(max_workers=1 if concurrency == 1 else min(concurrency, _cpu_count()))
-        answer_pool = ThreadPoolExecutor(max_workers=concurrency) if concurrency > 1 else None
-        pending: deque[Future] = deque()  # prepared videos, in input order
-        running: set[Future] = set()  # answers in flight (concurrency above 1)
-        upcoming = iter(todo)
-
-        def top_up() -> None:
-            while len(pending) < PREFETCH + concurrency:
-                entry = next(upcoming, None)
-                if entry is None:
-                    return
-                pending.append(prepare_pool.submit(_prepare, entry, checkpoint))
-
-        def collect(block: bool) -> None:
-            if not running:
-                return
-            finished, _ = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
-            for future in finished:
-                running.discard(future)
-                finish(*future.result())  # a ModelError stops the batch here
-
         try:
-            top_up()
-            while pending and not state["stop"]:
-                item, settings, prepared, error = pending.popleft().result()
-                top_up()  # the next videos decode while this one is answered
-                if error is not None:
-                    finish(item, settings, None, error)
-                elif answer_pool is None:
-                    finish(*_answer(item, settings, prepared, _engine(state, spec, checkpoint)))
-                else:
-                    while len(running) >= concurrency:
-                        collect(block=True)
-                    running.add(answer_pool.submit(_answer, item, settings, prepared,
-                                                   _engine(state, spec, checkpoint)))
-                collect(block=False)
-            while running:  # what is in flight is finished and written, fail-fast or not
-                collect(block=True)
+            if use_ray:
+                from .scale import run_on_ray
+
+                run_on_ray(todo, spec, checkpoint, finish, actors=concurrency)
+            else:
+                _run_here(todo, spec, checkpoint, engine, concurrency, finish)
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            for future in list(pending) + list(running):
-                future.cancel()
-            prepare_pool.shutdown(wait=False, cancel_futures=True)
-            if answer_pool is not None:
-                answer_pool.shutdown(wait=False, cancel_futures=True)
             bar.close()
     return BatchSummary(total=len(items), done=counts["done"], skipped=skipped, failed=counts["failed"],
                         seconds=time.perf_counter() - started, interrupted=interrupted)
+
+
+def _run_here(todo: list, spec, checkpoint: CheckpointInfo, engine, concurrency: int, finish: Callable) -> None:
+    """This process decodes ahead on a thread pool and answers (up to `concurrency` at once)."""
+    state = {"stop": False, "engine": engine}
+
+    def done(item, settings, record, error) -> None:
+        state["stop"] = finish(item, settings, record, error) or state["stop"]
+
+    prepare_pool = ThreadPoolExecutor(max_workers=1 if concurrency == 1 else min(concurrency, _cpu_count()))
+    answer_pool = ThreadPoolExecutor(max_workers=concurrency) if concurrency > 1 else None
+    pending: deque[Future] = deque()  # prepared videos, in input order
+    running: set[Future] = set()  # answers in flight (concurrency above 1)
+    upcoming = iter(todo)
+
+    def top_up() -> None:
+        while len(pending) < PREFETCH + concurrency:
+            entry = next(upcoming, None)
+            if entry is None:
+                return
+            pending.append(prepare_pool.submit(prepare_item, entry, checkpoint))
+
+    def collect(block: bool) -> None:
+        if not running:
+            return
+        finished, _ = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in finished:
+            running.discard(future)
+            done(*future.result())  # a ModelError stops the batch here
+
+    try:
+        top_up()
+        while pending and not state["stop"]:
+            item, settings, prepared, error = pending.popleft().result()
+            top_up()  # the next videos decode while this one is answered
+            if error is not None:
+                done(item, settings, None, error)
+            elif answer_pool is None:
+                done(*answer_item(item, settings, prepared, _engine(state, spec, checkpoint)))
+            else:
+                while len(running) >= concurrency:
+                    collect(block=True)
+                running.add(answer_pool.submit(answer_item, item, settings, prepared, _engine(state, spec, checkpoint)))
+            collect(block=False)
+        while running:  # what is in flight is finished and written, fail-fast or not
+            collect(block=True)
+    finally:
+        for future in list(pending) + list(running):
+            future.cancel()
+        prepare_pool.shutdown(wait=False, cancel_futures=True)
+        if answer_pool is not None:
+            answer_pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _engine(state: dict, spec, checkpoint: CheckpointInfo):
@@ -259,7 +281,8 @@ def _engine(state: dict, spec, checkpoint: CheckpointInfo):
     return state["engine"]
 
 
-def _answer(item: BatchItem, settings: str, prepared: PreparedVideo, engine) -> tuple:
+def answer_item(item: BatchItem, settings: str, prepared: PreparedVideo, engine) -> tuple:
+    """(item, settings, record, error) for one prepared video; a ModelError is raised, not recorded."""
     try:
         return item, settings, dict(answer_prepared(prepared, engine), status="ok", settings=settings), None
     except ModelError:
@@ -275,7 +298,7 @@ def _cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _prepare(entry, checkpoint: CheckpointInfo) -> tuple[BatchItem, str, Optional[PreparedVideo], Optional[str]]:
+def prepare_item(entry, checkpoint: CheckpointInfo) -> tuple[BatchItem, str, Optional[PreparedVideo], Optional[str]]:
     item, request, settings = entry
     if item.error:
         return item, settings, None, item.error

@@ -207,7 +207,10 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
 @click.option("--fail-fast", is_flag=True, help="Stop at the first video that fails.")
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=1, show_default=True,
               help="Videos answered at once (--engine openai): keeps N requests in flight for the server.")
-def batch(inputs, questions, output, overwrite, fail_fast, concurrency, **options):
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Run on a Ray cluster ($RAY_ADDRESS, else `ray start` here, else a local one); "
+                   "--concurrency is then the number of engine actors.")
+def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray, **options):
     """Answer questions about many videos with one model load: INPUTS are files, folders, globs or
     .csv/.jsonl manifests (columns video, at, question). Reruns resume."""
     from .batch import collect_items, run_batch, summary_line
@@ -220,10 +223,14 @@ def batch(inputs, questions, output, overwrite, fail_fast, concurrency, **option
         raise UsageError("give questions with -q (or --find, or a `question` column in the manifest)")
     template = _request("", questions, options)
     check_spec(engine_spec(template))
+    if use_ray:
+        from .scale import check_ray
+
+        check_ray()
     target = _output(output, "-o", [i.video for i in items] + [i for i in inputs if os.path.isfile(i)])
     check_results_file(target)  # a file that is not ours is refused before anything else happens
     checkpoint = engine_checkpoint(engine_spec(template))
-    summary = run_batch(items, template, target, checkpoint=checkpoint, concurrency=concurrency,
+    summary = run_batch(items, template, target, checkpoint=checkpoint, concurrency=concurrency, use_ray=use_ray,
                         overwrite=overwrite, fail_fast=fail_fast)
     click.echo(summary_line(summary, output), err=True)
     if summary.interrupted:

@@ -40,14 +40,18 @@ class Frame:
     image: np.ndarray = field(repr=False)  # H x W x 3 uint8 RGB in display geometry
     scene: Optional[int] = None  # scene index when chosen by scene detection
     corrupt: bool = False  # the decoder reported errors for this frame: it may look broken
+    # (width, height) as displayed, when `image` was shrunk to its budget to travel (batch --ray)
+    display_size: Optional[tuple[int, int]] = None
 
     @property
     def width(self) -> int:
-        return int(self.image.shape[1])
+        """Displayed width in pixels (what boxes are mapped to)."""
+        return int(self.display_size[0]) if self.display_size else int(self.image.shape[1])
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0])
+        """Displayed height in pixels."""
+        return int(self.display_size[1]) if self.display_size else int(self.image.shape[0])
 
 
 @dataclass(frozen=True)

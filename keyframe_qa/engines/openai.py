@@ -70,7 +70,7 @@ class OpenAIEngine:
         if prompt.mode != "images":
             raise UsageError("--mode video is not available with --engine openai: the servers' video inputs "
                              "take a video file, not the exact frames keyframe-qa picked; use --mode images")
-        urls = [_png_data_url(_resize(image, budget)) for image, budget in zip(prompt.images, prompt.budgets)]
+        urls = [_png_data_url(resize_to_budget(image, budget)) for image, budget in zip(prompt.images, prompt.budgets)]
         visual = [b.visual_tokens for b in prompt.budgets]
         return [self._ask(prompt, question, urls, visual, settings) for question in questions]
 
@@ -178,7 +178,7 @@ def _sampling(settings: GenerationSettings) -> dict:
     return fields
 
 
-def _resize(image: np.ndarray, budget) -> np.ndarray:
+def resize_to_budget(image: np.ndarray, budget) -> np.ndarray:
     """The frame at its budgeted size (bicubic, as qwen-vl-utils resizes), so the server keeps it as it is."""
     height, width = image.shape[:2]
     if (width, height) == (budget.input_width, budget.input_height):

@@ -136,21 +136,10 @@ class QwenVLModel:
         filter (bicubic for the Qwen-VL families); doing the same here makes `pixel_values` equal to
         the processor's own path, while the size stays the one the budget chose.
         """
-        import torch
-        from torchvision.transforms.v2 import functional as tvF
-
         source = getattr(self.processor, "video_processor", None) if prompt.mode == "video" else None
-        mode = _interpolation(getattr(source or self.processor.image_processor, "resample", None))
-        resized = []
-        for image, budget in zip(prompt.images, prompt.budgets):
-            height, width = image.shape[:2]
-            if (width, height) == (budget.input_width, budget.input_height):
-                resized.append(image)
-                continue
-            tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-            out = tvF.resize(tensor, [budget.input_height, budget.input_width], interpolation=mode, antialias=True)
-            resized.append(out.permute(1, 2, 0).contiguous().numpy())
-        return resized
+        resample = getattr(source or self.processor.image_processor, "resample", None)
+        return [resize_like_processor(image, budget.input_width, budget.input_height, resample)
+                for image, budget in zip(prompt.images, prompt.budgets)]
 
     def _encode(self, prompt: VisualPrompt, pixels: list, question: str):
         messages = [{"role": "user", "content": _content(prompt, question)}]
@@ -231,6 +220,19 @@ def _content(prompt: VisualPrompt, question: str) -> list:
     """The user turn in the processor's message format (see answering.prompt_parts)."""
     return [{"type": "text", "text": value} if kind == "text" else {"type": kind}
             for kind, value in prompt_parts(prompt, question)]
+
+
+def resize_like_processor(image: np.ndarray, width: int, height: int, resample=None) -> np.ndarray:
+    """An RGB frame at (width, height) as the Qwen-VL processors resize: torchvision on a uint8 tensor,
+    antialiased, with the processor's `resample` filter (bicubic when not given)."""
+    import torch
+    from torchvision.transforms.v2 import functional as tvF
+
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    out = tvF.resize(tensor, [height, width], interpolation=_interpolation(resample), antialias=True)
+    return out.permute(1, 2, 0).contiguous().numpy()
 
 
 def _interpolation(resample):
