@@ -79,3 +79,15 @@ def openai_server(tiny_model, tmp_path_factory):
     process, url = start_server(tiny_model, str(tmp_path_factory.mktemp("serve")))
     yield url
     stop_server(process)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for the session; `batch --ray` joins it."""
+    import ray
+
+    # Workers run this interpreter rather than one Ray would build with `uv run`.
+    os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,109 @@
+"""`batch --ray` on a local Ray cluster: the same answers as a plain batch, failures as lines, an actor
+killed mid-run costs nothing and repeats nothing, and a resumed run redoes nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+from collections import Counter
+
+import pytest
+
+from keyframe_qa.batch import BatchItem, iter_lines, run_batch
+from keyframe_qa.pipeline import AskRequest
+from tests.test_cli import assert_one_line_error, run
+
+
+@pytest.fixture()
+def clips(tmp_path, videos):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for number in range(4):
+        # 320x240 display frames: shrunk to 308x224 for the trip, as the engine itself would
+        shutil.copy(videos["plain.mp4"] if number % 2 else videos["cut.mp4"], folder / f"clip{number}.mp4")
+    (folder / "broken.mp4").write_text("not a video")
+    return folder
+
+
+def by_video(path):
+    return {os.path.basename(r["video"]["path"]): r for r in iter_lines(str(path))}
+
+
+def test_ray_gives_a_plain_batchs_answers_and_error_lines(capsys, ray_cluster, clips, tiny_model, tmp_path):
+    common = ["batch", str(clips), "-q", "What is it?", "--at", "0.5,2.5", "--model", tiny_model,
+              "--max-new-tokens", "6"]
+    code, out, err = run(capsys, *common, "-o", str(tmp_path / "plain.jsonl"))
+    assert code == 1  # the broken video
+    code, out, err = run(capsys, *common, "--ray", "-o", str(tmp_path / "ray.jsonl"))
+    assert code == 1, err
+    assert "4 answered, 1 failed" in err.strip().splitlines()[-1]
+    plain, distributed = by_video(tmp_path / "plain.jsonl"), by_video(tmp_path / "ray.jsonl")
+    assert set(distributed) == set(plain) == {"clip0.mp4", "clip1.mp4", "clip2.mp4", "clip3.mp4", "broken.mp4"}
+    assert distributed["broken.mp4"]["status"] == "error" and "not a readable video" in distributed["broken.mp4"]["error"]
+    for name, record in plain.items():
+        if record["status"] != "ok":
+            continue
+        theirs = distributed[name]
+        # Frames travelled at their budget size; the report still speaks of the displayed frame.
+        assert [(f["width"], f["height"], f["input_width"]) for f in theirs["frames"]] == \
+            [(f["width"], f["height"], f["input_width"]) for f in record["frames"]]
+        assert [a["raw"] for a in theirs["answers"]] == [a["raw"] for a in record["answers"]]
+        assert theirs["usage"] == record["usage"] and theirs["settings"] == record["settings"]
+    code, out, err = run(capsys, *common, "--ray", "-o", str(tmp_path / "ray.jsonl"))
+    assert "0 answered, 1 failed, 4 already done" in err  # resumed: only the failure is tried again
+
+
+def _actor_processes() -> list[int]:
+    """PIDs of the engine actors (Ray titles its worker processes "ray::MapWorker(...)")."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    if b"MapWorker(Map(_AnswerActor))" in handle.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_an_actor_killed_mid_run_loses_nothing_and_repeats_nothing(ray_cluster, videos, tiny_model, tmp_path):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("finds the actor's process through /proc")
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for number in range(6):
+        shutil.copy(videos["plain.mp4"], folder / f"v{number}.mp4")
+    items = [BatchItem(video=str(path)) for path in sorted(folder.iterdir())]
+    template = AskRequest(video="", questions=("Describe it.",), times=(1.0,), model_id=tiny_model,
+                          max_new_tokens=24)
+    output = tmp_path / "out.jsonl"
+    first_line, killed, outcome = threading.Event(), [], {}
+
+    def go():
+        outcome["summary"] = run_batch(items, template, str(output), use_ray=True, progress=False,
+                                       on_line=lambda record: first_line.set())
+
+    runner = threading.Thread(target=go)
+    runner.start()
+    assert first_line.wait(timeout=180), "no line within 3 minutes"
+    for pid in _actor_processes():
+        os.kill(pid, signal.SIGKILL)  # the actor dies as a node or a ray.kill would end it
+        killed.append(pid)
+    runner.join(timeout=300)
+    assert killed, "the engine actor was not found"
+    assert outcome["summary"].failed == 0 and outcome["summary"].done == 6
+    oks = Counter(r["video"]["path"] for r in iter_lines(str(output)) if r["status"] == "ok")
+    assert len(oks) == 6 and set(oks.values()) == {1}
+
+
+def test_without_ray_installed_ray_is_one_clear_line(capsys, monkeypatch, videos, tiny_model, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails, as on a machine without it
+    code, out, err = run(capsys, "batch", videos["plain.mp4"], "-q", "q", "--at", "1", "--model", tiny_model,
+                         "--ray", "-o", str(tmp_path / "o.jsonl"))
+    assert code == 2
+    assert_one_line_error(err, "--ray needs Ray with Ray Data: pip install 'keyframe-qa[ray]'")
+    assert not (tmp_path / "o.jsonl").exists()
