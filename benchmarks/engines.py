@@ -14,35 +14,26 @@ before and stays warm. Every run must answer every clip, and the answers of all 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+from timing import answered, bench_model, clip_copies, timed_batch  # noqa: E402
 
 
 def batch(clips_dir: str, output: str, model: str, new_tokens: int, extra: list[str]) -> float:
-    command = [sys.executable, "-m", "keyframe_qa", "batch", clips_dir, "-q", "Describe what you see.", "--at",
-               "0.5,1.5", "--model", model, "--max-new-tokens", str(new_tokens), "-o", output, *extra]
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"batch failed: {result.stderr.strip().splitlines()[-1]}")
-    return elapsed
+    return timed_batch(clips_dir, output, model, ["--at", "0.5,1.5", "--max-new-tokens", str(new_tokens), *extra],
+                       cwd=ROOT)
 
 
 def answers(output: str) -> dict:
-    with open(output) as handle:
-        records = [json.loads(line) for line in handle]
-    assert all(r["status"] == "ok" for r in records), "every clip must be answered"
     # The served text can carry the server's own wrapping; the token counts are the engines' own.
-    return {os.path.basename(r["video"]["path"]): r["usage"] for r in records}
+    return {os.path.basename(r["video"]["path"]): r["usage"] for r in answered(output)}
 
 
 def main() -> None:
@@ -52,20 +43,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from keyframe_qa.serving_tool import start_server, stop_server
-    from keyframe_qa.synthetic import SyntheticSpec, write_video
-    from keyframe_qa.tiny_model import build_tiny_checkpoint
+    from keyframe_qa.synthetic import SyntheticSpec
 
-    cache = os.path.join(ROOT, ".bench")
-    model = os.path.join(cache, "tiny-qwen2-vl")
-    if not os.path.exists(os.path.join(model, "config.json")):
-        build_tiny_checkpoint(model, "qwen2-vl")
+    model = bench_model(ROOT)
     work = tempfile.mkdtemp(prefix="kfqa-engines-")
-    clips = os.path.join(work, "clips")
-    os.makedirs(clips)
-    first = os.path.join(clips, "clip00.mp4")
-    write_video(first, SyntheticSpec(width=336, height=224, frame_count=20, fps=10, gop=10, bframes=0))
-    for number in range(1, args.clips):
-        shutil.copy(first, os.path.join(clips, f"clip{number:02d}.mp4"))
+    clips = clip_copies(work, args.clips, SyntheticSpec(width=336, height=224, frame_count=20, fps=10, gop=10,
+                                                        bframes=0))
 
     results = {}
     reference = None

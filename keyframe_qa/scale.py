@@ -44,7 +44,12 @@ def connect() -> str:
     _quiet()
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(**quiet)
+        _check_reachable(os.environ["RAY_ADDRESS"])
+        try:
+            ray.init(**quiet)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ModelError(f"cannot join the Ray cluster at RAY_ADDRESS={os.environ['RAY_ADDRESS']}: "
+                             f"{' '.join(str(exc).split())[:200]}") from exc
         return f"cluster at {os.environ['RAY_ADDRESS']}"
     try:
         ray.init(address="auto", **quiet)
@@ -55,6 +60,22 @@ def connect() -> str:
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     ray.init(include_dashboard=False, **quiet)
     return "a new local cluster"
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse at once an address nothing listens on: Ray itself retries for minutes before it gives up."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", "local" and other forms Ray resolves itself
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            return
+    except OSError as exc:
+        raise ModelError(f"cannot join the Ray cluster at RAY_ADDRESS={address}: "
+                         f"{(exc.strerror or str(exc)).lower()} (is its head node running?)") from exc
 
 
 def run_on_ray(todo: list, spec, checkpoint: CheckpointInfo, finish: Callable, *, actors: int = 1) -> None:

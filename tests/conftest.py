@@ -88,6 +88,7 @@ def ray_cluster():
 
     # Workers run this interpreter rather than one Ray would build with `uv run`.
     os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": always a cluster of the test's own, even when another runs on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -107,3 +107,17 @@ def test_without_ray_installed_ray_is_one_clear_line(capsys, monkeypatch, videos
     assert code == 2
     assert_one_line_error(err, "--ray needs Ray with Ray Data: pip install 'keyframe-qa[ray]'")
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_an_unreachable_ray_address_is_one_line_at_once(videos, tiny_model, tmp_path):
+    import subprocess
+
+    from keyframe_qa.serving_tool import free_port
+
+    env = dict(os.environ, RAY_ADDRESS=f"127.0.0.1:{free_port()}")
+    result = subprocess.run([sys.executable, "-m", "keyframe_qa", "batch", videos["plain.mp4"], "-q", "q", "--at", "1",
+                             "--model", tiny_model, "--ray", "-o", str(tmp_path / "o.jsonl")],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"Error: cannot join the Ray cluster at RAY_ADDRESS={env['RAY_ADDRESS']}")
