@@ -8,6 +8,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -121,3 +122,44 @@ def test_an_unreachable_ray_address_is_one_line_at_once(videos, tiny_model, tmp_
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"Error: cannot join the Ray cluster at RAY_ADDRESS={env['RAY_ADDRESS']}")
+
+
+def test_ray_actors_can_hold_an_openai_client(capsys, ray_cluster, clips, tiny_model, openai_server, tmp_path):
+    code, out, err = run(capsys, "batch", str(clips), "-q", "What is it?", "--at", "1", "--model", tiny_model,
+                         "--max-new-tokens", "4", "--engine", "openai", "--base-url", openai_server, "--ray",
+                         "--concurrency", "1", "-o", str(tmp_path / "o.jsonl"))
+    assert code == 1, err  # the broken video
+    records = by_video(tmp_path / "o.jsonl")
+    assert {name: r["status"] for name, r in records.items()} == {
+        "clip0.mp4": "ok", "clip1.mp4": "ok", "clip2.mp4": "ok", "clip3.mp4": "ok", "broken.mp4": "error"}
+    assert all(r["model"]["engine"] == "openai" for r in records.values() if r["status"] == "ok")
+
+
+def test_killing_the_driver_and_rerunning_resumes(videos, tiny_model, tmp_path):
+    import subprocess
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for number in range(6):
+        shutil.copy(videos["plain.mp4"], folder / f"v{number}.mp4")
+    output = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "keyframe_qa", "batch", str(folder), "-q", "Describe it.", "--at", "1",
+               "--model", tiny_model, "--max-new-tokens", "32", "--ray", "-o", str(output)]
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)  # the driver starts a local cluster of its own, which dies with it
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                              start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and driver.poll() is None:
+        if output.exists() and output.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and everything it started
+    driver.wait()
+    finished = list(iter_lines(str(output)))
+    assert 1 <= len(finished) < 6, "the driver should have been killed part-way"
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(finished)} already done" in rerun.stderr
+    oks = Counter(r["video"]["path"] for r in iter_lines(str(output)) if r["status"] == "ok")
+    assert len(oks) == 6 and set(oks.values()) == {1}
