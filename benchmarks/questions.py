@@ -65,7 +65,6 @@ def main() -> None:
 
     import torch
 
-    import keyframe_qa.engines.transformers as model_module
     from keyframe_qa.budget import plan_budget
     from keyframe_qa.pipeline import extract_frames, load_model
     from keyframe_qa.records import GenerationSettings, VisualPrompt

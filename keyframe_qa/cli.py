@@ -111,7 +111,7 @@ def _wrote(output) -> None:
         click.echo(f"wrote {output.given}", err=True)
 
 
-def _output(path, option: str, inputs) -> "OutputPath":
+def _output(path, option: str, inputs):
     from .outputs import check_output_file
 
     return check_output_file(path or "-", option, inputs)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Optional
 
 from .errors import KeyframeQAError, UsageError
 from .outputs import OutputPath

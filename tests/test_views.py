@@ -1,7 +1,6 @@
 """Annotated frames and the HTML page: they open, show the boxes, and never run model text."""
 
 import base64
-import json
 import os
 from html.parser import HTMLParser
 
@@ -12,7 +11,7 @@ import pytest
 from keyframe_qa.annotate import draw_boxes
 from keyframe_qa.html_report import render_html
 from keyframe_qa.media import probe
-from keyframe_qa.records import Answer, Box, Frame
+from keyframe_qa.records import Answer, Box
 from tests.test_cli import assert_one_line_error, ask_json, run
 
 
