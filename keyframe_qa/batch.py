@@ -299,6 +299,7 @@ def _cpu_count() -> int:
 
 
 def prepare_item(entry, checkpoint: CheckpointInfo) -> tuple[BatchItem, str, Optional[PreparedVideo], Optional[str]]:
+    """(item, settings, prepared video or None, error or None) for one batch entry; never raises for a video."""
     item, request, settings = entry
     if item.error:
         return item, settings, None, item.error

@@ -40,6 +40,7 @@ class Progress:
             self._bar = tqdm(total=total, initial=initial, unit=unit, file=sys.stderr, dynamic_ncols=True, desc=desc)
 
     def update(self, amount: int = 1) -> None:
+        """Count `amount` more done."""
         self.count += amount
         if self._bar is not None:
             self._bar.update(amount)
@@ -47,11 +48,13 @@ class Progress:
             self._line()
 
     def set_postfix(self, **values) -> None:
+        """Figures shown after the count (failures, say)."""
         self._postfix.update(values)
         if self._bar is not None:
             self._bar.set_postfix(refresh=False, **values)
 
     def close(self) -> None:
+        """End the bar (a log gets no more lines)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None

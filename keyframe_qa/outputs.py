@@ -42,6 +42,7 @@ class OutputPath:
 
     @property
     def is_stdout(self) -> bool:
+        """Whether this output is standard output."""
         return self.kind == "stdout"
 
     @property

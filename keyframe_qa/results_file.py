@@ -75,6 +75,7 @@ class ResultsFile:
             raise KeyframeQAError(f"cannot write {self.output.given}: {(exc.strerror or str(exc)).lower()}") from exc
 
     def close(self) -> None:
+        """Close the file, which releases the lock."""
         if self._handle is not None and not self.output.is_stdout:
             self._handle.close()  # closing releases the lock
         self._handle = None

@@ -256,6 +256,7 @@ class PromptCounter:
             return None
 
     def count(self, parts: list, visual: list[int]) -> int:
+        """Tokens of the prompt made of `parts` (see answering.prompt_parts), `visual` tokens per image."""
         content = [{"type": "text", "text": value} if kind == "text" else {"type": kind} for kind, value in parts]
         text = self.template.render(messages=[{"role": "user", "content": content}], add_generation_prompt=True)
         pieces = text.split(IMAGE_PAD)
