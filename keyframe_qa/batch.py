@@ -24,6 +24,7 @@ from .budget import check_budget_settings
 from .checkpoint import CheckpointInfo
 from .engines import build_engine, engine_checkpoint
 from .errors import KeyframeQAError, ModelError, UsageError
+from .frames import cpu_count
 from .messages import Progress
 from .outputs import OutputPath, check_output_file
 from .pipeline import AskRequest, PreparedVideo, answer_prepared, engine_spec, prepare
@@ -227,9 +228,9 @@ def _run_here(todo: list, spec, checkpoint: CheckpointInfo, engine, concurrency:
     state = {"stop": False, "engine": engine}
 
     def done(item, settings, record, error) -> None:
-        state["stop"] = finish(item, settings, record, error) or state["stop"]
+        state["stop"] = finish(item, settings, record, error)  # finish's answer stays True once it is
 
-    prepare_pool = ThreadPoolExecutor(max_workers=1 if concurrency == 1 else min(concurrency, _cpu_count()))
+    prepare_pool = ThreadPoolExecutor(max_workers=1 if concurrency == 1 else min(concurrency, cpu_count()))
     answer_pool = ThreadPoolExecutor(max_workers=concurrency) if concurrency > 1 else None
     pending: deque[Future] = deque()  # prepared videos, in input order
     running: set[Future] = set()  # answers in flight (concurrency above 1)
@@ -289,13 +290,6 @@ def answer_item(item: BatchItem, settings: str, prepared: PreparedVideo, engine)
         raise  # the model or server is broken for every video: stop the batch
     except KeyframeQAError as exc:
         return item, settings, None, str(exc)
-
-
-def _cpu_count() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def prepare_item(entry, checkpoint: CheckpointInfo) -> tuple[BatchItem, str, Optional[PreparedVideo], Optional[str]]:

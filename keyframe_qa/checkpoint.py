@@ -45,7 +45,7 @@ def inspect_checkpoint(model_id: Optional[str] = None) -> CheckpointInfo:
     config = read_config(model_id, source)
     return CheckpointInfo(model_id=model_id, source=source, family=family_from_config(config),
                           context_length=context_length(config),
-                          generation_defaults=read_generation_config(model_id, source))
+                          generation_defaults=read_generation_config(model_id))
 
 
 def inspect_local_checkpoint(model_id: str) -> Optional[CheckpointInfo]:
@@ -53,21 +53,8 @@ def inspect_local_checkpoint(model_id: str) -> Optional[CheckpointInfo]:
 
     Never asks the hub: for a served model the config is a help, not a need.
     """
-    expanded = os.path.expanduser(model_id)
-    if os.path.isfile(os.path.join(expanded, "config.json")):
-        return inspect_checkpoint(model_id)
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        cached = try_to_load_from_cache(model_id, "config.json")
-    except ValueError:  # not a repo id either
-        return None
-    if not isinstance(cached, str):
-        return None
-    config = _read_json(cached, model_id)
-    return CheckpointInfo(model_id=model_id, source="hub", family=family_from_config(config),
-                          context_length=context_length(config),
-                          generation_defaults=read_generation_config(model_id, "hub"))
+    # Here (folder or cache): reading it goes no further than the cache.
+    return inspect_checkpoint(model_id) if checkpoint_files(model_id, ("config.json",)) else None
 
 
 def checkpoint_files(model_id: str, names: tuple[str, ...]) -> dict[str, str]:
@@ -150,16 +137,11 @@ def read_config(model_id: str, source: str) -> dict:
     return config
 
 
-def read_generation_config(model_id: str, source: str) -> Optional[dict]:
-    """The checkpoint's generation_config.json as a dict, if it has one (read where config.json was)."""
-    if source == "local":
-        path = os.path.join(os.path.expanduser(model_id), "generation_config.json")
-    else:
-        from huggingface_hub import try_to_load_from_cache
-
-        # Only the cache: read_config fetched it beside config.json if the hub had to be asked.
-        path = try_to_load_from_cache(model_id, "generation_config.json")
-    if not isinstance(path, str) or not os.path.isfile(path):
+def read_generation_config(model_id: str) -> Optional[dict]:
+    """The checkpoint's generation_config.json as a dict, if it has one here (its folder or the cache;
+    read_config fetched it beside config.json if the hub had to be asked)."""
+    path = checkpoint_files(model_id, ("generation_config.json",)).get("generation_config.json")
+    if path is None:
         return None
     try:
         return _read_json(path, model_id)

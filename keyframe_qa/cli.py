@@ -14,6 +14,7 @@ import click
 
 from .budget import DEFAULT_MAX_VISUAL_TOKENS, LARGEST_OPTION
 from .errors import KeyframeQAError, UsageError
+from .families import FAMILY_NAMES
 from .scenes import DEFAULT_MIN_SCENE_LEN, DETECTORS, KEYFRAME_CHOICES
 from .timecodes import parse_time_list
 
@@ -133,7 +134,7 @@ def answer_options(command):
                      help="openai engine: the server's URL, e.g. http://localhost:8000/v1."),
         click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="NAME",
                      help="openai engine: the environment variable holding the API key (never recorded)."),
-        click.option("--family", type=click.Choice(["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]), default=None,
+        click.option("--family", type=click.Choice(FAMILY_NAMES), default=None,
                      help="openai engine: the model's family, when its config is not on this machine."),
         click.option("--timeout", type=POSITIVE, default=600.0, show_default=True,
                      help="openai engine: seconds to wait for one reply."),
@@ -188,12 +189,14 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
     Boxes in replies come back in pixels of the displayed frame; --find asks for them directly.
     With no frame selection, frames are sampled like qwen-vl-utils (2 fps, capped by the budget).
     """
+    from .outputs import names_stdout
     from .pipeline import ask as run_ask
 
     request = _request(video, questions, options, annotate=annotate, html=html_path, save_frames=save_frames,
                        output=output or "-")
     run_ask(request)
-    _wrote(_output(output, "-o", ()))
+    if not names_stdout(output):
+        click.echo(f"wrote {output}", err=True)
 
 
 @cli.command()

@@ -186,9 +186,9 @@ def _decode_planned(video: ProbedVideo, wanted: list[int]) -> dict[int, tuple[av
     # Runs start at keyframes, so they are independent: decode them on parallel threads, each with
     # its own container. PyAV releases the GIL while demuxing and decoding, and whole runs in
     # parallel beat FFmpeg's frame threading here, whose pipeline fills and drains on every short run.
-    workers = min(len(runs), _cpu_count())
+    workers = min(len(runs), cpu_count())
     groups = _balance(runs, workers, index.size)
-    decoder_threads = max(1, _cpu_count() // len(groups))
+    decoder_threads = max(1, cpu_count() // len(groups))
     if len(groups) == 1:
         found = _decode_runs(video, groups[0], decoder_threads)
     else:
@@ -199,7 +199,8 @@ def _decode_planned(video: ProbedVideo, wanted: list[int]) -> dict[int, tuple[av
     return {number_of_pts[pts]: frame for pts, frame in found.items()}
 
 
-def _cpu_count() -> int:
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity, where the system says)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

@@ -51,10 +51,15 @@ class OutputPath:
         return self.kind in ("file", "inplace")
 
 
+def names_stdout(given: Optional[str]) -> bool:
+    """Whether an output option names standard output (`-`, `/dev/stdout`, or nothing given)."""
+    return given is None or given == STDOUT or given in _STDOUT_ALIASES
+
+
 def check_output_file(given: str, option: str, inputs: Iterable[str] = ()) -> OutputPath:
     """Decide how `given` will be written, refusing what must not be written. Writes nothing."""
-    if given == STDOUT or given in _STDOUT_ALIASES:
-        return OutputPath(given, None, "stdout", option)
+    if names_stdout(given):
+        return OutputPath(given or STDOUT, None, "stdout", option)
     if not given or not given.strip():
         raise UsageError(f"{option} needs a path (or - for standard output)")
     path = os.path.abspath(os.path.expanduser(given))

@@ -108,9 +108,8 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None) ->
     """
     selection_request = _selection_request(request)
     _check_request(request, selection_request)
-    check_path(request.video)
     started = time.perf_counter()
-    probed = probe(request.video)
+    probed = probe(request.video)  # refuses a missing, empty or unreadable path first
     probe_s = time.perf_counter() - started
     decode_started = time.perf_counter()
     selection = select(probed, selection_request)

@@ -110,9 +110,17 @@ class OpenAIEngine:
         """POST to /chat/completions with retries; errors mapped to what the user can do about them."""
         url = f"{self.base_url}/chat/completions"
         body = {**body, **self._optional}
-        wait = BACKOFF_S
-        for attempt in range(RETRIES):
-            last = attempt == RETRIES - 1
+        wait, retries = BACKOFF_S, 0
+
+        def again() -> bool:  # a passing failure: wait and try again, RETRIES tries in all
+            nonlocal wait, retries
+            if retries >= RETRIES - 1:
+                return False
+            time.sleep(wait)
+            wait, retries = wait * 2, retries + 1
+            return True
+
+        while True:
             request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                              headers=self._headers())
             try:
@@ -122,13 +130,13 @@ class OpenAIEngine:
                 detail = _detail(exc)
                 refused = [key for key in list(body) if key in self._optional and key in detail]
                 if exc.code in (400, 422) and refused:
-                    for key in refused:  # an extension this server does not take: ask without it from now on
+                    # An extension this server does not take: ask without it from now on. Not a try: each
+                    # pass drops a field, so this ends.
+                    for key in refused:
                         self._optional.pop(key, None)
                         body.pop(key, None)
                     continue
-                if exc.code in TRANSIENT_STATUS and not last:
-                    time.sleep(wait)
-                    wait *= 2
+                if exc.code in TRANSIENT_STATUS and again():
                     continue
                 raise self._http_error(exc.code, detail) from exc
             except (urllib.error.URLError, ConnectionError, http.client.HTTPException, socket.timeout,
@@ -137,15 +145,12 @@ class OpenAIEngine:
                 if isinstance(reason, (socket.timeout, TimeoutError)):
                     raise KeyframeQAError(f"{self.base_url} did not answer within {self.timeout:g}s "
                                           f"(raise --timeout for long replies)") from exc
-                if not last:
-                    time.sleep(wait)
-                    wait *= 2
+                if again():
                     continue
                 raise ModelError(f"cannot reach the server at {self.base_url}: {_reason(reason)} (is it running, "
                                  f"and is --base-url right?)") from exc
             except ValueError as exc:
                 raise KeyframeQAError(f"{self.base_url} sent a reply that is not JSON") from exc
-        raise ModelError(f"cannot reach the server at {self.base_url}")  # not reached: the last try raises
 
     def _headers(self) -> dict:
         headers = {"Content-Type": "application/json"}
