@@ -114,22 +114,33 @@ def test_batch_usage_errors(capsys, folder, tiny_model, tmp_path):
     assert_one_line_error(err, "no such file or folder")
 
 
+def clip_copies(folder, source: str, count: int):
+    """`folder` (made here) holding `count` copies of one clip, named clip0.mp4, clip1.mp4, ..."""
+    folder.mkdir()
+    for number in range(count):
+        shutil.copy(source, folder / f"clip{number}.mp4")
+    return folder
+
+
+def wait_for_lines(output, count: int, process, seconds: float) -> bool:
+    """Wait until `output` holds `count` finished lines; False if `process` ended or time ran out first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        if output.exists() and output.read_text().count("\n") >= count:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def interrupted_batch(videos, tiny_model, tmp_path, sig):
     """Start a batch of 8 clips in a subprocess and send `sig` once its first line is on disk."""
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    for number in range(8):
-        shutil.copy(videos["plain.mp4"], clips / f"clip{number}.mp4")
+    clips = clip_copies(tmp_path / "clips", videos["plain.mp4"], 8)
     output = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "keyframe_qa", "batch", str(clips), "-q", "Describe it.", "--num-frames", "6",
                "--model", tiny_model, "--max-new-tokens", "48", "-o", str(output)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if output.exists() and output.read_text().count("\n") >= 1:
-            process.send_signal(sig)
-            break
-        time.sleep(0.01)
+    if wait_for_lines(output, 1, process, 120):
+        process.send_signal(sig)
     _, err = process.communicate(timeout=60)
     return command, output, process.returncode, err
 

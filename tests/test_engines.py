@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import http.server
 import json
-import shutil
 import socketserver
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -24,6 +22,7 @@ import pytest
 from keyframe_qa.batch import iter_lines
 from keyframe_qa.synthetic import SyntheticSpec, write_video
 from keyframe_qa.serving_tool import free_port, start_server, stop_server
+from tests.test_batch import clip_copies, wait_for_lines
 from tests.test_cli import assert_one_line_error, run
 
 SECRET = "sk-keyframe-qa-test-secret"
@@ -196,10 +195,7 @@ def test_transient_503s_are_retried(capsys, exact_clips, tiny_model, openai_serv
 def test_a_server_killed_mid_batch_stops_the_run_and_a_rerun_resumes(exact_clips, tiny_model, openai_server,
                                                                     tmp_path):
     process, url = start_server(tiny_model, str(tmp_path))
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    for number in range(10):
-        shutil.copy(exact_clips[0], clips / f"c{number}.mp4")
+    clips = clip_copies(tmp_path / "clips", exact_clips[0], 10)
     output = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "keyframe_qa", "batch", str(clips), "-q", "Describe it in detail.", "--at", "1",
                "--model", tiny_model, "--max-new-tokens", "40", "--engine", "openai", "--concurrency", "2",
@@ -207,11 +203,7 @@ def test_a_server_killed_mid_batch_stops_the_run_and_a_rerun_resumes(exact_clips
     batch = subprocess.Popen(command + ["--base-url", url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and batch.poll() is None:
-            if output.exists() and output.read_text().count("\n") >= 2:
-                break
-            time.sleep(0.05)
+        wait_for_lines(output, 2, batch, 120)
         stop_server(process)
         _, err = batch.communicate(timeout=120)
     finally:

@@ -8,13 +8,13 @@ import shutil
 import signal
 import sys
 import threading
-import time
 from collections import Counter
 
 import pytest
 
 from keyframe_qa.batch import BatchItem, iter_lines, run_batch
 from keyframe_qa.pipeline import AskRequest
+from tests.test_batch import clip_copies, wait_for_lines
 from tests.test_cli import assert_one_line_error, run
 
 
@@ -74,10 +74,7 @@ def _actor_processes() -> list[int]:
 def test_an_actor_killed_mid_run_loses_nothing_and_repeats_nothing(ray_cluster, videos, tiny_model, tmp_path):
     if not sys.platform.startswith("linux"):
         pytest.skip("finds the actor's process through /proc")
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for number in range(6):
-        shutil.copy(videos["plain.mp4"], folder / f"v{number}.mp4")
+    folder = clip_copies(tmp_path / "many", videos["plain.mp4"], 6)
     items = [BatchItem(video=str(path)) for path in sorted(folder.iterdir())]
     template = AskRequest(video="", questions=("Describe it.",), times=(1.0,), model_id=tiny_model,
                           max_new_tokens=24)
@@ -138,10 +135,7 @@ def test_ray_actors_can_hold_an_openai_client(capsys, ray_cluster, clips, tiny_m
 def test_killing_the_driver_and_rerunning_resumes(videos, tiny_model, tmp_path):
     import subprocess
 
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for number in range(6):
-        shutil.copy(videos["plain.mp4"], folder / f"v{number}.mp4")
+    folder = clip_copies(tmp_path / "many", videos["plain.mp4"], 6)
     output = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "keyframe_qa", "batch", str(folder), "-q", "Describe it.", "--at", "1",
                "--model", tiny_model, "--max-new-tokens", "32", "--ray", "-o", str(output)]
@@ -149,11 +143,7 @@ def test_killing_the_driver_and_rerunning_resumes(videos, tiny_model, tmp_path):
     env.pop("RAY_ADDRESS", None)  # the driver starts a local cluster of its own, which dies with it
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                               start_new_session=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and driver.poll() is None:
-        if output.exists() and output.read_text().count("\n") >= 1:
-            break
-        time.sleep(0.05)
+    wait_for_lines(output, 1, driver, 240)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and everything it started
     driver.wait()
     finished = list(iter_lines(str(output)))
