@@ -269,7 +269,7 @@ def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_c
     # The probe (frame index) runs beside detection rather than before it; both mostly wait on
     # FFmpeg with the GIL released. A bad file fails the probe with the more precise message.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        probing = pool.submit(probe, video)
+        probing = pool.submit(lambda: _indexed(probe(video)))
         try:
             detected = detect_scenes(video, options, use_cache=not no_cache, show_progress=True)
         except KeyframeQAError:
@@ -277,8 +277,15 @@ def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_c
             raise
         probed = probing.result()
     found = select_longest(detected, max_scenes)
-    report = scenes_report(probed.info, options.describe(), found, keyframe_numbers(probed, found, keyframe))
+    numbers = keyframe_numbers(probed, found, keyframe)
+    report = scenes_report(probed.info, options.describe(), found, [(n, probed.frame_time(n)) for n in numbers])
     _emit(scenes_csv(report) if as_csv else to_json(report), target)
+
+
+def _indexed(probed):
+    """The probed video with its complete index built (scenes need every frame's time)."""
+    probed.index
+    return probed
 
 
 @cli.command()
@@ -292,9 +299,9 @@ def frames(video, out_dir, image_format, quality, max_side, **selection):
     """Write frames of VIDEO as images plus a frames.json index (no model)."""
     from .media import check_path, probe
     from .outputs import check_output_dir, write_output
-    from .pipeline import select_frames
-    from .report import frames_index, save_frame_files, to_json
-    from .selection import check_request
+    from .pipeline import write_frames
+    from .report import frames_index, to_json
+    from .selection import check_request, select
 
     request = _selection(**selection, max_visual_tokens=None)
     check_request(request)
@@ -302,9 +309,9 @@ def frames(video, out_dir, image_format, quality, max_side, **selection):
     check_output_dir(out_dir, "--out")
     index = _output(os.path.join(out_dir, "frames.json"), "--out", [video])
     probed = probe(video)
-    chosen, extracted = select_frames(probed, request)
-    files = save_frame_files(extracted, out_dir, image_format=image_format, quality=quality, max_side=max_side,
-                             option="--out")
+    chosen = select(probed, request)
+    extracted, files = write_frames(probed, chosen, out_dir, image_format=image_format, quality=quality,
+                                    max_side=max_side, option="--out")
     write_output(index, to_json(frames_index(probed.info, chosen.record, extracted, files)))
     click.echo(f"wrote {len(files)} frames and {index.given}", err=True)
 

@@ -22,18 +22,25 @@ reader.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import av
 import numpy as np
 
 from .errors import VideoError
+from .indexing import PACKET_SCAN
 from .media import FrameIndex, ProbedVideo, open_container, stream_by_index
 from .messages import warn
 from .records import Frame
 from .timecodes import format_time
+
+
+class IndexMismatch(VideoError):
+    """The packets met while decoding are not the ones the index lists."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +50,8 @@ class _Target:
     decode_position: int
 
 
-def frame_numbers_at(video: ProbedVideo, times: Sequence[float]) -> list[int]:
-    """Frame number on screen at each time (seconds from the first frame)."""
-    return [video.index.frame_number_at(t) for t in times]
+# Called from decoding threads with (PTS, decoded frame, damaged) for each frame asked for.
+Sink = Callable[[int, av.VideoFrame, bool], None]
 
 
 def read_frames(
@@ -54,34 +60,134 @@ def read_frames(
     *,
     requested: Optional[Sequence[Optional[float]]] = None,
     scenes: Optional[Sequence[Optional[int]]] = None,
+    convert: Optional[Callable[[Frame], Frame]] = None,
 ) -> list[Frame]:
     """Extract the frame on screen at each time, in display geometry, in the order given.
 
     `requested` is what the user asked for (defaults to `times`); `scenes` tags frames chosen per scene.
+    `convert` is applied to each frame as soon as it is decoded (see `iter_frames`).
     """
-    numbers = frame_numbers_at(video, times)
-    damaged: set[int] = set()
-    images = read_frame_numbers(video, numbers, damaged=damaged)
-    index = video.index
-    frames = []
-    for position, (t, number) in enumerate(zip(times, numbers)):
-        frames.append(
-            Frame(
-                index=position,
-                requested=(requested[position] if requested is not None else t),
-                timestamp=round(index.seconds(int(index.display_pts[number])), 6),
-                frame_number=number,
-                image=images[number],
-                scene=(scenes[position] if scenes is not None else None),
-                corrupt=number in damaged,
-            )
-        )
+    return sorted(iter_frames(video, times, requested=requested, scenes=scenes, convert=convert),
+                  key=lambda frame: frame.index)
+
+
+def iter_frames(
+    video: ProbedVideo,
+    times: Sequence[float],
+    *,
+    requested: Optional[Sequence[Optional[float]]] = None,
+    scenes: Optional[Sequence[Optional[int]]] = None,
+    convert: Optional[Callable[[Frame], Frame]] = None,
+) -> Iterator[Frame]:
+    """The frames on screen at `times`, yielded as they are decoded (`Frame.index` says which time).
+
+    Memory stays bounded whatever the number of frames: each decoded frame is turned into its
+    display picture and passed to `convert` on the decoding thread (shrink it, write it to disk),
+    and at most a few converted frames wait for the consumer. An index that turns out to disagree
+    with the packets is replaced by a packet scan, once, and the frames not yet given are read again.
+    """
+    given: set[int] = set()
+    for attempt in range(2):
+        try:
+            for frame in _stream_frames(video, times, requested, scenes, convert, given):
+                given.add(frame.index)
+                yield frame
+            return
+        except IndexMismatch as exc:
+            if attempt:
+                raise
+            warn(f"{video.info.path}: {exc}; scanning every packet instead")
+            video.rescan(str(exc))
+
+
+def _stream_frames(video: ProbedVideo, times: Sequence[float], requested, scenes, convert,
+                   given: set[int]) -> Iterator[Frame]:
+    index = video.index_for_times(times)
+    orders_at: dict[int, list[int]] = {}  # PTS -> positions in `times` showing that frame
+    positions = set()
+    for order, t in enumerate(times):
+        if order in given:
+            continue
+        position = index.frame_number_at(t)
+        positions.add(position)
+        orders_at.setdefault(int(index.display_pts[position]), []).append(order)
+    damaged: list[float] = []
+
+    def make(pts: int, decoded: av.VideoFrame, corrupt: bool) -> list[Frame]:
+        image = to_display(decoded, video)
+        if corrupt:
+            damaged.append(index.seconds(pts))
+        made = []
+        for order in orders_at[pts]:
+            position = index.frame_number_at(times[order])
+            frame = Frame(index=order, requested=(requested[order] if requested is not None else times[order]),
+                          timestamp=round(index.seconds(pts), 6),
+                          frame_number=position if index.complete else video.estimated_frame_number(pts),
+                          image=image, scene=(scenes[order] if scenes is not None else None), corrupt=corrupt)
+            made.append(convert(frame) if convert is not None else frame)
+        return made
+
+    for batch in _through_queue(lambda sink: _decode(video, index, sorted(positions), sink), make):
+        yield from batch
     if damaged:
-        shown = ", ".join(format_time(index.seconds(int(index.display_pts[n]))) for n in sorted(damaged)[:5])
+        shown = ", ".join(format_time(t) for t in sorted(damaged)[:5])
         more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
         warn(f"{video.info.path}: the decoder reported errors in {len(damaged)} frame(s) at {shown}{more}; "
              f"they may look broken and are marked \"corrupt\" in the output")
-    return frames
+
+
+class _Stopped(Exception):
+    """The consumer stopped reading: decoding threads unwind with this."""
+
+
+def _through_queue(produce: Callable[[Sink], None], make: Callable) -> Iterator:
+    """Run `produce` on a thread; every frame it sinks is passed to `make` there and queued for us.
+
+    The queue is small, so decoding waits for the consumer instead of piling up pictures.
+    """
+    results: queue.Queue = queue.Queue(maxsize=2 * cpu_count())
+    stop = threading.Event()
+    finished = object()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                results.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped()
+
+    def sink(pts: int, decoded: av.VideoFrame, corrupt: bool) -> None:
+        if stop.is_set():
+            raise _Stopped()
+        put(make(pts, decoded, corrupt))
+
+    def run() -> None:
+        try:
+            produce(sink)
+            put(finished)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the consumer, which raises it
+            try:
+                put(exc)
+            except _Stopped:
+                pass
+
+    worker = threading.Thread(target=run, name="keyframe-qa-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = results.get()
+            if item is finished:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def read_frame_numbers(video: ProbedVideo, numbers: Iterable[int],
@@ -91,16 +197,28 @@ def read_frame_numbers(video: ProbedVideo, numbers: Iterable[int],
     Frames the decoder flagged as corrupt, or decoded after a decoding error since their keyframe,
     have their numbers added to `damaged` when it is given.
     """
+    index = video.index
     wanted = sorted(set(numbers))
+    number_of_pts = {int(index.display_pts[n]): n for n in wanted}
+    images: dict[int, np.ndarray] = {}
+
+    def sink(pts: int, decoded: av.VideoFrame, corrupt: bool) -> None:
+        images[number_of_pts[pts]] = to_display(decoded, video)
+        if corrupt and damaged is not None:
+            damaged.add(number_of_pts[pts])
+
+    _decode(video, index, wanted, sink)
+    return images
+
+
+def _decode(video: ProbedVideo, index: FrameIndex, wanted: list[int], sink: Sink) -> None:
+    """Decode the frames at these positions of `index.display_pts`, sinking each once."""
     if not wanted:
-        return {}
-    if not video.index.has_pts:
-        decoded = _decode_sequentially(video, wanted)
+        return
+    if not index.has_pts:
+        _decode_sequentially(video, wanted, sink)
     else:
-        decoded = _decode_planned(video, wanted)
-    if damaged is not None:
-        damaged.update(n for n in wanted if decoded[n][1])
-    return {n: to_display(decoded[n][0], video) for n in wanted}
+        _decode_planned(video, index, wanted, sink)
 
 
 def to_display(frame: av.VideoFrame, video: ProbedVideo) -> np.ndarray:
@@ -159,7 +277,8 @@ def _plan_runs(index: FrameIndex, wanted: list[int]) -> list[tuple[int, int, lis
         if runs and start <= runs[-1][1]:
             # Decoding on from the current run is never more work than seeking back to `start`.
             first, last, members = runs[-1]
-            runs[-1] = (first, max(last, target.decode_position), members + [target])
+            # min(): an open GOP's leading frame needs the keyframe before the one its run began at.
+            runs[-1] = (min(first, start), max(last, target.decode_position), members + [target])
         else:
             runs.append((start, target.decode_position, [target]))
     return runs
@@ -179,10 +298,8 @@ def _start_keyframe(index: FrameIndex, key_positions: np.ndarray, target: _Targe
     return start
 
 
-def _decode_planned(video: ProbedVideo, wanted: list[int]) -> dict[int, tuple[av.VideoFrame, bool]]:
-    index = video.index
+def _decode_planned(video: ProbedVideo, index: FrameIndex, wanted: list[int], sink: Sink) -> None:
     runs = _plan_runs(index, wanted)
-    number_of_pts = {int(index.display_pts[n]): n for n in wanted}
     # Runs start at keyframes, so they are independent: decode them on parallel threads, each with
     # its own container. PyAV releases the GIL while demuxing and decoding, and whole runs in
     # parallel beat FFmpeg's frame threading here, whose pipeline fills and drains on every short run.
@@ -190,13 +307,11 @@ def _decode_planned(video: ProbedVideo, wanted: list[int]) -> dict[int, tuple[av
     groups = _balance(runs, workers, index.size)
     decoder_threads = max(1, cpu_count() // len(groups))
     if len(groups) == 1:
-        found = _decode_runs(video, groups[0], decoder_threads)
+        _decode_runs(video, index, groups[0], decoder_threads, sink)
     else:
         with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-            found = {}
-            for part in pool.map(lambda group: _decode_runs(video, group, decoder_threads), groups):
-                found.update(part)
-    return {number_of_pts[pts]: frame for pts, frame in found.items()}
+            for _ in pool.map(lambda group: _decode_runs(video, index, group, decoder_threads, sink), groups):
+                pass
 
 
 def cpu_count() -> int:
@@ -244,51 +359,48 @@ def _balance(runs: list, workers: int, size: np.ndarray) -> list[list]:
     return [sorted(group) for group in groups if group]
 
 
-def _decode_runs(video: ProbedVideo, runs: list, decoder_threads: int) -> dict[int, tuple[av.VideoFrame, bool]]:
-    """Decode a list of runs with one container; returns (frame, damaged) by PTS."""
-    index = video.index
-    found: dict[int, tuple[av.VideoFrame, bool]] = {}
+def _decode_runs(video: ProbedVideo, index: FrameIndex, runs: list, decoder_threads: int, sink: Sink) -> None:
+    """Decode a list of runs with one container, sinking each frame asked for."""
     with open_container(video.info.path) as container:
         stream = stream_by_index(container, video.stream_index)
         stream.codec_context.thread_type = "AUTO" if decoder_threads > 1 else "NONE"
         stream.codec_context.thread_count = decoder_threads
         for start, last, members in runs:
             needed = {t.pts for t in members}
-            frames = _decode_run(container, stream, index, start, last, needed, skip_nonref=True)
-            if needed - frames.keys():
+            found = _decode_run(container, stream, index, start, last, needed, sink, skip_nonref=True)
+            if needed - found:
                 # Safety net: if a decoder ignored the per-packet skip setting, decode everything.
-                frames.update(_decode_run(container, stream, index, start, last, needed - frames.keys(),
-                                          skip_nonref=False))
-            missing = needed - frames.keys()
+                found |= _decode_run(container, stream, index, start, last, needed - found, sink, skip_nonref=False)
+            missing = needed - found
             if missing:
                 when = format_time(index.seconds(min(missing)))
                 raise VideoError(f"{video.info.path}: the frame at {when} could not be decoded (corrupt file?)")
-            found.update(frames)
-    return found
 
 
-def _decode_run(container, stream, index: FrameIndex, start: int, last: int, needed: set[int],
-                *, skip_nonref: bool) -> dict[int, tuple[av.VideoFrame, bool]]:
+def _decode_run(container, stream, index: FrameIndex, start: int, last: int, needed: set[int], sink: Sink,
+                *, skip_nonref: bool) -> set[int]:
     """Seek to the keyframe at decode position `start` and decode through position `last`.
 
-    Packets are identified by their PTS, so where the demuxer's seek lands does not matter as long
-    as it is at or before the keyframe; if it overshoots (some formats seek imprecisely), the run
-    is retried from the start of the file.
+    Returns the PTS found (and sunk). Packets are identified by their PTS, so where the demuxer's
+    seek lands does not matter as long as it is at or before the keyframe; if it overshoots (some
+    formats seek imprecisely), the run is retried from the start of the file.
     """
     context = stream.codec_context
     try:
         for seek_target in (int(index.dts[start]), None):
-            found = _decode_from(container, stream, index, seek_target, start, last, needed, skip_nonref)
+            found = _decode_from(container, stream, index, seek_target, start, last, needed, sink, skip_nonref)
             if found is not None:
                 return found
-        return {}
+        return set()
     finally:
         context.skip_frame = "DEFAULT"
 
 
 def _decode_from(container, stream, index: FrameIndex, seek_target: Optional[int], start: int, last: int,
-                 needed: set[int], skip_nonref: bool) -> Optional[dict[int, tuple[av.VideoFrame, bool]]]:
-    """One attempt of `_decode_run`; None when the seek landed after the keyframe.
+                 needed: set[int], sink: Sink, skip_nonref: bool) -> Optional[set[int]]:
+    """One attempt of `_decode_run`: the PTS sunk, or None when the seek landed after the keyframe.
+
+    Each frame asked for is sunk as soon as the decoder gives it, so a long run holds no pictures.
 
     A frame is marked damaged when the decoder flags it corrupt, or when a packet failed to decode
     since the last keyframe (later frames may reference what was lost).
@@ -299,7 +411,7 @@ def _decode_from(container, stream, index: FrameIndex, seek_target: Optional[int
         container.seek(0)  # the container's start, in AV_TIME_BASE
     else:
         container.seek(seek_target, stream=stream, backward=True)
-    found: dict[int, tuple[av.VideoFrame, bool]] = {}
+    found: set[int] = set()
     started = False
     errors = False
     for packet in container.demux(stream):
@@ -307,6 +419,9 @@ def _decode_from(container, stream, index: FrameIndex, seek_target: Optional[int
             continue
         position = position_of_pts.get(int(packet.pts))
         if position is None:
+            # Outside a seek window a packet may be unlisted; anywhere else the index is wrong.
+            if index.source != PACKET_SCAN and (started or index.complete) and not packet.is_discard:
+                raise IndexMismatch(f"its {index.source} does not list the packet at PTS {packet.pts}")
             continue
         if not started:
             if position < start:
@@ -324,13 +439,15 @@ def _decode_from(container, stream, index: FrameIndex, seek_target: Optional[int
         for frame in frames:
             # A concealed error marks its frame corrupt; frames predicted from it inherit the damage.
             errors = errors or bool(frame.is_corrupt)
-            if frame.pts in needed:
-                found[frame.pts] = (frame, errors)
+            if frame.pts in needed and frame.pts not in found:
+                found.add(frame.pts)
+                sink(frame.pts, frame, errors)
     context.skip_frame = "DEFAULT"
     frames, failed = _decode_packet(context, None)  # drain the decoder's delayed frames
     for frame in frames:
-        if frame.pts in needed:
-            found[frame.pts] = (frame, errors or failed or bool(frame.is_corrupt))
+        if frame.pts in needed and frame.pts not in found:
+            found.add(frame.pts)
+            sink(frame.pts, frame, errors or failed or bool(frame.is_corrupt))
     return found
 
 
@@ -344,22 +461,20 @@ def _decode_packet(context, packet) -> tuple[list[av.VideoFrame], bool]:
         return [], True  # a damaged packet: later frames may still decode; missing targets are reported
 
 
-def _decode_sequentially(video: ProbedVideo, wanted: list[int]) -> dict[int, tuple[av.VideoFrame, bool]]:
-    """For streams without timestamps: decode in order; frame n is the n-th frame shown."""
+def _decode_sequentially(video: ProbedVideo, wanted: list[int], sink: Sink) -> None:
+    """For streams without timestamps: decode in order; frame n is the n-th frame shown (its PTS is n)."""
     remaining = set(wanted)
-    found: dict[int, tuple[av.VideoFrame, bool]] = {}
     with open_container(video.info.path) as container:
         stream = stream_by_index(container, video.stream_index)
         stream.codec_context.thread_type = "AUTO"
         try:
             for number, frame in enumerate(container.decode(stream)):
                 if number in remaining:
-                    found[number] = (frame, bool(frame.is_corrupt))
                     remaining.discard(number)
+                    sink(number, frame, bool(frame.is_corrupt))
                     if not remaining:
                         break
         except av.error.FFmpegError as exc:
             raise VideoError(f"{video.info.path} could not be decoded ({exc})") from exc
     if remaining:
         raise VideoError(f"{video.info.path}: frame {min(remaining)} could not be decoded (corrupt file?)")
-    return found

@@ -9,57 +9,85 @@ is not 0, and what lets `frames.py` decode only from the right keyframe to each 
 from __future__ import annotations
 
 import os
-from bisect import bisect_right
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import replace
 from fractions import Fraction
+from typing import Optional, Sequence
 
 import av
 import numpy as np
 
 from .errors import UsageError, VideoError
+from .indexing import (SEEK_WINDOWS, FrameIndex, StreamBounds, reason as _reason, sample_table_index, scan_index,
+                       stream_bounds, window_index)
 from .records import VideoInfo
 from .timecodes import format_time
 
 
-@dataclass(frozen=True, eq=False)
-class FrameIndex:
-    """The video stream's packets in decode order (one packet per frame), in stream ticks."""
-
-    time_base: Fraction
-    pts: np.ndarray  # int64 PTS per packet, decode order
-    dts: np.ndarray  # int64 DTS per packet (PTS where the container gives none)
-    keyframe: np.ndarray  # bool per packet
-    size: np.ndarray  # bytes per packet: a cheap estimate of its decode cost
-    first_pts: int  # smallest PTS: time 0 for the user
-    display_pts: np.ndarray  # int64 PTS sorted: position = frame_number
-    has_pts: bool  # False for raw streams without timestamps (decoded sequentially)
-    last_duration: int  # how long the last frame stays on screen, in ticks
-
-    def frame_number_at(self, seconds: float) -> int:
-        """The frame on screen at `seconds` after the first frame: the last one with PTS <= t."""
-        # Exact arithmetic: 0.4 s at time base 1/10 must land on tick 4, not 3.9999.
-        ticks = Fraction(repr(seconds)) / self.time_base + self.first_pts
-        position = bisect_right(self.display_pts, int(ticks // 1)) - 1
-        return max(position, 0)
-
-    @cached_property
-    def position_of_pts(self) -> dict[int, int]:
-        """Decode position of the packet with each PTS (PTS identify packets after a seek)."""
-        return {int(p): i for i, p in enumerate(self.pts)}
-
-    def seconds(self, pts: int) -> float:
-        """PTS in ticks to seconds relative to the first frame."""
-        return float((pts - self.first_pts) * self.time_base)
-
-
-@dataclass(frozen=True)
 class ProbedVideo:
-    """A probed video: the user-facing facts plus the index the frame reader needs."""
+    """A probed video: the user-facing facts, and its frame index built as cheaply as its container allows.
 
-    info: VideoInfo
-    index: FrameIndex
-    stream_index: int
+    `index` is the complete index. MP4/MOV files have it from their sample tables at probe time;
+    for other containers it is built by scanning every packet the first time something needs the
+    whole frame list (uniform sampling, scenes, frame numbers). Frames at given times need only
+    `index_for_times`, which for those containers reads just the packets around the times.
+    """
+
+    def __init__(self, info: VideoInfo, stream_index: int, index: Optional[FrameIndex] = None,
+                 bounds: Optional[StreamBounds] = None):
+        self._info = info
+        self.stream_index = stream_index  # FFmpeg's index of the video stream read
+        self._index = index
+        self.bounds = bounds  # first and last frame, when found without an index
+
+    @property
+    def info(self) -> VideoInfo:
+        """What the video is; frame count and frame-rate facts appear once the complete index exists."""
+        return self._info
+
+    @property
+    def has_index(self) -> bool:
+        """Whether the complete index is already built (no packet scan needed)."""
+        return self._index is not None
+
+    @property
+    def index(self) -> FrameIndex:
+        """The complete frame index, scanning the packets now if the container did not give it."""
+        if self._index is None:
+            self._scan(self._info.index_note)
+        return self._index
+
+    def rescan(self, why: str) -> None:
+        """Replace an index that disagreed with the packets by a packet scan, noting `why` in the info."""
+        self.bounds = None
+        self._scan(f"every packet was scanned: {why}")
+
+    def _scan(self, note: Optional[str]) -> None:
+        with open_container(self._info.path) as container:
+            index = scan_index(container, stream_by_index(container, self.stream_index), self._info.path)
+        self._info = replace(self._info, **_index_facts(index), index_note=note)
+        self._index = index
+
+    def index_for_times(self, times: Sequence[float]) -> FrameIndex:
+        """An index that decides the frames on screen at `times`: the complete one if it is built,
+        else only the packets around those times (frame numbers then are estimates)."""
+        if self._index is not None or self.bounds is None:
+            return self.index
+        return window_index(self._info.path, self.stream_index, self.bounds, times)
+
+    @property
+    def frame_count(self) -> int:
+        """Number of displayed frames (needs the complete index)."""
+        return len(self.index.display_pts)
+
+    def frame_time(self, number: int) -> float:
+        """Presentation time of frame `number`, from the first frame (needs the complete index)."""
+        index = self.index
+        return round(index.seconds(int(index.display_pts[number])), 6)
+
+    def estimated_frame_number(self, pts: int) -> int:
+        """Frame number of the frame with this PTS from the nominal frame rate (no complete index)."""
+        bounds = self.bounds
+        return max(0, int(round((pts - bounds.first_pts) / bounds.frame_ticks)))
 
 
 def check_path(path: str) -> None:
@@ -90,10 +118,20 @@ def probe(path: str) -> ProbedVideo:
             kinds = sorted({s.type for s in container.streams}) or ["no"]
             raise VideoError(f"{path} has no video stream (it has {', '.join(kinds)} streams)")
         stream = _main_video_stream(container)
-        index = _build_index(container, stream, path)
+        index, note = sample_table_index(container, stream, path)
+        bounds = None
+        if index is None and "matroska" in container.format.name.split(","):
+            # Matroska/WebM: seek with the file's cues, reading only the packets around asked times.
+            bounds = stream_bounds(container, stream, path)
+            if bounds is None:
+                note = "it has no cues (the Matroska index) to seek by"
+        if index is None and bounds is None:
+            index = scan_index(container, stream, path)
         first = _first_frame(container, stream, path)
-        info = _video_info(path, container, stream, index, first)
-        return ProbedVideo(info=info, index=index, stream_index=stream.index)
+        info = _video_info(path, container, stream, index, bounds, first)
+        if note:
+            info = replace(info, index_note=f"every packet was scanned: {note}")
+        return ProbedVideo(info, stream.index, index, bounds)
 
 
 def check_times(info: VideoInfo, times: list[float]) -> None:
@@ -117,11 +155,6 @@ def stream_by_index(container, stream_index: int):
     raise VideoError(f"stream {stream_index} is missing from {container.name}")
 
 
-def _reason(exc: Exception) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return str(text).strip().rstrip(".") or type(exc).__name__
-
-
 def _main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
     # Cover art in MP4/MKV is a one-picture "video" stream marked attached_pic; prefer real video.
     candidates = [s for s in container.streams.video if not _is_attached_picture(s)]
@@ -133,88 +166,6 @@ def _is_attached_picture(stream) -> bool:
         return bool(stream.disposition & av.stream.Disposition.attached_pic)
     except (AttributeError, TypeError):
         return False
-
-
-def _build_index(container, stream, path: str) -> FrameIndex:
-    pts_list: list[int] = []
-    dts_list: list[int] = []
-    key_list: list[bool] = []
-    size_list: list[int] = []
-    durations: list[int] = []
-    missing_pts = False
-    try:
-        for packet in container.demux(stream):
-            if packet.size == 0 or packet.is_discard:
-                continue  # flush packets, and packets an edit list hides from the viewer
-            if packet.pts is None:
-                missing_pts = True
-                break
-            pts_list.append(packet.pts)
-            dts_list.append(packet.dts if packet.dts is not None else packet.pts)
-            key_list.append(bool(packet.is_keyframe))
-            size_list.append(packet.size)
-            durations.append(packet.duration or 0)
-    except av.error.FFmpegError as exc:
-        raise VideoError(f"{path} is truncated or corrupt ({_reason(exc)})") from exc
-
-    if missing_pts:
-        return _index_by_decoding(path, stream.index)
-    time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
-    if not pts_list:
-        raise VideoError(f"{path} has a video stream with no frames")
-    pts = np.asarray(pts_list, dtype=np.int64)
-    display = np.unique(pts)  # duplicates would be the same displayed frame
-    return FrameIndex(
-        time_base=time_base,
-        pts=pts,
-        dts=np.asarray(dts_list, dtype=np.int64),
-        keyframe=np.asarray(key_list, dtype=bool),
-        size=np.asarray(size_list, dtype=np.int64),
-        first_pts=int(display[0]),
-        display_pts=display,
-        has_pts=True,
-        last_duration=_last_frame_duration(display, pts, durations),
-    )
-
-
-def _index_by_decoding(path: str, stream_index: int) -> FrameIndex:
-    """Raw streams (e.g. .h264) carry no timestamps: frames are numbered in the order they are shown
-    and timed by the stream's frame rate, as a player of such a file does."""
-    count = 0
-    with open_container(path) as container:
-        stream = stream_by_index(container, stream_index)
-        rate = stream.guessed_rate or stream.average_rate or stream.base_rate or 25
-        try:
-            for _ in container.decode(stream):
-                count += 1
-        except av.error.FFmpegError as exc:
-            raise VideoError(f"{path} is truncated or corrupt ({_reason(exc)})") from exc
-    if count == 0:
-        raise VideoError(f"{path} has a video stream with no decodable frames")
-    pts = np.arange(count, dtype=np.int64)  # one tick per frame at a time base of 1/rate
-    return FrameIndex(
-        time_base=1 / Fraction(rate),
-        pts=pts,
-        dts=pts.copy(),
-        keyframe=np.zeros(count, dtype=bool),
-        size=np.ones(count, dtype=np.int64),
-        first_pts=0,
-        display_pts=pts.copy(),
-        has_pts=False,
-        last_duration=1,
-    )
-
-
-def _last_frame_duration(display: np.ndarray, pts: np.ndarray, durations: list[int]) -> int:
-    """How long the last frame stays on screen, in ticks."""
-    last = int(display[-1])
-    if durations:
-        position = int(np.nonzero(pts == last)[0][-1])
-        if durations[position] > 0:
-            return durations[position]
-    if len(display) > 1:
-        return int(np.median(np.diff(display)))
-    return 0
 
 
 def _first_frame(container, stream, path: str):
@@ -240,35 +191,46 @@ def _decode_first(container, stream, path: str):
     raise VideoError(f"{path} has a video stream but no frame could be decoded (truncated or corrupt?)")
 
 
-def _video_info(path, container, stream, index: FrameIndex, first_frame) -> VideoInfo:
+def _video_info(path, container, stream, index: Optional[FrameIndex], bounds: Optional[StreamBounds],
+                first_frame) -> VideoInfo:
     coded_w, coded_h = first_frame.width, first_frame.height
     sar = _sample_aspect_ratio(stream, first_frame)
     rotation = clockwise_rotation(getattr(first_frame, "rotation", 0) or 0)
     width, height = display_size(coded_w, coded_h, sar, rotation)
-    end_ticks = int(index.display_pts[-1]) + index.last_duration
-    duration = float((end_ticks - index.first_pts) * index.time_base)
-    frame_times = tuple(index.seconds(int(p)) for p in index.display_pts)
-    count = len(frame_times)
-    fps = count / duration if duration > 0 else float(stream.average_rate or 0)
-    intervals = np.diff(index.display_pts)
-    vfr = bool(len(intervals) > 1 and (intervals.max() - intervals.min()) > 0.01 * np.median(intervals))
+    if index is not None:
+        facts = _index_facts(index)
+    else:
+        # Only the first and last frames are known: the count and the rate's regularity wait for a scan.
+        end_ticks = bounds.last_pts + bounds.last_duration
+        duration = float((end_ticks - bounds.first_pts) * bounds.time_base)
+        facts = dict(duration=round(duration, 6), fps=round(float(1 / (bounds.frame_ticks * bounds.time_base)), 6),
+                     frame_count=None, variable_frame_rate=None,
+                     start_time=float(bounds.first_pts * bounds.time_base), index_source=SEEK_WINDOWS,
+                     frame_numbers="estimated from the frame rate")
     return VideoInfo(
         path=path,
         container=container.format.name,
         codec=stream.codec_context.name,
-        duration=round(duration, 6),
-        fps=round(fps, 6),
         width=width,
         height=height,
         coded_width=coded_w,
         coded_height=coded_h,
         sample_aspect_ratio=(sar.numerator, sar.denominator),
         rotation=rotation,
-        frame_count=count,
-        frame_times=frame_times,
-        variable_frame_rate=vfr,
-        start_time=float(index.first_pts * index.time_base),
+        **facts,
     )
+
+
+def _index_facts(index: FrameIndex) -> dict:
+    """Duration, rate, count and regularity from a complete index."""
+    end_ticks = int(index.display_pts[-1]) + index.last_duration
+    duration = float((end_ticks - index.first_pts) * index.time_base)
+    count = len(index.display_pts)
+    intervals = np.diff(index.display_pts)
+    vfr = bool(len(intervals) > 1 and (intervals.max() - intervals.min()) > 0.01 * np.median(intervals))
+    return dict(duration=round(duration, 6), fps=round(count / duration, 6) if duration > 0 else 0.0,
+                frame_count=count, variable_frame_rate=vfr, start_time=float(index.first_pts * index.time_base),
+                index_source=index.source, frame_numbers="exact")
 
 
 def _sample_aspect_ratio(stream, frame) -> Fraction:

@@ -6,10 +6,12 @@ Nothing here imports torch: the model module is imported only when a model is ne
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Optional, Sequence
 
+import numpy as np
 
 from .answering import AnswerOptions, answer_frames, plan
 from .budget import DEFAULT_MAX_VISUAL_TOKENS
@@ -22,7 +24,7 @@ from .media import ProbedVideo, check_path, check_times, probe
 from .messages import warn
 from .outputs import check_distinct, check_output_dir, check_output_file, write_file, write_output
 from .records import Answer, Frame, GenerationSettings
-from .report import build_report, save_frames, to_json
+from .report import build_report, save_frames, to_json, write_frame_file
 from .selection import Selection, SelectionRequest, check_request, select
 
 
@@ -77,10 +79,57 @@ def select_frames(probed: ProbedVideo, request: SelectionRequest) -> tuple[Selec
     return selection, read_selected(probed, selection)
 
 
-def read_selected(probed: ProbedVideo, selection: Selection) -> list[Frame]:
-    """Read the frames a selection chose."""
+def read_selected(probed: ProbedVideo, selection: Selection, convert=None) -> list[Frame]:
+    """Read the frames a selection chose (each passed through `convert` as it is decoded)."""
     return read_frames(probed, list(selection.times), requested=list(selection.requested),
-                       scenes=list(selection.scenes))
+                       scenes=list(selection.scenes), convert=convert)
+
+
+def _shrinker(request: AskRequest, budgets: list):
+    """Shrink each frame to its budget as it is decoded, the way the engine itself would, unless a
+    full-size output (--save-frames, --annotate, --html) needs the displayed picture.
+
+    Only budget-sized pictures are then held: a 720p frame is 2.8 MB, its budget-sized copy a tenth.
+    """
+    if request.save_frames or request.annotate or request.html:
+        return None
+    from .engines import shrink_for_engine
+
+    def shrink(frame: Frame) -> Frame:
+        image = shrink_for_engine(request.engine, frame.image, budgets[frame.index], request.model_id)
+        return replace(frame, image=image, display_size=(frame.width, frame.height))
+
+    return shrink
+
+
+def write_frames(probed: ProbedVideo, selection: Selection, directory: str, *, image_format: str = "png",
+                 quality: int = 95, max_side: Optional[int] = None,
+                 option: str = "--out") -> tuple[list[Frame], list[tuple[str, tuple[int, int]]]]:
+    """Write the selected frames as images while they are decoded; no full picture is kept.
+
+    Returns the frames (their pictures dropped: `display_size` keeps the displayed size) and, for
+    each, the file written and its (width, height), in selection order.
+    """
+    check_output_dir(directory, option)
+    os.makedirs(directory, exist_ok=True)
+    files: dict[int, tuple[str, tuple[int, int]]] = {}
+
+    def write(frame: Frame) -> Frame:
+        files[frame.index] = write_frame_file(frame, directory, image_format=image_format, quality=quality,
+                                              max_side=max_side, option=option)
+        return drop_picture(frame)
+
+    frames = read_frames(probed, list(selection.times), requested=list(selection.requested),
+                         scenes=list(selection.scenes), convert=write)
+    return frames, [files[frame.index] for frame in frames]
+
+
+def drop_picture(frame: Frame) -> Frame:
+    """The frame's record without its picture (the displayed size is kept)."""
+    return replace(frame, image=_NO_PICTURE, display_size=(frame.width, frame.height))
+
+
+_NO_PICTURE = np.zeros((0, 0, 3), dtype=np.uint8)
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,7 +166,7 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None) ->
     generation = generation_settings(request, checkpoint)
     budgets = plan(answer_options(request, generation), checkpoint,
                    [(probed.info.width, probed.info.height)] * len(selection.times))
-    frames = read_selected(probed, selection)
+    frames = read_selected(probed, selection, convert=_shrinker(request, budgets))
     return PreparedVideo(request, probed, selection, frames, probe_s, time.perf_counter() - decode_started,
                          checkpoint, budgets, generation)
 

@@ -23,10 +23,12 @@ class VideoInfo:
     coded_height: int
     sample_aspect_ratio: tuple[int, int]  # (num, den); (1, 1) for square pixels
     rotation: int  # degrees clockwise a player rotates the picture: 0, 90, 180 or 270
-    frame_count: int  # number of displayed frames
-    frame_times: tuple[float, ...] = field(repr=False)  # presentation times from the first frame, sorted
-    variable_frame_rate: bool = False  # frame intervals differ by more than 1%
+    frame_count: Optional[int]  # number of displayed frames; None until a complete index is built
+    variable_frame_rate: Optional[bool] = False  # frame intervals differ by more than 1%; None: not known
     start_time: float = 0.0  # PTS of the first frame in seconds (times are reported relative to it)
+    index_source: str = "packet scan"  # how frames are located: sample table, seek windows or packet scan
+    frame_numbers: str = "exact"  # "exact", or "estimated from the frame rate" (seek windows)
+    index_note: Optional[str] = None  # why a container index was not used, when one was expected
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,6 +20,7 @@ def video_record(info: VideoInfo) -> dict:
         "width": info.width,
         "height": info.height,
         "frame_count": info.frame_count,
+        "index": {"source": info.index_source, "frame_numbers": info.frame_numbers, "note": info.index_note},
     }
 
 
@@ -117,30 +118,40 @@ def save_frame_files(frames: Sequence[Frame], directory: str, *, image_format: s
                      max_side: Optional[int] = None, suffix: str = "",
                      option: str = "--save-frames") -> list[tuple[str, tuple[int, int]]]:
     """`save_frames`, also returning each written image's (width, height)."""
-    import cv2
-
-    from .errors import KeyframeQAError
-    from .outputs import check_output_dir, write_file
+    from .outputs import check_output_dir
 
     check_output_dir(directory, option)
     os.makedirs(directory, exist_ok=True)
+    return [write_frame_file(frame, directory, image_format=image_format, quality=quality, max_side=max_side,
+                             suffix=suffix, option=option) for frame in frames]
+
+
+def write_frame_file(frame: Frame, directory: str, *, image_format: str = "png", quality: int = 95,
+                     max_side: Optional[int] = None, suffix: str = "",
+                     option: str = "--save-frames") -> tuple[str, tuple[int, int]]:
+    """Write one frame into an existing `directory`; returns its path and the image's (width, height).
+
+    Safe on a decoding thread: OpenCV encodes with the GIL released.
+    """
+    import cv2
+
+    from .errors import KeyframeQAError
+    from .outputs import write_file
+
     extension = "jpg" if image_format in ("jpg", "jpeg") else "png"
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if extension == "jpg" else []
-    written = []
-    for frame in frames:
-        image = frame.image
-        if max_side and max(image.shape[:2]) > max_side:
-            scale = max_side / max(image.shape[:2])
-            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        name = f"frame_{frame.index:03d}_{frame.timestamp:010.3f}s{suffix}.{extension}"
-        path = os.path.join(directory, name)
-        ok, encoded = cv2.imencode(f".{extension}", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            raise KeyframeQAError(f"could not encode {path}")
-        write_file(path, encoded.tobytes(), option)
-        written.append((path, (int(image.shape[1]), int(image.shape[0]))))
-    return written
+    image = frame.image
+    if max_side and max(image.shape[:2]) > max_side:
+        scale = max_side / max(image.shape[:2])
+        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    name = f"frame_{frame.index:03d}_{frame.timestamp:010.3f}s{suffix}.{extension}"
+    path = os.path.join(directory, name)
+    ok, encoded = cv2.imencode(f".{extension}", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise KeyframeQAError(f"could not encode {path}")
+    write_file(path, encoded.tobytes(), option)
+    return path, (int(image.shape[1]), int(image.shape[0]))
 
 
 def frames_index(info: VideoInfo, selection: dict, frames: Sequence[Frame],
@@ -159,8 +170,9 @@ def frames_index(info: VideoInfo, selection: dict, frames: Sequence[Frame],
     return {"schema_version": SCHEMA_VERSION, "video": video_record(info), "selection": selection, "frames": records}
 
 
-def scenes_report(info: VideoInfo, detector: dict, scenes: Sequence, keyframes: Sequence[int]) -> dict:
-    """The `scenes` command's JSON: every scene with its chosen keyframe (end exclusive)."""
+def scenes_report(info: VideoInfo, detector: dict, scenes: Sequence,
+                  keyframes: Sequence[tuple[int, float]]) -> dict:
+    """The `scenes` command's JSON: every scene with its chosen keyframe, (frame number, time) each."""
     return {
         "schema_version": SCHEMA_VERSION,
         "video": video_record(info),
@@ -168,8 +180,8 @@ def scenes_report(info: VideoInfo, detector: dict, scenes: Sequence, keyframes: 
         "scenes": [
             {"index": scene.index, "start_frame": scene.start_frame, "end_frame": scene.end_frame,
              "start": scene.start, "end": scene.end,
-             "keyframes": [{"frame_number": number, "timestamp": round(info.frame_times[number], 6)}]}
-            for scene, number in zip(scenes, keyframes)
+             "keyframes": [{"frame_number": number, "timestamp": time}]}
+            for scene, (number, time) in zip(scenes, keyframes)
         ],
     }
 

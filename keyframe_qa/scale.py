@@ -98,7 +98,7 @@ def run_on_ray(todo: list, spec, checkpoint: CheckpointInfo, finish: Callable, *
         # CPU tasks (Ray retries one whose worker dies). A fresh worker process every PREPARE_CALLS videos
         # bounds whatever a decoder leaks; that argument also keeps Ray Data from fusing this stage into
         # the engine actors, which must not decode.
-        .map(_prepare_row, fn_kwargs={"checkpoint": checkpoint, "engine": spec.engine, "model_id": spec.model_id},
+        .map(_prepare_row, fn_kwargs={"checkpoint": checkpoint},
              num_cpus=1, max_calls=PREPARE_CALLS)
         # The engine actors. Ray Data restarts one that dies (max_restarts -1) and retries the row it
         # held; this process writes each result once, when it arrives.
@@ -113,19 +113,13 @@ def run_on_ray(todo: list, spec, checkpoint: CheckpointInfo, finish: Callable, *
             break
 
 
-def _prepare_row(row: dict, checkpoint: CheckpointInfo, engine: str, model_id) -> dict:
-    """A Ray Data task: probe, read the exact frames, shrink them to their budgets for the trip."""
-    from dataclasses import replace
-
+def _prepare_row(row: dict, checkpoint: CheckpointInfo) -> dict:
+    """A Ray Data task: probe and read the exact frames, shrunk to their budgets for the trip."""
     from .batch import prepare_item
-    from .engines import shrink_for_engine
 
+    # prepare() already shrank the frames to their budgets as they were decoded (batch writes no
+    # full-size pictures), so they travel small.
     item, settings, prepared, error = prepare_item(pickle.loads(row["entry"]), checkpoint)
-    if prepared is not None:
-        frames = [replace(frame, image=shrink_for_engine(engine, frame.image, budget, model_id),
-                          display_size=(frame.width, frame.height))
-                  for frame, budget in zip(prepared.frames, prepared.budgets)]
-        prepared = replace(prepared, frames=frames)
     return {"entry": pickle.dumps((item, settings, prepared, error))}
 
 

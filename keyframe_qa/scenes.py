@@ -133,7 +133,7 @@ def select_longest(scenes: Sequence[Scene], count: Optional[int]) -> list[Scene]
 
 def keyframe_numbers(video: ProbedVideo, scenes: Sequence[Scene], how: str = "middle") -> list[int]:
     """One frame number per scene: its first frame, its middle frame, or its sharpest candidate."""
-    count = video.info.frame_count
+    count = video.frame_count
     if how == "first":
         return [min(s.start_frame, count - 1) for s in scenes]
     if how == "middle":
@@ -157,7 +157,7 @@ def sharpness(image) -> float:
 def _sharpest(video: ProbedVideo, scenes: Sequence[Scene]) -> list[int]:
     from .frames import read_frame_numbers
 
-    count = video.info.frame_count
+    count = video.frame_count
     candidates = {s.index: _candidates(s, count) for s in scenes}
     images = read_frame_numbers(video, sorted({n for c in candidates.values() for n in c}))
     chosen = []

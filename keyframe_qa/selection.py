@@ -70,6 +70,8 @@ def check_request(request: SelectionRequest) -> None:
 def select(video: ProbedVideo, request: SelectionRequest) -> Selection:
     """Choose the frames of `video` that `request` asks for."""
     check_request(request)
+    if request.times is None:
+        video.index  # sampling and scenes need every frame's time: built now if the container gave none
     info = video.info
     check_count(info, request)
     if request.times is not None:
@@ -111,7 +113,7 @@ def check_count(info: VideoInfo, request: SelectionRequest) -> None:
         return
     option = _option(request)
     frames = info.frame_count
-    if count > frames:
+    if frames is not None and count > frames:
         interval = info.duration / frames if frames else 0.0
         hint = {"--every": f"use --every {interval:.6g} or more",
                 "--fps": f"use --fps {info.fps:.6g} or less",
@@ -194,7 +196,7 @@ def _by_scene(video: ProbedVideo, request: SelectionRequest) -> Selection:
                            show_progress=request.show_progress)
     kept = select_longest(scenes, options.max_scenes)
     numbers = keyframe_numbers(video, kept, options.keyframe)
-    times = tuple(video.info.frame_times[n] for n in numbers)
+    times = tuple(video.frame_time(n) for n in numbers)
     record = {"method": "scenes", "detector": options.describe(), "keyframe": options.keyframe,
               "scenes_found": len(scenes), "max_scenes": options.max_scenes}
     return Selection(times, (None,) * len(times), tuple(s.index for s in kept), record)

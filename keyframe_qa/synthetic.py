@@ -39,6 +39,8 @@ class SyntheticSpec:
     start_time: float = 0.0  # PTS of the first frame, seconds
     crf: int = 18
     pixel_format: str = "yuv420p"
+    open_gop: bool = False  # keyframes after the first are recovery points that leading B-frames reach past
+    muxer_options: Optional[dict] = None  # e.g. {"movflags": "frag_keyframe+empty_moov"} for a fragmented MP4
 
 
 def scene_of(frame_number: int, cuts: Sequence[int]) -> int:
@@ -106,7 +108,7 @@ def write_video(path: str, spec: SyntheticSpec = SyntheticSpec()) -> list[float]
     """Encode the spec to `path` (container from the extension); returns the frame times written."""
     times = frame_times_of(spec)
     time_base = Fraction(1, 1000) if spec.frame_times is not None else _rate_time_base(spec.fps)
-    with av.open(path, mode="w") as container:
+    with av.open(path, mode="w", options=dict(spec.muxer_options or {})) as container:
         stream = container.add_stream(spec.codec, rate=_rate(spec.fps))
         stream.width, stream.height = spec.width, spec.height
         stream.pix_fmt = spec.pixel_format
@@ -175,6 +177,8 @@ def to_yuv(picture: np.ndarray, pixel_format: str = "yuv420p") -> av.VideoFrame:
 def _encoder_options(spec: SyntheticSpec) -> dict:
     if spec.codec == "libx264":
         params = f"keyint={spec.gop}:min-keyint={spec.gop}:scenecut=0:bframes={spec.bframes}"
+        if spec.open_gop:
+            params += ":open-gop=1:b-adapt=0"
         return {"crf": str(spec.crf), "preset": "veryfast", "x264-params": params}
     return {"g": str(spec.gop), "bf": str(spec.bframes), "qscale": "3"}
 

@@ -20,6 +20,14 @@ VIDEO_SPECS = {
     "sar.mp4": SyntheticSpec(width=704, height=576, frame_count=6, sample_aspect_ratio=(16, 11)),
     "vfr.mp4": SyntheticSpec(frame_count=10, frame_times=(0, 0.1, 0.15, 0.5, 0.55, 1.0, 1.01, 1.5, 2.0, 2.2)),
     "offset.mkv": SyntheticSpec(frame_count=20, start_time=2.0),
+    # Matroska is read through its cues (seek windows): B-frames, variable frame rate, open GOP.
+    "bframes.mkv": SyntheticSpec(frame_count=60, fps=10, gop=12, bframes=3),
+    "vfr.mkv": SyntheticSpec(frame_count=10, frame_times=(0, 0.1, 0.15, 0.5, 0.55, 1.0, 1.01, 1.5, 2.0, 2.2)),
+    # Open GOP: B-frames decoded after a keyframe are shown before it and reference the GOP before.
+    "opengop.mp4": SyntheticSpec(frame_count=60, fps=10, gop=12, bframes=3, open_gop=True),
+    "opengop.mkv": SyntheticSpec(frame_count=60, fps=10, gop=12, bframes=3, open_gop=True),
+    # No sample tables in the moov: the index comes from a packet scan, and the JSON says why.
+    "fragmented.mp4": SyntheticSpec(frame_count=40, muxer_options={"movflags": "frag_keyframe+empty_moov"}),
     "offset.ts": SyntheticSpec(frame_count=20),
     # A raw H.264 elementary stream: no container timestamps at all, timed by its frame rate.
     "raw.h264": SyntheticSpec(frame_count=30, gop=10, bframes=2),

@@ -35,7 +35,8 @@ def test_ask_end_to_end_on_tiny_qwen2_vl(capsys, videos, tiny_model, tmp_path, m
     assert report["selection"] == {"method": "at", "per_frame": False}
     assert report["schema_version"] == 1
     assert report["video"] == {"path": videos["plain.mp4"], "duration": 6.0, "fps": 10.0, "width": 320,
-                               "height": 240, "frame_count": 60}
+                               "height": 240, "frame_count": 60,
+                               "index": {"source": "sample table", "frame_numbers": "exact", "note": None}}
     assert report["model"] == {"id": tiny_model, "family": "qwen2-vl", "mode": mode, "device": "cpu",
                                "dtype": "float32", "engine": "transformers",
                                "generation": {"max_new_tokens": 6, "do_sample": False, "temperature": None,
