@@ -1,6 +1,7 @@
 """Frame exactness and display geometry on generated clips with known content and on real footage."""
 
 import dataclasses
+import os
 import random
 
 import av
@@ -339,3 +340,57 @@ def test_matroska_without_cues_is_still_exact(videos, tmp_path):
     open(stripped, "wb").write(data.replace(cues_id, bytes.fromhex("1c53bb6c")))  # an unknown element now
     frames = read_frames(probe(stripped), [0.0, 3.35, 5.9])
     assert [read_frame_number(f.image) for f in frames] == [0, 33, 59]
+
+
+def test_streamed_frames_never_pile_up(videos):
+    # 60 frames through the streaming path while the consumer is slow: the decoding side may run
+    # only a small, fixed distance ahead, and nothing keeps the pictures once they are consumed.
+    import time
+    import weakref
+
+    from keyframe_qa.frames import cpu_count, iter_frames
+
+    video = probe(videos["plain.mp4"])
+    made, alive, most_ahead = [], [], [0]
+
+    def convert(frame):
+        made.append(frame.index)
+        alive.append(weakref.ref(frame.image))
+        return frame
+
+    consumed, most_alive = 0, 0
+    for frame in iter_frames(video, [n / 10 for n in range(60)], convert=convert):
+        most_ahead[0] = max(most_ahead[0], len(made) - consumed)
+        consumed += 1
+        del frame
+        most_alive = max(most_alive, sum(ref() is not None for ref in alive))
+        time.sleep(0.002)
+    assert consumed == 60 and sorted(made) == list(range(60))
+    # queue slots, plus one frame in hand on each decoding thread
+    bound = 2 * cpu_count() + cpu_count() + 1
+    assert most_ahead[0] <= bound
+    assert most_alive <= bound  # pictures already consumed are gone: no list of them is kept
+
+
+def test_the_frames_command_keeps_no_pictures(videos, tmp_path):
+    from keyframe_qa.pipeline import write_frames
+    from keyframe_qa.selection import SelectionRequest, select
+
+    video = probe(videos["plain.mp4"])
+    frames, files = write_frames(video, select(video, SelectionRequest(every=0.5)), str(tmp_path / "out"))
+    assert len(frames) == len(files) == 12
+    assert all(f.image.size == 0 and (f.width, f.height) == (320, 240) for f in frames)
+    assert [os.path.exists(path) for path, _ in files] == [True] * 12
+
+
+def test_ask_holds_only_budget_sized_frames_unless_a_full_size_output_is_asked(videos, tiny_model, tmp_path):
+    from keyframe_qa.pipeline import AskRequest, prepare
+
+    request = AskRequest(video=videos["plain.mp4"], questions=("what?",), times=(1.0, 2.0), model_id=tiny_model,
+                         max_pixels=64 * 64)
+    prepared = prepare(request)
+    for frame, budget in zip(prepared.frames, prepared.budgets):
+        assert frame.image.shape[:2] == (budget.input_height, budget.input_width) != (240, 320)
+        assert (frame.width, frame.height) == (320, 240)  # boxes still map to the displayed frame
+    kept = prepare(dataclasses.replace(request, save_frames=str(tmp_path / "frames")))
+    assert [f.image.shape[:2] for f in kept.frames] == [(240, 320)] * 2
