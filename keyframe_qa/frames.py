@@ -104,13 +104,14 @@ def _stream_frames(video: ProbedVideo, times: Sequence[float], requested, scenes
                    given: set[int]) -> Iterator[Frame]:
     index = video.index_for_times(times)
     orders_at: dict[int, list[int]] = {}  # PTS -> positions in `times` showing that frame
-    positions = set()
+    position_of: dict[int, int] = {}  # PTS -> position in index.display_pts
     for order, t in enumerate(times):
         if order in given:
             continue
         position = index.frame_number_at(t)
-        positions.add(position)
-        orders_at.setdefault(int(index.display_pts[position]), []).append(order)
+        pts = int(index.display_pts[position])
+        position_of[pts] = position
+        orders_at.setdefault(pts, []).append(order)
     damaged: list[float] = []
 
     def make(pts: int, decoded: av.VideoFrame, corrupt: bool) -> list[Frame]:
@@ -118,8 +119,8 @@ def _stream_frames(video: ProbedVideo, times: Sequence[float], requested, scenes
         if corrupt:
             damaged.append(index.seconds(pts))
         made = []
+        position = position_of[pts]
         for order in orders_at[pts]:
-            position = index.frame_number_at(times[order])
             frame = Frame(index=order, requested=(requested[order] if requested is not None else times[order]),
                           timestamp=round(index.seconds(pts), 6),
                           frame_number=position if index.complete else video.estimated_frame_number(pts),
@@ -127,7 +128,7 @@ def _stream_frames(video: ProbedVideo, times: Sequence[float], requested, scenes
             made.append(convert(frame) if convert is not None else frame)
         return made
 
-    for batch in _through_queue(lambda sink: _decode(video, index, sorted(positions), sink), make):
+    for batch in _through_queue(lambda sink: _decode(video, index, sorted(position_of.values()), sink), make):
         yield from batch
     if damaged:
         shown = ", ".join(format_time(t) for t in sorted(damaged)[:5])
