@@ -10,6 +10,10 @@ The clip (made once in .bench/ with imageio-ffmpeg's binary, about 90 s on 2 cor
 - the same with a cold page cache (dropped before every run; needs root, else left out);
 - peak RSS of `keyframe-qa frames --every 10 --format jpg` (180 frames) and `--every 1` (1,800 frames);
 - the import time of the `frames` path (`python -X importtime`).
+Two floors run beside them, so the ratios can be read against what any Python tool on this stack can do:
+`python -c "import click, av"` (the interpreter and the two imports the CLI cannot avoid, no work), and a
+plain PyAV script (seek, decode to the frame on screen, write the PNG with PyAV's encoder; no index, no
+checks, no numpy).
 Exactness: each tool's frame is matched to the frames on screen just before, at and just after 900.5 s
 (testsrc2's pattern moves every frame); `frame_offset` 0 is the exact frame.
 """
@@ -78,6 +82,24 @@ def drop_page_cache() -> bool:
     except OSError:
         return False
 
+PLAIN_PYAV = """
+import sys, av
+t = float(sys.argv[3])
+with av.open(sys.argv[1]) as container:
+    stream = container.streams.video[0]
+    container.seek(int(t / stream.time_base), stream=stream, backward=True)
+    shown = None
+    for frame in container.decode(stream):
+        if frame.time > t:
+            break
+        shown = frame
+encoder = av.CodecContext.create("png", "w")
+encoder.width, encoder.height, encoder.pix_fmt = shown.width, shown.height, "rgb24"
+with open(sys.argv[2], "wb") as out:
+    for packet in encoder.encode(shown.reformat(format="rgb24")) + encoder.encode(None):
+        out.write(bytes(packet))
+"""
+
 
 def read_image(path: str) -> np.ndarray:
     import cv2
@@ -96,6 +118,9 @@ def one_timestamp(clip: str, folder: str, cold: bool, repeats: int, torchcodec: 
         "ffmpeg -ss": ([ffmpeg(), "-v", "error", "-y", "-ss", str(AT), "-i", clip, "-frames:v", "1",
                         os.path.join(folder, "ffmpeg.png")], os.path.join(folder, "ffmpeg.png")),
     }
+    plain = os.path.join(folder, "plain.png")
+    tools["plain PyAV script"] = ([sys.executable, "-c", PLAIN_PYAV, clip, plain, str(AT)], plain)
+    tools["python + import click, av"] = ([sys.executable, "-c", "import click, av"], None)
     if torchcodec:
         for mode in ("exact", "approximate"):
             out = os.path.join(folder, f"torchcodec_{mode}.npy")
@@ -113,7 +138,7 @@ def one_timestamp(clip: str, folder: str, cold: bool, repeats: int, torchcodec: 
     for name, (_, output) in tools.items():
         median = statistics.median(walls[name])
         result[name] = {"median_s": round(median, 3), "runs_s": [round(w, 3) for w in walls[name]],
-                        "frame_offset": closest(read_image(output), neighbours)}
+                        "frame_offset": closest(read_image(output), neighbours) if output else None}
     base = result["ffmpeg -ss"]["median_s"]
     for name in result:
         result[name]["x_ffmpeg"] = round(result[name]["median_s"] / base, 2)

