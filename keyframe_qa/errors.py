@@ -19,3 +19,7 @@ class VideoError(KeyframeQAError):
 
 class ModelError(KeyframeQAError):
     """The model cannot be found, loaded or run."""
+
+
+class OutOfMemory(ModelError):
+    """The accelerator ran out of memory on one prompt; a smaller visual budget may fit (see pipeline.py)."""

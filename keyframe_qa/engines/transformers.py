@@ -9,6 +9,7 @@ sees is exactly the one reported; the processor's `*_grid_thw` is checked agains
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import os
@@ -20,7 +21,7 @@ import numpy as np
 from ..answering import prompt_parts
 from ..budget import check_context
 from ..checkpoint import CheckpointInfo, inspect_checkpoint, missing_model_message
-from ..errors import ModelError, UsageError
+from ..errors import ModelError, OutOfMemory, UsageError
 from ..families import Family
 from ..records import GenerationSettings, Reply, VisualPrompt
 
@@ -103,6 +104,10 @@ class QwenVLModel:
         shares one prefix. That prefix (vision encoder and the language model over the visual
         tokens) is computed once and its key/value cache reused for each question.
         """
+        with self._out_of_memory_as_error():
+            return self._answer(prompt, questions, settings)
+
+    def _answer(self, prompt: VisualPrompt, questions: Sequence[str], settings: GenerationSettings) -> list[Reply]:
         import torch
 
         max_new_tokens = settings.max_new_tokens
@@ -128,6 +133,94 @@ class QwenVLModel:
                 self._set_rope_deltas(rope_deltas)
                 replies.append(self._generate(inputs, settings, copy.deepcopy(prefix_cache)))
         return replies
+
+    def answer_batch(self, calls: Sequence[tuple[VisualPrompt, Sequence[str]]],
+                     settings: GenerationSettings) -> list[list[Reply]]:
+        """Every question of every call as one row of one `generate` call; the replies per call.
+
+        Rows are left-padded to the longest, with frames of any size (each image keeps its own grid).
+        Greedy rows give the replies `answer` gives one at a time. Each row carries its frames itself:
+        the shared-prefix cache of `answer` is for one call's questions at a time, not for a batch.
+        """
+        with self._out_of_memory_as_error():
+            return self._answer_batch(calls, settings)
+
+    def _answer_batch(self, calls, settings: GenerationSettings) -> list[list[Reply]]:
+        import torch
+
+        if settings.max_new_tokens <= 0:
+            raise UsageError("--max-new-tokens must be positive")
+        modes = {prompt.mode for prompt, _ in calls}
+        if len(modes) != 1:
+            raise ModelError("one batch cannot mix images and video prompts")
+        rows = [(prompt, question, pixels) for prompt, questions in calls
+                for pixels in [self.model_inputs(prompt)] for question in questions]
+        inputs = self._encode_rows(rows)
+        lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        for length in lengths:
+            check_context(int(length), settings.max_new_tokens, self.context_length, exact=True)
+        config = self._generation_config(settings)
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, generation_config=config)
+        width = inputs["input_ids"].shape[1]
+        eos = _eos_ids(config)
+        replies = []
+        for row, length in zip(output[:, width:].tolist(), lengths):
+            # A row that ended early is padded after its end-of-sequence token: cut there, keeping it.
+            end = next((i + 1 for i, token in enumerate(row) if token in eos), len(row))
+            replies.append(self._reply(row[:end], int(length), settings, eos))
+        grouped, start = [], 0
+        for _, questions in calls:
+            grouped.append(replies[start:start + len(questions)])
+            start += len(questions)
+        return grouped
+
+    def _encode_rows(self, rows: list):
+        """One processor call for (prompt, question, pixels) rows, left-padded; grids checked per row."""
+        texts, images, videos, metadata = [], [], [], []
+        for prompt, question, pixels in rows:
+            messages = [{"role": "user", "content": _content(prompt, question)}]
+            texts.append(self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+            if prompt.mode == "video":
+                videos.append(np.stack(pixels))
+                metadata.append(_video_metadata(prompt, pixels))
+            else:
+                images.extend(pixels)
+        # Left padding: every row's last prompt token sits at the end, where generation continues.
+        kwargs = {"text": texts, "return_tensors": "pt", "do_resize": False, "padding": True, "padding_side": "left"}
+        if videos:
+            kwargs.update(videos=videos, video_metadata=metadata, do_sample_frames=False)
+        else:
+            kwargs["images"] = images
+        try:
+            inputs = self.processor(**kwargs)
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"the processor of {self.model_id} rejected the frames: {exc}") from exc
+        key = "video_grid_thw" if videos else "image_grid_thw"
+        grids = inputs[key].tolist()
+        start = 0
+        for prompt, _, _ in rows:
+            count = 1 if prompt.mode == "video" else len(prompt.images)
+            _check_grid(grids[start:start + count], prompt, self.family)
+            start += count
+        return inputs.to(self.model.device)
+
+    @contextlib.contextmanager
+    def _out_of_memory_as_error(self):
+        """The accelerator's out-of-memory error as our OutOfMemory, with the allocator's cache emptied so
+        a smaller retry starts from a clean slate."""
+        import torch
+
+        try:
+            yield
+        except torch.OutOfMemoryError as exc:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            first_line = (str(exc).strip().splitlines() or ["out of memory"])[0]
+            raise OutOfMemory(f"the GPU ran out of memory ({first_line[:160]}): lower --max-visual-tokens "
+                              f"or --max-pixels") from exc
 
     def model_inputs(self, prompt: VisualPrompt) -> list:
         """Each frame resized to its budget the way this model's processor resizes (uint8 RGB arrays).
@@ -155,7 +248,8 @@ class QwenVLModel:
             inputs = self.processor(**kwargs)
         except (ValueError, TypeError) as exc:
             raise ModelError(f"the processor of {self.model_id} rejected the frames: {exc}") from exc
-        _check_grid(inputs, prompt, self.family)
+        key = "video_grid_thw" if prompt.mode == "video" else "image_grid_thw"
+        _check_grid(inputs[key].tolist(), prompt, self.family)
         return inputs.to(self.model.device)
 
     def _prefill(self, inputs, prefix_length: int):
@@ -202,17 +296,17 @@ class QwenVLModel:
         if settings.seed is not None:
             torch.manual_seed(settings.seed)  # per question: its sampled answer does not depend on the others
         config = self._generation_config(settings)
-        try:
-            output = self.model.generate(**generate_kwargs, generation_config=config)
-        except torch.cuda.OutOfMemoryError as exc:
-            raise ModelError("the GPU ran out of memory: lower --max-visual-tokens or --max-pixels") from exc
+        output = self.model.generate(**generate_kwargs, generation_config=config)
         prompt_length = inputs["input_ids"].shape[1]
-        new_ids = output[0, prompt_length:].tolist()
+        return self._reply(output[0, prompt_length:].tolist(), int(prompt_length), settings, _eos_ids(config))
+
+    def _reply(self, new_ids: list, prompt_length: int, settings: GenerationSettings, eos: set) -> Reply:
+        """A reply from the tokens generated after a prompt of `prompt_length` tokens."""
         raw = self.tokenizer.decode(new_ids, skip_special_tokens=False)
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
-        ended = bool(new_ids) and new_ids[-1] in _eos_ids(config)
+        ended = bool(new_ids) and new_ids[-1] in eos
         truncated = len(new_ids) >= settings.max_new_tokens and not ended
-        return Reply(raw=raw, text=text, prompt_tokens=int(prompt_length), completion_tokens=len(new_ids),
+        return Reply(raw=raw, text=text, prompt_tokens=prompt_length, completion_tokens=len(new_ids),
                      truncated=truncated)
 
 
@@ -279,11 +373,9 @@ def _video_metadata(prompt: VisualPrompt, pixels: list):
     )
 
 
-def _check_grid(inputs, prompt: VisualPrompt, family: Family) -> None:
-    """The processor's grid must be the size we chose: what we report is what the model saw."""
+def _check_grid(grids: list, prompt: VisualPrompt, family: Family) -> None:
+    """The processor's grids for this prompt must be the sizes we chose: what we report is what the model saw."""
     merge = family.merge_size * family.merge_size
-    key = "video_grid_thw" if prompt.mode == "video" else "image_grid_thw"
-    grids = inputs[key].tolist()
     if prompt.mode == "video":
         t, h, w = grids[0]
         budget = prompt.budgets[0]
