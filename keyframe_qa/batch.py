@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 from .budget import check_budget_settings
 from .checkpoint import CheckpointInfo
 from .engines import build_engine, engine_checkpoint
-from .errors import KeyframeQAError, ModelError, UsageError
+from .errors import KeyframeQAError, ModelError, OutOfMemory, UsageError
 from .frames import cpu_count
 from .messages import Progress
 from .outputs import OutputPath, check_output_file
@@ -58,6 +58,7 @@ class BatchSummary:
     failed: int
     seconds: float
     interrupted: bool = False
+    batches: tuple[int, ...] = ()  # --batch-size above 1: the prompt rows of each generate call, in order
 
 
 def collect_items(inputs: Sequence[str]) -> list[BatchItem]:
@@ -156,7 +157,7 @@ def settings_hash(request: AskRequest, model_id: str) -> str:
 def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[str, OutputPath], *, engine=None,
               checkpoint: Optional[CheckpointInfo] = None, concurrency: int = 1, use_ray: bool = False,
               overwrite: bool = False, fail_fast: bool = False, progress: bool = True,
-              on_line: Optional[Callable[[dict], None]] = None) -> BatchSummary:
+              on_line: Optional[Callable[[dict], None]] = None, batch_size: int = 1) -> BatchSummary:
     """Answer every item, appending one JSONL line per video to `output` (see results_file.py).
 
     The engine is built only when a video needs answering (pass `engine` to reuse one), so a rerun
@@ -164,11 +165,16 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
     engine), N videos are answered at once so the server can batch them, while the next ones decode;
     each line is written as its video finishes. With `use_ray` the videos are prepared and answered
     on a Ray cluster (scale.py) and this process writes the lines; resume and the rest are the same.
+    With `batch_size` N above 1 (the in-process model), up to N prompts are generated together in one
+    left-padded `generate` call (batching.py); greedy answers are the ones a batch size of 1 gives.
     """
     started = time.perf_counter()
     spec = engine_spec(template)
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    check_batch_size(spec, batch_size, use_ray)
+    if batch_size > 1 and engine is not None and not hasattr(engine, "answer_batch"):
+        raise UsageError("--batch-size above 1 needs an engine that can generate a batch (the in-process model)")
     if concurrency > 1 and spec.engine != "openai" and not use_ray:
         raise UsageError("--concurrency above 1 needs --engine openai (or --ray): the in-process model answers "
                          "one prompt at a time")
@@ -181,6 +187,8 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
     checkpoint = checkpoint or (engine.checkpoint if engine is not None else engine_checkpoint(spec))
     check_budget_settings(checkpoint.family, mode=template.mode, min_pixels=template.min_pixels,
                           max_pixels=template.max_pixels, max_visual_tokens=template.max_visual_tokens)
+    if batch_size > 1:
+        _check_batchable(template, checkpoint)
     with ResultsFile(output, overwrite=overwrite) as results:
         todo = []
         for item in items:
@@ -208,24 +216,56 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
             return counts["stop"]
 
         interrupted = False
+        batches: list[int] = []
         try:
             if use_ray:
                 from .scale import run_on_ray
 
                 run_on_ray(todo, spec, checkpoint, finish, actors=concurrency)
             else:
-                _run_here(todo, spec, checkpoint, engine, concurrency, finish)
+                batches = _run_here(todo, spec, checkpoint, engine, concurrency, finish, batch_size)
         except KeyboardInterrupt:
             interrupted = True
         finally:
             bar.close()
     return BatchSummary(total=len(items), done=counts["done"], skipped=skipped, failed=counts["failed"],
-                        seconds=time.perf_counter() - started, interrupted=interrupted)
+                        seconds=time.perf_counter() - started, interrupted=interrupted, batches=tuple(batches))
 
 
-def _run_here(todo: list, spec, checkpoint: CheckpointInfo, engine, concurrency: int, finish: Callable) -> None:
-    """This process decodes ahead on a thread pool and answers (up to `concurrency` at once)."""
-    state = {"stop": False, "engine": engine}
+def check_batch_size(spec, batch_size: int, use_ray: bool = False) -> None:
+    """Usage errors for --batch-size, before anything is read or loaded."""
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if batch_size > 1 and (spec.engine != "transformers" or use_ray):
+        raise UsageError("--batch-size is for the in-process model (--engine transformers, without --ray); a "
+                         "server batches requests itself: use --concurrency with --engine openai")
+
+
+def _check_batchable(template: AskRequest, checkpoint: CheckpointInfo) -> None:
+    """Refuse what a batch cannot honour: a seed gives each question its own sampled reply, and the rows
+    of one batch sample together."""
+    from .generation import resolve_generation
+    from .pipeline import generation_request
+
+    settings = resolve_generation(generation_request(template), checkpoint.generation_defaults,
+                                  find=bool(template.find))
+    if settings.do_sample and settings.seed is not None:
+        raise UsageError("--seed with sampling needs --batch-size 1: in a batch, the rows sample together, so a "
+                         "reply would depend on the videos beside it")
+
+
+def _run_here(todo: list, spec, checkpoint: CheckpointInfo, engine, concurrency: int, finish: Callable,
+              batch_size: int = 1) -> list[int]:
+    """This process decodes ahead on a thread pool and answers (up to `concurrency` at once, or with
+    `batch_size` above 1, that many videos on worker threads whose prompts are generated together).
+
+    Returns the rows of each batch generated (empty unless `batch_size` is above 1)."""
+    if batch_size > 1:
+        from .batching import BatchingEngine
+
+        concurrency = batch_size
+        engine = BatchingEngine(engine, batch_size) if engine is not None else None
+    state = {"stop": False, "engine": engine, "batch_size": batch_size}
 
     def done(item, settings, record, error) -> None:
         state["stop"] = finish(item, settings, record, error)  # finish's answer stays True once it is
@@ -254,16 +294,35 @@ def _run_here(todo: list, spec, checkpoint: CheckpointInfo, engine, concurrency:
     try:
         top_up()
         while pending and not state["stop"]:
-            item, settings, prepared, error = pending.popleft().result()
-            top_up()  # the next videos decode while this one is answered
-            if error is not None:
-                done(item, settings, None, error)
-            elif answer_pool is None:
-                done(*answer_item(item, settings, prepared, _engine(state, spec, checkpoint)))
-            else:
+            if answer_pool is not None:
                 while len(running) >= concurrency:
                     collect(block=True)
-                running.add(answer_pool.submit(answer_item, item, settings, prepared, _engine(state, spec, checkpoint)))
+            # Batching: every free worker's video is started together (decoding runs ahead, so they are
+            # usually ready), so their prompts meet in one batch instead of the first running alone.
+            slots = concurrency - len(running) if batch_size > 1 else 1
+            group = []
+            while pending and len(group) < slots:
+                group.append(pending.popleft().result())
+            top_up()  # the next videos decode while these are answered
+            ready = []
+            for item, settings, prepared, error in group:
+                if error is not None:
+                    done(item, settings, None, error)
+                else:
+                    ready.append((item, settings, prepared))
+            if state["stop"] or not ready:
+                continue
+            engine_now = _engine(state, spec, checkpoint)
+            if answer_pool is None:
+                for entry in ready:
+                    done(*answer_item(*entry, engine_now))
+                continue
+            if batch_size > 1:
+                for _ in ready:
+                    engine_now.join()  # all counted before the first of them asks
+            answer = _answer_as_worker if batch_size > 1 else answer_item
+            for entry in ready:
+                running.add(answer_pool.submit(answer, *entry, engine_now))
             collect(block=False)
         while running:  # what is in flight is finished and written, fail-fast or not
             collect(block=True)
@@ -273,19 +332,36 @@ def _run_here(todo: list, spec, checkpoint: CheckpointInfo, engine, concurrency:
         prepare_pool.shutdown(wait=False, cancel_futures=True)
         if answer_pool is not None:
             answer_pool.shutdown(wait=False, cancel_futures=True)
+    return list(getattr(state["engine"], "batches", []))
 
 
 def _engine(state: dict, spec, checkpoint: CheckpointInfo):
     # Built on the first video that needs answering; the next videos keep decoding meanwhile.
     if state["engine"] is None:
-        state["engine"] = build_engine(spec, checkpoint)
+        engine = build_engine(spec, checkpoint)
+        if state["batch_size"] > 1:
+            from .batching import BatchingEngine
+
+            engine = BatchingEngine(engine, state["batch_size"])
+        state["engine"] = engine
     return state["engine"]
+
+
+def _answer_as_worker(item: BatchItem, settings: str, prepared: PreparedVideo, engine) -> tuple:
+    """`answer_item` on a worker thread joined to a BatchingEngine; it leaves when done, so batches never
+    wait for it in vain."""
+    try:
+        return answer_item(item, settings, prepared, engine)
+    finally:
+        engine.leave()
 
 
 def answer_item(item: BatchItem, settings: str, prepared: PreparedVideo, engine) -> tuple:
     """(item, settings, record, error) for one prepared video; a ModelError is raised, not recorded."""
     try:
         return item, settings, dict(answer_prepared(prepared, engine), status="ok", settings=settings), None
+    except OutOfMemory as exc:
+        return item, settings, None, str(exc)  # this video's frames, even at half the budget: the rest may fit
     except ModelError:
         raise  # the model or server is broken for every video: stop the batch
     except KeyframeQAError as exc:
@@ -310,8 +386,12 @@ def summary_line(summary: BatchSummary, output: str) -> str:
     rate = summary.done / summary.seconds if summary.seconds > 0 else 0.0
     state = "interrupted: " if summary.interrupted else ""
     where = "on standard output" if output in ("-", "/dev/stdout") else f"in {output}"
+    batched = ""
+    if summary.batches:
+        mean = sum(summary.batches) / len(summary.batches)
+        batched = f"; {len(summary.batches)} generate batches of {mean:.1f} prompts on average"
     return (f"{state}{summary.done} answered, {summary.failed} failed, {summary.skipped} already done "
-            f"(of {summary.total}) in {summary.seconds:.1f}s ({rate:.2f} videos/s); results {where}")
+            f"(of {summary.total}) in {summary.seconds:.1f}s ({rate:.2f} videos/s){batched}; results {where}")
 
 
 def iter_lines(output: str) -> Iterable[dict]:

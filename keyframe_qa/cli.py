@@ -213,10 +213,13 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
 @click.option("--ray", "use_ray", is_flag=True,
               help="Run on a Ray cluster ($RAY_ADDRESS, else `ray start` here, else a local one); "
                    "--concurrency is then the number of engine actors.")
-def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray, **options):
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Prompts generated together in one left-padded batch (in-process model); greedy answers "
+                   "are the same as one at a time.")
+def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray, batch_size, **options):
     """Answer questions about many videos with one model load: INPUTS are files, folders, globs or
     .csv/.jsonl manifests (columns video, at, question). Reruns resume."""
-    from .batch import collect_items, run_batch, summary_line
+    from .batch import check_batch_size, collect_items, run_batch, summary_line
     from .engines import check_spec, engine_checkpoint
     from .pipeline import engine_spec
     from .results_file import check_results_file
@@ -226,6 +229,7 @@ def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray,
         raise UsageError("give questions with -q (or --find, or a `question` column in the manifest)")
     template = _request("", questions, options)
     check_spec(engine_spec(template))
+    check_batch_size(engine_spec(template), batch_size, use_ray)
     if use_ray:
         from .scale import check_ray
 
@@ -234,7 +238,7 @@ def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray,
     check_results_file(target)  # a file that is not ours is refused before anything else happens
     checkpoint = engine_checkpoint(engine_spec(template))
     summary = run_batch(items, template, target, checkpoint=checkpoint, concurrency=concurrency, use_ray=use_ray,
-                        overwrite=overwrite, fail_fast=fail_fast)
+                        overwrite=overwrite, fail_fast=fail_fast, batch_size=batch_size)
     click.echo(summary_line(summary, output), err=True)
     if summary.interrupted:
         raise click.exceptions.Exit(130)

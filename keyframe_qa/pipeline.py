@@ -17,7 +17,7 @@ from .answering import AnswerOptions, answer_frames, plan
 from .budget import DEFAULT_MAX_VISUAL_TOKENS
 from .checkpoint import CheckpointInfo
 from .engines import EngineSpec, build_engine, check_spec, engine_checkpoint
-from .errors import UsageError
+from .errors import OutOfMemory, UsageError
 from .frames import read_frames
 from .generation import GenerationRequest, check_generation, resolve_generation
 from .media import ProbedVideo, check_path, check_times, probe
@@ -238,8 +238,16 @@ def answer_prepared(prepared: PreparedVideo, engine=None) -> dict:
     if generation is None or prepared.checkpoint is None or prepared.checkpoint.family != engine.family:
         generation, budgets = generation_settings(request, engine.checkpoint), None  # planned for this engine
     generate_started = time.perf_counter()
-    answers, budgets = answer_frames(engine, frames, request.questions, answer_options(request, generation),
-                                     budgets=budgets, where=request.video)
+    retry = None
+    try:
+        answers, budgets = answer_frames(engine, frames, request.questions, answer_options(request, generation),
+                                         budgets=budgets, where=request.video)
+    except OutOfMemory as exc:
+        # Once, with half the visual tokens: the frames are decoded again at the smaller size, so the
+        # model sees exactly what the report says.
+        retried, frames, budgets, retry = _halve_budget(prepared, engine, generation, budgets, exc)
+        answers, budgets = answer_frames(engine, frames, request.questions, answer_options(retried, generation),
+                                         budgets=budgets, where=request.video)
     generate_s = time.perf_counter() - generate_started
 
     files = save_frames(frames, request.save_frames, option="--save-frames") if request.save_frames \
@@ -254,6 +262,8 @@ def answer_prepared(prepared: PreparedVideo, engine=None) -> dict:
     report = build_report(probed.info, model_record(engine, request.mode, generation), frames, budgets, files,
                           answers, timings)
     report["selection"] = dict(selection.record, per_frame=request.per_frame)
+    if retry is not None:
+        report["memory_retry"] = retry
     if request.annotate:
         for record, path in zip(report["frames"], write_annotated(frames, answers, request.annotate)):
             record["annotated"] = path
@@ -264,6 +274,29 @@ def answer_prepared(prepared: PreparedVideo, engine=None) -> dict:
                    [request.video])
         report["html"] = request.html
     return report
+
+
+def _halve_budget(prepared: PreparedVideo, engine, generation: GenerationSettings, budgets, error: OutOfMemory):
+    """(request, frames, budgets, JSON record) for the one retry after running out of accelerator memory:
+    the request's visual-token budget set to half of what the failed prompt used."""
+    request = prepared.request
+    sizes = [(f.width, f.height) for f in prepared.frames]
+    if budgets is None:
+        budgets = plan(answer_options(request, generation), engine.checkpoint, sizes)
+    used = sum(b.visual_tokens for b in budgets)
+    half = used // 2
+    retried = replace(request, max_visual_tokens=half)
+    try:
+        smaller = plan(answer_options(retried, generation), engine.checkpoint, sizes)
+    except UsageError as exc:
+        raise OutOfMemory(f"{error} (half the budget, {half} visual tokens, cannot be planned: {exc})") from error
+    warn(f"{request.video}: the GPU ran out of memory with {used} visual tokens; retrying once with "
+         f"--max-visual-tokens {half}")
+    shrink = _shrinker(retried, smaller)
+    frames = prepared.frames if shrink is None else read_selected(prepared.probed, prepared.selection, convert=shrink)
+    record = {"error": str(error), "visual_tokens_before": used, "max_visual_tokens": half,
+              "visual_tokens": sum(b.visual_tokens for b in smaller)}
+    return retried, frames, smaller, record
 
 
 def model_record(engine, mode: str, generation: GenerationSettings) -> dict:
