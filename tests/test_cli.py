@@ -137,9 +137,9 @@ def test_processor_grid_mismatch_is_caught():
     from keyframe_qa.records import FrameBudget
 
     prompt = VisualPrompt(images=[None], budgets=[FrameBudget(308, 252, 99)], labels=["f"], mode="images", times=[0])
-    _check_grid({"image_grid_thw": torch.tensor([[1, 18, 22]])}, prompt, family_from_config({"model_type": "qwen2_vl"}))
+    _check_grid(torch.tensor([[1, 18, 22]]).tolist(), prompt, family_from_config({"model_type": "qwen2_vl"}))
     with pytest.raises(ModelError):
-        _check_grid({"image_grid_thw": torch.tensor([[1, 20, 22]])}, prompt, family_from_config({"model_type": "qwen2_vl"}))
+        _check_grid(torch.tensor([[1, 20, 22]]).tolist(), prompt, family_from_config({"model_type": "qwen2_vl"}))
 
 
 # ---- errors: one line, the right exit code, no traceback -------------------------------------------------

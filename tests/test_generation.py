@@ -185,7 +185,7 @@ def test_model_input_pixels_equal_the_processors_own_resize(tiny_models, family,
     reference = processor(images=[image], do_resize=True, size={"shortest_edge": low, "longest_edge": high},
                           return_tensors="pt")
     assert mine["image_grid_thw"].tolist() == reference["image_grid_thw"].tolist()
-    _check_grid(mine, prompt, model.family)
+    _check_grid(mine["image_grid_thw"].tolist(), prompt, model.family)
     # pixel_values are normalised: (x / 255 - mean) / std; back to 0-255 levels per channel.
     std = max(processor.image_std)
     levels = (mine["pixel_values"] - reference["pixel_values"]).abs().max().item() * std * 255
