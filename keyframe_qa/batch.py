@@ -261,10 +261,7 @@ def _run_here(todo: list, spec, checkpoint: CheckpointInfo, engine, concurrency:
 
     Returns the rows of each batch generated (empty unless `batch_size` is above 1)."""
     if batch_size > 1:
-        from .batching import BatchingEngine
-
         concurrency = batch_size
-        engine = BatchingEngine(engine, batch_size) if engine is not None else None
     state = {"stop": False, "engine": engine, "batch_size": batch_size}
 
     def done(item, settings, record, error) -> None:
@@ -338,12 +335,12 @@ def _run_here(todo: list, spec, checkpoint: CheckpointInfo, engine, concurrency:
 def _engine(state: dict, spec, checkpoint: CheckpointInfo):
     # Built on the first video that needs answering; the next videos keep decoding meanwhile.
     if state["engine"] is None:
-        engine = build_engine(spec, checkpoint)
-        if state["batch_size"] > 1:
-            from .batching import BatchingEngine
+        state["engine"] = build_engine(spec, checkpoint)
+    if state["batch_size"] > 1:
+        from .batching import BatchingEngine
 
-            engine = BatchingEngine(engine, state["batch_size"])
-        state["engine"] = engine
+        if not isinstance(state["engine"], BatchingEngine):
+            state["engine"] = BatchingEngine(state["engine"], state["batch_size"])
     return state["engine"]
 
 

@@ -188,7 +188,8 @@ class QwenVLModel:
                 metadata.append(_video_metadata(prompt, pixels))
             else:
                 images.extend(pixels)
-        # Left padding: every row's last prompt token sits at the end, where generation continues.
+        # Left padding (a single row has none): every row's last prompt token sits at the end, where
+        # generation continues.
         kwargs = {"text": texts, "return_tensors": "pt", "do_resize": False, "padding": True, "padding_side": "left"}
         if videos:
             kwargs.update(videos=videos, video_metadata=metadata, do_sample_frames=False)
@@ -235,22 +236,7 @@ class QwenVLModel:
                 for image, budget in zip(prompt.images, prompt.budgets)]
 
     def _encode(self, prompt: VisualPrompt, pixels: list, question: str):
-        messages = [{"role": "user", "content": _content(prompt, question)}]
-        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        kwargs = {"text": [text], "return_tensors": "pt", "do_resize": False}
-        if prompt.mode == "video":
-            kwargs["videos"] = [np.stack(pixels)]
-            kwargs["video_metadata"] = [_video_metadata(prompt, pixels)]
-            kwargs["do_sample_frames"] = False
-        else:
-            kwargs["images"] = list(pixels)
-        try:
-            inputs = self.processor(**kwargs)
-        except (ValueError, TypeError) as exc:
-            raise ModelError(f"the processor of {self.model_id} rejected the frames: {exc}") from exc
-        key = "video_grid_thw" if prompt.mode == "video" else "image_grid_thw"
-        _check_grid(inputs[key].tolist(), prompt, self.family)
-        return inputs.to(self.model.device)
+        return self._encode_rows([(prompt, question, pixels)])
 
     def _prefill(self, inputs, prefix_length: int):
         """Run the shared prefix (all frames) once; returns its key/value cache."""
