@@ -12,9 +12,11 @@ from typing import Optional, Sequence
 
 from .budget import check_context, plan_request, prompt_tokens_lower_bound
 from .checkpoint import CheckpointInfo
+from .errors import UsageError
 from .grounding import FrameGeometry, find_boxes, grounding_prompt
 from .messages import warn
 from .records import Answer, Frame, FrameBudget, GenerationSettings, VisualPrompt
+from .text_tokens import text_counter
 from .timecodes import format_time
 
 
@@ -31,15 +33,76 @@ class AnswerOptions:
     find: Optional[str] = None  # an object to locate with the family's grounding prompt
 
 
-def plan(options: AnswerOptions, checkpoint: CheckpointInfo, sizes: Sequence[tuple[int, int]]) -> list[FrameBudget]:
-    """Each frame's budget for this model, and a refusal if a prompt cannot fit its context."""
+def plan(options: AnswerOptions, checkpoint: CheckpointInfo, sizes: Sequence[tuple[int, int]], *,
+         questions: Sequence[str] = (), times: Optional[Sequence[float]] = None) -> list[FrameBudget]:
+    """Each frame's budget for this model, and a refusal if a prompt cannot fit its context.
+
+    With `questions` and the frames' `times`, the prompt's text (the questions, the --find prompt, the
+    frames' labels) counts too (text_tokens.py: bounded, then tokenised; no torch)."""
     budgets = plan_request(sizes, checkpoint.family, mode=options.mode, per_frame=options.per_frame,
                            min_pixels=options.min_pixels, max_pixels=options.max_pixels,
                            max_visual_tokens=options.max_visual_tokens)
-    prompts = [[b] for b in budgets] if options.per_frame else [budgets]
-    longest = max(prompt_tokens_lower_bound(p, options.mode) for p in prompts)
-    check_context(longest, options.generation.max_new_tokens, checkpoint.context_length)
+    question, labels = text_at_least(options, checkpoint, questions, times if times is not None else [])
+    if options.per_frame:
+        longest = max(prompt_tokens_lower_bound([b], options.mode) + (labels[i] if labels else 0)
+                      for i, b in enumerate(budgets))
+    else:
+        longest = prompt_tokens_lower_bound(budgets, options.mode) + sum(labels)
+    check_context(longest + question, options.generation.max_new_tokens, checkpoint.context_length)
     return budgets
+
+
+def check_text(options: AnswerOptions, checkpoint: CheckpointInfo, questions: Sequence[str],
+               times: Sequence[float]) -> None:
+    """Refuse, before the video is even probed, a prompt whose text alone (with one visual token and two
+    markers per frame, the least a frame can cost) cannot fit the model's context. (More frames than
+    the budget can give a visual token each is refused by the selection, after the cheap probe.)"""
+    count = len(times)
+    question, labels = text_at_least(options, checkpoint, questions, times)
+    if options.per_frame:
+        frames = 3 + max(labels, default=0) if count else 0
+    else:
+        frames = count + (2 if options.mode == "video" else 2 * count) + sum(labels)
+    context, reply = checkpoint.context_length, options.generation.max_new_tokens
+    if context is not None and count > 1 and frames + reply > context:
+        raise UsageError(f"{count} times: their frames and labels alone take at least {frames} tokens, with up to "
+                         f"{reply} for the reply over the model's context of {context} tokens "
+                         f"(max_position_embeddings in its config): give fewer times")
+    if context is not None and question + reply > context:
+        raise UsageError(f"a question takes at least {question} tokens ({_size(max(questions, key=len, default=''))} of "
+                         f"text), with up to {reply} for the reply over the model's context of {context} tokens: "
+                         f"shorten it")
+    check_context(frames + question, reply, context)
+
+
+def _size(text: str) -> str:
+    from .text_tokens import utf8_length
+
+    size = utf8_length(text)
+    return f"{size / 1024 / 1024:.1f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KiB" \
+        if size >= 1024 else f"{size} bytes"
+
+
+def text_at_least(options: AnswerOptions, checkpoint: CheckpointInfo, questions: Sequence[str],
+                  times: Sequence[float]) -> tuple[int, list[int]]:
+    """(tokens of the longest question, tokens of each frame's label text), as lower bounds.
+
+    Each question goes in its own prompt after the frames; a label is counted with the requested time,
+    less one token of slack, since the frame shown may carry a slightly different time."""
+    counter = text_counter(checkpoint.model_id)
+    context = checkpoint.context_length
+    asked = list(questions)
+    if options.find:
+        asked.append(grounding_prompt(options.find, checkpoint.family, 1 if options.per_frame else max(1, len(times))))
+    question = max((counter.count(q, context) for q in asked), default=0)
+    slack = 1 if counter.exact else 0
+    if not times:
+        return question, []
+    if options.mode == "video" and not options.per_frame:
+        text = video_times_text([format_time(t) for t in times])
+        return question, [max(0, counter.count(text, context) - slack * len(times))]
+    labels = [image_label_text(f"frame {position + 1} at {format_time(t)}") for position, t in enumerate(times)]
+    return question, [max(0, counter.count(label, context) - slack) for label in labels]
 
 
 def answer_frames(engine, frames: Sequence[Frame], questions: Sequence[str], options: AnswerOptions, *,
@@ -83,15 +146,24 @@ def prompt_parts(prompt: VisualPrompt, question: str) -> list[tuple[str, object]
     """
     parts: list[tuple[str, object]] = []
     if prompt.mode == "video":
-        times = ", ".join(label.split(" at ")[-1] for label in prompt.labels)
         parts.append(("video", None))
-        parts.append(("text", f"The video above is {len(prompt.images)} frames shown at {times}.\n"))
+        parts.append(("text", video_times_text([label.split(" at ")[-1] for label in prompt.labels])))
     else:
         for position, label in enumerate(prompt.labels):
-            parts.append(("text", f"{label[:1].upper()}{label[1:]}:"))
+            parts.append(("text", image_label_text(label)))
             parts.append(("image", position))
     parts.append(("text", question))
     return parts
+
+
+def image_label_text(label: str) -> str:
+    """The text before a frame's picture in images mode: "Frame 2 at 0:00:05.500:"."""
+    return f"{label[:1].upper()}{label[1:]}:"
+
+
+def video_times_text(times: Sequence[str]) -> str:
+    """The text after the video in video mode, saying when its frames were taken."""
+    return f"The video above is {len(times)} frames shown at {', '.join(times)}.\n"
 
 
 def frame_labels(frames: Sequence[Frame]) -> list[str]:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .errors import ModelError
+from .errors import ModelError, UsageError
 from .families import Family, family_from_config
 from .messages import status
 
@@ -35,7 +35,18 @@ class CheckpointInfo:
 
 def default_model_id() -> str:
     """The model to use when --model is not given: $KEYFRAME_QA_MODEL or Qwen2-VL-2B-Instruct."""
-    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    return model_from_env() or DEFAULT_MODEL
+
+
+def model_from_env() -> Optional[str]:
+    """$KEYFRAME_QA_MODEL, or None when it is unset; set but empty is a usage error, not the default
+    (a 4.5 GB download nobody asked for)."""
+    value = os.environ.get(MODEL_ENV)
+    if value is None:
+        return None
+    if not value.strip():
+        raise UsageError(f"{MODEL_ENV} is set but empty: unset it, or set it to a hub id or a checkpoint folder")
+    return value.strip()
 
 
 def inspect_checkpoint(model_id: Optional[str] = None) -> CheckpointInfo:
@@ -157,9 +168,10 @@ def hub_cache() -> str:
 
 def missing_model_message(model_id: str) -> str:
     """The error for a hub id that is neither cached nor reachable, with a download command."""
+    hub = "HF_HUB_OFFLINE is set, so the hub was not asked" if _offline() else "the hub could not be reached"
     return (
         f"model {model_id!r} not found: it is not a local folder, not in the Hugging Face cache ({hub_cache()}), "
-        f"and the hub could not be reached. Download it once with `hf download {model_id}` "
+        f"and {hub}. Download it once with `hf download {model_id}` "
         f"(from a clone of keyframe-qa: `uv run hf download {model_id}`), "
         f"or pass --model /path/to/checkpoint (or set {MODEL_ENV})"
     )

@@ -275,7 +275,8 @@ def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_c
     with ThreadPoolExecutor(max_workers=1) as pool:
         probing = pool.submit(lambda: _indexed(probe(video)))
         try:
-            detected = detect_scenes(video, options, use_cache=not no_cache, show_progress=True)
+            detected = detect_scenes(video, options, use_cache=not no_cache, show_progress=True,
+                                     frame_count=lambda: probing.result().frame_count)
         except KeyframeQAError:
             probing.result()
             raise

@@ -11,6 +11,11 @@ What a path is decides how it is written:
 
 Refused up front, as usage errors: folders, block devices, sockets, any input of the same run (the
 video, a manifest, a config), read-only files, and paths under folders we cannot create or write.
+
+Names keyframe-qa chooses itself (frame images inside `--out`, `--save-frames`, `--annotate`) follow
+stricter rules (`write_chosen_name`): the name must be absent or a regular file of ours to replace;
+a symlink, anything that is not a regular file, or an input of the run (compared by device and inode)
+stops the run, and the rename never follows a link.
 """
 
 from __future__ import annotations
@@ -131,7 +136,9 @@ def same_file(a: str, b: str) -> bool:
 
 def write_output(output: OutputPath, data: Union[str, bytes]) -> None:
     """Write a whole output the way its kind needs (see the module docstring)."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    # JSON is made valid Unicode before it gets here (jsontext.py); for other text (HTML, CSV) a name
+    # that is not UTF-8 shows U+FFFD rather than failing the write.
+    payload = data.encode("utf-8", "replace") if isinstance(data, str) else data
     try:
         if output.is_stdout:
             sys.stdout.flush()
@@ -155,18 +162,61 @@ def write_output(output: OutputPath, data: Union[str, bytes]) -> None:
         raise KeyframeQAError(f"cannot write {output.given}: {_reason(exc)}") from exc
 
 
+def check_chosen_name(path: str, option: str, inputs: Iterable[str] = ()) -> None:
+    """Refuse to write a file whose name keyframe-qa chose (a frame image in an output folder) when
+    something other than a regular file of ours stands there: a symlink (it could point at anything,
+    an input included), a folder, a device, or an input of this run (same device and inode)."""
+    try:
+        status = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise KeyframeQAError(f"cannot write {path} ({option}): {_reason(exc)}") from exc
+    if stat.S_ISLNK(status.st_mode):
+        raise KeyframeQAError(f"{path} ({option}) is a symlink; keyframe-qa never writes through a link in a name "
+                              f"it chose: remove it or choose another folder")
+    if not stat.S_ISREG(status.st_mode):
+        raise KeyframeQAError(f"{path} ({option}) exists and is not a regular file; remove it or choose another "
+                              f"folder")
+    for source in inputs:
+        try:
+            other = os.stat(source)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (status.st_dev, status.st_ino):
+            raise KeyframeQAError(f"{path} ({option}) is an input of this run ({source}); it would be overwritten: "
+                                  f"choose another folder")
+
+
+def write_chosen_name(path: str, data: bytes, option: str, inputs: Iterable[str] = ()) -> str:
+    """Write a file whose name keyframe-qa chose, inside a folder the user named (see
+    `check_chosen_name`): checked, then written to a temporary file and renamed over the name, which
+    replaces a directory entry and never follows a link planted after the check."""
+    check_chosen_name(path, option, inputs)
+    try:
+        _replace_atomically(path, data, follow=False)
+    except OSError as exc:
+        raise KeyframeQAError(f"cannot write {path} ({option}): {_reason(exc)}") from exc
+    return path
+
+
 def write_file(path: str, data: Union[str, bytes], option: str = "output", inputs: Iterable[str] = ()) -> str:
     """Check and write one file (inside an output folder, say); returns the path written."""
     write_output(check_output_file(path, option, inputs), data)
     return path
 
 
-def _replace_atomically(path: str, payload: bytes) -> None:
+def _replace_atomically(path: str, payload: bytes, *, follow: bool = True, mode: Optional[int] = None) -> None:
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)  # an existing file keeps its permissions
-    except FileNotFoundError:
+    if mode is None:
+        try:
+            # An existing file keeps its permissions (a link's own bits are meaningless: not followed).
+            found = os.stat(path) if follow else os.lstat(path)
+            mode = stat.S_IMODE(found.st_mode) if stat.S_ISREG(found.st_mode) else None
+        except FileNotFoundError:
+            pass
+    if mode is None:
         mode = 0o666 & ~_umask()  # as a plain open() would create it (mkstemp makes 0600)
     handle, temporary = tempfile.mkstemp(prefix=".keyframe-qa-", suffix=".tmp", dir=directory)
     try:

@@ -13,11 +13,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .answering import AnswerOptions, answer_frames, plan
+from .answering import AnswerOptions, answer_frames, check_text, plan
 from .budget import DEFAULT_MAX_VISUAL_TOKENS
 from .checkpoint import CheckpointInfo
-from .engines import EngineSpec, build_engine, check_spec, engine_checkpoint
-from .errors import OutOfMemory, UsageError
+from .engines import EngineSpec, build_engine, check_spec, engine_checkpoint, warm_engine_imports
+from .errors import KeyframeQAError, OutOfMemory, UsageError
 from .frames import read_frames
 from .generation import GenerationRequest, check_generation, resolve_generation
 from .media import ProbedVideo, check_path, check_times, probe
@@ -116,7 +116,7 @@ def write_frames(probed: ProbedVideo, selection: Selection, directory: str, *, i
 
     def write(frame: Frame) -> Frame:
         files[frame.index] = write_frame_file(frame, directory, image_format=image_format, quality=quality,
-                                              max_side=max_side, option=option)
+                                              max_side=max_side, option=option, inputs=[probed.info.path])
         return drop_picture(frame)
 
     frames = read_frames(probed, list(selection.times), requested=list(selection.requested),
@@ -157,18 +157,47 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None) ->
     """
     selection_request = _selection_request(request)
     _check_request(request, selection_request)
+    # The text (questions, the labels of given times) is checked first when the model's config is here:
+    # a 10 MB question or 10,000 times are refused before the video is probed, indexed or decoded.
+    early = checkpoint or _checkpoint_here(request)
+    if early is not None:
+        check_text(answer_options(request, _quiet_generation(request, early)), early, request.questions,
+                   selection_request.times or ())
     started = time.perf_counter()
     probed = probe(request.video)  # refuses a missing, empty or unreadable path first
     probe_s = time.perf_counter() - started
     decode_started = time.perf_counter()
     selection = select(probed, selection_request)
-    checkpoint = checkpoint or engine_checkpoint(engine_spec(request))
+    checkpoint = early or engine_checkpoint(engine_spec(request))
     generation = generation_settings(request, checkpoint)
-    budgets = plan(answer_options(request, generation), checkpoint,
-                   [(probed.info.width, probed.info.height)] * len(selection.times))
-    frames = read_selected(probed, selection, convert=_shrinker(request, budgets))
+    options = answer_options(request, generation)
+    budgets = plan(options, checkpoint, [(probed.info.width, probed.info.height)] * len(selection.times),
+                   questions=request.questions, times=selection.times)
+    shrink = _shrinker(request, budgets)
+    if shrink is not None:
+        warm_engine_imports(request.engine)  # the engine's resize imports torch: not part of decoding
+        decode_started = time.perf_counter()
+    frames = read_selected(probed, selection, convert=shrink)
     return PreparedVideo(request, probed, selection, frames, probe_s, time.perf_counter() - decode_started,
                          checkpoint, budgets, generation)
+
+
+def _checkpoint_here(request: AskRequest) -> Optional[CheckpointInfo]:
+    """The model's config facts when they can be read here at once (a folder or the cache), else None:
+    a model that must be fetched, or a broken config, is reported in its usual place, after the video."""
+    from .checkpoint import inspect_local_checkpoint
+    from .engines import resolved
+
+    try:
+        spec = resolved(engine_spec(request))
+        return engine_checkpoint(spec) if spec.model_id and inspect_local_checkpoint(spec.model_id) else None
+    except KeyframeQAError:
+        return None
+
+
+def _quiet_generation(request: AskRequest, checkpoint: CheckpointInfo) -> GenerationSettings:
+    # Only the reply length matters for the early check; the warnings come with the real settings.
+    return resolve_generation(generation_request(request), checkpoint.generation_defaults, find=bool(request.find))
 
 
 def generation_request(request: AskRequest) -> GenerationRequest:
@@ -230,6 +259,7 @@ def answer_prepared(prepared: PreparedVideo, engine=None) -> dict:
     """The model half of `ask`: the engine answers, boxes are tied to frames, the report and its files."""
     request, probed, selection, frames = prepared.request, prepared.probed, prepared.selection, prepared.frames
     started = time.perf_counter()
+    _check_frame_files(request, frames)  # a planted link or an input in a frame's name: refused before the model
     model_load_s = 0.0
     if engine is None:
         engine = build_engine(engine_spec(request), prepared.checkpoint)
@@ -250,8 +280,8 @@ def answer_prepared(prepared: PreparedVideo, engine=None) -> dict:
                                          budgets=budgets, where=request.video)
     generate_s = time.perf_counter() - generate_started
 
-    files = save_frames(frames, request.save_frames, option="--save-frames") if request.save_frames \
-        else [None] * len(frames)
+    files = save_frames(frames, request.save_frames, option="--save-frames", inputs=[request.video]) \
+        if request.save_frames else [None] * len(frames)
     timings = {
         "probe_s": prepared.probe_s,
         "decode_s": prepared.decode_s,
@@ -265,7 +295,8 @@ def answer_prepared(prepared: PreparedVideo, engine=None) -> dict:
     if retry is not None:
         report["memory_retry"] = retry
     if request.annotate:
-        for record, path in zip(report["frames"], write_annotated(frames, answers, request.annotate)):
+        for record, path in zip(report["frames"], write_annotated(frames, answers, request.annotate,
+                                                                  inputs=[request.video])):
             record["annotated"] = path
     if request.html:
         from .html_report import render_html
@@ -306,13 +337,23 @@ def model_record(engine, mode: str, generation: GenerationSettings) -> dict:
             "generation": asdict(generation)}
 
 
-def write_annotated(frames: Sequence[Frame], answers: Sequence[Answer], directory: str) -> list[str]:
+def _check_frame_files(request: AskRequest, frames: Sequence[Frame]) -> None:
+    from .report import check_frame_names
+
+    for directory, option, suffix in ((request.save_frames, "--save-frames", ""),
+                                      (request.annotate, "--annotate", "_annotated")):
+        if directory:
+            check_frame_names(frames, directory, suffix=suffix, option=option, inputs=[request.video])
+
+
+def write_annotated(frames: Sequence[Frame], answers: Sequence[Answer], directory: str,
+                    inputs: Sequence[str] = ()) -> list[str]:
     """Each frame with the boxes attributed to it drawn, as PNG; returns the paths."""
     from .annotate import draw_boxes
 
     drawn = [replace(f, image=draw_boxes(f.image, [b for a in answers for b in a.boxes if b.frame == f.index]))
              for f in frames]
-    return save_frames(drawn, directory, suffix="_annotated", option="--annotate")
+    return save_frames(drawn, directory, suffix="_annotated", option="--annotate", inputs=inputs)
 
 
 def _selection_request(request: AskRequest) -> SelectionRequest:

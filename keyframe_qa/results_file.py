@@ -18,6 +18,7 @@ import os
 import sys
 
 from .errors import KeyframeQAError, UsageError
+from .jsontext import dumps, path_of
 from .outputs import OutputPath
 
 # Every line we write starts with this, so a torn tail can be recognised as ours.
@@ -65,7 +66,7 @@ class ResultsFile:
         """Append one line in one write, then flush it to disk: a crash loses at most this line."""
         # schema_version first: every line starts with LINE_PREFIX, which is how a torn one is known.
         record = {"schema_version": 1, **record}
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        line = dumps(record, separators=(",", ":")).encode("utf-8") + b"\n"
         try:
             self._handle.write(line)
             self._handle.flush()
@@ -132,7 +133,7 @@ def _read_finished(handle, output: OutputPath, *, repair: bool, overwrite: bool)
         if not is_result(record):
             _not_ours(output, f"line {number} is not a keyframe-qa result")
         if record["status"] == "ok":
-            finished.add((key_path(record["video"]["path"]), record["settings"]))
+            finished.add((key_path(path_of(record["video"])), record["settings"]))
     if complete_end < size:
         handle.seek(complete_end)
         tail = handle.read(min(size - complete_end, MAX_LINE_BYTES + 1))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import sys
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 from .errors import UsageError, VideoError
 from .media import ProbedVideo, check_path
@@ -28,7 +29,6 @@ DETECTORS = {
 }
 KEYFRAME_CHOICES = ("first", "middle", "sharpest")
 DEFAULT_MIN_SCENE_LEN = "15"  # frames, PySceneDetect's default
-CACHE_ENV = "KEYFRAME_QA_CACHE_DIR"
 
 
 @dataclass(frozen=True)
@@ -106,20 +106,25 @@ def make_detector(options: SceneOptions):
 
 
 def detect_scenes(path: str, options: SceneOptions = SceneOptions(), *, use_cache: bool = True,
-                  show_progress: bool = False) -> list[Scene]:
-    """All scenes of the video, in order (cached per video file and detector settings)."""
+                  show_progress: bool = False, frame_count: Optional[Callable[[], int]] = None) -> list[Scene]:
+    """All scenes of the video, in order (cached per video file and detector settings; see cache.py).
+
+    `frame_count`, when given, says how many frames the video has: a cached list that runs past it
+    disagrees with the video and is detected again.
+    """
+    from . import cache
+
     check_options(options)
     check_path(path)
-    cache_file = _cache_file(path, options) if use_cache else None
-    if cache_file and os.path.exists(cache_file):
-        try:
-            with open(cache_file, encoding="utf-8") as handle:
-                return [Scene(**record) for record in json.load(handle)["scenes"]]
-        except (OSError, ValueError, TypeError, KeyError):
-            pass  # a damaged cache entry is recomputed
+    if use_cache:
+        key = _cache_key(path, options)
+        name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32] + ".json"
+        cached = cache.read_entry("scenes", name, key, lambda payload: _checked_scenes(payload, frame_count))
+        if cached is not None:
+            return cached
     scenes = _detect(path, options, show_progress)
-    if cache_file:
-        _write_cache(cache_file, scenes)
+    if use_cache:
+        cache.write_entry("scenes", name, key, [asdict(s) for s in scenes])
     return scenes
 
 
@@ -234,37 +239,45 @@ def _with_more_decoder_threads(video):
     return video
 
 
-def cache_dir() -> str:
-    """Where scene lists are cached: $KEYFRAME_QA_CACHE_DIR or the user cache dir."""
-    configured = os.environ.get(CACHE_ENV)
-    if configured:
-        return configured
-    import platformdirs
-
-    return platformdirs.user_cache_dir("keyframe-qa")
-
-
-def _cache_file(path: str, options: SceneOptions) -> str:
+def _cache_key(path: str, options: SceneOptions) -> dict:
     import scenedetect
 
-    stat = os.stat(path)
-    key = {
-        "path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+    status = os.stat(path)
+    return {
+        "path": os.path.abspath(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns,
         "detector": options.detector, "threshold": options.effective_threshold,
         "min_scene_len": _min_len_record(options.min_scene_len), "scenedetect": scenedetect.__version__,
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
-    return os.path.join(cache_dir(), "scenes", f"{digest}.json")
 
 
-def _write_cache(cache_file: str, scenes: Sequence[Scene]) -> None:
-    from .errors import KeyframeQAError
-    from .outputs import write_file
+_SCENE_FIELDS = {"index": int, "start_frame": int, "end_frame": int, "start": float, "end": float}
 
-    try:
-        write_file(cache_file, json.dumps({"scenes": [asdict(s) for s in scenes]}), "scene cache")
-    except (OSError, KeyframeQAError):
-        pass  # an unwritable cache only costs speed next time
+
+def _checked_scenes(payload, frame_count: Optional[Callable[[], int]]) -> list[Scene]:
+    """A cached scene list, if it is one we could have written for this video (else CacheEntryError)."""
+    from .cache import CacheEntryError
+
+    if not isinstance(payload, list) or not payload:
+        raise CacheEntryError("no scene list in it")
+    scenes = []
+    for position, record in enumerate(payload):
+        if not isinstance(record, dict) or set(record) != set(_SCENE_FIELDS):
+            raise CacheEntryError(f"scene {position} does not have the fields {', '.join(_SCENE_FIELDS)}")
+        for field, kind in _SCENE_FIELDS.items():
+            value = record[field]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    (kind is int and not isinstance(value, int)) or not math.isfinite(value):
+                raise CacheEntryError(f"scene {position}: {field} is not {'an integer' if kind is int else 'a number'}")
+        scenes.append(Scene(**{field: kind(record[field]) for field, kind in _SCENE_FIELDS.items()}))
+    for position, scene in enumerate(scenes):
+        previous = scenes[position - 1] if position else None
+        if scene.index != position or scene.start_frame >= scene.end_frame or scene.start > scene.end or \
+                scene.start_frame < 0 or scene.start < 0 or \
+                (previous is not None and (scene.start_frame != previous.end_frame or scene.start < previous.end)):
+            raise CacheEntryError(f"scene {position} does not follow on from the one before")
+    if frame_count is not None and scenes[-1].end_frame > frame_count():
+        raise CacheEntryError(f"its scenes end at frame {scenes[-1].end_frame}, past the video's last frame")
+    return scenes
 
 
 def _min_len_record(text: str) -> dict:

@@ -193,7 +193,7 @@ def _default(video: ProbedVideo, request: SelectionRequest) -> Selection:
 def _by_scene(video: ProbedVideo, request: SelectionRequest) -> Selection:
     options = request.scene_options
     scenes = detect_scenes(video.info.path, options, use_cache=request.use_cache,
-                           show_progress=request.show_progress)
+                           show_progress=request.show_progress, frame_count=lambda: video.frame_count)
     kept = select_longest(scenes, options.max_scenes)
     numbers = keyframe_numbers(video, kept, options.keyframe)
     times = tuple(video.frame_time(n) for n in numbers)

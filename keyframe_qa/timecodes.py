@@ -10,6 +10,9 @@ from .errors import UsageError
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
 _SECONDS = re.compile(rf"^(?:{_NUMBER})$")
 _CLOCK = re.compile(rf"^(?:(\d+):)?(\d+):((?:{_NUMBER}))$")
+# Longer than any time a video can have (a year in seconds with nanoseconds is 17 characters): reading
+# thousands of digits would overflow a float or hit Python's int-string limit.
+MAX_TIME_CHARS = 32
 
 
 def parse_time(text: str) -> float:
@@ -22,7 +25,9 @@ def parse_time(text: str) -> float:
     if not raw:
         raise UsageError("empty time in --at (use seconds like 5.5, or m:ss / h:mm:ss)")
     if raw.startswith("-"):
-        raise UsageError(f"negative time {raw!r} in --at: times count from the first frame (0)")
+        raise UsageError(f"negative time {_shown(raw)} in --at: times count from the first frame (0)")
+    if len(raw) > MAX_TIME_CHARS:
+        raise UsageError(f"cannot read time {_shown(raw)}: {len(raw)} characters is longer than any video's time")
     if _SECONDS.match(raw):
         value = float(raw)
     else:
@@ -33,10 +38,14 @@ def parse_time(text: str) -> float:
         minutes, seconds = int(minutes_text), float(seconds_text)
         if seconds >= 60 or (hours_text is not None and minutes >= 60):
             raise UsageError(f"cannot read time {raw!r}: minutes and seconds must be below 60")
-        value = (int(hours_text or 0) * 60 + minutes) * 60 + seconds
+        value = float((int(hours_text or 0) * 60 + minutes) * 60) + seconds
     if not math.isfinite(value):
         raise UsageError(f"cannot read time {raw!r}")
     return value
+
+
+def _shown(raw: str) -> str:
+    return repr(raw) if len(raw) <= 40 else repr(raw[:20] + "..." + raw[-8:])
 
 
 def parse_time_list(text: str) -> list[float]:

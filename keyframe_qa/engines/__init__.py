@@ -9,6 +9,7 @@ Exact frames, budgets, prompts and boxes are ours whichever engine answers; only
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence, runtime_checkable
 
@@ -50,15 +51,34 @@ class EngineSpec:
     timeout: float = 600.0  # openai: seconds to wait for one reply
 
 
+def resolved(spec: EngineSpec) -> EngineSpec:
+    """The spec with its model named: --model, else $KEYFRAME_QA_MODEL (for a server too), else, in
+    process, the default checkpoint."""
+    from dataclasses import replace
+
+    from ..checkpoint import default_model_id, model_from_env
+
+    if spec.model_id:
+        return spec
+    model_id = model_from_env() if spec.engine == "openai" else default_model_id()
+    return replace(spec, model_id=model_id) if model_id else spec
+
+
 def check_spec(spec: EngineSpec) -> None:
     """Usage errors in an engine's options, before anything is loaded or contacted."""
     if spec.engine not in ENGINES:
         raise UsageError(f"unknown engine {spec.engine!r}: use {' or '.join(ENGINES)}")
+    spec = resolved(spec)
     if spec.engine == "openai":
         if not spec.base_url:
             raise UsageError("--engine openai needs --base-url, e.g. --base-url http://localhost:8000/v1")
         if not spec.model_id:
-            raise UsageError("--engine openai needs --model: the model's name as the server serves it")
+            raise UsageError("--engine openai needs --model (or $KEYFRAME_QA_MODEL): the model's name as the "
+                             "server serves it")
+        key = os.environ.get(spec.api_key_env)
+        if key and not all(33 <= ord(ch) <= 126 for ch in key):
+            raise UsageError(f"the API key in ${spec.api_key_env} contains a space, a newline or another character "
+                             f"an HTTP header cannot carry; set it to the key alone")
         if not spec.base_url.startswith(("http://", "https://")):
             raise UsageError(f"--base-url {spec.base_url!r} must start with http:// or https://")
         if not spec.timeout > 0:
@@ -78,6 +98,7 @@ def engine_checkpoint(spec: EngineSpec) -> CheckpointInfo:
     from ..families import family_by_name
 
     check_spec(spec)
+    spec = resolved(spec)
     if spec.engine == "transformers":
         return inspect_checkpoint(spec.model_id)
     local = inspect_local_checkpoint(spec.model_id)
@@ -95,6 +116,7 @@ def engine_checkpoint(spec: EngineSpec) -> CheckpointInfo:
 def build_engine(spec: EngineSpec, checkpoint: Optional[CheckpointInfo] = None) -> Engine:
     """Load (transformers) or connect to (openai) the engine a spec names."""
     checkpoint = checkpoint or engine_checkpoint(spec)
+    spec = resolved(spec)
     if spec.engine == "openai":
         from .openai import OpenAIEngine
 
@@ -102,6 +124,15 @@ def build_engine(spec: EngineSpec, checkpoint: Optional[CheckpointInfo] = None) 
     from .transformers import QwenVLModel
 
     return QwenVLModel(spec.model_id, device=spec.device, dtype=spec.dtype, checkpoint=checkpoint)
+
+
+def warm_engine_imports(engine: str) -> None:
+    """Import what `shrink_for_engine` needs for `engine` now (torch, for the in-process engine), so the
+    time it takes is not counted as decoding."""
+    if engine == "openai":
+        from . import openai  # noqa: F401
+    else:
+        from . import transformers  # noqa: F401
 
 
 def shrink_for_engine(engine: str, image, budget, model_id: Optional[str] = None):

@@ -6,10 +6,13 @@ the visual tokens are the ones we planned. That is checked on every reply: the s
 and chat template when they are on this machine (`tokenizers` and `jinja2`, no torch), else with a
 lower bound. A mismatch means the server resized the frames, and is an error.
 
-HTTP is the standard library's: one request per question, safe to call from many threads at once
-(batch --concurrency). Transient failures (connection reset, 429, 502, 503, 504) are retried with
-backoff; a server that cannot be reached, a model it does not serve or a refused key stop the run
-(ModelError); a failure of one request is that video's error.
+HTTP is the standard library's http.client: one request per question, safe to call from many threads
+at once (batch --concurrency). Nothing the server sends is trusted: the whole exchange must end within
+--timeout (a watchdog closes the socket of a reply that drips), a reply is read up to MAX_REPLY_BYTES
+and an error's body up to MAX_ERROR_BYTES, and the reply must be a chat completion with fields of the
+right types. Transient failures (connection reset, 429, 502, 503, 504) are retried with backoff; a
+server that cannot be reached, a model it does not serve or a refused key stop the run (ModelError);
+a failure of one request is that video's error.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ import json
 import os
 import re
 import socket
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from typing import Optional, Sequence
 
 import numpy as np
@@ -35,8 +38,14 @@ from ..records import GenerationSettings, Reply, VisualPrompt
 RETRIES = 4  # tries of a request that failed in a passing way
 BACKOFF_S = 0.5  # first wait; doubles with each retry
 TRANSIENT_STATUS = {429, 502, 503, 504}
+MAX_REPLY_BYTES = 16 * 1024 * 1024  # a chat completion of thousands of tokens is kilobytes
+MAX_ERROR_BYTES = 64 * 1024  # of an error's body: enough for its detail
 _SPECIAL_TOKEN = re.compile(r"<\|[^|<>]{1,40}\|>")
 IMAGE_PAD = "<|image_pad|>"
+
+
+class ReplyTimeout(Exception):
+    """The whole exchange with the server outlasted --timeout."""
 
 
 class OpenAIEngine:
@@ -81,14 +90,7 @@ class OpenAIEngine:
                    else {"type": "image_url", "image_url": {"url": urls[value]}} for kind, value in parts]
         body = {"model": self.model_id, "messages": [{"role": "user", "content": content}],
                 "max_tokens": settings.max_new_tokens, **_sampling(settings)}
-        response = self._post(body)
-        try:
-            choice = response["choices"][0]
-            text = choice["message"]["content"] or ""
-            usage = response["usage"]
-            prompt_tokens, completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise KeyframeQAError(f"{self.base_url} sent a reply that is not a chat completion ({exc!r})") from exc
+        choice, text, prompt_tokens, completion_tokens = _completion(self._post(body), self.base_url)
         self._check_prompt_tokens(prompt_tokens, parts, visual)
         return Reply(raw=text, text=_SPECIAL_TOKEN.sub("", text).strip(), prompt_tokens=prompt_tokens,
                      completion_tokens=completion_tokens, truncated=choice.get("finish_reason") == "length")
@@ -108,7 +110,6 @@ class OpenAIEngine:
 
     def _post(self, body: dict) -> dict:
         """POST to /chat/completions with retries; errors mapped to what the user can do about them."""
-        url = f"{self.base_url}/chat/completions"
         body = {**body, **self._optional}
         wait, retries = BACKOFF_S, 0
 
@@ -121,36 +122,71 @@ class OpenAIEngine:
             return True
 
         while True:
-            request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                             headers=self._headers())
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as reply:
-                    return json.loads(reply.read().decode("utf-8"))
-            except urllib.error.HTTPError as exc:
-                detail = _detail(exc)
+                status, data = self._exchange(json.dumps(body).encode())
+            except ReplyTimeout as exc:
+                raise KeyframeQAError(f"{self.base_url} did not answer within {self.timeout:g}s "
+                                      f"(raise --timeout for long replies)") from exc
+            except (OSError, http.client.HTTPException) as exc:
+                if again():
+                    continue
+                raise ModelError(f"cannot reach the server at {self.base_url}: {_reason(exc)} (is it running, "
+                                 f"and is --base-url right?)") from exc
+            if status >= 400:
+                detail = _detail(data, status)
                 refused = [key for key in list(body) if key in self._optional and key in detail]
-                if exc.code in (400, 422) and refused:
+                if status in (400, 422) and refused:
                     # An extension this server does not take: ask without it from now on. Not a try: each
                     # pass drops a field, so this ends.
                     for key in refused:
                         self._optional.pop(key, None)
                         body.pop(key, None)
                     continue
-                if exc.code in TRANSIENT_STATUS and again():
+                if status in TRANSIENT_STATUS and again():
                     continue
-                raise self._http_error(exc.code, detail) from exc
-            except (urllib.error.URLError, ConnectionError, http.client.HTTPException, socket.timeout,
-                    TimeoutError) as exc:
-                reason = getattr(exc, "reason", exc)
-                if isinstance(reason, (socket.timeout, TimeoutError)):
-                    raise KeyframeQAError(f"{self.base_url} did not answer within {self.timeout:g}s "
-                                          f"(raise --timeout for long replies)") from exc
-                if again():
-                    continue
-                raise ModelError(f"cannot reach the server at {self.base_url}: {_reason(reason)} (is it running, "
-                                 f"and is --base-url right?)") from exc
-            except ValueError as exc:
-                raise KeyframeQAError(f"{self.base_url} sent a reply that is not JSON") from exc
+                raise self._http_error(status, detail)
+            return _decode_reply(data, self.base_url)
+
+    def _exchange(self, payload: bytes) -> tuple[int, bytes]:
+        """(status, body) of one POST. The whole exchange, from connecting to the last byte, must end
+        within --timeout (a server that drips a byte a second is cut off, not waited for), and the
+        body read is capped: MAX_REPLY_BYTES for a reply, MAX_ERROR_BYTES of an error's detail."""
+        parts = urllib.parse.urlsplit(self.base_url)
+        connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(parts.hostname, parts.port, timeout=self.timeout)
+        expired = threading.Event()
+
+        def expire() -> None:  # unblocks a read that waits on the socket: the reply is over time
+            expired.set()
+            if connection.sock is not None:
+                try:
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        timer = threading.Timer(self.timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            path = (parts.path.rstrip("/") or "") + "/chat/completions"
+            connection.request("POST", path + (f"?{parts.query}" if parts.query else ""), body=payload,
+                               headers=self._headers())
+            response = connection.getresponse()
+            limit = MAX_REPLY_BYTES if response.status < 400 else MAX_ERROR_BYTES
+            data = response.read(limit + 1)
+            if expired.is_set():
+                raise ReplyTimeout()
+            if len(data) > limit and response.status < 400:
+                raise KeyframeQAError(f"{self.base_url} sent a reply larger than {MAX_REPLY_BYTES // (1024 * 1024)} "
+                                      f"MiB, which no chat completion reaches; is --base-url a chat server?")
+            return response.status, data[:limit]
+        except (OSError, http.client.HTTPException) as exc:
+            if expired.is_set() or isinstance(exc, (socket.timeout, TimeoutError)):
+                raise ReplyTimeout() from exc
+            raise
+        finally:
+            timer.cancel()
+            connection.close()
 
     def _headers(self) -> dict:
         headers = {"Content-Type": "application/json"}
@@ -203,17 +239,68 @@ def _png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
 
 
-def _detail(exc: urllib.error.HTTPError) -> str:
+def _decode_reply(data: bytes, base_url: str) -> dict:
     try:
-        text = exc.read().decode("utf-8", "replace")
-    except OSError:
-        text = ""
+        reply = json.loads(data.decode("utf-8"))
+    except RecursionError as exc:
+        raise KeyframeQAError(f"{base_url} sent a reply nested too deeply to be a chat completion") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise KeyframeQAError(f"{base_url} sent a reply that is not JSON") from exc
+    if not isinstance(reply, dict):
+        raise KeyframeQAError(f"{base_url} sent a reply that is not a chat completion (a JSON "
+                              f"{type(reply).__name__}, not an object)")
+    return reply
+
+
+def _completion(reply: dict, base_url: str) -> tuple[dict, str, int, int]:
+    """(choice, text, prompt tokens, completion tokens) of a chat completion, each of the right type."""
+    def wrong(what: str) -> KeyframeQAError:
+        return KeyframeQAError(f"{base_url} sent a reply that is not a chat completion ({what})")
+
+    choices = reply.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise wrong("no choices")
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise wrong("its choice has no message")
+    content = message.get("content")
+    if isinstance(content, list):  # content parts, as some servers send them
+        if not all(isinstance(p, dict) and isinstance(p.get("text", ""), str) for p in content):
+            raise wrong("its content parts are not text")
+        content = "".join(p.get("text", "") for p in content)
+    if content is not None and not isinstance(content, str):
+        raise wrong(f"its content is a JSON {_json_kind(content)}, not text")
+    usage = reply.get("usage")
+    if not isinstance(usage, dict):
+        raise wrong("no usage counts")
+    counts = []
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = usage.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise wrong(f"usage.{name} is not a count")
+        counts.append(value)
+    return choice, content or "", counts[0], counts[1]
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return {int: "number", float: "number", dict: "object", list: "array"}.get(type(value), type(value).__name__)
+
+
+def _detail(data: bytes, status: int) -> str:
+    text = data.decode("utf-8", "replace")
     try:
-        data = json.loads(text)
-        text = data.get("detail") or data.get("message") or (data.get("error") or {}).get("message") or text
-    except (ValueError, AttributeError):
+        parsed = json.loads(text)
+        if isinstance(parsed, dict):
+            error = parsed.get("error")
+            found = parsed.get("detail") or parsed.get("message") or \
+                (error.get("message") if isinstance(error, dict) else error)
+            text = found if isinstance(found, str) and found else text
+    except (ValueError, RecursionError):
         pass
-    return " ".join(str(text).split())[:300] or (exc.reason or "no detail")
+    return " ".join(str(text).split())[:300] or f"status {status}, no detail"
 
 
 def _reason(reason) -> str:

@@ -390,6 +390,42 @@ def _shared_prefix_length(encoded: list, vision_end_id: Optional[int]) -> int:
     return length if length < min(e["input_ids"].shape[1] for e in encoded) else 0
 
 
+def damaged_weights(path: str, source: str) -> Optional[str]:
+    """A message naming the checkpoint's first truncated or damaged .safetensors file, or None.
+
+    A safetensors file is an 8-byte header length, a JSON header giving each tensor's byte range, then
+    the data: a file shorter than its header says was cut off (an interrupted download or copy)."""
+    import glob
+    import json
+    import struct
+
+    if source == "local":
+        files = sorted(glob.glob(os.path.join(path, "*.safetensors")))
+    else:
+        from ..checkpoint import checkpoint_files
+
+        index = checkpoint_files(path, ("model.safetensors.index.json", "model.safetensors"))
+        files = [index["model.safetensors"]] if "model.safetensors" in index else []
+        if "model.safetensors.index.json" in index:
+            folder = os.path.dirname(index["model.safetensors.index.json"])
+            files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
+    for name in files:
+        try:
+            size = os.path.getsize(name)
+            with open(name, "rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                if length > min(size, 100 * 1024 * 1024):
+                    raise ValueError("its header is longer than the file")
+                header = json.loads(handle.read(length))
+            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+            if 8 + length + end > size:
+                raise ValueError(f"it has {size} bytes where its header needs {8 + length + end}")
+        except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
+            return (f"the weights file {name} is damaged or truncated ({exc}); download or copy the checkpoint "
+                    f"again")
+    return None
+
+
 def _load(model_id: str, source: str, torch_dtype, attention: str, device: str):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -400,9 +436,15 @@ def _load(model_id: str, source: str, torch_dtype, attention: str, device: str):
             path, dtype=torch_dtype, attn_implementation=attention, trust_remote_code=False
         )
     except (OSError, ValueError) as exc:
+        damaged = damaged_weights(path, source)
+        if damaged:
+            raise ModelError(damaged) from exc
         if source == "hub":
             raise ModelError(missing_model_message(model_id)) from exc
         raise ModelError(f"cannot load the checkpoint in {model_id}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own type for a damaged file
+        reason = damaged_weights(path, source) or f"cannot load the weights of {model_id}: {type(exc).__name__}: {exc}"
+        raise ModelError(reason) from exc
     if getattr(processor, "tokenizer", None) is None or getattr(processor, "chat_template", None) is None:
         raise ModelError(f"{model_id} has no processor with a chat template: use an -Instruct checkpoint")
     return processor, model.to(device).eval()

@@ -1,0 +1,84 @@
+"""Every JSON we write is valid UTF-8, whatever names the files have.
+
+Linux allows any bytes but `/` and NUL in a file name, and old archives hold latin-1 names
+(`caf\\xe9.mp4`). Python gives such a name as a string with lone surrogates (PEP 383), which UTF-8
+cannot encode. Before a record is written, each such string becomes readable text with U+FFFD where
+the bytes were not UTF-8, and a dictionary entry `KEY` gets a sibling `KEY_bytes`: the name's exact
+bytes in base64, so the path stays recoverable (`os.fsdecode(base64.b64decode(record["path_bytes"]))`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any, Optional
+
+BYTES_SUFFIX = "_bytes"
+
+
+def valid_unicode(value: Any) -> Any:
+    """`value` (dicts, lists, strings, numbers) with every string valid Unicode (see the module doc)."""
+    if isinstance(value, str):
+        return readable(value)
+    if isinstance(value, dict):
+        cleaned = {}
+        for key, item in value.items():
+            name = readable(key) if isinstance(key, str) else key
+            cleaned[name] = valid_unicode(item)
+            if isinstance(item, str) and not is_valid(item):
+                raw = name_bytes(item)
+                if raw is not None:
+                    cleaned[f"{name}{BYTES_SUFFIX}"] = base64.b64encode(raw).decode("ascii")
+        return cleaned
+    if isinstance(value, (list, tuple)):
+        return [valid_unicode(item) for item in value]
+    return value
+
+
+def dumps(value: Any, **options) -> str:
+    """json.dumps of `value` made valid Unicode first (only walked when it needs to be)."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    if is_valid(text):
+        return text
+    return json.dumps(valid_unicode(value), ensure_ascii=False, **options)
+
+
+def is_valid(text: str) -> bool:
+    """Whether `text` encodes as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def readable(text: str) -> str:
+    """`text` with each undecodable byte of a file name (or any lone surrogate) shown as U+FFFD."""
+    if is_valid(text):
+        return text
+    raw = name_bytes(text)
+    if raw is not None:
+        return raw.decode("utf-8", "replace")
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def name_bytes(text: str) -> Optional[bytes]:
+    """The bytes a file name string stands for (None for text that is not a decoded name)."""
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:
+        return None
+
+
+def path_of(record: dict, key: str = "path") -> Optional[str]:
+    """A path written by `valid_unicode`, as Python names the file (its exact bytes when it had to be
+    escaped)."""
+    encoded = record.get(f"{key}{BYTES_SUFFIX}")
+    if isinstance(encoded, str):
+        try:
+            return os.fsdecode(base64.b64decode(encoded, validate=True))
+        except ValueError:
+            pass
+    value = record.get(key)
+    return value if isinstance(value, str) else None
