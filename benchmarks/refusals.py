@@ -11,9 +11,12 @@ beside each case (they were measured on the same kind of 2-core machine).
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +35,28 @@ CASES = [
     ("400-digit --num-frames", ["--num-frames", "9" * 400], 2, "unexpected OverflowError, exit 1"),
     ("-o the input video", ["--at", "1", "-o", VIDEO], 2, "replaced the input video"),
     ("-o /dev/full", ["--at", "1", "-o", "/dev/full"], 1, "as root: replaced the device node"),
+    ("5,000-digit --at", ["--at", "1" + "0" * 5000 + ":00:00"], 2, "unexpected ValueError, exit 1"),
 ]
+BIG_QUESTION = "why? " * 26_000  # 130,000 bytes: about as long as one argument may be on Linux
+MANIFEST_QUESTION_BYTES = 10_000_000
+
+
+class _EndlessReply(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible URL whose reply body never ends (bounded: it stops after 60 s)."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.end_headers()
+        deadline = time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline:
+                self.wfile.write(b"[" * 65536)
+        except OSError:
+            pass
 
 
 # Runs one command and reports that child's own peak RSS (KB) as its last stderr line: each case gets
@@ -41,10 +65,11 @@ _MEASURE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]);
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
 
 
-def run_case(args: list[str], model: str) -> tuple[int, float, float, str]:
+def run_case(args: list[str], model: str, *, video: str = VIDEO, question: str = "q",
+             command: list[str] = None) -> tuple[int, float, float, str]:
     """(exit code, wall seconds, peak RSS in MB, the last line the CLI printed on stderr)."""
-    command = [sys.executable, "-m", "keyframe_qa", "ask", VIDEO, "q", "--model", model, "--max-new-tokens", "2",
-               *args]
+    command = command or [sys.executable, "-m", "keyframe_qa", "ask", video, question, "--model", model,
+                          "--max-new-tokens", "2", *args]
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - started
@@ -66,9 +91,50 @@ def main() -> None:
         code, wall, peak, line = run_case(args, model)
         assert code == expected and line.startswith("Error: "), (name, code, line)
         print(f"{name:28} {code:>4} {wall:7.2f} {peak:8.0f}  {earlier}")
+    for name, result, earlier in _round_two(model, cache):
+        code, wall, peak, line = result
+        print(f"{name:28} {code:>4} {wall:7.2f} {peak:8.0f}  {earlier}")
     assert open(VIDEO, "rb").read() == before, "the input video changed"
     assert os.path.exists("/dev/full") and not os.path.isfile("/dev/full"), "/dev/full is no longer a device"
     print("every case refused with one Error line; the input video and /dev/full are unchanged")
+
+
+def _round_two(model: str, cache: str):
+    """The cases of the second hostile round: huge text on every input path, Matroska, an endless reply."""
+    from keyframe_qa.synthetic import SyntheticSpec, write_video
+
+    mkv = os.path.join(cache, "long.mkv")
+    if not os.path.exists(mkv):
+        write_video(mkv, SyntheticSpec(frame_count=3000, fps=25, width=320, height=240, gop=50))
+    result = run_case(["--at", "1"], model, question=BIG_QUESTION)
+    assert result[0] == 2 and "a question takes at least" in result[3], result
+    yield "128 KB question", result, "refused only after the model loaded"
+    result = run_case(["--at", TIMES], model, video=mkv)
+    assert result[0] == 2 and "10000 times" in result[3], result
+    yield "10,000 --at on Matroska", result, "refused after decoding and the model load"
+
+    manifest = os.path.join(cache, "huge-question.jsonl")
+    with open(manifest, "w") as handle:
+        handle.write(json.dumps({"video": VIDEO, "at": 1, "question": "x" * MANIFEST_QUESTION_BYTES}) + "\n")
+    output = os.path.join(cache, "huge-question-results.jsonl")
+    if os.path.exists(output):
+        os.unlink(output)
+    result = run_case([], model, command=[sys.executable, "-m", "keyframe_qa", "batch", manifest, "--model", model,
+                                          "-o", output])
+    (line,) = [json.loads(text) for text in open(output)]
+    assert result[0] == 1 and line["status"] == "error" and "a question takes at least" in line["error"], result
+    yield "10 MB manifest question", result, "46 s, 3.4 GB before its row error"
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EndlessReply)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        result = run_case(["--at", "1", "--engine", "openai", "--base-url", url, "--family", "qwen2-vl"], "served")
+    finally:
+        server.shutdown()
+    assert result[0] == 1 and "larger than 16 MiB" in result[3], result
+    yield "endless server reply", result, "5.9 GB in 20-30 s, still reading"
 
 
 if __name__ == "__main__":

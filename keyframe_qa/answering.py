@@ -107,7 +107,8 @@ def text_at_least(options: AnswerOptions, checkpoint: CheckpointInfo, questions:
 
 def answer_frames(engine, frames: Sequence[Frame], questions: Sequence[str], options: AnswerOptions, *,
                   budgets: Optional[Sequence[FrameBudget]] = None, labels: Optional[Sequence[str]] = None,
-                  mention_labels: Optional[Sequence[str]] = None, where: str = "") -> tuple[list[Answer], list]:
+                  mention_labels: Optional[Sequence[str]] = None, where: str = "",
+                  warn_cut: bool = True) -> tuple[list[Answer], list]:
     """Put the questions (and the --find prompt) about `frames` to `engine`; returns (answers, budgets).
 
     `labels` name the frames in the prompt (default "frame 2 at 0:00:05.500"); `mention_labels` are
@@ -133,7 +134,8 @@ def answer_frames(engine, frames: Sequence[Frame], questions: Sequence[str], opt
         replies = engine.answer(prompt, questions, options.generation)
         answers = make_answers(questions, replies, engine.family, frames, budgets, None,
                                mention_labels=mention_labels, find=find)
-    warn_truncated(answers, options.generation, where)
+    if warn_cut:  # a batch counts its truncated replies and says so once, in its summary
+        warn_truncated(answers, options.generation, where)
     return answers, budgets
 
 

@@ -25,6 +25,7 @@ from .checkpoint import CheckpointInfo
 from .engines import build_engine, engine_checkpoint
 from .errors import KeyframeQAError, ModelError, OutOfMemory, UsageError
 from .frames import cpu_count
+from .jsontext import readable
 from .messages import Progress
 from .outputs import OutputPath, check_output_file
 from .pipeline import AskRequest, PreparedVideo, answer_prepared, engine_spec, prepare
@@ -36,6 +37,8 @@ VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mt
                     ".wmv", ".flv", ".3gp", ".ogv"}
 MANIFEST_EXTENSIONS = {".csv", ".jsonl"}
 PREFETCH = 2  # videos decoded ahead of the model
+MAX_MANIFEST_ROW_BYTES = 16 * 1024 * 1024  # far above any real row (a 10 MB question is refused later, by size)
+SUMMARY_FAILURES = 5  # failed videos named in the closing lines (all of them are in the results)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class BatchSummary:
     seconds: float
     interrupted: bool = False
     batches: tuple[int, ...] = ()  # --batch-size above 1: the prompt rows of each generate call, in order
+    truncated: int = 0  # videos with a reply cut at --max-new-tokens (each line says how many)
+    max_new_tokens: Optional[int] = None  # the reply limit they met
+    failures: tuple[tuple[str, str], ...] = ()  # (video, error) of the first failures, for the summary
 
 
 def collect_items(inputs: Sequence[str]) -> list[BatchItem]:
@@ -88,19 +94,26 @@ def collect_items(inputs: Sequence[str]) -> list[BatchItem]:
 
 
 def read_manifest(path: str) -> list[BatchItem]:
-    """Rows of a .csv (header: video, at, question) or .jsonl manifest; paths relative to it."""
+    """Rows of a .csv (header: video, at, question) or .jsonl manifest; paths relative to it.
+
+    A row is read up to MAX_MANIFEST_ROW_BYTES: a longer one is that row's error line, never held whole."""
     base = os.path.dirname(os.path.abspath(path))
     try:
         # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, which must not join the header.
         with open(path, encoding="utf-8-sig", newline="") as handle:
             if path.lower().endswith(".csv"):
+                csv.field_size_limit(MAX_MANIFEST_ROW_BYTES)
                 rows = list(csv.DictReader(handle))
             else:
-                rows = [json.loads(line) for line in handle if line.strip()]
+                rows = list(_jsonl_rows(handle))
     except (OSError, ValueError, csv.Error) as exc:
         raise UsageError(f"cannot read manifest {path}: {exc}") from exc
     items = []
     for number, row in enumerate(rows, start=1):
+        if isinstance(row, _TooLong):
+            items.append(BatchItem(video=f"{path}#row{number}", error=f"{path} row {number}: longer than "
+                                   f"{MAX_MANIFEST_ROW_BYTES // (1024 * 1024)} MiB"))
+            continue
         if not isinstance(row, dict) or not row.get("video"):
             raise UsageError(f"{path} row {number}: needs a `video` column")
         video = str(row["video"])
@@ -113,6 +126,33 @@ def read_manifest(path: str) -> list[BatchItem]:
             continue
         items.append(BatchItem(video=video, times=times, questions=questions))
     return items
+
+
+class _TooLong:
+    """A manifest line past the cap (its text is skipped, not kept)."""
+
+
+def _jsonl_rows(handle) -> Iterable[object]:
+    number = 0
+    while True:
+        line = handle.readline(MAX_MANIFEST_ROW_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_MANIFEST_ROW_BYTES and not line.endswith("\n"):
+            while line and not line.endswith("\n"):  # skip the rest of it, a bounded piece at a time
+                line = handle.readline(MAX_MANIFEST_ROW_BYTES)
+            number += 1
+            yield _TooLong()
+            continue
+        if not line.strip():
+            continue
+        number += 1
+        try:
+            yield json.loads(line)
+        except RecursionError:
+            raise ValueError(f"line {number} is nested too deeply") from None
+        except ValueError as exc:
+            raise ValueError(f"line {number} is not JSON ({exc})") from None
 
 
 def _manifest_times(value) -> Optional[tuple[float, ...]]:
@@ -189,7 +229,9 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
                           max_pixels=template.max_pixels, max_visual_tokens=template.max_visual_tokens)
     if batch_size > 1:
         _check_batchable(template, checkpoint)
-    with ResultsFile(output, overwrite=overwrite) as results:
+    # Lines are held in memory until a video is answered (or the run ends): a run that fails to start
+    # (a model that does not load, a server or cluster not there) leaves the results file as it was.
+    with ResultsFile(output, overwrite=overwrite, hold=True) as results:
         todo = []
         for item in items:
             request = item_request(template, item)
@@ -198,7 +240,8 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
                 todo.append((item, request, settings))
         skipped = len(items) - len(todo)
         bar = Progress(len(items), initial=skipped, desc="videos", unit="video", enabled=progress)
-        counts = {"done": 0, "failed": 0, "stop": False}
+        counts = {"done": 0, "failed": 0, "stop": False, "truncated": 0, "max_new_tokens": None}
+        failures: list[tuple[str, str]] = []
 
         def finish(item: BatchItem, settings: str, record: Optional[dict], error: Optional[str]) -> bool:
             """Write one video's line; True when the run should stop (fail-fast)."""
@@ -206,8 +249,14 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
                 record = {"video": {"path": item.video}, "status": "error", "error": error, "settings": settings}
                 counts["failed"] += 1
                 counts["stop"] = counts["stop"] or fail_fast
+                if len(failures) < SUMMARY_FAILURES:
+                    failures.append((item.video, error))
             else:
                 counts["done"] += 1
+                if record.get("truncated_replies"):
+                    counts["truncated"] += 1
+                    counts["max_new_tokens"] = record["model"]["generation"].get("max_new_tokens")
+                results.release()  # a video is answered: the engine is up, the file may change now
             results.write(record)
             if on_line:
                 on_line(record)
@@ -228,8 +277,11 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
             interrupted = True
         finally:
             bar.close()
+        results.release()  # the run ended (not failed to start): what it held is written
     return BatchSummary(total=len(items), done=counts["done"], skipped=skipped, failed=counts["failed"],
-                        seconds=time.perf_counter() - started, interrupted=interrupted, batches=tuple(batches))
+                        seconds=time.perf_counter() - started, interrupted=interrupted, batches=tuple(batches),
+                        truncated=counts["truncated"], max_new_tokens=counts["max_new_tokens"],
+                        failures=tuple(failures))
 
 
 def check_batch_size(spec, batch_size: int, use_ray: bool = False) -> None:
@@ -356,7 +408,9 @@ def _answer_as_worker(item: BatchItem, settings: str, prepared: PreparedVideo, e
 def answer_item(item: BatchItem, settings: str, prepared: PreparedVideo, engine) -> tuple:
     """(item, settings, record, error) for one prepared video; a ModelError is raised, not recorded."""
     try:
-        return item, settings, dict(answer_prepared(prepared, engine), status="ok", settings=settings), None
+        report = answer_prepared(prepared, engine, warn_cut=False)
+        cut = sum(1 for answer in report["answers"] if answer.get("truncated"))
+        return item, settings, dict(report, status="ok", settings=settings, truncated_replies=cut), None
     except OutOfMemory as exc:
         return item, settings, None, str(exc)  # this video's frames, even at half the budget: the rest may fit
     except ModelError:
@@ -387,8 +441,19 @@ def summary_line(summary: BatchSummary, output: str) -> str:
     if summary.batches:
         mean = sum(summary.batches) / len(summary.batches)
         batched = f"; {len(summary.batches)} generate batches of {mean:.1f} prompts on average"
-    return (f"{state}{summary.done} answered, {summary.failed} failed, {summary.skipped} already done "
-            f"(of {summary.total}) in {summary.seconds:.1f}s ({rate:.2f} videos/s){batched}; results {where}")
+    lines = []  # the details first: the closing line stays the last
+    if summary.truncated:
+        lines.append(f"{summary.truncated} video(s) had replies stopped at --max-new-tokens "
+                     f"{summary.max_new_tokens} (their lines give truncated_replies): raise --max-new-tokens to get "
+                     f"them whole")
+    for video, error in summary.failures:
+        lines.append(f"failed: {readable(video)}: {' '.join(error.split())[:300]}")
+    if summary.failed > len(summary.failures):
+        lines.append(f"... and {summary.failed - len(summary.failures)} more failed: their lines have "
+                     f"\"status\": \"error\"")
+    lines.append(f"{state}{summary.done} answered, {summary.failed} failed, {summary.skipped} already done "
+                 f"(of {summary.total}) in {summary.seconds:.1f}s ({rate:.2f} videos/s){batched}; results {where}")
+    return "\n".join(lines)
 
 
 def iter_lines(output: str) -> Iterable[dict]:

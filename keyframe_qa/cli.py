@@ -109,7 +109,14 @@ def _emit(text: str, output) -> None:
 
 def _wrote(output) -> None:
     if not output.is_stdout:
-        click.echo(f"wrote {output.given}", err=True)
+        _say(f"wrote {output.given}")
+
+
+def _say(text: str) -> None:
+    """A status line on stderr (any file name readable, above a progress bar)."""
+    from .messages import line
+
+    line(text)
 
 
 def _output(path, option: str, inputs):
@@ -196,7 +203,7 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
                        output=output or "-")
     run_ask(request)
     if not names_stdout(output):
-        click.echo(f"wrote {output}", err=True)
+        _say(f"wrote {output}")
 
 
 @cli.command()
@@ -239,7 +246,7 @@ def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray,
     checkpoint = engine_checkpoint(engine_spec(template))
     summary = run_batch(items, template, target, checkpoint=checkpoint, concurrency=concurrency, use_ray=use_ray,
                         overwrite=overwrite, fail_fast=fail_fast, batch_size=batch_size)
-    click.echo(summary_line(summary, output), err=True)
+    _say(summary_line(summary, output))
     if summary.interrupted:
         raise click.exceptions.Exit(130)
     if summary.failed:
@@ -318,7 +325,7 @@ def frames(video, out_dir, image_format, quality, max_side, **selection):
     extracted, files = write_frames(probed, chosen, out_dir, image_format=image_format, quality=quality,
                                     max_side=max_side, option="--out")
     write_output(index, to_json(frames_index(probed.info, chosen.record, extracted, files)))
-    click.echo(f"wrote {len(files)} frames and {index.given}", err=True)
+    _say(f"wrote {len(files)} frames and {index.given}")
 
 
 @cli.command()
@@ -397,7 +404,9 @@ def main(argv=None) -> int:
 def _fail(message: str, debug: bool) -> None:
     if debug:
         traceback.print_exc()
-    first_line = " ".join(str(message).split())
+    from .jsontext import readable
+
+    first_line = " ".join(readable(str(message)).split())
     click.echo(f"Error: {first_line}", err=True)
 
 

@@ -96,7 +96,7 @@ def iter_frames(
         except IndexMismatch as exc:
             if attempt:
                 raise
-            warn(f"{video.info.path}: {exc}; scanning every packet instead")
+            # An internal detail, not the user's concern: recorded in the JSON's video.index.note.
             video.rescan(str(exc))
 
 

@@ -10,14 +10,32 @@ from typing import Optional
 LOG_INTERVAL_S = 30.0
 
 
+_bars: list = []  # tqdm bars drawn now: a line is printed above them, not glued onto one
+
+
 def status(message: str) -> None:
     """One line saying what is happening (a wait, a file written)."""
-    print(f"keyframe-qa: {message}", file=sys.stderr, flush=True)
+    line(f"keyframe-qa: {message}")
 
 
 def warn(message: str) -> None:
     """One warning line: something the user should know about a result that still came back."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    line(f"warning: {message}")
+
+
+def line(text: str) -> None:
+    """One whole line on stderr; with a progress bar on the terminal, above the bar (the bar is redrawn).
+
+    A file name that is not UTF-8 shows U+FFFD for its odd bytes: a strict UTF-8 stderr must not fail."""
+    from .jsontext import readable
+
+    text = readable(text)
+    if _bars:
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr, flush=True)
 
 
 class Progress:
@@ -38,6 +56,7 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, initial=initial, unit=unit, file=sys.stderr, dynamic_ncols=True, desc=desc)
+            _bars.append(self._bar)
 
     def update(self, amount: int = 1) -> None:
         """Count `amount` more done."""
@@ -57,6 +76,8 @@ class Progress:
         """End the bar (a log gets no more lines)."""
         if self._bar is not None:
             self._bar.close()
+            if self._bar in _bars:
+                _bars.remove(self._bar)
             self._bar = None
 
     def _line(self) -> None:

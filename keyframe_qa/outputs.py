@@ -68,6 +68,9 @@ def check_output_file(given: str, option: str, inputs: Iterable[str] = ()) -> Ou
     if not given or not given.strip():
         raise UsageError(f"{option} needs a path (or - for standard output)")
     path = os.path.abspath(os.path.expanduser(given))
+    if given.endswith(("/", os.sep)) and not os.path.isdir(path):
+        # abspath drops the slash: `-o dir/` would otherwise write a file named `dir`.
+        raise UsageError(f"{option} {given} ends with / and so names a folder; give a file path")
     if path.startswith(_FD_PREFIXES) or path == "/dev/stderr":
         return OutputPath(given, path, _stream_kind(path, given, option), option)
     real = os.path.realpath(path)  # through symlinks: the target is written, the link kept

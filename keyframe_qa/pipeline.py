@@ -145,6 +145,7 @@ class PreparedVideo:
     checkpoint: Optional[CheckpointInfo] = None  # the model the budgets were planned for
     budgets: Optional[list] = None  # FrameBudget per frame, planned before decoding
     generation: Optional[GenerationSettings] = None  # the decoding settings, resolved for that model
+    import_s: float = 0.0  # importing the engine's resize (torch) before decoding: reported as model load
 
 
 def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None) -> PreparedVideo:
@@ -174,12 +175,16 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None) ->
     budgets = plan(options, checkpoint, [(probed.info.width, probed.info.height)] * len(selection.times),
                    questions=request.questions, times=selection.times)
     shrink = _shrinker(request, budgets)
+    import_s = 0.0
     if shrink is not None:
+        imported = time.perf_counter()
         warm_engine_imports(request.engine)  # the engine's resize imports torch: not part of decoding
-        decode_started = time.perf_counter()
+        import_s = time.perf_counter() - imported
+    decode_s = time.perf_counter() - decode_started - import_s
+    decoding = time.perf_counter()
     frames = read_selected(probed, selection, convert=shrink)
-    return PreparedVideo(request, probed, selection, frames, probe_s, time.perf_counter() - decode_started,
-                         checkpoint, budgets, generation)
+    return PreparedVideo(request, probed, selection, frames, probe_s, decode_s + time.perf_counter() - decoding,
+                         checkpoint, budgets, generation, import_s)
 
 
 def _checkpoint_here(request: AskRequest) -> Optional[CheckpointInfo]:
@@ -255,15 +260,17 @@ def ask(request: AskRequest, engine=None) -> dict:
     return report
 
 
-def answer_prepared(prepared: PreparedVideo, engine=None) -> dict:
-    """The model half of `ask`: the engine answers, boxes are tied to frames, the report and its files."""
+def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = True) -> dict:
+    """The model half of `ask`: the engine answers, boxes are tied to frames, the report and its files.
+
+    `warn_cut=False` leaves out the warning for replies cut at --max-new-tokens (a batch counts them)."""
     request, probed, selection, frames = prepared.request, prepared.probed, prepared.selection, prepared.frames
     started = time.perf_counter()
     _check_frame_files(request, frames)  # a planted link or an input in a frame's name: refused before the model
-    model_load_s = 0.0
+    model_load_s = prepared.import_s
     if engine is None:
         engine = build_engine(engine_spec(request), prepared.checkpoint)
-        model_load_s = getattr(engine, "load_seconds", 0.0)
+        model_load_s += getattr(engine, "load_seconds", 0.0)
     budgets, generation = prepared.budgets, prepared.generation
     if generation is None or prepared.checkpoint is None or prepared.checkpoint.family != engine.family:
         generation, budgets = generation_settings(request, engine.checkpoint), None  # planned for this engine
@@ -271,13 +278,13 @@ def answer_prepared(prepared: PreparedVideo, engine=None) -> dict:
     retry = None
     try:
         answers, budgets = answer_frames(engine, frames, request.questions, answer_options(request, generation),
-                                         budgets=budgets, where=request.video)
+                                         budgets=budgets, where=request.video, warn_cut=warn_cut)
     except OutOfMemory as exc:
         # Once, with half the visual tokens: the frames are decoded again at the smaller size, so the
         # model sees exactly what the report says.
         retried, frames, budgets, retry = _halve_budget(prepared, engine, generation, budgets, exc)
         answers, budgets = answer_frames(engine, frames, request.questions, answer_options(retried, generation),
-                                         budgets=budgets, where=request.video)
+                                         budgets=budgets, where=request.video, warn_cut=warn_cut)
     generate_s = time.perf_counter() - generate_started
 
     files = save_frames(frames, request.save_frames, option="--save-frames", inputs=[request.video]) \
@@ -287,7 +294,7 @@ def answer_prepared(prepared: PreparedVideo, engine=None) -> dict:
         "decode_s": prepared.decode_s,
         "model_load_s": model_load_s,
         "generate_s": generate_s,
-        "total_s": prepared.probe_s + prepared.decode_s + time.perf_counter() - started,
+        "total_s": prepared.probe_s + prepared.import_s + prepared.decode_s + time.perf_counter() - started,
     }
     report = build_report(probed.info, model_record(engine, request.mode, generation), frames, budgets, files,
                           answers, timings)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Optional
 
 from .errors import KeyframeQAError, UsageError
 from .jsontext import dumps, path_of
@@ -43,42 +44,83 @@ def is_result(record) -> bool:
 class ResultsFile:
     """An open results file: the lines already finished, and an append that is durable per line."""
 
-    def __init__(self, output: OutputPath, *, overwrite: bool = False):
+    def __init__(self, output: OutputPath, *, overwrite: bool = False, hold: bool = False):
+        """`hold`: keep written lines in memory (and an --overwrite's emptying) until `release`; a run that
+        fails before then leaves the file as it was, and removes it if this run created it."""
         self.output = output
         self.finished: set[tuple[str, str]] = set()  # (normalised video path, settings hash) answered ok
         self._handle = None
-        if not output.is_regular:
-            self._handle = sys.stdout.buffer if output.is_stdout else open(output.path, "ab", buffering=0)
-            return
-        os.makedirs(os.path.dirname(output.path), exist_ok=True)
-        # Opened for append without truncation: nothing is changed until the lock is ours and the
-        # content has been checked.
-        handle = open(output.path, "ab+")
+        self._held: Optional[list[bytes]] = [] if hold else None
+        self._empty_first = False  # --overwrite: empty the file when the first line is written
+        self._created = False
+        self._failed = False  # a write failed (and was reported)
+        try:
+            if not output.is_regular:
+                self._handle = sys.stdout.buffer if output.is_stdout else open(output.path, "ab", buffering=0)
+                return
+            os.makedirs(os.path.dirname(output.path), exist_ok=True)
+            self._created = not os.path.lexists(output.path)
+            # Opened for append without truncation: nothing is changed until the lock is ours and the
+            # content has been checked.
+            handle = open(output.path, "ab+")
+        except OSError as exc:
+            raise KeyframeQAError(f"cannot open {output.given}: {(exc.strerror or str(exc)).lower()}") from exc
         try:
             _lock(handle, output)
-            self.finished = _read_finished(handle, output, repair=True, overwrite=overwrite)
+            self.finished = _read_finished(handle, output, repair=True, overwrite=False)
         except BaseException:
             handle.close()
             raise
+        if overwrite:
+            self.finished = set()
+            self._empty_first = True
         self._handle = handle
+
+    def release(self) -> None:
+        """Write what was held and stop holding (idempotent)."""
+        held, self._held = self._held, None
+        for line in held or ():
+            self._write_line(line)
 
     def write(self, record: dict) -> None:
         """Append one line in one write, then flush it to disk: a crash loses at most this line."""
         # schema_version first: every line starts with LINE_PREFIX, which is how a torn one is known.
         record = {"schema_version": 1, **record}
         line = dumps(record, separators=(",", ":")).encode("utf-8") + b"\n"
+        if self._held is not None:
+            self._held.append(line)
+            return
+        self._write_line(line)
+
+    def _write_line(self, line: bytes) -> None:
         try:
+            if self._empty_first:
+                self._handle.truncate(0)
+                self._empty_first = False
             self._handle.write(line)
             self._handle.flush()
             if self.output.is_regular:
                 os.fsync(self._handle.fileno())
         except OSError as exc:
+            self._failed = True
             raise KeyframeQAError(f"cannot write {self.output.given}: {(exc.strerror or str(exc)).lower()}") from exc
 
     def close(self) -> None:
-        """Close the file, which releases the lock."""
+        """Close the file, which releases the lock. A file this run created and never wrote is removed."""
         if self._handle is not None and not self.output.is_stdout:
-            self._handle.close()  # closing releases the lock
+            if self._created and self.output.is_regular:
+                try:
+                    if os.fstat(self._handle.fileno()).st_size == 0 and os.path.exists(self.output.path):
+                        os.unlink(self.output.path)
+                except OSError:
+                    pass
+            try:
+                self._handle.close()  # closing releases the lock
+            except OSError as exc:
+                # Flushing what a failed write left in the buffer fails again: that failure was reported.
+                if not self._failed:
+                    raise KeyframeQAError(f"cannot write {self.output.given}: "
+                                          f"{(exc.strerror or str(exc)).lower()}") from exc
         self._handle = None
 
     def __enter__(self) -> "ResultsFile":

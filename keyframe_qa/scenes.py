@@ -7,6 +7,7 @@ reports for the same detector and parameters. A video with no cut is one scene.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -195,19 +196,42 @@ def _detect(path: str, options: SceneOptions, show_progress: bool) -> list[Scene
     # OpenCV's FFmpeg prints its own log lines about it.
     open_container(path).close()
     try:
-        video = _with_more_decoder_threads(open_video(path, backend="opencv"))
-        manager = SceneManager()
-        manager.add_detector(make_detector(options))
-        # PySceneDetect's bar on a terminal only; redrawn into a log file it is noise.
-        manager.detect_scenes(video=video, show_progress=show_progress and is_terminal(sys.stderr))
-        found = manager.get_scene_list(start_in_scene=True)
-    except UsageError:
+        with _utf8_path(path) as readable_path:
+            video = _with_more_decoder_threads(open_video(readable_path, backend="opencv"))
+            manager = SceneManager()
+            manager.add_detector(make_detector(options))
+            # PySceneDetect's bar on a terminal only; redrawn into a log file it is noise.
+            manager.detect_scenes(video=video, show_progress=show_progress and is_terminal(sys.stderr))
+            found = manager.get_scene_list(start_in_scene=True)
+    except (UsageError, VideoError):
         raise
     except Exception as exc:  # noqa: BLE001 - PySceneDetect raises several unrelated types for bad files
         raise VideoError(f"scene detection failed on {path}: {exc}") from exc
     return [Scene(index=i, start_frame=int(start.frame_num), end_frame=int(end.frame_num),
                   start=round(float(start.seconds), 6), end=round(float(end.seconds), 6))
             for i, (start, end) in enumerate(found)]
+
+
+@contextlib.contextmanager
+def _utf8_path(path: str):
+    """A name OpenCV can take for `path`. OpenCV crashes the process (a segfault) on a file name that is
+    not valid UTF-8 (a latin-1 `caf\\xe9.mp4`), so such a file is opened here and OpenCV reads it through
+    /proc/self/fd/N, a name of plain digits for the same open file."""
+    try:
+        path.encode("utf-8")
+        yield path
+        return
+    except UnicodeEncodeError:
+        pass
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        alias = f"/proc/self/fd/{descriptor}"
+        if not os.path.exists(alias):
+            raise VideoError(f"cannot detect scenes in {path!r}: its name is not valid UTF-8, which OpenCV cannot "
+                             f"open on this system; rename the file")
+        yield alias
+    finally:
+        os.close(descriptor)
 
 
 def decoder_threads() -> int:

@@ -176,10 +176,10 @@ def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, 
         events.append(("prepare", os.path.basename(request.video)))
         return real_prepare(request, checkpoint)
 
-    def answer(prepared, engine):
+    def answer(prepared, engine, **options):
         events.append(("answer", os.path.basename(prepared.request.video)))
         time.sleep(0.3)  # a slow model: the next video must be ready by the time it is done
-        result = real_answer(prepared, engine)
+        result = real_answer(prepared, engine, **options)
         events.append(("answered", os.path.basename(prepared.request.video)))
         return result
 

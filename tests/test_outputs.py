@@ -8,6 +8,7 @@ that a refusal is one `Error:` line with its exit code. As root, the unprivilege
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -57,7 +58,14 @@ def run_cli(user: str, args: list[str], cwd: str) -> tuple[int, str, str]:
         return _run_here(args, cwd)
     _preload()
     out_path, err_path = (tempfile.mkstemp(dir=cwd, prefix=".cap-")[1] for _ in range(2))
+    # Garbage of the parent (a PyAV frame in a traceback's cycle, holding FFmpeg slice threads) must not be
+    # freed in the child, where those threads do not exist: freeing it there deadlocks. Collect it here,
+    # and freeze the rest out of the child's collections.
+    gc.collect()
+    gc.freeze()
     pid = os.fork()
+    if pid:
+        gc.unfreeze()
     if pid == 0:  # the child: become nobody, run, exit without returning into pytest
         code = 70
         try:

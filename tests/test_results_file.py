@@ -86,7 +86,10 @@ def test_overwrite_empties_only_a_file_of_ours(tmp_path):
     path.write_bytes(line(OK))
     with open_results(path, overwrite=True) as results:
         assert results.finished == set()
-    assert path.read_bytes() == b""
+    assert path.read_bytes() == line(OK)  # nothing written: the old results stay (a run that failed to start)
+    with open_results(path, overwrite=True) as results:
+        results.write(dict(OK, settings="new"))
+    assert [json.loads(x)["settings"] for x in path.read_bytes().splitlines()] == ["new"]
 
 
 HOLDER = """

@@ -155,12 +155,13 @@ class OpenAIEngine:
         connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         connection = connection_class(parts.hostname, parts.port, timeout=self.timeout)
         expired = threading.Event()
+        sockets = []  # the connection's socket (http.client lets go of it once the response owns it)
 
         def expire() -> None:  # unblocks a read that waits on the socket: the reply is over time
             expired.set()
-            if connection.sock is not None:
+            for sock in sockets:
                 try:
-                    connection.sock.shutdown(socket.SHUT_RDWR)
+                    sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
 
@@ -168,6 +169,10 @@ class OpenAIEngine:
         timer.daemon = True
         timer.start()
         try:
+            connection.connect()
+            sockets.append(connection.sock)
+            if expired.is_set():
+                raise ReplyTimeout()
             path = (parts.path.rstrip("/") or "") + "/chat/completions"
             connection.request("POST", path + (f"?{parts.query}" if parts.query else ""), body=payload,
                                headers=self._headers())
