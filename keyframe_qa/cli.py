@@ -310,7 +310,7 @@ def _indexed(probed):
 def frames(video, out_dir, image_format, quality, max_side, **selection):
     """Write frames of VIDEO as images plus a frames.json index (no model)."""
     from .media import check_path, probe
-    from .outputs import check_output_dir, write_output
+    from .outputs import check_chosen_name, check_output_dir, write_chosen_name
     from .pipeline import write_frames
     from .report import frames_index, to_json
     from .selection import check_request, select
@@ -319,13 +319,15 @@ def frames(video, out_dir, image_format, quality, max_side, **selection):
     check_request(request)
     check_path(video)
     check_output_dir(out_dir, "--out")
-    index = _output(os.path.join(out_dir, "frames.json"), "--out", [video])
+    index = os.path.join(out_dir, "frames.json")
+    check_chosen_name(index, "--out", [video])  # a name we choose: never written through a link
     probed = probe(video)
     chosen = select(probed, request)
     extracted, files = write_frames(probed, chosen, out_dir, image_format=image_format, quality=quality,
                                     max_side=max_side, option="--out")
-    write_output(index, to_json(frames_index(probed.info, chosen.record, extracted, files)))
-    _say(f"wrote {len(files)} frames and {index.given}")
+    text = to_json(frames_index(probed.info, chosen.record, extracted, files))
+    write_chosen_name(index, text.encode("utf-8"), "--out", [video])
+    _say(f"wrote {len(files)} frames and {index}")
 
 
 @cli.command()

@@ -188,3 +188,15 @@ def test_cache_entries_and_folders_of_another_user_are_not_trusted(sandbox, cach
     again, err = _scenes("self", sandbox)
     assert again["scenes"] == fresh["scenes"] and "can be written by other users; not using it" in err
     assert os.listdir(os.path.join(cache_root, "scenes")) == []  # nothing written there either
+
+
+@pytest.mark.parametrize("user", USERS)
+@pytest.mark.parametrize("target", ["v.mp4", "notes.txt"])
+def test_frames_json_is_never_written_through_a_link(sandbox, user, target):
+    out = _out_folder(sandbox)
+    os.symlink(os.path.join("..", target), os.path.join(out, "frames.json"))
+    before = snapshot(watched(sandbox))
+    code, _, err = run_cli(user, ["frames", "v.mp4", "--at", "1", "--out", "out"], sandbox)
+    _one_error(code, err, 1, "is a symlink")
+    assert snapshot(watched(sandbox)) == before
+    assert os.listdir(out) == ["frames.json"]  # refused before a frame was written
