@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from .budget import check_context, plan_request, prompt_tokens_lower_bound
+from .budget import check_context, pixel_limits, plan_request, prompt_tokens_lower_bound
 from .checkpoint import CheckpointInfo
 from .errors import UsageError
 from .grounding import FrameGeometry, find_boxes, grounding_prompt
@@ -41,7 +41,8 @@ def plan(options: AnswerOptions, checkpoint: CheckpointInfo, sizes: Sequence[tup
     frames' labels) counts too (text_tokens.py: bounded, then tokenised; no torch)."""
     budgets = plan_request(sizes, checkpoint.family, mode=options.mode, per_frame=options.per_frame,
                            min_pixels=options.min_pixels, max_pixels=options.max_pixels,
-                           max_visual_tokens=options.max_visual_tokens)
+                           max_visual_tokens=options.max_visual_tokens,
+                           checkpoint_pixels=checkpoint.limits.pixels(options.mode))
     question, labels = text_at_least(options, checkpoint, questions, times if times is not None else [])
     if options.per_frame:
         longest = max(prompt_tokens_lower_bound([b], options.mode) + (labels[i] if labels else 0)
@@ -50,6 +51,33 @@ def plan(options: AnswerOptions, checkpoint: CheckpointInfo, sizes: Sequence[tup
         longest = prompt_tokens_lower_bound(budgets, options.mode) + sum(labels)
     check_context(longest + question, options.generation.max_new_tokens, checkpoint.context_length)
     return budgets
+
+
+def pixel_limits_record(options: AnswerOptions, checkpoint: CheckpointInfo) -> dict:
+    """The JSON `model.pixel_limits`: each per-frame limit and where it came from (option, checkpoint,
+    default)."""
+    (low, low_source), (high, high_source) = pixel_limits(checkpoint.family, options.mode, options.min_pixels,
+                                                          options.max_pixels, checkpoint.limits.pixels(options.mode))
+    return {"min_pixels": {"value": low, "source": low_source}, "max_pixels": {"value": high, "source": high_source}}
+
+
+def check_server_limits(options: AnswerOptions, checkpoint: CheckpointInfo) -> None:
+    """Refuse, before any work, per-frame limits outside what the served checkpoint's processor takes:
+    the server would resize the frames (and its prompt would not be the one planned). In process the
+    same options are honoured: the engine tells the processor the size it was given."""
+    low_stated, high_stated = checkpoint.limits.pixels(options.mode)
+    where = "processor config"
+    how = (f"raise the server's limit (vLLM: --mm-processor-kwargs '{{\"max_pixels\": {options.max_pixels}}}'; "
+           f"or size.longest_edge in the checkpoint's {where})")
+    if options.max_pixels is not None and high_stated is not None and options.max_pixels > high_stated:
+        raise UsageError(f"--max-pixels {options.max_pixels} is above the {high_stated} pixels per frame that "
+                         f"{checkpoint.model_id}'s processor takes (size.longest_edge in its {where}): the server "
+                         f"would shrink the frames. Lower --max-pixels, or {how}")
+    if options.min_pixels is not None and low_stated is not None and options.min_pixels < low_stated:
+        raise UsageError(f"--min-pixels {options.min_pixels} is below the {low_stated} pixels per frame that "
+                         f"{checkpoint.model_id}'s processor enlarges smaller frames to (size.shortest_edge in its "
+                         f"{where}): the server would enlarge them. Raise --min-pixels, or lower the server's "
+                         f"(vLLM: --mm-processor-kwargs '{{\"min_pixels\": {options.min_pixels}}}')")
 
 
 def check_text(options: AnswerOptions, checkpoint: CheckpointInfo, questions: Sequence[str],

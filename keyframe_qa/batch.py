@@ -65,6 +65,7 @@ class BatchSummary:
     truncated: int = 0  # videos with a reply cut at --max-new-tokens (each line says how many)
     max_new_tokens: Optional[int] = None  # the reply limit they met
     failures: tuple[tuple[str, str], ...] = ()  # (video, error) of the first failures, for the summary
+    approximate_times: int = 0  # videos (video mode) whose model was told approximate times
 
 
 def collect_items(inputs: Sequence[str]) -> list[BatchItem]:
@@ -225,6 +226,11 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
     if not isinstance(output, OutputPath):
         output = check_output_file(output, "-o", [item.video for item in items])
     checkpoint = checkpoint or (engine.checkpoint if engine is not None else engine_checkpoint(spec))
+    if spec.engine == "openai":
+        from .answering import check_server_limits
+        from .pipeline import answer_options, generation_settings
+
+        check_server_limits(answer_options(template, generation_settings(template, checkpoint)), checkpoint)
     check_budget_settings(checkpoint.family, mode=template.mode, min_pixels=template.min_pixels,
                           max_pixels=template.max_pixels, max_visual_tokens=template.max_visual_tokens)
     if batch_size > 1:
@@ -240,7 +246,8 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
                 todo.append((item, request, settings))
         skipped = len(items) - len(todo)
         bar = Progress(len(items), initial=skipped, desc="videos", unit="video", enabled=progress)
-        counts = {"done": 0, "failed": 0, "stop": False, "truncated": 0, "max_new_tokens": None}
+        counts = {"done": 0, "failed": 0, "stop": False, "truncated": 0, "max_new_tokens": None,
+                  "approximate_times": 0}
         failures: list[tuple[str, str]] = []
 
         def finish(item: BatchItem, settings: str, record: Optional[dict], error: Optional[str]) -> bool:
@@ -256,6 +263,8 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
                 if record.get("truncated_replies"):
                     counts["truncated"] += 1
                     counts["max_new_tokens"] = record["model"]["generation"].get("max_new_tokens")
+                if (record["model"].get("time_fidelity") or {}).get("status") == "approximate":
+                    counts["approximate_times"] += 1
                 results.release()  # a video is answered: the engine is up, the file may change now
             results.write(record)
             if on_line:
@@ -281,6 +290,7 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
     return BatchSummary(total=len(items), done=counts["done"], skipped=skipped, failed=counts["failed"],
                         seconds=time.perf_counter() - started, interrupted=interrupted, batches=tuple(batches),
                         truncated=counts["truncated"], max_new_tokens=counts["max_new_tokens"],
+                        approximate_times=counts["approximate_times"],
                         failures=tuple(failures))
 
 
@@ -425,7 +435,7 @@ def prepare_item(entry, checkpoint: CheckpointInfo) -> tuple[BatchItem, str, Opt
     if item.error:
         return item, settings, None, item.error
     try:
-        return item, settings, prepare(request, checkpoint), None
+        return item, settings, prepare(request, checkpoint, quiet=True), None
     except KeyframeQAError as exc:
         return item, settings, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - one bad video must not end the batch
@@ -446,6 +456,9 @@ def summary_line(summary: BatchSummary, output: str) -> str:
         lines.append(f"{summary.truncated} video(s) had replies stopped at --max-new-tokens "
                      f"{summary.max_new_tokens} (their lines give truncated_replies): raise --max-new-tokens to get "
                      f"them whole")
+    if summary.approximate_times:
+        lines.append(f"{summary.approximate_times} video(s) were told approximate times in video mode (see their "
+                     f"model.time_fidelity): use --mode images, or evenly spaced frames within its max_fps")
     for video, error in summary.failures:
         lines.append(f"failed: {readable(video)}: {' '.join(error.split())[:300]}")
     if summary.failed > len(summary.failures):

@@ -67,8 +67,12 @@ def plan_budget(
     min_pixels: Optional[int] = None,
     max_pixels: Optional[int] = None,
     max_visual_tokens: Optional[int] = DEFAULT_MAX_VISUAL_TOKENS,
+    checkpoint_pixels: tuple[Optional[int], Optional[int]] = (None, None),
 ) -> list[FrameBudget]:
     """Choose each frame's model-input size. `frame_sizes` are display (width, height) pairs.
+
+    Per-frame limits: --min-pixels/--max-pixels, else the checkpoint's processor's own
+    (`checkpoint_pixels`), else qwen-vl-utils' defaults for the mode (see `pixel_limits`).
 
     In video mode all frames share one size (they form one tensor) and pairs of frames share a
     temporal patch, so a frame's `visual_tokens` is its share of its pair's tokens (the first of a
@@ -80,9 +84,7 @@ def plan_budget(
     if count == 0:
         raise UsageError("no frames selected")
     unit = family.factor * family.factor
-    low_tokens, high_tokens = (IMAGE_MIN_TOKENS, IMAGE_MAX_TOKENS) if mode == "images" else (VIDEO_MIN_TOKENS, VIDEO_MAX_TOKENS)
-    low = min_pixels if min_pixels is not None else low_tokens * unit
-    high = max_pixels if max_pixels is not None else high_tokens * unit
+    (low, _), (high, _) = pixel_limits(family, mode, min_pixels, max_pixels, checkpoint_pixels)
     if low <= 0 or high <= 0:
         raise UsageError("--min-pixels and --max-pixels must be positive")
     if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
@@ -122,6 +124,24 @@ def plan_budget(
     return budgets
 
 
+def pixel_limits(family: Family, mode: str, min_pixels: Optional[int], max_pixels: Optional[int],
+                 checkpoint_pixels: tuple[Optional[int], Optional[int]] = (None, None)) -> tuple[tuple, tuple]:
+    """((min, source), (max, source)) per frame: the option, else the checkpoint's processor
+    ("checkpoint"), else qwen-vl-utils' default for the mode ("default")."""
+    unit = family.factor * family.factor
+    defaults = (IMAGE_MIN_TOKENS * unit, IMAGE_MAX_TOKENS * unit) if mode == "images" else \
+        (VIDEO_MIN_TOKENS * unit, VIDEO_MAX_TOKENS * unit)
+    limits = []
+    for given, stated, default in zip((min_pixels, max_pixels), checkpoint_pixels, defaults):
+        if given is not None:
+            limits.append((given, "option"))
+        elif stated is not None:
+            limits.append((stated, "checkpoint"))
+        else:
+            limits.append((default, "default"))
+    return limits[0], limits[1]
+
+
 def _video_shares(count: int, per_patch: int, temporal: int) -> list[int]:
     shares = []
     for start in range(0, count, temporal):
@@ -140,6 +160,7 @@ def plan_request(
     min_pixels: Optional[int] = None,
     max_pixels: Optional[int] = None,
     max_visual_tokens: Optional[int] = DEFAULT_MAX_VISUAL_TOKENS,
+    checkpoint_pixels: tuple[Optional[int], Optional[int]] = (None, None),
 ) -> list[FrameBudget]:
     """Budgets for a request's frames: together in one prompt, or each in its own (`per_frame`).
 
@@ -148,7 +169,7 @@ def plan_request(
     """
     if not (per_frame and mode == "video"):
         return plan_budget(frame_sizes, family, mode=mode, min_pixels=min_pixels, max_pixels=max_pixels,
-                           max_visual_tokens=max_visual_tokens)
+                           max_visual_tokens=max_visual_tokens, checkpoint_pixels=checkpoint_pixels)
     count = len(frame_sizes)
     if count == 0:
         raise UsageError("no frames selected")
@@ -159,7 +180,7 @@ def plan_request(
             raise UsageError(f"--max-visual-tokens {max_visual_tokens} cannot give each of {count} frames "
                              f"even one visual token")
     return [plan_budget([size], family, mode="video", min_pixels=min_pixels, max_pixels=max_pixels,
-                        max_visual_tokens=share)[0] for size in frame_sizes]
+                        max_visual_tokens=share, checkpoint_pixels=checkpoint_pixels)[0] for size in frame_sizes]
 
 
 def check_budget_settings(family: Family, *, mode: str = "images", min_pixels: Optional[int] = None,

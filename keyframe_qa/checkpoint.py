@@ -16,6 +16,8 @@ from typing import Optional
 from .errors import ModelError, UsageError
 from .families import Family, family_from_config
 from .messages import status
+from .processor_limits import FILES as PROCESSOR_FILES
+from .processor_limits import ProcessorLimits, read_limits
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 MODEL_ENV = "KEYFRAME_QA_MODEL"
@@ -31,6 +33,10 @@ class CheckpointInfo:
     context_length: Optional[int]  # the language model's max_position_embeddings; None if the config lacks it
     # The checkpoint's generation_config.json (its own sampling settings), or None when it has none.
     generation_defaults: Optional[dict] = field(default=None, compare=False)
+    # The pixel and frame limits its processor config states (processor_limits.py).
+    limits: ProcessorLimits = field(default_factory=ProcessorLimits, compare=False)
+    # Qwen2.5-VL: temporal position ids per second of video (vision_config.tokens_per_second); else None.
+    tokens_per_second: Optional[float] = field(default=None, compare=False)
 
 
 def default_model_id() -> str:
@@ -56,7 +62,9 @@ def inspect_checkpoint(model_id: Optional[str] = None) -> CheckpointInfo:
     config = read_config(model_id, source)
     return CheckpointInfo(model_id=model_id, source=source, family=family_from_config(config),
                           context_length=context_length(config),
-                          generation_defaults=read_generation_config(model_id))
+                          generation_defaults=read_generation_config(model_id),
+                          limits=read_limits(checkpoint_files(model_id, PROCESSOR_FILES)),
+                          tokens_per_second=tokens_per_second(config))
 
 
 def inspect_local_checkpoint(model_id: str) -> Optional[CheckpointInfo]:
@@ -84,6 +92,15 @@ def checkpoint_files(model_id: str, names: tuple[str, ...]) -> dict[str, str]:
         if isinstance(path, str) and os.path.isfile(path):
             found[name] = path
     return found
+
+
+def tokens_per_second(config: dict) -> Optional[float]:
+    """Qwen2.5-VL's temporal position ids per second of video, from its vision config."""
+    vision = config.get("vision_config") if isinstance(config.get("vision_config"), dict) else {}
+    value = vision.get("tokens_per_second", config.get("tokens_per_second"))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return None
+    return float(value)
 
 
 def context_length(config: dict) -> Optional[int]:
@@ -141,10 +158,11 @@ def read_config(model_id: str, source: str) -> dict:
         config = _read_json(hf_hub_download(model_id, "config.json"), model_id)
     except Exception as exc:  # noqa: BLE001 - any hub failure (offline, 404, auth) means "not available"
         raise ModelError(missing_model_message(model_id)) from exc
-    try:
-        hf_hub_download(model_id, "generation_config.json")
-    except Exception:  # noqa: BLE001 - a checkpoint without one is fine
-        pass
+    for name in ("generation_config.json", *PROCESSOR_FILES):  # read from the cache like the rest
+        try:
+            hf_hub_download(model_id, name)
+        except Exception:  # noqa: BLE001 - a checkpoint without one is fine
+            pass
     return config
 
 

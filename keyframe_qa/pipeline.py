@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .answering import AnswerOptions, answer_frames, check_text, plan
+from .answering import AnswerOptions, answer_frames, check_server_limits, check_text, plan, pixel_limits_record
 from .budget import DEFAULT_MAX_VISUAL_TOKENS
 from .checkpoint import CheckpointInfo
 from .engines import EngineSpec, build_engine, check_spec, engine_checkpoint, warm_engine_imports
@@ -26,6 +26,7 @@ from .outputs import check_distinct, check_output_dir, check_output_file, write_
 from .records import Answer, Frame, GenerationSettings
 from .report import build_report, save_frames, to_json, write_frame_file
 from .selection import Selection, SelectionRequest, check_request, select
+from .time_positions import fidelity_warning, time_fidelity
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,10 @@ class PreparedVideo:
     budgets: Optional[list] = None  # FrameBudget per frame, planned before decoding
     generation: Optional[GenerationSettings] = None  # the decoding settings, resolved for that model
     import_s: float = 0.0  # importing the engine's resize (torch) before decoding: reported as model load
+    time_fidelity: Optional[dict] = None  # video mode: how truly the model is told the frames' times
 
 
-def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None) -> PreparedVideo:
+def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *, quiet: bool = False) -> PreparedVideo:
     """Probe the video, check the request against it and the model, then read the frames.
 
     Everything that can refuse the request runs before decoding: the selection against the video
@@ -162,16 +164,25 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None) ->
     # a 10 MB question or 10,000 times are refused before the video is probed, indexed or decoded.
     early = checkpoint or _checkpoint_here(request)
     if early is not None:
-        check_text(answer_options(request, _quiet_generation(request, early)), early, request.questions,
-                   selection_request.times or ())
+        early_options = answer_options(request, _quiet_generation(request, early))
+        if request.engine == "openai":
+            check_server_limits(early_options, early)
+        check_text(early_options, early, request.questions, selection_request.times or ())
     started = time.perf_counter()
     probed = probe(request.video)  # refuses a missing, empty or unreadable path first
     probe_s = time.perf_counter() - started
     decode_started = time.perf_counter()
-    selection = select(probed, selection_request)
+    frame_range = (early.limits.min_frames, early.limits.max_frames) if early is not None else None
+    selection = select(probed, selection_request, frame_range)
     checkpoint = early or engine_checkpoint(engine_spec(request))
     generation = generation_settings(request, checkpoint)
     options = answer_options(request, generation)
+    if request.engine == "openai" and early is None:
+        check_server_limits(options, checkpoint)
+    fidelity = time_fidelity(checkpoint, request.mode, selection.times, request.per_frame)
+    warning = fidelity_warning(fidelity, request.video)
+    if warning and not quiet:
+        warn(warning)
     budgets = plan(options, checkpoint, [(probed.info.width, probed.info.height)] * len(selection.times),
                    questions=request.questions, times=selection.times)
     shrink = _shrinker(request, budgets)
@@ -184,7 +195,7 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None) ->
     decoding = time.perf_counter()
     frames = read_selected(probed, selection, convert=shrink)
     return PreparedVideo(request, probed, selection, frames, probe_s, decode_s + time.perf_counter() - decoding,
-                         checkpoint, budgets, generation, import_s)
+                         checkpoint, budgets, generation, import_s, fidelity)
 
 
 def _checkpoint_here(request: AskRequest) -> Optional[CheckpointInfo]:
@@ -296,8 +307,11 @@ def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = Tr
         "generate_s": generate_s,
         "total_s": prepared.probe_s + prepared.import_s + prepared.decode_s + time.perf_counter() - started,
     }
-    report = build_report(probed.info, model_record(engine, request.mode, generation), frames, budgets, files,
-                          answers, timings)
+    model = model_record(engine, request.mode, generation)
+    model["pixel_limits"] = pixel_limits_record(answer_options(request, generation), engine.checkpoint)
+    if prepared.time_fidelity is not None:
+        model["time_fidelity"] = prepared.time_fidelity
+    report = build_report(probed.info, model, frames, budgets, files, answers, timings)
     report["selection"] = dict(selection.record, per_frame=request.per_frame)
     if retry is not None:
         report["memory_retry"] = retry

@@ -67,8 +67,12 @@ def check_request(request: SelectionRequest) -> None:
         check_options(request.scene_options)
 
 
-def select(video: ProbedVideo, request: SelectionRequest) -> Selection:
-    """Choose the frames of `video` that `request` asks for."""
+def select(video: ProbedVideo, request: SelectionRequest,
+           frame_range: Optional[tuple[Optional[int], Optional[int]]] = None) -> Selection:
+    """Choose the frames of `video` that `request` asks for.
+
+    `frame_range`: the checkpoint's video processor's (min_frames, max_frames), which the default
+    sampling keeps to in video mode instead of qwen-vl-utils' 4 to 768."""
     check_request(request)
     if request.times is None:
         video.index  # sampling and scenes need every frame's time: built now if the container gave none
@@ -89,7 +93,7 @@ def select(video: ProbedVideo, request: SelectionRequest) -> Selection:
     if request.num_frames is not None:
         times = _spread(info.duration, request.num_frames)
         return _sampled(times, {"method": "num_frames", "num_frames": request.num_frames})
-    return _default(video, request)
+    return _default(video, request, frame_range if request.mode == "video" else None)
 
 
 def planned_count(info: VideoInfo, request: SelectionRequest) -> Optional[int]:
@@ -167,11 +171,16 @@ def _sampled(times: list[float], record: dict) -> Selection:
     return Selection(tuple(times), (None,) * len(times), (None,) * len(times), record)
 
 
-def _default(video: ProbedVideo, request: SelectionRequest) -> Selection:
-    """qwen-vl-utils' rule: 2 fps, even count, 4 to 768 frames, and no more than the budget feeds."""
+def _default(video: ProbedVideo, request: SelectionRequest,
+             frame_range: Optional[tuple[Optional[int], Optional[int]]] = None) -> Selection:
+    """qwen-vl-utils' rule: 2 fps, even count, 4 to 768 frames (or the checkpoint's own range), and no
+    more than the budget feeds."""
     info = video.info
+    low, high = frame_range or (None, None)
+    source = "the checkpoint's" if low is not None or high is not None else "qwen-vl-utils'"
+    low, high = low or MIN_FRAMES, high or MAX_FRAMES
     wanted = round(info.duration * DEFAULT_FPS / 2) * 2
-    count = min(max(wanted, MIN_FRAMES), MAX_FRAMES, info.frame_count)
+    count = min(max(wanted, low), high, info.frame_count)
     capped = False
     if request.max_visual_tokens is not None:
         per_frame = MIN_TOKENS_PER_FRAME[request.mode]
@@ -185,8 +194,8 @@ def _default(video: ProbedVideo, request: SelectionRequest) -> Selection:
     times = _spread(info.duration, count)
     record = {"method": "default", "fps": round(count / info.duration, 6) if info.duration else None,
               "num_frames": count,
-              "note": f"no selection given: sampled like qwen-vl-utils ({DEFAULT_FPS:g} fps, {MIN_FRAMES} to "
-                      f"{MAX_FRAMES} frames, even count)" + (", capped by --max-visual-tokens" if capped else "")}
+              "note": f"no selection given: sampled like qwen-vl-utils ({DEFAULT_FPS:g} fps, {low} to {high} frames "
+                      f"({source} range), even count)" + (", capped by --max-visual-tokens" if capped else "")}
     return _sampled(times, record)
 
 

@@ -41,7 +41,12 @@ def test_ask_end_to_end_on_tiny_qwen2_vl(capsys, videos, tiny_model, tmp_path, m
                                "dtype": "float32", "engine": "transformers",
                                "generation": {"max_new_tokens": 6, "do_sample": False, "temperature": None,
                                               "top_p": None, "top_k": None, "repetition_penalty": None,
-                                              "seed": None}}
+                                              "seed": None},
+                               # The tiny checkpoint's processor config states its own limits (as many do).
+                               "pixel_limits": {"min_pixels": {"value": 3136 if mode == "images" else 100352,
+                                                               "source": "checkpoint"},
+                                                "max_pixels": {"value": 1003520 if mode == "images" else 602112,
+                                                               "source": "checkpoint"}}}
     assert [f["frame_number"] for f in report["frames"]] == [5, 10]
     assert [f["requested"] for f in report["frames"]] == [0.55, 1.0]
     assert [f["timestamp"] for f in report["frames"]] == [0.5, 1.0]

@@ -91,7 +91,7 @@ def test_a_prompt_over_the_context_is_refused_before_decoding(capsys, videos, ti
                          "--max-visual-tokens", "1000000", "--model", tiny_model)
     assert code == 2
     assert_one_line_error(err, "over the model's context of 32768 tokens")
-    assert "the prompt needs at least 65883 tokens plus up to 256" in err and "lower --max-visual-tokens" in err
+    assert "the prompt needs at least 64333 tokens plus up to 256" in err and "lower --max-visual-tokens" in err
 
 
 def test_the_exact_prompt_length_is_checked_against_the_context(capsys, videos, tiny_model, tmp_path):

@@ -190,7 +190,9 @@ class QwenVLModel:
                 images.extend(pixels)
         # Left padding (a single row has none): every row's last prompt token sits at the end, where
         # generation continues.
-        kwargs = {"text": texts, "return_tensors": "pt", "do_resize": False, "padding": True, "padding_side": "left"}
+        kwargs = {"text": texts, "return_tensors": "pt", "do_resize": False, "padding": True, "padding_side": "left",
+                  "size": self._size_for([budget for prompt, _, _ in rows for budget in prompt.budgets],
+                                         "video" if videos else "images")}
         if videos:
             kwargs.update(videos=videos, video_metadata=metadata, do_sample_frames=False)
         else:
@@ -207,6 +209,15 @@ class QwenVLModel:
             _check_grid(grids[start:start + count], prompt, self.family)
             start += count
         return inputs.to(self.model.device)
+
+    def _size_for(self, budgets, mode: str) -> dict:
+        """The processor's `size` for these frames: its own limits, widened to take every planned frame, so
+        a --max-pixels above the checkpoint's limit is honoured, and said to the processor, in process."""
+        low, high = self.checkpoint.limits.pixels(mode)
+        areas = [b.input_width * b.input_height for b in budgets]
+        low = min([low] + areas) if low is not None else min(areas)
+        high = max([high] + areas) if high is not None else max(areas)
+        return {"shortest_edge": low, "longest_edge": high}
 
     @contextlib.contextmanager
     def _out_of_memory_as_error(self):
