@@ -97,7 +97,7 @@ def _shrinker(request: AskRequest, budgets: list):
     from .engines import shrink_for_engine
 
     def shrink(frame: Frame) -> Frame:
-        image = shrink_for_engine(request.engine, frame.image, budgets[frame.index], request.model_id)
+        image = shrink_for_engine(frame.image, budgets[frame.index], request.model_id)
         return replace(frame, image=image, display_size=(frame.width, frame.height))
 
     return shrink
@@ -189,7 +189,7 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *,
     import_s = 0.0
     if shrink is not None:
         imported = time.perf_counter()
-        warm_engine_imports(request.engine)  # the engine's resize imports torch: not part of decoding
+        warm_engine_imports()  # the engines' resize imports torch: not part of decoding
         import_s = time.perf_counter() - imported
     decode_s = time.perf_counter() - decode_started - import_s
     decoding = time.perf_counter()

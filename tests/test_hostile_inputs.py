@@ -405,7 +405,7 @@ def test_an_ordinary_webm_prints_no_index_jargon(capsys, tmp_path):
 
 
 def test_decode_time_is_decoding_only(capsys, videos, tiny_model, monkeypatch):
-    monkeypatch.setattr(pipeline_module, "warm_engine_imports", lambda engine: time.sleep(1.0))
+    monkeypatch.setattr(pipeline_module, "warm_engine_imports", lambda: time.sleep(1.0))
     code, out, err = run(capsys, "ask", videos["plain.mp4"], "q", "--at", "1", "--model", tiny_model,
                          "--max-new-tokens", "2")
     assert code == 0, err

@@ -126,42 +126,18 @@ def build_engine(spec: EngineSpec, checkpoint: Optional[CheckpointInfo] = None) 
     return QwenVLModel(spec.model_id, device=spec.device, dtype=spec.dtype, checkpoint=checkpoint)
 
 
-def warm_engine_imports(engine: str) -> None:
-    """Import what `shrink_for_engine` needs for `engine` now (torch, for the in-process engine), so the
-    time it takes is not counted as decoding."""
-    if engine == "openai":
-        from . import openai  # noqa: F401
-    else:
-        from . import transformers  # noqa: F401
+def warm_engine_imports() -> None:
+    """Import what `shrink_for_engine` needs now (torch and torchvision), so the time it takes is not
+    counted as decoding."""
+    from .resize import import_resize
+
+    import_resize()
 
 
-def shrink_for_engine(engine: str, image, budget, model_id: Optional[str] = None):
-    """A frame resized to its budget the way `engine` itself would resize it, so it can travel small
-    (batch --ray) and the engine's own resize is then a no-op."""
-    if engine == "openai":
-        from .openai import resize_to_budget
+def shrink_for_engine(image, budget, model_id: Optional[str] = None):
+    """A frame resized to its budget the way every engine resizes it (the checkpoint's processor's own
+    resize, resize.py), so it can travel small (batch --ray) and the engine's own resize is then a no-op.
+    Both engines resize alike, so both send the same pixels."""
+    from .resize import resize_to_budget
 
-        return resize_to_budget(image, budget)
-    from .transformers import resize_like_processor
-
-    return resize_like_processor(image, budget.input_width, budget.input_height, _processor_resample(model_id))
-
-
-def _processor_resample(model_id: Optional[str]):
-    """The image processor's `resample` from the checkpoint's preprocessor config, read without loading it."""
-    import json
-
-    from ..checkpoint import checkpoint_files, default_model_id
-
-    files = checkpoint_files(model_id or default_model_id(), ("preprocessor_config.json", "processor_config.json"))
-    for name in ("preprocessor_config.json", "processor_config.json"):
-        if name in files:
-            try:
-                with open(files[name], encoding="utf-8") as handle:
-                    config = json.load(handle)
-            except (OSError, ValueError):
-                continue
-            config = config.get("image_processor", config)
-            if isinstance(config.get("resample"), int):
-                return config["resample"]
-    return None
+    return resize_to_budget(image, budget, model_id)

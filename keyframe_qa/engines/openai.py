@@ -34,6 +34,7 @@ from ..answering import prompt_parts
 from ..checkpoint import CheckpointInfo, checkpoint_files
 from ..errors import KeyframeQAError, ModelError, UsageError
 from ..records import GenerationSettings, Reply, VisualPrompt
+from .resize import resize_to_budget
 
 RETRIES = 4  # tries of a request that failed in a passing way
 BACKOFF_S = 0.5  # first wait; doubles with each retry
@@ -79,7 +80,9 @@ class OpenAIEngine:
         if prompt.mode != "images":
             raise UsageError("--mode video is not available with --engine openai: the servers' video inputs "
                              "take a video file, not the exact frames keyframe-qa picked; use --mode images")
-        urls = [_png_data_url(resize_to_budget(image, budget)) for image, budget in zip(prompt.images, prompt.budgets)]
+        # Resized as the in-process engine resizes (resize.py): the server keeps them, and sees the same pixels.
+        urls = [_png_data_url(resize_to_budget(image, budget, self.model_id))
+                for image, budget in zip(prompt.images, prompt.budgets)]
         visual = [b.visual_tokens for b in prompt.budgets]
         return [self._ask(prompt, question, urls, visual, settings) for question in questions]
 
@@ -222,17 +225,6 @@ def _sampling(settings: GenerationSettings) -> dict:
     if settings.seed is not None:
         fields["seed"] = settings.seed
     return fields
-
-
-def resize_to_budget(image: np.ndarray, budget) -> np.ndarray:
-    """The frame at its budgeted size (bicubic, as qwen-vl-utils resizes), so the server keeps it as it is."""
-    height, width = image.shape[:2]
-    if (width, height) == (budget.input_width, budget.input_height):
-        return image
-    from PIL import Image
-
-    picture = Image.fromarray(image).resize((budget.input_width, budget.input_height), Image.Resampling.BICUBIC)
-    return np.asarray(picture)
 
 
 def _png_data_url(image: np.ndarray) -> str:

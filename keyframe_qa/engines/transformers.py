@@ -24,6 +24,7 @@ from ..checkpoint import CheckpointInfo, inspect_checkpoint, missing_model_messa
 from ..errors import ModelError, OutOfMemory, UsageError
 from ..families import Family
 from ..records import GenerationSettings, Reply, VisualPrompt
+from .resize import resize_like_processor
 
 
 def resolve_device(device: str) -> str:
@@ -313,32 +314,6 @@ def _content(prompt: VisualPrompt, question: str) -> list:
             for kind, value in prompt_parts(prompt, question)]
 
 
-def resize_like_processor(image: np.ndarray, width: int, height: int, resample=None) -> np.ndarray:
-    """An RGB frame at (width, height) as the Qwen-VL processors resize: torchvision on a uint8 tensor,
-    antialiased, with the processor's `resample` filter (bicubic when not given)."""
-    import torch
-    from torchvision.transforms.v2 import functional as tvF
-
-    if image.shape[1] == width and image.shape[0] == height:
-        return image
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-    out = tvF.resize(tensor, [height, width], interpolation=_interpolation(resample), antialias=True)
-    return out.permute(1, 2, 0).contiguous().numpy()
-
-
-def _interpolation(resample):
-    """torchvision's interpolation mode for a processor's `resample` (a PIL filter number or a mode)."""
-    from torchvision.transforms.v2 import InterpolationMode
-
-    pil = {0: InterpolationMode.NEAREST, 1: InterpolationMode.LANCZOS, 2: InterpolationMode.BILINEAR,
-           3: InterpolationMode.BICUBIC, 4: InterpolationMode.BOX, 5: InterpolationMode.HAMMING}
-    if isinstance(resample, InterpolationMode):
-        return resample
-    if resample is None:
-        return InterpolationMode.BICUBIC  # every Qwen-VL processor's filter
-    return pil.get(int(resample), InterpolationMode.BICUBIC)
-
-
 def _eos_ids(config) -> set:
     ids = config.eos_token_id
     if ids is None:
@@ -401,6 +376,27 @@ def _shared_prefix_length(encoded: list, vision_end_id: Optional[int]) -> int:
     return length if length < min(e["input_ids"].shape[1] for e in encoded) else 0
 
 
+@contextlib.contextmanager
+def _bars_on_terminals_only():
+    """transformers' "Loading weights" bar only when stderr is a terminal: redrawn into a log file or a
+    pipe it is noise (the project's rule for every bar). Its setting is put back afterwards."""
+    import sys
+
+    from transformers.utils import logging as transformers_logging
+
+    from ..messages import is_terminal
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    if enabled and not is_terminal(sys.stderr):
+        transformers_logging.disable_progress_bar()
+        try:
+            yield
+        finally:
+            transformers_logging.enable_progress_bar()
+    else:
+        yield
+
+
 def damaged_weights(path: str, source: str) -> Optional[str]:
     """A message naming the checkpoint's first truncated or damaged .safetensors file, or None.
 
@@ -442,10 +438,11 @@ def _load(model_id: str, source: str, torch_dtype, attention: str, device: str):
 
     path = os.path.expanduser(model_id) if source == "local" else model_id
     try:
-        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
-        model = AutoModelForImageTextToText.from_pretrained(
-            path, dtype=torch_dtype, attn_implementation=attention, trust_remote_code=False
-        )
+        with _bars_on_terminals_only():
+            processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+            model = AutoModelForImageTextToText.from_pretrained(
+                path, dtype=torch_dtype, attn_implementation=attention, trust_remote_code=False
+            )
     except (OSError, ValueError) as exc:
         damaged = damaged_weights(path, source)
         if damaged:
