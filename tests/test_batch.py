@@ -172,9 +172,9 @@ def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, 
     events = []
     real_prepare, real_answer = batch_module.prepare, batch_module.answer_prepared
 
-    def prepare(request, checkpoint):
+    def prepare(request, checkpoint, **options):
         events.append(("prepare", os.path.basename(request.video)))
-        return real_prepare(request, checkpoint)
+        return real_prepare(request, checkpoint, **options)
 
     def answer(prepared, engine, **options):
         events.append(("answer", os.path.basename(prepared.request.video)))
