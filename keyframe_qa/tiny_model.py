@@ -76,19 +76,30 @@ def build_tokenizer(vocab_size: int = 512):
     )
 
 
-def build_tiny_checkpoint(path: str, family: str = "qwen2-vl", seed: int = 0) -> str:
-    """Write a tiny random checkpoint of `family` to `path` and return the path."""
+def build_tiny_checkpoint(path: str, family: str = "qwen2-vl", seed: int = 0, *, architecture: str = "tiny",
+                          device: str = "cpu") -> str:
+    """Write a random checkpoint of `family` to `path` and return the path.
+
+    `architecture="2b"` (qwen2-vl only) builds the real Qwen2-VL-2B architecture (its published config:
+    a 1.5B language model, a 675M vision tower) in bfloat16, with the same small tokenizer: random weights
+    of the real size, to measure speed and memory honestly where no weights can be downloaded. `device`
+    is where the weights are drawn (a GPU draws 2B of them in seconds)."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoConfig
 
     if family not in FAMILY_MODEL_TYPES:
         raise ValueError(f"unknown family {family!r}")
+    if architecture not in ("tiny", "2b") or (architecture == "2b" and family != "qwen2-vl"):
+        raise ValueError(f"no {architecture!r} architecture for {family}")
     os.makedirs(path, exist_ok=True)
     tokenizer = build_tokenizer()
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    config = AutoConfig.for_model(FAMILY_MODEL_TYPES[family], **_config_kwargs(family, tokenizer, ids))
+    kwargs = _config_kwargs(family, tokenizer, ids) if architecture == "tiny" else _qwen2_vl_2b_kwargs(ids)
+    config = AutoConfig.for_model(FAMILY_MODEL_TYPES[family], **kwargs)
     torch.manual_seed(seed)
-    model = AutoModelForImageTextToText.from_config(config)
+    with torch.device(device):
+        model = AutoModelForImageTextToText.from_config(
+            config, **({"dtype": torch.bfloat16} if architecture == "2b" else {}))
     model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.do_sample = False
@@ -135,6 +146,22 @@ def _config_kwargs(family: str, tokenizer, ids: dict) -> dict:
         "vision_start_token_id": ids["<|vision_start|>"],
         "vision_end_token_id": ids["<|vision_end|>"],
     }
+
+
+def _qwen2_vl_2b_kwargs(ids: dict) -> dict:
+    """Qwen/Qwen2-VL-2B-Instruct's published architecture (its config.json), with this tokenizer's ids."""
+    text = {
+        "vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+        "num_attention_heads": 12, "num_key_value_heads": 2, "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
+        "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+    }
+    vision = {"depth": 32, "embed_dim": 1280, "hidden_size": 1536, "num_heads": 16, "mlp_ratio": 4,
+              "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
+    return {"text_config": text, "vision_config": vision, "tie_word_embeddings": True,
+            "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+            "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"]}
 
 
 def _processor(family: str, tokenizer):
