@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     model = args.model
     if not os.path.exists(os.path.join(model, "config.json")):
-        from keyframe_qa.tiny_model import build_tiny_checkpoint
+        from keyframe_qa.testing.tiny_model import build_tiny_checkpoint
 
         build_tiny_checkpoint(model, "qwen2-vl")
     samples = [os.path.join(ROOT, "sample_videos", n) for n in ("scenes.mp4", "bigbuckbunny.mp4", "phone_rotated.mp4")]

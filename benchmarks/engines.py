@@ -42,8 +42,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=24)
     args = parser.parse_args()
 
-    from keyframe_qa.serving_tool import start_server, stop_server
-    from keyframe_qa.synthetic import SyntheticSpec
+    from keyframe_qa.testing.serving_tool import start_server, stop_server
+    from keyframe_qa.testing.synthetic import SyntheticSpec
 
     model = bench_model(ROOT)
     work = tempfile.mkdtemp(prefix="kfqa-engines-")

@@ -39,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-from keyframe_qa.synthetic import read_frame_number, stamp_frame_number, write_pictures  # noqa: E402
+from keyframe_qa.testing.synthetic import read_frame_number, stamp_frame_number, write_pictures  # noqa: E402
 from timing import run_process  # noqa: E402
 
 FPS, SECONDS, GOP_SECONDS = 25, 60, 8

@@ -17,7 +17,7 @@ fails or runs out of time keeps what came before):
 4. Options, kept or dropped on the numbers: a static KV cache with torch.compile for decode (timed, with
    a time limit); flash-attention 2 is used when installed (recorded).
 The checkpoint is the real Qwen2-VL-2B architecture from its published config with random weights
-(keyframe_qa.tiny_model, architecture "2b"): nothing can be downloaded on the GPU machine, and random
+(keyframe_qa.testing.tiny_model, architecture "2b"): nothing can be downloaded on the GPU machine, and random
 weights cost the same time and memory as trained ones. Its replies are noise; greedy decoding of random
 weights rarely meets an end token, so 32 tokens are 32 tokens.
 """
@@ -85,7 +85,7 @@ def make_clips(folder: str, count: int, tiny: bool) -> tuple[str, list[str]]:
     """A 720p clip for `ask`, and `count` short clips for `batch` (known content, generated here)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from keyframe_qa.synthetic import SyntheticSpec, write_video
+    from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
 
     hd = os.path.join(folder, "hd.mp4")
     write_video(hd, SyntheticSpec(width=1280, height=720, frame_count=30, fps=10, gop=10))
@@ -109,7 +109,7 @@ def ask_split(torch, engine, hd: str, device: str, ceiling: dict, results: Resul
     """Warm `ask` latency and its parts, each against its floor."""
     from keyframe_qa import AskRequest, ask, extract_frames
     from keyframe_qa.answering import AnswerOptions, build_prompt, plan
-    from keyframe_qa.generation import GenerationRequest, resolve_generation
+    from keyframe_qa.model.generation import GenerationRequest, resolve_generation
 
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -186,7 +186,7 @@ def batch_throughput(torch, engine, clips: list[str], sizes: list[int], device: 
                      results: Results, folder: str) -> None:
     """batch over the clips at each batch size: videos/s, generated tokens/s, peak memory, roofline."""
     from keyframe_qa import AskRequest
-    from keyframe_qa.batch import BatchItem, run_batch
+    from keyframe_qa.jobs.batch import BatchItem, run_batch
 
     cuda = device.startswith("cuda")
     counts = parameter_counts(engine.model)
@@ -195,7 +195,7 @@ def batch_throughput(torch, engine, clips: list[str], sizes: list[int], device: 
     rows = []
     items = [BatchItem(video=clip) for clip in clips]
     template = AskRequest(video="", questions=(QUESTION,), max_new_tokens=NEW_TOKENS, model_id=engine.model_id,
-                          selection=__import__("keyframe_qa.selection", fromlist=["x"]).SelectionRequest(
+                          selection=__import__("keyframe_qa.selection.select", fromlist=["x"]).SelectionRequest(
                               num_frames=2))
     engine.batches = []
     for size in sizes:
@@ -223,7 +223,7 @@ def static_cache_compile(torch, engine, hd: str, device: str, results: Results, 
     """Per-token decode with a static KV cache and torch.compile, against the dynamic cache (time-limited)."""
     from keyframe_qa import extract_frames
     from keyframe_qa.answering import AnswerOptions, build_prompt, plan
-    from keyframe_qa.generation import GenerationRequest, resolve_generation
+    from keyframe_qa.model.generation import GenerationRequest, resolve_generation
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     settings = resolve_generation(GenerationRequest(max_new_tokens=NEW_TOKENS), None)
@@ -278,7 +278,7 @@ def main() -> None:
     import transformers
 
     from keyframe_qa import load_model
-    from keyframe_qa.tiny_model import build_tiny_checkpoint
+    from keyframe_qa.testing.tiny_model import build_tiny_checkpoint
 
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
     results = Results(os.path.join(args.out, "gpu.json"))

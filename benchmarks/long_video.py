@@ -172,7 +172,7 @@ def memory(clip: str, folder: str, every: str) -> dict:
 
 def import_time() -> dict:
     """Cumulative import time of the modules the `frames` command loads, from -X importtime."""
-    code = "import keyframe_qa.cli, keyframe_qa.media, keyframe_qa.frames, keyframe_qa.pipeline, keyframe_qa.report"
+    code = "import keyframe_qa.cli, keyframe_qa.video.probe, keyframe_qa.video.frames, keyframe_qa.jobs.ask, keyframe_qa.outputs.report"
     result = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
                             cwd=ROOT, check=True)
     top = {}

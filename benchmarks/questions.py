@@ -34,7 +34,7 @@ def build(path: str, layers: int) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    from keyframe_qa.tiny_model import SPECIAL_TOKENS, _processor, build_tokenizer
+    from keyframe_qa.testing.tiny_model import SPECIAL_TOKENS, _processor, build_tokenizer
 
     tokenizer = build_tokenizer()
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
@@ -65,8 +65,8 @@ def main() -> None:
 
     import torch
 
-    from keyframe_qa.budget import plan_budget
-    from keyframe_qa.pipeline import extract_frames, load_model
+    from keyframe_qa.model.budget import plan_budget
+    from keyframe_qa.jobs.ask import extract_frames, load_model
     from keyframe_qa.records import GenerationSettings, VisualPrompt
 
     path = os.path.join(ROOT, ".bench", f"qwen2-vl-2b-random-{args.layers}l")

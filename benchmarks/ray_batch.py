@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    from keyframe_qa.synthetic import SyntheticSpec
+    from keyframe_qa.testing.synthetic import SyntheticSpec
 
     model = bench_model(ROOT)
     work = tempfile.mkdtemp(prefix="kfqa-ray-")

@@ -78,7 +78,7 @@ def run_case(args: list[str], model: str, *, video: str = VIDEO, question: str =
 
 
 def main() -> None:
-    from keyframe_qa.tiny_model import build_tiny_checkpoint
+    from keyframe_qa.testing.tiny_model import build_tiny_checkpoint
 
     cache = os.path.join(ROOT, ".bench")
     os.makedirs(cache, exist_ok=True)
@@ -101,7 +101,7 @@ def main() -> None:
 
 def _round_two(model: str, cache: str):
     """The cases of the second hostile round: huge text on every input path, Matroska, an endless reply."""
-    from keyframe_qa.synthetic import SyntheticSpec, write_video
+    from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
 
     mkv = os.path.join(cache, "long.mkv")
     if not os.path.exists(mkv):

@@ -51,7 +51,7 @@ def bench_model(root: str) -> str:
     """The tiny random Qwen2-VL checkpoint the tests use, built once in .bench/."""
     import os
 
-    from keyframe_qa.tiny_model import build_tiny_checkpoint
+    from keyframe_qa.testing.tiny_model import build_tiny_checkpoint
 
     model = os.path.join(root, ".bench", "tiny-qwen2-vl")
     if not os.path.exists(os.path.join(model, "config.json")):
@@ -64,7 +64,7 @@ def clip_copies(folder: str, count: int, spec) -> str:
     import os
     import shutil
 
-    from keyframe_qa.synthetic import write_video
+    from keyframe_qa.testing.synthetic import write_video
 
     clips = os.path.join(folder, "clips")
     os.makedirs(clips)

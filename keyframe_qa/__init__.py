@@ -9,7 +9,7 @@ Library use (no model needed for frames; torch is imported only when a model is 
 
 from .errors import KeyframeQAError, ModelError, UsageError, VideoError
 from .grounding import parse_boxes
-from .pipeline import AskRequest, ask, extract_frames, load_model
+from .jobs.ask import AskRequest, ask, extract_frames, load_model
 
 __all__ = [
     "AskRequest", "ask", "extract_frames", "load_model", "parse_boxes",

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from .budget import check_context, pixel_limits, plan_request, prompt_tokens_lower_bound
-from .checkpoint import CheckpointInfo
+from .model.budget import check_context, pixel_limits, plan_request, prompt_tokens_lower_bound
+from .model.checkpoint import CheckpointInfo
 from .errors import UsageError
 from .grounding import FrameGeometry, find_boxes, grounding_prompt
-from .messages import warn
+from .console import warn
 from .records import Answer, Frame, FrameBudget, GenerationSettings, VisualPrompt
-from .text_tokens import text_counter
+from .model.text_tokens import text_counter
 from .timecodes import format_time
 
 
@@ -104,7 +104,7 @@ def check_text(options: AnswerOptions, checkpoint: CheckpointInfo, questions: Se
 
 
 def _size(text: str) -> str:
-    from .text_tokens import utf8_length
+    from .model.text_tokens import utf8_length
 
     size = utf8_length(text)
     return f"{size / 1024 / 1024:.1f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KiB" \

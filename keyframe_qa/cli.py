@@ -12,10 +12,10 @@ import traceback
 
 import click
 
-from .budget import DEFAULT_MAX_VISUAL_TOKENS, LARGEST_OPTION
+from .model.budget import DEFAULT_MAX_VISUAL_TOKENS, LARGEST_OPTION
 from .errors import KeyframeQAError, UsageError
-from .families import FAMILY_NAMES
-from .scenes import DEFAULT_MIN_SCENE_LEN, DETECTORS, KEYFRAME_CHOICES
+from .model.families import FAMILY_NAMES
+from .selection.scenes import DEFAULT_MIN_SCENE_LEN, DETECTORS, KEYFRAME_CHOICES
 from .timecodes import parse_time_list
 
 
@@ -88,8 +88,8 @@ def selection_options(command):
 
 def _selection(times, scenes, every, num_frames, fps, detector, threshold, min_scene_len, keyframe, max_scenes,
                no_cache, **extra):
-    from .scenes import SceneOptions
-    from .selection import SelectionRequest
+    from .selection.scenes import SceneOptions
+    from .selection.select import SelectionRequest
 
     return SelectionRequest(
         times=times, scenes=scenes, every=every, num_frames=num_frames, fps=fps,
@@ -101,7 +101,7 @@ def _selection(times, scenes, every, num_frames, fps, detector, threshold, min_s
 
 def _emit(text: str, output) -> None:
     """Write a result to its checked output (stdout when none), and say where it went."""
-    from .outputs import write_output
+    from .outputs.paths import write_output
 
     write_output(output, text)
     _wrote(output)
@@ -114,13 +114,13 @@ def _wrote(output) -> None:
 
 def _say(text: str) -> None:
     """A status line on stderr (any file name readable, above a progress bar)."""
-    from .messages import line
+    from .console import line
 
     line(text)
 
 
 def _output(path, option: str, inputs):
-    from .outputs import check_output_file
+    from .outputs.paths import check_output_file
 
     return check_output_file(path or "-", option, inputs)
 
@@ -170,7 +170,7 @@ def answer_options(command):
 
 def _request(video, questions, options: dict, **files):
     """An AskRequest from the shared options (selection options included)."""
-    from .pipeline import AskRequest
+    from .jobs.ask import AskRequest
 
     selection_keys = ("times", "scenes", "every", "num_frames", "fps", "detector", "threshold", "min_scene_len",
                       "keyframe", "max_scenes", "no_cache")
@@ -196,8 +196,8 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
     Boxes in replies come back in pixels of the displayed frame; --find asks for them directly.
     With no frame selection, frames are sampled like qwen-vl-utils (2 fps, capped by the budget).
     """
-    from .outputs import names_stdout
-    from .pipeline import ask as run_ask
+    from .outputs.paths import names_stdout
+    from .jobs.ask import ask as run_ask
 
     request = _request(video, questions, options, annotate=annotate, html=html_path, save_frames=save_frames,
                        output=output or "-")
@@ -226,10 +226,10 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
 def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray, batch_size, **options):
     """Answer questions about many videos with one model load: INPUTS are files, folders, globs or
     .csv/.jsonl manifests (columns video, at, question). Reruns resume."""
-    from .batch import check_batch_size, collect_items, run_batch, summary_line
+    from .jobs.batch import check_batch_size, collect_items, run_batch, summary_line
     from .engines import check_spec, engine_checkpoint
-    from .pipeline import engine_spec
-    from .results_file import check_results_file
+    from .jobs.ask import engine_spec
+    from .outputs.results_file import check_results_file
 
     items = collect_items(inputs)
     if not questions and not options.get("find") and any(not i.questions and not i.error for i in items):
@@ -238,7 +238,7 @@ def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray,
     check_spec(engine_spec(template))
     check_batch_size(engine_spec(template), batch_size, use_ray)
     if use_ray:
-        from .scale import check_ray
+        from .jobs.ray_runner import check_ray
 
         check_ray()
     target = _output(output, "-o", [i.video for i in items] + [i for i in inputs if os.path.isfile(i)])
@@ -268,9 +268,9 @@ def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_c
     """Find the scenes of VIDEO (no model) and one keyframe for each."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .media import check_path, probe
-    from .report import scenes_csv, scenes_report, to_json
-    from .scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
+    from .video.probe import check_path, probe
+    from .outputs.report import scenes_csv, scenes_report, to_json
+    from .selection.scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
 
     options = SceneOptions(detector=detector, threshold=threshold, min_scene_len=min_scene_len,
                            keyframe=keyframe, max_scenes=max_scenes)
@@ -309,11 +309,11 @@ def _indexed(probed):
 @click.option("--max-side", type=COUNT, default=None, help="Shrink so the longer side is at most N.")
 def frames(video, out_dir, image_format, quality, max_side, **selection):
     """Write frames of VIDEO as images plus a frames.json index (no model)."""
-    from .media import check_path, probe
-    from .outputs import check_chosen_name, check_output_dir, write_chosen_name
-    from .pipeline import write_frames
-    from .report import frames_index, to_json
-    from .selection import check_request, select
+    from .video.probe import check_path, probe
+    from .outputs.paths import check_chosen_name, check_output_dir, write_chosen_name
+    from .jobs.ask import write_frames
+    from .outputs.report import frames_index, to_json
+    from .selection.select import check_request, select
 
     request = _selection(**selection, max_visual_tokens=None)
     check_request(request)
@@ -338,12 +338,12 @@ def frames(video, out_dir, image_format, quality, max_side, **selection):
               help="Write a self-contained HTML page of all comparisons here.")
 def compare(config_path, output, html_path):
     """Run the before/after comparisons of a YAML CONFIG (see configs/before_after.yaml)."""
-    from .compare import check_settings, config_inputs, run_compare
-    from .config import load_config
+    from .jobs.compare import check_settings, config_inputs, run_compare
+    from .jobs.compare_config import load_config
     from .engines import build_engine, engine_checkpoint
-    from .html_report import render_compare
-    from .outputs import check_distinct, write_output
-    from .report import to_json
+    from .outputs.html import render_compare
+    from .outputs.paths import check_distinct, write_output
+    from .outputs.report import to_json
 
     config = load_config(config_path)
     inputs = config_inputs(config, config_path)
@@ -406,7 +406,7 @@ def main(argv=None) -> int:
 def _fail(message: str, debug: bool) -> None:
     if debug:
         traceback.print_exc()
-    from .jsontext import readable
+    from .outputs.jsontext import readable
 
     first_line = " ".join(readable(str(message)).split())
     click.echo(f"Error: {first_line}", err=True)

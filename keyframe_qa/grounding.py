@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence, Union
 
-from .families import Family
+from .model.families import Family
 from .records import Box
 
 _NUM = r"-?\d+(?:\.\d+)?"

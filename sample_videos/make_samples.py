@@ -11,7 +11,7 @@ turns it 90 degrees clockwise and shows it 240x320).
 
 import os
 
-from keyframe_qa.synthetic import SyntheticSpec, write_video
+from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

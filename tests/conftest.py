@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from keyframe_qa.serving_tool import start_server, stop_server
-from keyframe_qa.synthetic import SyntheticSpec, write_video
+from keyframe_qa.testing.serving_tool import start_server, stop_server
+from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
 
 # Generated once per test session; every spec has frame-numbered content.
 VIDEO_SPECS = {
@@ -48,7 +48,7 @@ def videos(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Build tiny random checkpoints on demand, once per family per session."""
-    from keyframe_qa.tiny_model import build_tiny_checkpoint
+    from keyframe_qa.testing.tiny_model import build_tiny_checkpoint
 
     built = {}
 

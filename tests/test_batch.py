@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from keyframe_qa.batch import collect_items, iter_lines, read_manifest
+from keyframe_qa.jobs.batch import collect_items, iter_lines, read_manifest
 from keyframe_qa.errors import UsageError
 from tests.test_cli import assert_one_line_error, run
 
@@ -165,9 +165,9 @@ def test_ctrl_c_stops_cleanly_with_a_summary_and_exit_130(videos, tiny_model, tm
 
 
 def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, tmp_path, tiny_model):
-    import keyframe_qa.batch as batch_module
-    from keyframe_qa.batch import BatchItem, run_batch
-    from keyframe_qa.pipeline import AskRequest, load_model
+    import keyframe_qa.jobs.batch as batch_module
+    from keyframe_qa.jobs.batch import BatchItem, run_batch
+    from keyframe_qa.jobs.ask import AskRequest, load_model
 
     events = []
     real_prepare, real_answer = batch_module.prepare, batch_module.answer_prepared

@@ -8,13 +8,13 @@ import pytest
 import torch
 from transformers.models.qwen2_vl import modeling_qwen2_vl
 
-from keyframe_qa.batch import collect_items, iter_lines, run_batch
-from keyframe_qa.budget import plan_request
+from keyframe_qa.jobs.batch import collect_items, iter_lines, run_batch
+from keyframe_qa.model.budget import plan_request
 from keyframe_qa.engines.transformers import QwenVLModel
-from keyframe_qa.pipeline import AskRequest
+from keyframe_qa.jobs.ask import AskRequest
 from keyframe_qa.records import GenerationSettings, VisualPrompt
-from keyframe_qa.selection import SelectionRequest
-from keyframe_qa.synthetic import SyntheticSpec, write_video
+from keyframe_qa.selection.select import SelectionRequest
+from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
 from tests.test_cli import assert_one_line_error, run
 
 SIZES = [(160, 120), (96, 160), (128, 96), (200, 100), (64, 64)]

@@ -3,9 +3,9 @@ import math
 import pytest
 from qwen_vl_utils import smart_resize as reference_smart_resize
 
-from keyframe_qa.budget import plan_budget, smart_resize
+from keyframe_qa.model.budget import plan_budget, smart_resize
 from keyframe_qa.errors import UsageError
-from keyframe_qa.families import family_from_config
+from keyframe_qa.model.families import family_from_config
 
 QWEN2 = family_from_config({"model_type": "qwen2_vl"})
 QWEN3 = family_from_config({"model_type": "qwen3_vl"})

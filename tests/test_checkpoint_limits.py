@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from keyframe_qa.synthetic import SyntheticSpec, write_video
+from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
 from tests.test_cli import assert_one_line_error, run
 from tests.test_engines import assert_same_generation, openai_args
 
@@ -50,7 +50,7 @@ def test_a_1080p_frame_gets_the_checkpoints_own_size_in_both_engines(capsys, ful
 
 def test_a_larger_max_pixels_works_in_process_and_is_refused_with_a_server(capsys, full_hd, tiny_model,
                                                                            openai_server, monkeypatch):
-    import keyframe_qa.pipeline as pipeline
+    import keyframe_qa.jobs.ask as pipeline
 
     common = [full_hd, "q", "--at", "0.5", "--model", tiny_model, "--max-new-tokens", "2", "--max-pixels", "2200000"]
     code, out, err = run(capsys, "ask", *common)
@@ -142,7 +142,7 @@ def test_qwen25_even_frames_within_its_resolution_are_exact(capsys, videos, tiny
 
 def _time_markers(engine, frames) -> list[float]:
     from keyframe_qa.answering import build_prompt
-    from keyframe_qa.budget import plan_budget
+    from keyframe_qa.model.budget import plan_budget
 
     budgets = plan_budget([(f.width, f.height) for f in frames], engine.family, mode="video",
                           max_visual_tokens=2000)
@@ -160,9 +160,9 @@ def _patch_times(times: list[float]) -> list[float]:
 
 def test_qwen3_prints_the_frames_real_times_for_uneven_times_and_scene_keyframes(videos, four_scenes, tiny_models):
     from keyframe_qa import extract_frames, load_model
-    from keyframe_qa.media import probe
-    from keyframe_qa.pipeline import select_frames
-    from keyframe_qa.selection import SelectionRequest
+    from keyframe_qa.video.probe import probe
+    from keyframe_qa.jobs.ask import select_frames
+    from keyframe_qa.selection.select import SelectionRequest
 
     engine = load_model(tiny_models("qwen3-vl"))
     uneven = [0.3, 1.0, 1.1, 4.2, 5.0]

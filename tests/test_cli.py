@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keyframe_qa.cli import main
-from keyframe_qa.synthetic import read_frame_number
+from keyframe_qa.testing.synthetic import read_frame_number
 
 FRAME_KEYS = {"index", "requested", "timestamp", "frame_number", "width", "height", "input_width",
               "input_height", "visual_tokens", "file"}
@@ -102,10 +102,10 @@ def test_real_clip_runs_through_ask(capsys, bigbuckbunny, tiny_model):
 def test_several_questions_share_the_frames_prefix_and_answer_the_same(videos, tiny_models):
     """Answers with the shared prefix cache equal answers computed from scratch, for every family."""
     import keyframe_qa.engines.transformers as model_module
-    from keyframe_qa.budget import plan_budget
-    from keyframe_qa.frames import read_frames
-    from keyframe_qa.media import probe
-    from keyframe_qa.pipeline import load_model
+    from keyframe_qa.model.budget import plan_budget
+    from keyframe_qa.video.frames import read_frames
+    from keyframe_qa.video.probe import probe
+    from keyframe_qa.jobs.ask import load_model
     from keyframe_qa.records import GenerationSettings, VisualPrompt
 
     frames = read_frames(probe(videos["plain.mp4"]), [0.5, 2.5, 4.0])
@@ -136,7 +136,7 @@ def test_processor_grid_mismatch_is_caught():
     import torch
 
     from keyframe_qa.errors import ModelError
-    from keyframe_qa.families import family_from_config
+    from keyframe_qa.model.families import family_from_config
     from keyframe_qa.engines.transformers import _check_grid
     from keyframe_qa.records import VisualPrompt
     from keyframe_qa.records import FrameBudget

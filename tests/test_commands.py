@@ -10,7 +10,7 @@ import sys
 import cv2
 import pytest
 
-from keyframe_qa.synthetic import read_frame_number
+from keyframe_qa.testing.synthetic import read_frame_number
 from tests.test_cli import assert_one_line_error, ask_json, run
 
 

@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from keyframe_qa.config import ConfigError, json_schema, load_config
+from keyframe_qa.jobs.compare_config import ConfigError, json_schema, load_config
 from tests.test_cli import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -135,4 +135,4 @@ def test_shipped_example_config_is_valid_and_its_schema_is_current():
     config = load_config(os.path.join(ROOT, "configs", "before_after.yaml"))
     assert len(config.comparisons) == 2
     with open(os.path.join(ROOT, "configs", "before_after.schema.json")) as handle:
-        assert json.load(handle) == json_schema(), "regenerate: python -m keyframe_qa.config > configs/before_after.schema.json"
+        assert json.load(handle) == json_schema(), "regenerate: python -m keyframe_qa.jobs.compare_config > configs/before_after.schema.json"

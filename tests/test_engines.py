@@ -19,9 +19,9 @@ from collections import Counter
 
 import pytest
 
-from keyframe_qa.batch import iter_lines
-from keyframe_qa.synthetic import SyntheticSpec, write_video
-from keyframe_qa.serving_tool import free_port, start_server, stop_server
+from keyframe_qa.jobs.batch import iter_lines
+from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
+from keyframe_qa.testing.serving_tool import free_port, start_server, stop_server
 from tests.test_batch import clip_copies, wait_for_lines
 from tests.test_cli import assert_one_line_error, run
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from keyframe_qa.errors import UsageError
-from keyframe_qa.frames import read_frames
-from keyframe_qa.media import check_times, probe
-from keyframe_qa.pipeline import extract_frames
-from keyframe_qa.synthetic import frame_times_of, marker_corner, read_frame_number
+from keyframe_qa.video.frames import read_frames
+from keyframe_qa.video.probe import check_times, probe
+from keyframe_qa.jobs.ask import extract_frames
+from keyframe_qa.testing.synthetic import frame_times_of, marker_corner, read_frame_number
 from tests.conftest import VIDEO_SPECS
 
 
@@ -159,7 +159,7 @@ def test_real_clip_frames_agree_with_decord(tmp_path):
 
 
 def test_untagged_video_gets_the_colours_players_show():
-    from keyframe_qa.frames import source_colorspace
+    from keyframe_qa.video.frames import source_colorspace
 
     hd = av.VideoFrame(1280, 720, "yuv420p")
     sd = av.VideoFrame(720, 576, "yuv420p")
@@ -183,7 +183,7 @@ def test_real_hd_clip_is_converted_with_bt709(bigbuckbunny):
 @pytest.mark.parametrize("size", [(1280, 720), (320, 240)])
 def test_colours_round_trip_for_hd_and_sd(tmp_path, size):
     """Drawn RGB -> untagged YUV file -> our frame: the colours a player would show are the drawn ones."""
-    from keyframe_qa.synthetic import SyntheticSpec, draw_frame, write_video
+    from keyframe_qa.testing.synthetic import SyntheticSpec, draw_frame, write_video
 
     path = str(tmp_path / "colours.mp4")
     write_video(path, SyntheticSpec(width=size[0], height=size[1], frame_count=3, crf=10))
@@ -195,7 +195,7 @@ def test_colours_round_trip_for_hd_and_sd(tmp_path, size):
 
 def test_a_seek_that_overshoots_the_keyframe_is_retried_from_the_start(videos, monkeypatch):
     """Some demuxers seek imprecisely; landing after the keyframe must not give a wrong frame."""
-    import keyframe_qa.frames as frames_module
+    import keyframe_qa.video.frames as frames_module
 
     real_open = frames_module.open_container
 
@@ -234,7 +234,7 @@ def test_a_seek_that_overshoots_the_keyframe_is_retried_from_the_start(videos, m
 
 
 def test_targets_lost_to_frame_skipping_are_decoded_again_in_full(videos, monkeypatch):
-    import keyframe_qa.frames as frames_module
+    import keyframe_qa.video.frames as frames_module
 
     real = frames_module._decode_from
     modes = []
@@ -254,7 +254,7 @@ def test_targets_lost_to_frame_skipping_are_decoded_again_in_full(videos, monkey
 
 
 def test_a_frame_that_cannot_be_decoded_is_a_clear_error(videos, monkeypatch):
-    import keyframe_qa.frames as frames_module
+    import keyframe_qa.video.frames as frames_module
     from keyframe_qa.errors import VideoError
 
     monkeypatch.setattr(frames_module, "_decode_from", lambda *args: set())
@@ -287,7 +287,7 @@ def test_seek_windows_read_only_the_packets_around_the_times(videos):
 
 
 def test_sampling_builds_the_complete_index_only_when_asked(videos):
-    from keyframe_qa.selection import SelectionRequest, select
+    from keyframe_qa.selection.select import SelectionRequest, select
 
     video = probe(videos["bframes.mkv"])
     select(video, SelectionRequest(num_frames=4))
@@ -298,7 +298,7 @@ def test_sampling_builds_the_complete_index_only_when_asked(videos):
 def test_a_truncated_mp4_is_scanned_not_trusted(videos, tmp_path):
     # A download cut short, with the moov box at the front: the table lists samples that are gone.
     source = str(tmp_path / "faststart.mp4")
-    from keyframe_qa.synthetic import SyntheticSpec, write_video
+    from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
 
     write_video(source, SyntheticSpec(frame_count=60, fps=10, gop=12, bframes=3,
                                       muxer_options={"movflags": "faststart"}))
@@ -313,8 +313,8 @@ def test_a_truncated_mp4_is_scanned_not_trusted(videos, tmp_path):
 
 
 def test_an_index_that_turns_out_wrong_while_decoding_is_replaced_by_a_scan(tmp_path, capsys):
-    from keyframe_qa.media import ProbedVideo
-    from keyframe_qa.synthetic import SyntheticSpec, write_video
+    from keyframe_qa.video.probe import ProbedVideo
+    from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
 
     path = str(tmp_path / "long.mp4")
     write_video(path, SyntheticSpec(width=64, height=48, frame_count=400, fps=25, gop=25, bframes=3))
@@ -348,7 +348,7 @@ def test_streamed_frames_never_pile_up(videos):
     import time
     import weakref
 
-    from keyframe_qa.frames import cpu_count, iter_frames
+    from keyframe_qa.video.frames import cpu_count, iter_frames
 
     video = probe(videos["plain.mp4"])
     made, alive, most_ahead = [], [], [0]
@@ -373,8 +373,8 @@ def test_streamed_frames_never_pile_up(videos):
 
 
 def test_the_frames_command_keeps_no_pictures(videos, tmp_path):
-    from keyframe_qa.pipeline import write_frames
-    from keyframe_qa.selection import SelectionRequest, select
+    from keyframe_qa.jobs.ask import write_frames
+    from keyframe_qa.selection.select import SelectionRequest, select
 
     video = probe(videos["plain.mp4"])
     frames, files = write_frames(video, select(video, SelectionRequest(every=0.5)), str(tmp_path / "out"))
@@ -384,7 +384,7 @@ def test_the_frames_command_keeps_no_pictures(videos, tmp_path):
 
 
 def test_ask_holds_only_budget_sized_frames_unless_a_full_size_output_is_asked(videos, tiny_model, tmp_path):
-    from keyframe_qa.pipeline import AskRequest, prepare
+    from keyframe_qa.jobs.ask import AskRequest, prepare
 
     request = AskRequest(video=videos["plain.mp4"], questions=("what?",), times=(1.0, 2.0), model_id=tiny_model,
                          max_pixels=64 * 64)

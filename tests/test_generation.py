@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from keyframe_qa.generation import GenerationRequest, resolve_generation
+from keyframe_qa.model.generation import GenerationRequest, resolve_generation
 from keyframe_qa.records import GenerationSettings
 from tests.test_cli import assert_one_line_error, run
 
@@ -51,11 +51,11 @@ def test_a_reply_cut_at_the_limit_is_flagged_with_one_warning(capsys, videos, ti
 
 def test_a_reply_that_ends_on_its_own_is_not_truncated(videos, tiny_model):
     """Make the token the tiny model says first its end-of-sequence token: the reply then ends by itself."""
-    from keyframe_qa.budget import plan_budget
-    from keyframe_qa.frames import read_frames
-    from keyframe_qa.media import probe
+    from keyframe_qa.model.budget import plan_budget
+    from keyframe_qa.video.frames import read_frames
+    from keyframe_qa.video.probe import probe
     from keyframe_qa.records import VisualPrompt
-    from keyframe_qa.pipeline import load_model
+    from keyframe_qa.jobs.ask import load_model
 
     model = load_model(tiny_model)
     frames = read_frames(probe(videos["plain.mp4"]), [1.0])
@@ -160,10 +160,10 @@ def _frame(width, height):
 @pytest.mark.parametrize("family", ["qwen2-vl", "qwen2.5-vl", "qwen3-vl"])
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
 def test_model_input_pixels_equal_the_processors_own_resize(tiny_models, family, geometry):
-    from keyframe_qa.budget import plan_budget
+    from keyframe_qa.model.budget import plan_budget
     from keyframe_qa.engines.transformers import _check_grid
     from keyframe_qa.records import VisualPrompt
-    from keyframe_qa.pipeline import load_model
+    from keyframe_qa.jobs.ask import load_model
 
     model = load_model(tiny_models(family))
     (width, height), min_tokens = GEOMETRIES[geometry]
@@ -193,9 +193,9 @@ def test_model_input_pixels_equal_the_processors_own_resize(tiny_models, family,
 
 
 def test_video_frames_use_the_video_processors_resize(tiny_models):
-    from keyframe_qa.budget import plan_budget
+    from keyframe_qa.model.budget import plan_budget
     from keyframe_qa.records import VisualPrompt
-    from keyframe_qa.pipeline import load_model
+    from keyframe_qa.jobs.ask import load_model
 
     model = load_model(tiny_models("qwen2-vl"))
     frames = [_frame(1280, 720), _frame(1280, 720)]

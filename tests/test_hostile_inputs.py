@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-import keyframe_qa.pipeline as pipeline_module
-from keyframe_qa.batch import iter_lines
+import keyframe_qa.jobs.ask as pipeline_module
+from keyframe_qa.jobs.batch import iter_lines
 from tests.test_cli import assert_one_line_error, run
 
 LATIN1 = os.fsdecode(b"caf\xe9.mp4")
@@ -212,7 +212,7 @@ def test_ten_thousand_times_on_matroska_are_refused_before_the_probe(capsys, vid
 def test_a_ten_megabyte_manifest_question_is_a_row_error_without_tokenising_or_probing(
         capsys, videos, tiny_model, tmp_path, monkeypatch):
     import keyframe_qa.answering as answering
-    import keyframe_qa.text_tokens as text_tokens
+    import keyframe_qa.model.text_tokens as text_tokens
 
     probed = []
     real_probe = pipeline_module.probe
@@ -291,7 +291,7 @@ def test_a_batch_answers_every_video_whatever_its_name_and_resumes(capsys, video
     _valid_utf8(output)
     lines = list(iter_lines(str(output)))
     assert [r["status"] for r in lines] == ["ok"] * 3
-    from keyframe_qa.jsontext import path_of
+    from keyframe_qa.outputs.jsontext import path_of
 
     assert sorted(os.path.basename(path_of(r["video"])) for r in lines) == \
         sorted([LATIN1, "plain.mp4", os.fsdecode(b"\xff\xfe.mkv")])
@@ -337,7 +337,7 @@ def test_a_batch_counts_truncations_once_and_names_its_failures(capsys, videos, 
 def test_warnings_go_above_a_progress_bar_not_onto_it(monkeypatch):
     import io
 
-    import keyframe_qa.messages as messages
+    import keyframe_qa.console as messages
 
     stream = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)

@@ -46,7 +46,7 @@ def test_frames_never_write_through_a_link_at_a_name_we_chose(sandbox, user, tar
 
 @pytest.mark.parametrize("option", ["--save-frames", "--annotate"])
 def test_ask_refuses_a_planted_frame_link_before_the_model_loads(sandbox, tiny_model, monkeypatch, option):
-    import keyframe_qa.pipeline as pipeline
+    import keyframe_qa.jobs.ask as pipeline
 
     out = _out_folder(sandbox)
     name = FRAME_AT_1 if option == "--save-frames" else FRAME_AT_1.replace(".png", "_annotated.png")

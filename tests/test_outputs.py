@@ -42,14 +42,14 @@ def _preload() -> None:
     import tqdm  # noqa: F401
     import yaml  # noqa: F401
 
-    import keyframe_qa.batch  # noqa: F401
-    import keyframe_qa.checkpoint  # noqa: F401
-    import keyframe_qa.compare  # noqa: F401
-    import keyframe_qa.config  # noqa: F401
-    import keyframe_qa.html_report  # noqa: F401
-    import keyframe_qa.pipeline  # noqa: F401
-    import keyframe_qa.results_file  # noqa: F401
-    import keyframe_qa.scenes  # noqa: F401
+    import keyframe_qa.jobs.batch  # noqa: F401
+    import keyframe_qa.model.checkpoint  # noqa: F401
+    import keyframe_qa.jobs.compare  # noqa: F401
+    import keyframe_qa.jobs.compare_config  # noqa: F401
+    import keyframe_qa.outputs.html  # noqa: F401
+    import keyframe_qa.jobs.ask  # noqa: F401
+    import keyframe_qa.outputs.results_file  # noqa: F401
+    import keyframe_qa.selection.scenes  # noqa: F401
 
 
 def run_cli(user: str, args: list[str], cwd: str) -> tuple[int, str, str]:

@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
-from keyframe_qa.batch import BatchItem, iter_lines, run_batch
-from keyframe_qa.pipeline import AskRequest
+from keyframe_qa.jobs.batch import BatchItem, iter_lines, run_batch
+from keyframe_qa.jobs.ask import AskRequest
 from tests.test_batch import clip_copies, wait_for_lines
 from tests.test_cli import assert_one_line_error, run
 
@@ -110,7 +110,7 @@ def test_without_ray_installed_ray_is_one_clear_line(capsys, monkeypatch, videos
 def test_an_unreachable_ray_address_is_one_line_at_once(videos, tiny_model, tmp_path):
     import subprocess
 
-    from keyframe_qa.serving_tool import free_port
+    from keyframe_qa.testing.serving_tool import free_port
 
     env = dict(os.environ, RAY_ADDRESS=f"127.0.0.1:{free_port()}")
     result = subprocess.run([sys.executable, "-m", "keyframe_qa", "batch", videos["plain.mp4"], "-q", "q", "--at", "1",

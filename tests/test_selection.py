@@ -3,9 +3,9 @@
 import pytest
 
 from keyframe_qa.errors import UsageError
-from keyframe_qa.media import probe
-from keyframe_qa.scenes import SceneOptions
-from keyframe_qa.selection import SelectionRequest, check_request, select
+from keyframe_qa.video.probe import probe
+from keyframe_qa.selection.scenes import SceneOptions
+from keyframe_qa.selection.select import SelectionRequest, check_request, select
 
 
 @pytest.fixture(scope="module")

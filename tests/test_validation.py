@@ -12,8 +12,8 @@ import sys
 import av
 import pytest
 
-import keyframe_qa.pipeline as pipeline_module
-from keyframe_qa.synthetic import SyntheticSpec, write_video
+import keyframe_qa.jobs.ask as pipeline_module
+from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
 from tests.test_cli import assert_one_line_error, run
 
 

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from keyframe_qa.annotate import draw_boxes
-from keyframe_qa.html_report import render_html
-from keyframe_qa.media import probe
+from keyframe_qa.outputs.annotate import draw_boxes
+from keyframe_qa.outputs.html import render_html
+from keyframe_qa.video.probe import probe
 from keyframe_qa.records import Answer, Box
 from tests.test_cli import assert_one_line_error, ask_json, run
 
@@ -48,7 +48,7 @@ class _Collector(HTMLParser):
 
 def test_model_text_is_escaped_in_the_html(videos):
     video = probe(videos["plain.mp4"])
-    from keyframe_qa.frames import read_frames
+    from keyframe_qa.video.frames import read_frames
 
     frames = read_frames(video, [1.0, 2.0])
     evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -102,7 +102,7 @@ def _plate_height(image: np.ndarray) -> int:
 
 
 def test_box_labels_stay_readable_on_thumbnails_of_large_frames():
-    from keyframe_qa.html_report import THUMBNAIL_SIDE, thumbnail
+    from keyframe_qa.outputs.html import THUMBNAIL_SIDE, thumbnail
 
     small = np.full((360, 640, 3), 255, np.uint8)  # already thumbnail size: the reference label
     big = np.full((2160, 3840, 3), 255, np.uint8)  # a 4K frame, shrunk 6x for the page

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence, runtime_checkable
 
-from ..checkpoint import CheckpointInfo
+from ..model.checkpoint import CheckpointInfo
 from ..errors import UsageError
-from ..families import Family
+from ..model.families import Family
 from ..records import GenerationSettings, Reply, VisualPrompt
 
 ENGINES = ("transformers", "openai")
@@ -56,7 +56,7 @@ def resolved(spec: EngineSpec) -> EngineSpec:
     process, the default checkpoint."""
     from dataclasses import replace
 
-    from ..checkpoint import default_model_id, model_from_env
+    from ..model.checkpoint import default_model_id, model_from_env
 
     if spec.model_id:
         return spec
@@ -94,8 +94,8 @@ def engine_checkpoint(spec: EngineSpec) -> CheckpointInfo:
     it is here (a folder, or the Hugging Face cache); otherwise --family says what it is, and the
     family is never guessed from a name.
     """
-    from ..checkpoint import inspect_checkpoint, inspect_local_checkpoint
-    from ..families import family_by_name
+    from ..model.checkpoint import inspect_checkpoint, inspect_local_checkpoint
+    from ..model.families import family_by_name
 
     check_spec(spec)
     spec = resolved(spec)

@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..answering import prompt_parts
-from ..checkpoint import CheckpointInfo, checkpoint_files
+from ..model.checkpoint import CheckpointInfo, checkpoint_files
 from ..errors import KeyframeQAError, ModelError, UsageError
 from ..records import GenerationSettings, Reply, VisualPrompt
 from .resize import resize_to_budget

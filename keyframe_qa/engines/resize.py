@@ -55,7 +55,7 @@ def import_resize() -> None:
 @lru_cache(maxsize=16)
 def processor_resample(model_id: Optional[str]):
     """The image processor's `resample` from the checkpoint's preprocessor config, read without loading it."""
-    from ..checkpoint import checkpoint_files, default_model_id
+    from ..model.checkpoint import checkpoint_files, default_model_id
 
     files = checkpoint_files(model_id or default_model_id(), ("preprocessor_config.json", "processor_config.json"))
     for name in ("preprocessor_config.json", "processor_config.json"):

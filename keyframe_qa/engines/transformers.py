@@ -19,10 +19,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..answering import prompt_parts
-from ..budget import check_context
-from ..checkpoint import CheckpointInfo, inspect_checkpoint, missing_model_message
+from ..model.budget import check_context
+from ..model.checkpoint import CheckpointInfo, inspect_checkpoint, missing_model_message
 from ..errors import ModelError, OutOfMemory, UsageError
-from ..families import Family
+from ..model.families import Family
 from ..records import GenerationSettings, Reply, VisualPrompt
 from .resize import resize_like_processor
 
@@ -384,7 +384,7 @@ def _bars_on_terminals_only():
 
     from transformers.utils import logging as transformers_logging
 
-    from ..messages import is_terminal
+    from ..console import is_terminal
 
     enabled = transformers_logging.is_progress_bar_enabled()
     if enabled and not is_terminal(sys.stderr):
@@ -409,7 +409,7 @@ def damaged_weights(path: str, source: str) -> Optional[str]:
     if source == "local":
         files = sorted(glob.glob(os.path.join(path, "*.safetensors")))
     else:
-        from ..checkpoint import checkpoint_files
+        from ..model.checkpoint import checkpoint_files
 
         index = checkpoint_files(path, ("model.safetensors.index.json", "model.safetensors"))
         files = [index["model.safetensors"]] if "model.safetensors" in index else []

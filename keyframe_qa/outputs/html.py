@@ -12,8 +12,8 @@ from dataclasses import replace
 from typing import Sequence
 
 from .annotate import draw_boxes
-from .records import Answer, Frame, VideoInfo
-from .timecodes import format_time
+from ..records import Answer, Frame, VideoInfo
+from ..timecodes import format_time
 
 THUMBNAIL_SIDE = 640
 

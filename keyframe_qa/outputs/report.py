@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
-from .records import Answer, Frame, FrameBudget, VideoInfo
+from ..records import Answer, Frame, FrameBudget, VideoInfo
 
 SCHEMA_VERSION = 1
 
@@ -122,7 +122,7 @@ def save_frame_files(frames: Sequence[Frame], directory: str, *, image_format: s
                      max_side: Optional[int] = None, suffix: str = "", option: str = "--save-frames",
                      inputs: Sequence[str] = ()) -> list[tuple[str, tuple[int, int]]]:
     """`save_frames`, also returning each written image's (width, height)."""
-    from .outputs import check_output_dir
+    from .paths import check_output_dir
 
     check_output_dir(directory, option)
     os.makedirs(directory, exist_ok=True)
@@ -140,7 +140,7 @@ def frame_file_name(frame: Frame, image_format: str = "png", suffix: str = "") -
 def check_frame_names(frames: Sequence[Frame], directory: str, *, image_format: str = "png", suffix: str = "",
                       option: str = "--save-frames", inputs: Sequence[str] = ()) -> None:
     """Refuse, before the expensive work, frame names that stand on a symlink, a non-file or an input."""
-    from .outputs import check_chosen_name
+    from .paths import check_chosen_name
 
     for frame in frames:
         check_chosen_name(os.path.join(directory, frame_file_name(frame, image_format, suffix)), option, inputs)
@@ -155,8 +155,8 @@ def write_frame_file(frame: Frame, directory: str, *, image_format: str = "png",
     """
     import cv2
 
-    from .errors import KeyframeQAError
-    from .outputs import write_chosen_name
+    from ..errors import KeyframeQAError
+    from .paths import write_chosen_name
 
     name = frame_file_name(frame, image_format, suffix)
     extension = name.rsplit(".", 1)[1]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from .checkpoint import CheckpointInfo
-from .timecodes import format_time
+from ..timecodes import format_time
 
 
 def time_fidelity(checkpoint: CheckpointInfo, mode: str, times: Sequence[float], per_frame: bool = False

@@ -13,20 +13,20 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .answering import AnswerOptions, answer_frames, check_server_limits, check_text, plan, pixel_limits_record
-from .budget import DEFAULT_MAX_VISUAL_TOKENS
-from .checkpoint import CheckpointInfo
-from .engines import EngineSpec, build_engine, check_spec, engine_checkpoint, warm_engine_imports
-from .errors import KeyframeQAError, OutOfMemory, UsageError
-from .frames import read_frames
-from .generation import GenerationRequest, check_generation, resolve_generation
-from .media import ProbedVideo, check_path, check_times, probe
-from .messages import warn
-from .outputs import check_distinct, check_output_dir, check_output_file, write_file, write_output
-from .records import Answer, Frame, GenerationSettings
-from .report import build_report, save_frames, to_json, write_frame_file
-from .selection import Selection, SelectionRequest, check_request, select
-from .time_positions import fidelity_warning, time_fidelity
+from ..answering import AnswerOptions, answer_frames, check_server_limits, check_text, plan, pixel_limits_record
+from ..model.budget import DEFAULT_MAX_VISUAL_TOKENS
+from ..model.checkpoint import CheckpointInfo
+from ..engines import EngineSpec, build_engine, check_spec, engine_checkpoint, warm_engine_imports
+from ..errors import KeyframeQAError, OutOfMemory, UsageError
+from ..video.frames import read_frames
+from ..model.generation import GenerationRequest, check_generation, resolve_generation
+from ..video.probe import ProbedVideo, check_path, check_times, probe
+from ..console import warn
+from ..outputs.paths import check_distinct, check_output_dir, check_output_file, write_file, write_output
+from ..records import Answer, Frame, GenerationSettings
+from ..outputs.report import build_report, save_frames, to_json, write_frame_file
+from ..selection.select import Selection, SelectionRequest, check_request, select
+from ..model.time_positions import fidelity_warning, time_fidelity
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def _shrinker(request: AskRequest, budgets: list):
     """
     if request.save_frames or request.annotate or request.html:
         return None
-    from .engines import shrink_for_engine
+    from ..engines import shrink_for_engine
 
     def shrink(frame: Frame) -> Frame:
         image = shrink_for_engine(frame.image, budgets[frame.index], request.model_id)
@@ -201,8 +201,8 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *,
 def _checkpoint_here(request: AskRequest) -> Optional[CheckpointInfo]:
     """The model's config facts when they can be read here at once (a folder or the cache), else None:
     a model that must be fetched, or a broken config, is reported in its usual place, after the video."""
-    from .checkpoint import inspect_local_checkpoint
-    from .engines import resolved
+    from ..model.checkpoint import inspect_local_checkpoint
+    from ..engines import resolved
 
     try:
         spec = resolved(engine_spec(request))
@@ -320,7 +320,7 @@ def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = Tr
                                                                   inputs=[request.video])):
             record["annotated"] = path
     if request.html:
-        from .html_report import render_html
+        from ..outputs.html import render_html
 
         write_file(request.html, render_html(probed.info, frames, answers, engine.model_id), "--html",
                    [request.video])
@@ -359,7 +359,7 @@ def model_record(engine, mode: str, generation: GenerationSettings) -> dict:
 
 
 def _check_frame_files(request: AskRequest, frames: Sequence[Frame]) -> None:
-    from .report import check_frame_names
+    from ..outputs.report import check_frame_names
 
     for directory, option, suffix in ((request.save_frames, "--save-frames", ""),
                                       (request.annotate, "--annotate", "_annotated")):
@@ -370,7 +370,7 @@ def _check_frame_files(request: AskRequest, frames: Sequence[Frame]) -> None:
 def write_annotated(frames: Sequence[Frame], answers: Sequence[Answer], directory: str,
                     inputs: Sequence[str] = ()) -> list[str]:
     """Each frame with the boxes attributed to it drawn, as PNG; returns the paths."""
-    from .annotate import draw_boxes
+    from ..outputs.annotate import draw_boxes
 
     drawn = [replace(f, image=draw_boxes(f.image, [b for a in answers for b in a.boxes if b.frame == f.index]))
              for f in frames]

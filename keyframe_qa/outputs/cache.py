@@ -22,7 +22,7 @@ import stat
 import tempfile
 from typing import Callable, Optional
 
-from .messages import warn
+from ..console import warn
 
 CACHE_ENV = "KEYFRAME_QA_CACHE_DIR"
 MAX_ENTRY_BYTES = 16 * 1024 * 1024  # far above a real entry (a scene list of 100,000 cuts is ~8 MB)

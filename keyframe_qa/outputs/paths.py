@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence, Union
 
-from .errors import KeyframeQAError, UsageError
+from ..errors import KeyframeQAError, UsageError
 
 STDOUT = "-"
 # Paths that name our own standard output: written to sys.stdout, never reopened (reopening a

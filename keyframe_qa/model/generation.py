@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import UsageError
-from .records import GenerationSettings
+from ..errors import UsageError
+from ..records import GenerationSettings
 
 DEFAULT_MAX_NEW_TOKENS = 256
 # Grounding replies list one object per box; the Qwen cookbooks allow 1024 tokens for them, and real

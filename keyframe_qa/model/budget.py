@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-from .errors import UsageError
+from ..errors import UsageError
 from .families import Family
-from .records import FrameBudget
+from ..records import FrameBudget
 
 MAX_ASPECT_RATIO = 200
 # qwen-vl-utils defaults, in visual tokens per frame.

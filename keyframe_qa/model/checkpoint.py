@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .errors import ModelError, UsageError
+from ..errors import ModelError, UsageError
 from .families import Family, family_from_config
-from .messages import status
+from ..console import status
 from .processor_limits import FILES as PROCESSOR_FILES
 from .processor_limits import ProcessorLimits, read_limits
 

@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import av
 import numpy as np
 
-from .errors import VideoError
+from ..errors import VideoError
 from .sample_tables import read_track_tables
 
 SAMPLE_TABLE = "sample table"
@@ -231,7 +231,7 @@ def window_index(path: str, stream_index: int, bounds: StreamBounds, times: Sequ
     reached is shown after the time, the frame lies before it (or is one of its leading frames), so
     the seek goes one keyframe further back.
     """
-    from .media import open_container, stream_by_index
+    from .probe import open_container, stream_by_index
 
     rows: dict[int, tuple[int, int, bool, int]] = {}  # pts -> (file position, dts, keyframe, size)
     with open_container(path) as container:
@@ -312,7 +312,7 @@ def _end_ticks(container, stream) -> int:
 def index_by_decoding(path: str, stream_index: int) -> FrameIndex:
     """Raw streams (e.g. .h264) carry no timestamps: frames are numbered in the order they are shown
     and timed by the stream's frame rate, as a player of such a file does."""
-    from .media import open_container, stream_by_index
+    from .probe import open_container, stream_by_index
 
     count = 0
     with open_container(path) as container:

@@ -167,7 +167,7 @@ def to_yuv(picture: np.ndarray, pixel_format: str = "yuv420p") -> av.VideoFrame:
     Players show untagged HD (wider than 1024 or taller than 576) as BT.709 and smaller video as
     BT.601; converting with the same matrix makes the file look as drawn.
     """
-    from .frames import player_matrix
+    from ..video.frames import player_matrix
 
     height, width = picture.shape[:2]
     frame = av.VideoFrame.from_ndarray(picture, format="rgb24")

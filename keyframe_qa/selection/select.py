@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .budget import DEFAULT_MAX_VISUAL_TOKENS
-from .errors import UsageError
-from .media import ProbedVideo, check_times
-from .records import VideoInfo
+from ..model.budget import DEFAULT_MAX_VISUAL_TOKENS
+from ..errors import UsageError
+from ..video.probe import ProbedVideo, check_times
+from ..records import VideoInfo
 from .scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
 
 # qwen-vl-utils' video sampling defaults, used when no selection is given.

@@ -5,18 +5,18 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, replace
 
-from .answering import AnswerOptions, answer_frames
-from .budget import check_budget_settings
-from .checkpoint import CheckpointInfo
-from .config import CompareConfig, ConfigError, Comparison
-from .errors import KeyframeQAError, ModelError, UsageError
-from .frames import read_frames
-from .generation import GenerationRequest, resolve_generation
-from .media import check_times, probe
-from .messages import Progress
-from .records import Answer, Frame
-from .report import SCHEMA_VERSION, answer_record, frame_records, video_record
-from .timecodes import format_time
+from ..answering import AnswerOptions, answer_frames
+from ..model.budget import check_budget_settings
+from ..model.checkpoint import CheckpointInfo
+from .compare_config import CompareConfig, ConfigError, Comparison
+from ..errors import KeyframeQAError, ModelError, UsageError
+from ..video.frames import read_frames
+from ..model.generation import GenerationRequest, resolve_generation
+from ..video.probe import check_times, probe
+from ..console import Progress
+from ..records import Answer, Frame
+from ..outputs.report import SCHEMA_VERSION, answer_record, frame_records, video_record
+from ..timecodes import format_time
 
 ROLES = ("BEFORE", "AFTER")
 GENERATION_KEYS = ("sampling", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")

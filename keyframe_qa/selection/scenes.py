@@ -17,8 +17,8 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Sequence, Union
 
-from .errors import UsageError, VideoError
-from .media import ProbedVideo, check_path
+from ..errors import UsageError, VideoError
+from ..video.probe import ProbedVideo, check_path
 
 # name -> (PySceneDetect class name, threshold keyword, default threshold)
 DETECTORS = {
@@ -113,7 +113,7 @@ def detect_scenes(path: str, options: SceneOptions = SceneOptions(), *, use_cach
     `frame_count`, when given, says how many frames the video has: a cached list that runs past it
     disagrees with the video and is detected again.
     """
-    from . import cache
+    from ..outputs import cache
 
     check_options(options)
     check_path(path)
@@ -161,7 +161,7 @@ def sharpness(image) -> float:
 
 
 def _sharpest(video: ProbedVideo, scenes: Sequence[Scene]) -> list[int]:
-    from .frames import read_frame_numbers
+    from ..video.frames import read_frame_numbers
 
     count = video.frame_count
     candidates = {s.index: _candidates(s, count) for s in scenes}
@@ -189,8 +189,8 @@ def _candidates(scene: Scene, frame_count: int) -> list[int]:
 def _detect(path: str, options: SceneOptions, show_progress: bool) -> list[Scene]:
     from scenedetect import SceneManager, open_video
 
-    from .media import open_container
-    from .messages import is_terminal
+    from ..video.probe import open_container
+    from ..console import is_terminal
 
     # Open it with PyAV first: a file that is not a video fails here with our one-line error, before
     # OpenCV's FFmpeg prints its own log lines about it.
@@ -279,7 +279,7 @@ _SCENE_FIELDS = {"index": int, "start_frame": int, "end_frame": int, "start": fl
 
 def _checked_scenes(payload, frame_count: Optional[Callable[[], int]]) -> list[Scene]:
     """A cached scene list, if it is one we could have written for this video (else CacheEntryError)."""
-    from .cache import CacheEntryError
+    from ..outputs.cache import CacheEntryError
 
     if not isinstance(payload, list) or not payload:
         raise CacheEntryError("no scene list in it")

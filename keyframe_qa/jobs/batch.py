@@ -20,18 +20,18 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterable, Optional, Sequence, Union
 
-from .budget import check_budget_settings
-from .checkpoint import CheckpointInfo
-from .engines import build_engine, engine_checkpoint
-from .errors import KeyframeQAError, ModelError, OutOfMemory, UsageError
-from .frames import cpu_count
-from .jsontext import readable
-from .messages import Progress
-from .outputs import OutputPath, check_output_file
-from .pipeline import AskRequest, PreparedVideo, answer_prepared, engine_spec, prepare
-from .results_file import ResultsFile, finished_keys, key_path  # noqa: F401 - finished_keys is public API
-from .selection import SelectionRequest
-from .timecodes import parse_time_list
+from ..model.budget import check_budget_settings
+from ..model.checkpoint import CheckpointInfo
+from ..engines import build_engine, engine_checkpoint
+from ..errors import KeyframeQAError, ModelError, OutOfMemory, UsageError
+from ..video.frames import cpu_count
+from ..outputs.jsontext import readable
+from ..console import Progress
+from ..outputs.paths import OutputPath, check_output_file
+from .ask import AskRequest, PreparedVideo, answer_prepared, engine_spec, prepare
+from ..outputs.results_file import ResultsFile, finished_keys, key_path  # noqa: F401 - finished_keys is public API
+from ..selection.select import SelectionRequest
+from ..timecodes import parse_time_list
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
                     ".wmv", ".flv", ".3gp", ".ogv"}
@@ -220,15 +220,15 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
         raise UsageError("--concurrency above 1 needs --engine openai (or --ray): the in-process model answers "
                          "one prompt at a time")
     if use_ray:
-        from .scale import check_ray
+        from .ray_runner import check_ray
 
         check_ray()
     if not isinstance(output, OutputPath):
         output = check_output_file(output, "-o", [item.video for item in items])
     checkpoint = checkpoint or (engine.checkpoint if engine is not None else engine_checkpoint(spec))
     if spec.engine == "openai":
-        from .answering import check_server_limits
-        from .pipeline import answer_options, generation_settings
+        from ..answering import check_server_limits
+        from .ask import answer_options, generation_settings
 
         check_server_limits(answer_options(template, generation_settings(template, checkpoint)), checkpoint)
     check_budget_settings(checkpoint.family, mode=template.mode, min_pixels=template.min_pixels,
@@ -277,7 +277,7 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
         batches: list[int] = []
         try:
             if use_ray:
-                from .scale import run_on_ray
+                from .ray_runner import run_on_ray
 
                 run_on_ray(todo, spec, checkpoint, finish, actors=concurrency)
             else:
@@ -306,8 +306,8 @@ def check_batch_size(spec, batch_size: int, use_ray: bool = False) -> None:
 def _check_batchable(template: AskRequest, checkpoint: CheckpointInfo) -> None:
     """Refuse what a batch cannot honour: a seed gives each question its own sampled reply, and the rows
     of one batch sample together."""
-    from .generation import resolve_generation
-    from .pipeline import generation_request
+    from ..model.generation import resolve_generation
+    from .ask import generation_request
 
     settings = resolve_generation(generation_request(template), checkpoint.generation_defaults,
                                   find=bool(template.find))
@@ -399,7 +399,7 @@ def _engine(state: dict, spec, checkpoint: CheckpointInfo):
     if state["engine"] is None:
         state["engine"] = build_engine(spec, checkpoint)
     if state["batch_size"] > 1:
-        from .batching import BatchingEngine
+        from ..engines.batching import BatchingEngine
 
         if not isinstance(state["engine"], BatchingEngine):
             state["engine"] = BatchingEngine(state["engine"], state["batch_size"])

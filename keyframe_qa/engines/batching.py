@@ -15,8 +15,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from .errors import OutOfMemory
-from .records import GenerationSettings, Reply, VisualPrompt
+from ..errors import OutOfMemory
+from ..records import GenerationSettings, Reply, VisualPrompt
 
 
 @dataclass

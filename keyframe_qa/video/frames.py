@@ -31,12 +31,12 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import av
 import numpy as np
 
-from .errors import VideoError
+from ..errors import VideoError
 from .indexing import PACKET_SCAN
-from .media import FrameIndex, ProbedVideo, open_container, stream_by_index
-from .messages import warn
-from .records import Frame
-from .timecodes import format_time
+from .probe import FrameIndex, ProbedVideo, open_container, stream_by_index
+from ..console import warn
+from ..records import Frame
+from ..timecodes import format_time
 
 
 class IndexMismatch(VideoError):

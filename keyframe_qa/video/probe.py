@@ -17,11 +17,11 @@ from typing import Optional, Sequence
 import av
 import numpy as np
 
-from .errors import UsageError, VideoError
+from ..errors import UsageError, VideoError
 from .indexing import (SEEK_WINDOWS, FrameIndex, StreamBounds, reason as _reason, sample_table_index, scan_index,
                        stream_bounds, window_index)
-from .records import VideoInfo
-from .timecodes import format_time
+from ..records import VideoInfo
+from ..timecodes import format_time
 
 
 class ProbedVideo:

@@ -19,8 +19,8 @@ import os
 import pickle
 from typing import Callable
 
-from .checkpoint import CheckpointInfo
-from .errors import ModelError, UsageError
+from ..model.checkpoint import CheckpointInfo
+from ..errors import ModelError, UsageError
 
 INSTALL_HINT = "pip install 'keyframe-qa[ray]' (from a clone: uv sync --extra ray)"
 PREPARE_CALLS = 100
@@ -127,7 +127,7 @@ class _AnswerActor:
     """A Ray Data actor holding one engine for its whole life."""
 
     def __init__(self, spec, checkpoint: CheckpointInfo):
-        from .engines import build_engine
+        from ..engines import build_engine
 
         self.engine = None
         self.fatal = None

@@ -18,9 +18,9 @@ import os
 import sys
 from typing import Optional
 
-from .errors import KeyframeQAError, UsageError
+from ..errors import KeyframeQAError, UsageError
 from .jsontext import dumps, path_of
-from .outputs import OutputPath
+from .paths import OutputPath
 
 # Every line we write starts with this, so a torn tail can be recognised as ours.
 LINE_PREFIX = b'{"schema_version":1,'
@@ -140,7 +140,7 @@ def check_results_file(output: OutputPath) -> None:
 
 def finished_keys(path: str) -> set[tuple[str, str]]:
     """(video path, settings) of the lines already answered in a results file (read only)."""
-    from .outputs import check_output_file
+    from .paths import check_output_file
 
     output = check_output_file(path, "-o")
     if not os.path.exists(path):

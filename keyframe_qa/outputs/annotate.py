@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .records import Box
+from ..records import Box
 
 # Distinct, saturated colours (RGB); each label keeps its colour across frames.
 PALETTE = [(255, 64, 64), (64, 200, 255), (255, 200, 0), (120, 255, 80), (255, 90, 220), (255, 140, 40)]
