@@ -108,7 +108,8 @@ def parameter_counts(model) -> dict:
 def ask_split(torch, engine, hd: str, device: str, ceiling: dict, results: Results) -> None:
     """Warm `ask` latency and its parts, each against its floor."""
     from keyframe_qa import AskRequest, ask, extract_frames
-    from keyframe_qa.answering import AnswerOptions, build_prompt, plan
+    from keyframe_qa.answering import AnswerOptions, plan
+    from keyframe_qa.model.prompt import build_prompt
     from keyframe_qa.model.generation import GenerationRequest, resolve_generation
 
     cuda = device.startswith("cuda")
@@ -186,7 +187,8 @@ def batch_throughput(torch, engine, clips: list[str], sizes: list[int], device: 
                      results: Results, folder: str) -> None:
     """batch over the clips at each batch size: videos/s, generated tokens/s, peak memory, roofline."""
     from keyframe_qa import AskRequest
-    from keyframe_qa.jobs.batch import BatchItem, run_batch
+    from keyframe_qa.jobs.batch import run_batch
+    from keyframe_qa.jobs.batch_inputs import BatchItem
 
     cuda = device.startswith("cuda")
     counts = parameter_counts(engine.model)
@@ -222,7 +224,8 @@ def batch_throughput(torch, engine, clips: list[str], sizes: list[int], device: 
 def static_cache_compile(torch, engine, hd: str, device: str, results: Results, limit_s: int) -> None:
     """Per-token decode with a static KV cache and torch.compile, against the dynamic cache (time-limited)."""
     from keyframe_qa import extract_frames
-    from keyframe_qa.answering import AnswerOptions, build_prompt, plan
+    from keyframe_qa.answering import AnswerOptions, plan
+    from keyframe_qa.model.prompt import build_prompt
     from keyframe_qa.model.generation import GenerationRequest, resolve_generation
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)

@@ -15,7 +15,8 @@ from .model.checkpoint import CheckpointInfo
 from .errors import UsageError
 from .grounding import FrameGeometry, find_boxes, grounding_prompt
 from .console import warn
-from .records import Answer, Frame, FrameBudget, GenerationSettings, VisualPrompt
+from .model.prompt import build_prompt, image_label_text, video_times_text
+from .records import Answer, Frame, FrameBudget, GenerationSettings
 from .model.text_tokens import text_counter
 from .timecodes import format_time
 
@@ -165,55 +166,6 @@ def answer_frames(engine, frames: Sequence[Frame], questions: Sequence[str], opt
     if warn_cut:  # a batch counts its truncated replies and says so once, in its summary
         warn_truncated(answers, options.generation, where)
     return answers, budgets
-
-
-def prompt_parts(prompt: VisualPrompt, question: str) -> list[tuple[str, object]]:
-    """The user turn every engine sends, in order: ("text", str), ("image", frame position), ("video", None).
-
-    Images mode labels each frame ("Frame 2 at 0:00:05.500:") before its picture; video mode sends
-    the video, then says when its frames were taken. The question comes last, so every question about
-    the same frames shares one prefix.
-    """
-    parts: list[tuple[str, object]] = []
-    if prompt.mode == "video":
-        parts.append(("video", None))
-        parts.append(("text", video_times_text([label.split(" at ")[-1] for label in prompt.labels])))
-    else:
-        for position, label in enumerate(prompt.labels):
-            parts.append(("text", image_label_text(label)))
-            parts.append(("image", position))
-    parts.append(("text", question))
-    return parts
-
-
-def image_label_text(label: str) -> str:
-    """The text before a frame's picture in images mode: "Frame 2 at 0:00:05.500:"."""
-    return f"{label[:1].upper()}{label[1:]}:"
-
-
-def video_times_text(times: Sequence[str]) -> str:
-    """The text after the video in video mode, saying when its frames were taken."""
-    return f"The video above is {len(times)} frames shown at {', '.join(times)}.\n"
-
-
-def frame_labels(frames: Sequence[Frame]) -> list[str]:
-    """How frames are named in prompts: "frame 2 at 0:00:05.500"."""
-    return [f"frame {f.index + 1} at {format_time(f.timestamp)}" for f in frames]
-
-
-def build_prompt(frames: Sequence[Frame], budgets: Sequence[FrameBudget], mode: str,
-                 labels: Optional[Sequence[str]] = None) -> VisualPrompt:
-    """The model's view of the frames: the display frames, their budgets and the label each gets.
-
-    The engine resizes each frame to its budget (the way its model's processor resizes).
-    """
-    return VisualPrompt(
-        images=[f.image for f in frames],
-        budgets=list(budgets),
-        labels=list(labels) if labels is not None else frame_labels(frames),
-        mode=mode,
-        times=[f.timestamp for f in frames],
-    )
 
 
 def make_answers(questions, replies, family, frames, budgets, frame_index: Optional[int],

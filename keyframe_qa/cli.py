@@ -226,7 +226,8 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
 def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray, batch_size, **options):
     """Answer questions about many videos with one model load: INPUTS are files, folders, globs or
     .csv/.jsonl manifests (columns video, at, question). Reruns resume."""
-    from .jobs.batch import check_batch_size, collect_items, run_batch, summary_line
+    from .jobs.batch import check_batch_size, run_batch, summary_line
+    from .jobs.batch_inputs import collect_items
     from .engines import check_spec, engine_checkpoint
     from .jobs.ask import engine_spec
     from .outputs.results_file import check_results_file
@@ -268,7 +269,8 @@ def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_c
     """Find the scenes of VIDEO (no model) and one keyframe for each."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .video.probe import check_path, probe
+    from .video.container import check_path
+    from .video.probe import probe
     from .outputs.report import scenes_csv, scenes_report, to_json
     from .selection.scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
 
@@ -309,7 +311,8 @@ def _indexed(probed):
 @click.option("--max-side", type=COUNT, default=None, help="Shrink so the longer side is at most N.")
 def frames(video, out_dir, image_format, quality, max_side, **selection):
     """Write frames of VIDEO as images plus a frames.json index (no model)."""
-    from .video.probe import check_path, probe
+    from .video.container import check_path
+    from .video.probe import probe
     from .outputs.paths import check_chosen_name, check_output_dir, write_chosen_name
     from .jobs.ask import write_frames
     from .outputs.report import frames_index, to_json

@@ -23,3 +23,10 @@ class ModelError(KeyframeQAError):
 
 class OutOfMemory(ModelError):
     """The accelerator ran out of memory on one prompt; a smaller visual budget may fit (see pipeline.py)."""
+
+
+def reason(exc: BaseException, *, lower: bool = False) -> str:
+    """A library or system error as a short phrase for a message ("permission denied")."""
+    text = str(getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc).strip().rstrip(".")
+    text = text or type(exc).__name__
+    return text.lower() if lower else text

@@ -11,7 +11,8 @@ from collections import Counter
 
 import pytest
 
-from keyframe_qa.jobs.batch import collect_items, iter_lines, read_manifest
+from keyframe_qa.jobs.batch import iter_lines
+from keyframe_qa.jobs.batch_inputs import collect_items, read_manifest
 from keyframe_qa.errors import UsageError
 from tests.test_cli import assert_one_line_error, run
 
@@ -165,8 +166,9 @@ def test_ctrl_c_stops_cleanly_with_a_summary_and_exit_130(videos, tiny_model, tm
 
 
 def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, tmp_path, tiny_model):
-    import keyframe_qa.jobs.batch as batch_module
-    from keyframe_qa.jobs.batch import BatchItem, run_batch
+    import keyframe_qa.jobs.batch_work as batch_module
+    from keyframe_qa.jobs.batch import run_batch
+    from keyframe_qa.jobs.batch_inputs import BatchItem
     from keyframe_qa.jobs.ask import AskRequest, load_model
 
     events = []

@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers.models.qwen2_vl import modeling_qwen2_vl
 
-from keyframe_qa.jobs.batch import collect_items, iter_lines, run_batch
+from keyframe_qa.jobs.batch import iter_lines, run_batch
+from keyframe_qa.jobs.batch_inputs import collect_items
 from keyframe_qa.model.budget import plan_request
 from keyframe_qa.engines.transformers import QwenVLModel
 from keyframe_qa.jobs.ask import AskRequest

@@ -141,7 +141,7 @@ def test_qwen25_even_frames_within_its_resolution_are_exact(capsys, videos, tiny
 
 
 def _time_markers(engine, frames) -> list[float]:
-    from keyframe_qa.answering import build_prompt
+    from keyframe_qa.model.prompt import build_prompt
     from keyframe_qa.model.budget import plan_budget
 
     budgets = plan_budget([(f.width, f.height) for f in frames], engine.family, mode="video",

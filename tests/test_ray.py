@@ -12,7 +12,8 @@ from collections import Counter
 
 import pytest
 
-from keyframe_qa.jobs.batch import BatchItem, iter_lines, run_batch
+from keyframe_qa.jobs.batch import iter_lines, run_batch
+from keyframe_qa.jobs.batch_inputs import BatchItem
 from keyframe_qa.jobs.ask import AskRequest
 from tests.test_batch import clip_copies, wait_for_lines
 from tests.test_cli import assert_one_line_error, run

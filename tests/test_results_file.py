@@ -13,7 +13,7 @@ import pytest
 import keyframe_qa.outputs.results_file as results_module
 from keyframe_qa.errors import UsageError
 from keyframe_qa.outputs.paths import check_output_file
-from keyframe_qa.jobs.batch import finished_keys
+from keyframe_qa.outputs.results_file import finished_keys
 from keyframe_qa.outputs.results_file import LINE_PREFIX, ResultsFile, ResultsFileInUse, check_results_file
 from tests.test_cli import assert_one_line_error, run
 
@@ -122,7 +122,7 @@ def test_a_second_run_on_the_same_output_says_who_holds_it(capsys, tmp_path, vid
 
 
 def test_a_rerun_with_nothing_left_does_not_load_the_model(capsys, monkeypatch, tmp_path, videos, tiny_model):
-    import keyframe_qa.jobs.batch as batch_module
+    import keyframe_qa.jobs.local_runner as batch_module
 
     path = tmp_path / "out.jsonl"
     args = ["batch", videos["plain.mp4"], videos["cut.mp4"], "-q", "q", "--at", "1", "--model", tiny_model,
@@ -155,7 +155,7 @@ def test_batch_to_stdout_and_to_a_log_file(tmp_path, videos, tiny_model):
 
 
 def test_an_excel_csv_manifest_with_a_byte_order_mark_works(tmp_path, videos):
-    from keyframe_qa.jobs.batch import read_manifest
+    from keyframe_qa.jobs.batch_inputs import read_manifest
 
     manifest = tmp_path / "jobs.csv"
     manifest.write_bytes("video,at,question\n".encode("utf-8-sig") + f"{videos['plain.mp4']},1.5,Why?\n".encode())

@@ -30,9 +30,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..answering import prompt_parts
+from ..model.prompt import prompt_parts
 from ..model.checkpoint import CheckpointInfo, checkpoint_files
-from ..errors import KeyframeQAError, ModelError, UsageError
+from ..errors import KeyframeQAError, ModelError, UsageError, reason
 from ..records import GenerationSettings, Reply, VisualPrompt
 from .resize import resize_to_budget
 
@@ -133,7 +133,7 @@ class OpenAIEngine:
             except (OSError, http.client.HTTPException) as exc:
                 if again():
                     continue
-                raise ModelError(f"cannot reach the server at {self.base_url}: {_reason(exc)} (is it running, "
+                raise ModelError(f"cannot reach the server at {self.base_url}: {reason(exc, lower=True)} (is it running, "
                                  f"and is --base-url right?)") from exc
             if status >= 400:
                 detail = _detail(data, status)
@@ -300,11 +300,6 @@ def _detail(data: bytes, status: int) -> str:
     return " ".join(str(text).split())[:300] or f"status {status}, no detail"
 
 
-def _reason(reason) -> str:
-    text = getattr(reason, "strerror", None) or str(reason)
-    return str(text).strip().lower() or type(reason).__name__
-
-
 class PromptCounter:
     """Counts a prompt's tokens as the model's processor does: the chat template rendered, each image
     placeholder expanded to its visual tokens, the text tokenised with the checkpoint's tokenizer."""
@@ -345,7 +340,7 @@ class PromptCounter:
             return None
 
     def count(self, parts: list, visual: list[int]) -> int:
-        """Tokens of the prompt made of `parts` (see answering.prompt_parts), `visual` tokens per image."""
+        """Tokens of the prompt made of `parts` (see model/prompt.py), `visual` tokens per image."""
         content = [{"type": "text", "text": value} if kind == "text" else {"type": kind} for kind, value in parts]
         text = self.template.render(messages=[{"role": "user", "content": content}], add_generation_prompt=True)
         pieces = text.split(IMAGE_PAD)

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..answering import prompt_parts
+from ..model.prompt import prompt_parts
 from ..model.budget import check_context
 from ..model.checkpoint import CheckpointInfo, inspect_checkpoint, missing_model_message
 from ..errors import ModelError, OutOfMemory, UsageError
@@ -309,7 +309,7 @@ class QwenVLModel:
 
 
 def _content(prompt: VisualPrompt, question: str) -> list:
-    """The user turn in the processor's message format (see answering.prompt_parts)."""
+    """The user turn in the processor's message format (see model/prompt.py)."""
     return [{"type": "text", "text": value} if kind == "text" else {"type": kind}
             for kind, value in prompt_parts(prompt, question)]
 

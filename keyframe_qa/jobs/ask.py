@@ -20,7 +20,8 @@ from ..engines import EngineSpec, build_engine, check_spec, engine_checkpoint, w
 from ..errors import KeyframeQAError, OutOfMemory, UsageError
 from ..video.frames import read_frames
 from ..model.generation import GenerationRequest, check_generation, resolve_generation
-from ..video.probe import ProbedVideo, check_path, check_times, probe
+from ..video.container import check_path
+from ..video.probe import ProbedVideo, check_times, probe
 from ..console import warn
 from ..outputs.paths import check_distinct, check_output_dir, check_output_file, write_file, write_output
 from ..records import Answer, Frame, GenerationSettings

@@ -20,7 +20,7 @@ import pickle
 from typing import Callable
 
 from ..model.checkpoint import CheckpointInfo
-from ..errors import ModelError, UsageError
+from ..errors import ModelError, UsageError, reason
 
 INSTALL_HINT = "pip install 'keyframe-qa[ray]' (from a clone: uv sync --extra ray)"
 PREPARE_CALLS = 100
@@ -75,7 +75,7 @@ def _check_reachable(address: str) -> None:
             return
     except OSError as exc:
         raise ModelError(f"cannot join the Ray cluster at RAY_ADDRESS={address}: "
-                         f"{(exc.strerror or str(exc)).lower()} (is its head node running?)") from exc
+                         f"{reason(exc, lower=True)} (is its head node running?)") from exc
 
 
 def run_on_ray(todo: list, spec, checkpoint: CheckpointInfo, finish: Callable, *, actors: int = 1) -> None:
@@ -115,7 +115,7 @@ def run_on_ray(todo: list, spec, checkpoint: CheckpointInfo, finish: Callable, *
 
 def _prepare_row(row: dict, checkpoint: CheckpointInfo) -> dict:
     """A Ray Data task: probe and read the exact frames, shrunk to their budgets for the trip."""
-    from .batch import prepare_item
+    from .batch_work import prepare_item
 
     # prepare() already shrank the frames to their budgets as they were decoded (batch writes no
     # full-size pictures), so they travel small.
@@ -137,7 +137,7 @@ class _AnswerActor:
             self.fatal = str(exc)
 
     def __call__(self, row: dict) -> dict:
-        from .batch import answer_item
+        from .batch_work import answer_item
 
         item, settings, prepared, error = pickle.loads(row["entry"])
         if self.fatal is not None:

@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence, Union
 
-from ..errors import KeyframeQAError, UsageError
+from ..errors import KeyframeQAError, UsageError, reason
 
 STDOUT = "-"
 # Paths that name our own standard output: written to sys.stdout, never reopened (reopening a
@@ -80,7 +80,7 @@ def check_output_file(given: str, option: str, inputs: Iterable[str] = ()) -> Ou
         _check_creatable(os.path.dirname(real), given, option)
         return OutputPath(given, real, "file", option)
     except OSError as exc:
-        raise UsageError(f"cannot use {option} {given}: {_reason(exc)}") from exc
+        raise UsageError(f"cannot use {option} {given}: {reason(exc, lower=True)}") from exc
     if stat.S_ISDIR(status.st_mode):
         raise UsageError(f"{option} {given} is a folder; give a file path")
     if stat.S_ISCHR(status.st_mode) or stat.S_ISFIFO(status.st_mode):
@@ -162,7 +162,7 @@ def write_output(output: OutputPath, data: Union[str, bytes]) -> None:
         else:
             _replace_atomically(output.path, payload)
     except OSError as exc:
-        raise KeyframeQAError(f"cannot write {output.given}: {_reason(exc)}") from exc
+        raise KeyframeQAError(f"cannot write {output.given}: {reason(exc, lower=True)}") from exc
 
 
 def check_chosen_name(path: str, option: str, inputs: Iterable[str] = ()) -> None:
@@ -174,7 +174,7 @@ def check_chosen_name(path: str, option: str, inputs: Iterable[str] = ()) -> Non
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise KeyframeQAError(f"cannot write {path} ({option}): {_reason(exc)}") from exc
+        raise KeyframeQAError(f"cannot write {path} ({option}): {reason(exc, lower=True)}") from exc
     if stat.S_ISLNK(status.st_mode):
         raise KeyframeQAError(f"{path} ({option}) is a symlink; keyframe-qa never writes through a link in a name "
                               f"it chose: remove it or choose another folder")
@@ -199,7 +199,7 @@ def write_chosen_name(path: str, data: bytes, option: str, inputs: Iterable[str]
     try:
         _replace_atomically(path, data, follow=False)
     except OSError as exc:
-        raise KeyframeQAError(f"cannot write {path} ({option}): {_reason(exc)}") from exc
+        raise KeyframeQAError(f"cannot write {path} ({option}): {reason(exc, lower=True)}") from exc
     return path
 
 
@@ -263,9 +263,6 @@ def _check_creatable(folder: str, given: str, option: str) -> None:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UsageError(f"cannot create {option} {given}: the folder {ancestor} is not writable (permission denied)")
 
-
-def _reason(exc: OSError) -> str:
-    return (exc.strerror or str(exc)).strip().rstrip(".").lower()
 
 
 def _umask() -> int:

@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Optional
 
-from ..errors import KeyframeQAError, UsageError
+from ..errors import KeyframeQAError, UsageError, reason
 from .jsontext import dumps, path_of
 from .paths import OutputPath
 
@@ -64,7 +64,7 @@ class ResultsFile:
             # content has been checked.
             handle = open(output.path, "ab+")
         except OSError as exc:
-            raise KeyframeQAError(f"cannot open {output.given}: {(exc.strerror or str(exc)).lower()}") from exc
+            raise KeyframeQAError(f"cannot open {output.given}: {reason(exc, lower=True)}") from exc
         try:
             _lock(handle, output)
             self.finished = _read_finished(handle, output, repair=True, overwrite=False)
@@ -103,7 +103,7 @@ class ResultsFile:
                 os.fsync(self._handle.fileno())
         except OSError as exc:
             self._failed = True
-            raise KeyframeQAError(f"cannot write {self.output.given}: {(exc.strerror or str(exc)).lower()}") from exc
+            raise KeyframeQAError(f"cannot write {self.output.given}: {reason(exc, lower=True)}") from exc
 
     def close(self) -> None:
         """Close the file, which releases the lock. A file this run created and never wrote is removed."""
@@ -120,7 +120,7 @@ class ResultsFile:
                 # Flushing what a failed write left in the buffer fails again: that failure was reported.
                 if not self._failed:
                     raise KeyframeQAError(f"cannot write {self.output.given}: "
-                                          f"{(exc.strerror or str(exc)).lower()}") from exc
+                                          f"{reason(exc, lower=True)}") from exc
         self._handle = None
 
     def __enter__(self) -> "ResultsFile":

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Sequence, Union
 
 from ..errors import UsageError, VideoError
-from ..video.probe import ProbedVideo, check_path
+from ..video.container import check_path
+from ..video.probe import ProbedVideo
 
 # name -> (PySceneDetect class name, threshold keyword, default threshold)
 DETECTORS = {
@@ -189,7 +190,7 @@ def _candidates(scene: Scene, frame_count: int) -> list[int]:
 def _detect(path: str, options: SceneOptions, show_progress: bool) -> list[Scene]:
     from scenedetect import SceneManager, open_video
 
-    from ..video.probe import open_container
+    from ..video.container import open_container
     from ..console import is_terminal
 
     # Open it with PyAV first: a file that is not a video fails here with our one-line error, before

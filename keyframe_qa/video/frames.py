@@ -33,7 +33,8 @@ import numpy as np
 
 from ..errors import VideoError
 from .indexing import PACKET_SCAN
-from .probe import FrameIndex, ProbedVideo, open_container, stream_by_index
+from .container import open_container, stream_by_index
+from .probe import FrameIndex, ProbedVideo
 from ..console import warn
 from ..records import Frame
 from ..timecodes import format_time

@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import av
 import numpy as np
 
-from ..errors import VideoError
+from ..errors import VideoError, reason
 from .sample_tables import read_track_tables
 
 SAMPLE_TABLE = "sample table"
@@ -231,7 +231,7 @@ def window_index(path: str, stream_index: int, bounds: StreamBounds, times: Sequ
     reached is shown after the time, the frame lies before it (or is one of its leading frames), so
     the seek goes one keyframe further back.
     """
-    from .probe import open_container, stream_by_index
+    from .container import open_container, stream_by_index
 
     rows: dict[int, tuple[int, int, bool, int]] = {}  # pts -> (file position, dts, keyframe, size)
     with open_container(path) as container:
@@ -312,7 +312,7 @@ def _end_ticks(container, stream) -> int:
 def index_by_decoding(path: str, stream_index: int) -> FrameIndex:
     """Raw streams (e.g. .h264) carry no timestamps: frames are numbered in the order they are shown
     and timed by the stream's frame rate, as a player of such a file does."""
-    from .probe import open_container, stream_by_index
+    from .container import open_container, stream_by_index
 
     count = 0
     with open_container(path) as container:
@@ -353,9 +353,3 @@ def _last_frame_duration(display: np.ndarray, pts: np.ndarray, durations: np.nda
 
 def _time_base(stream) -> Fraction:
     return Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
-
-
-def reason(exc: Exception) -> str:
-    """A library error as a short phrase for a message."""
-    text = getattr(exc, "strerror", None) or str(exc)
-    return str(text).strip().rstrip(".") or type(exc).__name__

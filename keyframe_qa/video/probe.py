@@ -8,8 +8,6 @@ is not 0, and what lets `frames.py` decode only from the right keyframe to each 
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import replace
 from fractions import Fraction
 from typing import Optional, Sequence
@@ -17,8 +15,9 @@ from typing import Optional, Sequence
 import av
 import numpy as np
 
-from ..errors import UsageError, VideoError
-from .indexing import (SEEK_WINDOWS, FrameIndex, StreamBounds, reason as _reason, sample_table_index, scan_index,
+from ..errors import UsageError, VideoError, reason
+from .container import open_container, stream_by_index
+from .indexing import (SEEK_WINDOWS, FrameIndex, StreamBounds, sample_table_index, scan_index,
                        stream_bounds, window_index)
 from ..records import VideoInfo
 from ..timecodes import format_time
@@ -91,34 +90,6 @@ class ProbedVideo:
         return max(0, int(round((pts - bounds.first_pts) / bounds.frame_ticks)))
 
 
-def check_path(path: str) -> None:
-    """Fail early, with a clear message, for paths that cannot be videos."""
-    if not os.path.exists(path):
-        raise VideoError(f"video not found: {path}")
-    if os.path.isdir(path):
-        raise VideoError(f"{path} is a directory, not a video file")
-    if not os.access(path, os.R_OK):
-        raise VideoError(f"cannot read {path}: permission denied")
-    mode = os.stat(path).st_mode
-    if not stat.S_ISREG(mode):
-        what = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "not a regular file")
-        raise VideoError(f"{path} is {what}, not a video file: keyframe-qa seeks in the video, so it reads files "
-                         f"only (save the stream to a file first)")
-    if os.path.getsize(path) == 0:
-        raise VideoError(f"{path} is empty (0 bytes)")
-
-
-def open_container(path: str) -> av.container.InputContainer:
-    """Open `path` with PyAV, turning library errors into VideoError."""
-    check_path(path)
-    try:
-        return av.open(path, mode="r")
-    except av.error.FFmpegError as exc:
-        raise VideoError(f"{path} is not a readable video: damaged, truncated or not a video ({_reason(exc)})") from exc
-
-
 def probe(path: str) -> ProbedVideo:
     """Read a video's geometry, timing and frame index; decode its first frame to prove it plays."""
     with open_container(path) as container:
@@ -155,14 +126,6 @@ def check_times(info: VideoInfo, times: list[float]) -> None:
             )
 
 
-def stream_by_index(container, stream_index: int):
-    """The container's stream whose FFmpeg index is `stream_index`."""
-    for stream in container.streams:
-        if stream.index == stream_index:
-            return stream
-    raise VideoError(f"stream {stream_index} is missing from {container.name}")
-
-
 def _main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
     # Cover art in MP4/MKV is a one-picture "video" stream marked attached_pic; prefer real video.
     candidates = [s for s in container.streams.video if not _is_attached_picture(s)]
@@ -195,7 +158,7 @@ def _decode_first(container, stream, path: str):
         for frame in container.decode(stream):
             return frame
     except av.error.FFmpegError as exc:
-        raise VideoError(f"{path} cannot be decoded ({_reason(exc)})") from exc
+        raise VideoError(f"{path} cannot be decoded ({reason(exc)})") from exc
     raise VideoError(f"{path} has a video stream but no frame could be decoded (truncated or corrupt?)")
 
 

@@ -1,0 +1,159 @@
+"""What a batch runs on: videos from files, folders, globs and manifests, each with the settings it is
+answered with, and the hash that lets a rerun skip what is done."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from typing import Iterable, Optional, Sequence
+
+from ..errors import UsageError
+from ..selection.select import SelectionRequest
+from ..timecodes import parse_time_list
+from .ask import AskRequest
+
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
+                    ".wmv", ".flv", ".3gp", ".ogv"}
+MANIFEST_EXTENSIONS = {".csv", ".jsonl"}
+MAX_MANIFEST_ROW_BYTES = 16 * 1024 * 1024  # far above any real row (a 10 MB question is refused later, by size)
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One video to answer, with the per-video settings a manifest may give."""
+
+    video: str
+    times: Optional[tuple[float, ...]] = None  # manifest `at`
+    questions: tuple[str, ...] = ()  # manifest `question(s)`; empty: the batch's questions
+    error: Optional[str] = None  # a manifest row that could not be read: recorded, not run
+
+
+def collect_items(inputs: Sequence[str]) -> list[BatchItem]:
+    """Videos from files, folders (recursive, by extension), globs and manifests, in a stable order."""
+    items: list[BatchItem] = []
+    for raw in inputs:
+        path = os.path.expanduser(raw)
+        if os.path.isdir(path):
+            found = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
+                           if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS)
+            items.extend(BatchItem(video=f) for f in found)
+        elif os.path.isfile(path) and os.path.splitext(path)[1].lower() in MANIFEST_EXTENSIONS:
+            items.extend(read_manifest(path))
+        elif os.path.exists(path):
+            items.append(BatchItem(video=path))
+        elif glob.has_magic(path):
+            matches = sorted(m for m in glob.glob(path, recursive=True) if os.path.isfile(m))
+            if not matches:
+                raise UsageError(f"no files match {raw}")
+            items.extend(BatchItem(video=m) for m in matches)
+        else:
+            raise UsageError(f"no such file or folder: {raw}")
+    if not items:
+        raise UsageError("no videos found in the inputs (folders are searched for " +
+                         ", ".join(sorted(VIDEO_EXTENSIONS)) + ")")
+    return items
+
+
+def read_manifest(path: str) -> list[BatchItem]:
+    """Rows of a .csv (header: video, at, question) or .jsonl manifest; paths relative to it.
+
+    A row is read up to MAX_MANIFEST_ROW_BYTES: a longer one is that row's error line, never held whole."""
+    base = os.path.dirname(os.path.abspath(path))
+    try:
+        # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, which must not join the header.
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            if path.lower().endswith(".csv"):
+                csv.field_size_limit(MAX_MANIFEST_ROW_BYTES)
+                rows = list(csv.DictReader(handle))
+            else:
+                rows = list(_jsonl_rows(handle))
+    except (OSError, ValueError, csv.Error) as exc:
+        raise UsageError(f"cannot read manifest {path}: {exc}") from exc
+    items = []
+    for number, row in enumerate(rows, start=1):
+        if isinstance(row, _TooLong):
+            items.append(BatchItem(video=f"{path}#row{number}", error=f"{path} row {number}: longer than "
+                                   f"{MAX_MANIFEST_ROW_BYTES // (1024 * 1024)} MiB"))
+            continue
+        if not isinstance(row, dict) or not row.get("video"):
+            raise UsageError(f"{path} row {number}: needs a `video` column")
+        video = str(row["video"])
+        video = video if os.path.isabs(video) else os.path.join(base, video)
+        try:
+            times = _manifest_times(row.get("at"))
+            questions = _manifest_questions(row)
+        except UsageError as exc:
+            items.append(BatchItem(video=video, error=f"{path} row {number}: {exc}"))
+            continue
+        items.append(BatchItem(video=video, times=times, questions=questions))
+    return items
+
+
+class _TooLong:
+    """A manifest line past the cap (its text is skipped, not kept)."""
+
+
+def _jsonl_rows(handle) -> Iterable[object]:
+    number = 0
+    while True:
+        line = handle.readline(MAX_MANIFEST_ROW_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_MANIFEST_ROW_BYTES and not line.endswith("\n"):
+            while line and not line.endswith("\n"):  # skip the rest of it, a bounded piece at a time
+                line = handle.readline(MAX_MANIFEST_ROW_BYTES)
+            number += 1
+            yield _TooLong()
+            continue
+        if not line.strip():
+            continue
+        number += 1
+        try:
+            yield json.loads(line)
+        except RecursionError:
+            raise ValueError(f"line {number} is nested too deeply") from None
+        except ValueError as exc:
+            raise ValueError(f"line {number} is not JSON ({exc})") from None
+
+
+def _manifest_times(value) -> Optional[tuple[float, ...]]:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (float(value),)
+    if isinstance(value, list):
+        return tuple(parse_time_list(",".join(str(v) for v in value)))
+    return tuple(parse_time_list(str(value)))
+
+
+def _manifest_questions(row: dict) -> tuple[str, ...]:
+    value = row.get("questions", row.get("question"))
+    if value is None or value == "":
+        return ()
+    values = value if isinstance(value, list) else [value]
+    return tuple(str(v) for v in values if str(v).strip())
+
+
+def item_request(template: AskRequest, item: BatchItem) -> AskRequest:
+    """The ask request for one item: the batch's settings with the manifest's overrides."""
+    request = replace(template, video=item.video, questions=item.questions or template.questions, times=None)
+    if item.times is not None:
+        request = replace(request, selection=SelectionRequest(times=item.times))
+    return request
+
+
+def settings_hash(request: AskRequest, model_id: str) -> str:
+    """A short hash of everything that shapes a video's answer (not the video itself)."""
+    settings = asdict(request)
+    settings.pop("video")
+    # Where files go, and where the server lives and how long to wait for it, do not change the answer.
+    for key in ("save_frames", "annotate", "html", "output", "base_url", "api_key_env", "timeout"):
+        settings.pop(key, None)
+    settings["selection"].pop("show_progress", None)
+    settings["selection"].pop("use_cache", None)
+    settings["model_id"] = model_id
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,38 @@
+"""One batch video's work, wherever it runs (this process's threads or a Ray worker): prepare it, then
+answer it; a failure of the video becomes its error line, a failure of the model stops the batch."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..errors import KeyframeQAError, ModelError, OutOfMemory
+from ..model.checkpoint import CheckpointInfo
+from .ask import PreparedVideo, answer_prepared, prepare
+from .batch_inputs import BatchItem
+
+
+def answer_item(item: BatchItem, settings: str, prepared: PreparedVideo, engine) -> tuple:
+    """(item, settings, record, error) for one prepared video; a ModelError is raised, not recorded."""
+    try:
+        report = answer_prepared(prepared, engine, warn_cut=False)
+        cut = sum(1 for answer in report["answers"] if answer.get("truncated"))
+        return item, settings, dict(report, status="ok", settings=settings, truncated_replies=cut), None
+    except OutOfMemory as exc:
+        return item, settings, None, str(exc)  # this video's frames, even at half the budget: the rest may fit
+    except ModelError:
+        raise  # the model or server is broken for every video: stop the batch
+    except KeyframeQAError as exc:
+        return item, settings, None, str(exc)
+
+
+def prepare_item(entry, checkpoint: CheckpointInfo) -> tuple[BatchItem, str, Optional[PreparedVideo], Optional[str]]:
+    """(item, settings, prepared video or None, error or None) for one batch entry; never raises for a video."""
+    item, request, settings = entry
+    if item.error:
+        return item, settings, None, item.error
+    try:
+        return item, settings, prepare(request, checkpoint, quiet=True), None
+    except KeyframeQAError as exc:
+        return item, settings, None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - one bad video must not end the batch
+        return item, settings, None, f"unexpected {type(exc).__name__}: {exc}"
