@@ -18,7 +18,13 @@ from ..errors import UsageError
 from ..model.families import Family
 from ..records import GenerationSettings, Reply, VisualPrompt
 
-ENGINES = ("transformers", "openai")
+# Engines by name: the module that holds each and its class, imported only when chosen (the in-process
+# engine's torch costs seconds a server's users never pay).
+REGISTRY = {
+    "transformers": ("transformers", "QwenVLModel"),
+    "openai": ("openai", "OpenAIEngine"),
+}
+ENGINES = tuple(REGISTRY)
 
 
 @runtime_checkable
@@ -29,12 +35,18 @@ class Engine(Protocol):
     model_id: str  # the checkpoint or served model, as the user named it
     checkpoint: CheckpointInfo  # its config facts: context length, generation defaults
     context_length: Optional[int]  # prompt plus reply must fit; None when unknown
+    load_seconds: float  # what building it took (loading the weights, or reaching the server)
+    can_batch: bool  # whether `answer_batch` generates several prompts together (the in-process model)
 
     def answer(self, prompt: VisualPrompt, questions: Sequence[str], settings: GenerationSettings) -> list[Reply]:
         """One reply per question, each about all the frames of `prompt`."""
 
     def describe(self) -> dict:
         """The engine's part of the JSON `model` object (never a secret)."""
+
+    def answer_batch(self, calls: Sequence[tuple[VisualPrompt, Sequence[str]]],
+                     settings: GenerationSettings) -> list[list[Reply]]:
+        """The replies of several `answer` calls generated together (only where `can_batch`)."""
 
 
 @dataclass(frozen=True)
@@ -114,16 +126,12 @@ def engine_checkpoint(spec: EngineSpec) -> CheckpointInfo:
 
 
 def build_engine(spec: EngineSpec, checkpoint: Optional[CheckpointInfo] = None) -> Engine:
-    """Load (transformers) or connect to (openai) the engine a spec names."""
+    """Load (transformers) or connect to (openai) the engine a spec names: a lookup in REGISTRY."""
+    import importlib
+
     checkpoint = checkpoint or engine_checkpoint(spec)
-    spec = resolved(spec)
-    if spec.engine == "openai":
-        from .openai import OpenAIEngine
-
-        return OpenAIEngine(spec, checkpoint)
-    from .transformers import QwenVLModel
-
-    return QwenVLModel(spec.model_id, device=spec.device, dtype=spec.dtype, checkpoint=checkpoint)
+    module, name = REGISTRY[resolved(spec).engine]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name).build(resolved(spec), checkpoint)
 
 
 def warm_engine_imports() -> None:

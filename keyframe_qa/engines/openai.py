@@ -53,6 +53,12 @@ class OpenAIEngine:
     """A model served behind an OpenAI-compatible /v1/chat/completions endpoint."""
 
     name = "openai"
+    can_batch = False  # the server batches requests itself (batch --concurrency keeps it busy)
+
+    @classmethod
+    def build(cls, spec, checkpoint: CheckpointInfo) -> "OpenAIEngine":
+        """The engine for a resolved EngineSpec (the registry's entry point)."""
+        return cls(spec, checkpoint)
 
     def __init__(self, spec, checkpoint: CheckpointInfo):
         self.model_id = spec.model_id

@@ -88,6 +88,12 @@ class QwenVLModel:
         self.load_seconds = time.perf_counter() - started
 
     name = "transformers"
+    can_batch = True
+
+    @classmethod
+    def build(cls, spec, checkpoint: CheckpointInfo) -> "QwenVLModel":
+        """The engine for a resolved EngineSpec (the registry's entry point)."""
+        return cls(spec.model_id, device=spec.device, dtype=spec.dtype, checkpoint=checkpoint)
 
     def describe(self) -> dict:
         """The JSON `model` object's engine part."""

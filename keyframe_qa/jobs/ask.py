@@ -282,7 +282,7 @@ def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = Tr
     model_load_s = prepared.import_s
     if engine is None:
         engine = build_engine(engine_spec(request), prepared.checkpoint)
-        model_load_s += getattr(engine, "load_seconds", 0.0)
+        model_load_s += engine.load_seconds
     budgets, generation = prepared.budgets, prepared.generation
     if generation is None or prepared.checkpoint is None or prepared.checkpoint.family != engine.family:
         generation, budgets = generation_settings(request, engine.checkpoint), None  # planned for this engine

@@ -65,7 +65,7 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     check_batch_size(spec, batch_size, use_ray)
-    if batch_size > 1 and engine is not None and not hasattr(engine, "answer_batch"):
+    if batch_size > 1 and engine is not None and not engine.can_batch:
         raise UsageError("--batch-size above 1 needs an engine that can generate a batch (the in-process model)")
     if concurrency > 1 and spec.engine != "openai" and not use_ray:
         raise UsageError("--concurrency above 1 needs --engine openai (or --ray): the in-process model answers "

@@ -8,6 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable
 
 from ..engines import build_engine
+from ..engines.batching import BatchingEngine
 from ..model.checkpoint import CheckpointInfo
 from ..video.frames import cpu_count
 from .ask import PreparedVideo
@@ -92,7 +93,7 @@ def run_here(todo: list, spec, checkpoint: CheckpointInfo, engine, concurrency: 
         prepare_pool.shutdown(wait=False, cancel_futures=True)
         if answer_pool is not None:
             answer_pool.shutdown(wait=False, cancel_futures=True)
-    return list(getattr(state["engine"], "batches", []))
+    return list(state["engine"].batches) if isinstance(state["engine"], BatchingEngine) else []
 
 
 def _engine(state: dict, spec, checkpoint: CheckpointInfo):
@@ -100,8 +101,6 @@ def _engine(state: dict, spec, checkpoint: CheckpointInfo):
     if state["engine"] is None:
         state["engine"] = build_engine(spec, checkpoint)
     if state["batch_size"] > 1:
-        from ..engines.batching import BatchingEngine
-
         if not isinstance(state["engine"], BatchingEngine):
             state["engine"] = BatchingEngine(state["engine"], state["batch_size"])
     return state["engine"]
