@@ -267,39 +267,13 @@ def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray,
 @click.option("-o", "--output", type=str, default=None, help="Write here instead of stdout.")
 def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_csv, no_cache, output):
     """Find the scenes of VIDEO (no model) and one keyframe for each."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .video.container import check_path
-    from .video.probe import probe
-    from .outputs.report import scenes_csv, scenes_report, to_json
-    from .selection.scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
+    from .jobs.scenes import scenes_job
+    from .selection.scenes import SceneOptions
 
     options = SceneOptions(detector=detector, threshold=threshold, min_scene_len=min_scene_len,
                            keyframe=keyframe, max_scenes=max_scenes)
-    check_options(options)
-    check_path(video)
     target = _output(output, "-o", [video])
-    # The probe (frame index) runs beside detection rather than before it; both mostly wait on
-    # FFmpeg with the GIL released. A bad file fails the probe with the more precise message.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        probing = pool.submit(lambda: _indexed(probe(video)))
-        try:
-            detected = detect_scenes(video, options, use_cache=not no_cache, show_progress=True,
-                                     frame_count=lambda: probing.result().frame_count)
-        except KeyframeQAError:
-            probing.result()
-            raise
-        probed = probing.result()
-    found = select_longest(detected, max_scenes)
-    numbers = keyframe_numbers(probed, found, keyframe)
-    report = scenes_report(probed.info, options.describe(), found, [(n, probed.frame_time(n)) for n in numbers])
-    _emit(scenes_csv(report) if as_csv else to_json(report), target)
-
-
-def _indexed(probed):
-    """The probed video with its complete index built (scenes need every frame's time)."""
-    probed.index
-    return probed
+    _emit(scenes_job(video, options, use_cache=not no_cache, as_csv=as_csv), target)
 
 
 @cli.command()
@@ -311,26 +285,11 @@ def _indexed(probed):
 @click.option("--max-side", type=COUNT, default=None, help="Shrink so the longer side is at most N.")
 def frames(video, out_dir, image_format, quality, max_side, **selection):
     """Write frames of VIDEO as images plus a frames.json index (no model)."""
-    from .video.container import check_path
-    from .video.probe import probe
-    from .outputs.paths import check_chosen_name, check_output_dir, write_chosen_name
-    from .jobs.ask import write_frames
-    from .outputs.report import frames_index, to_json
-    from .selection.select import check_request, select
+    from .jobs.frames import frames_job
 
-    request = _selection(**selection, max_visual_tokens=None)
-    check_request(request)
-    check_path(video)
-    check_output_dir(out_dir, "--out")
-    index = os.path.join(out_dir, "frames.json")
-    check_chosen_name(index, "--out", [video])  # a name we choose: never written through a link
-    probed = probe(video)
-    chosen = select(probed, request)
-    extracted, files = write_frames(probed, chosen, out_dir, image_format=image_format, quality=quality,
-                                    max_side=max_side, option="--out")
-    text = to_json(frames_index(probed.info, chosen.record, extracted, files))
-    write_chosen_name(index, text.encode("utf-8"), "--out", [video])
-    _say(f"wrote {len(files)} frames and {index}")
+    index, count = frames_job(video, _selection(**selection, max_visual_tokens=None), out_dir,
+                              image_format=image_format, quality=quality, max_side=max_side)
+    _say(f"wrote {count} frames and {index}")
 
 
 @cli.command()

@@ -373,7 +373,7 @@ def test_streamed_frames_never_pile_up(videos):
 
 
 def test_the_frames_command_keeps_no_pictures(videos, tmp_path):
-    from keyframe_qa.jobs.ask import write_frames
+    from keyframe_qa.jobs.frames import write_frames
     from keyframe_qa.selection.select import SelectionRequest, select
 
     video = probe(videos["plain.mp4"])

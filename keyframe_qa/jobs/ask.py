@@ -6,12 +6,10 @@ Nothing here imports torch: the model module is imported only when a model is ne
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Optional, Sequence
 
-import numpy as np
 
 from ..answering import AnswerOptions, answer_frames, check_server_limits, check_text, plan, pixel_limits_record
 from ..model.budget import DEFAULT_MAX_VISUAL_TOKENS
@@ -25,7 +23,8 @@ from ..video.probe import ProbedVideo, check_times, probe
 from ..console import warn
 from ..outputs.paths import check_distinct, check_output_dir, check_output_file, write_file, write_output
 from ..records import Answer, Frame, GenerationSettings
-from ..outputs.report import build_report, save_frames, to_json, write_frame_file
+from ..outputs.images import save_frames
+from ..outputs.report import build_report, to_json
 from ..selection.select import Selection, SelectionRequest, check_request, select
 from ..model.time_positions import fidelity_warning, time_fidelity
 
@@ -102,36 +101,6 @@ def _shrinker(request: AskRequest, budgets: list):
         return replace(frame, image=image, display_size=(frame.width, frame.height))
 
     return shrink
-
-
-def write_frames(probed: ProbedVideo, selection: Selection, directory: str, *, image_format: str = "png",
-                 quality: int = 95, max_side: Optional[int] = None,
-                 option: str = "--out") -> tuple[list[Frame], list[tuple[str, tuple[int, int]]]]:
-    """Write the selected frames as images while they are decoded; no full picture is kept.
-
-    Returns the frames (their pictures dropped: `display_size` keeps the displayed size) and, for
-    each, the file written and its (width, height), in selection order.
-    """
-    check_output_dir(directory, option)
-    os.makedirs(directory, exist_ok=True)
-    files: dict[int, tuple[str, tuple[int, int]]] = {}
-
-    def write(frame: Frame) -> Frame:
-        files[frame.index] = write_frame_file(frame, directory, image_format=image_format, quality=quality,
-                                              max_side=max_side, option=option, inputs=[probed.info.path])
-        return drop_picture(frame)
-
-    frames = read_frames(probed, list(selection.times), requested=list(selection.requested),
-                         scenes=list(selection.scenes), convert=write)
-    return frames, [files[frame.index] for frame in frames]
-
-
-def drop_picture(frame: Frame) -> Frame:
-    """The frame's record without its picture (the displayed size is kept)."""
-    return replace(frame, image=_NO_PICTURE, display_size=(frame.width, frame.height))
-
-
-_NO_PICTURE = np.zeros((0, 0, 3), dtype=np.uint8)
 
 
 @dataclass(frozen=True, eq=False)
@@ -360,7 +329,7 @@ def model_record(engine, mode: str, generation: GenerationSettings) -> dict:
 
 
 def _check_frame_files(request: AskRequest, frames: Sequence[Frame]) -> None:
-    from ..outputs.report import check_frame_names
+    from ..outputs.images import check_frame_names
 
     for directory, option, suffix in ((request.save_frames, "--save-frames", ""),
                                       (request.annotate, "--annotate", "_annotated")):
