@@ -7,12 +7,13 @@ frames are then put to the engine by `answer_frames`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import field
 from typing import Optional, Sequence
 
 from .model.budget import check_context, pixel_limits, plan_request, prompt_tokens_lower_bound
 from .model.checkpoint import CheckpointInfo
 from .errors import UsageError
+from .options import options_record
 from .grounding import FrameGeometry, find_boxes, grounding_prompt
 from .console import warn
 from .model.prompt import build_prompt, image_label_text, video_times_text
@@ -21,17 +22,12 @@ from .model.text_tokens import text_counter
 from .timecodes import format_time
 
 
-@dataclass(frozen=True)
-class AnswerOptions:
-    """How frames are put to the model."""
-
-    generation: GenerationSettings  # decoding settings, resolved for the model
-    mode: str = "images"  # "images": one image per frame; "video": one video of the frames
-    per_frame: bool = False  # every question about each frame on its own
-    min_pixels: Optional[int] = None  # per frame
-    max_pixels: Optional[int] = None  # per frame
-    max_visual_tokens: Optional[int] = None  # all frames together
-    find: Optional[str] = None  # an object to locate with the family's grounding prompt
+# How frames are put to the model: the decoding settings resolved for it, and the answer and budget
+# options as declared in options.py.
+AnswerOptions = options_record("AnswerOptions", (
+    ("generation", GenerationSettings, field(metadata={"help": "decoding settings, resolved for the model"})),
+    "mode", "per_frame", "min_pixels", "max_pixels", "max_visual_tokens", "find",
+), "How frames are put to the model.", module=__name__)
 
 
 def plan(options: AnswerOptions, checkpoint: CheckpointInfo, sizes: Sequence[tuple[int, int]], *,

@@ -12,47 +12,9 @@ import traceback
 
 import click
 
-from .model.budget import DEFAULT_MAX_VISUAL_TOKENS, LARGEST_OPTION
-from .errors import KeyframeQAError, UsageError
-from .model.families import FAMILY_NAMES
-from .selection.scenes import DEFAULT_MIN_SCENE_LEN, DETECTORS, KEYFRAME_CHOICES
+from .errors import KeyframeQAError
+from .options import ANSWER, SCENE, SELECTION, click_options, project
 from .timecodes import parse_time_list
-
-
-COUNT = click.IntRange(min=1, max=LARGEST_OPTION)
-
-
-class FiniteNumber(click.ParamType):
-    """A finite number above zero, or from zero with `zero_ok` (click's FLOAT takes inf and nan)."""
-
-    name = "number"
-
-    def __init__(self, zero_ok: bool = False):
-        self.zero_ok = zero_ok
-
-    def convert(self, value, param, ctx):
-        import math
-
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number) or number < 0 or (number == 0 and not self.zero_ok):
-            self.fail(f"{value!r} is not a finite number {'of 0 or more' if self.zero_ok else 'above 0'}", param, ctx)
-        return number
-
-
-POSITIVE = FiniteNumber()
-NON_NEGATIVE = FiniteNumber(zero_ok=True)
-
-
-def _times(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return tuple(parse_time_list(value))
-    except UsageError as exc:
-        raise click.BadParameter(str(exc)) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,42 +23,25 @@ def cli():
     """Ask a vision-language model questions about exact moments in a video."""
 
 
-def selection_options(command):
-    """Options that choose frames, shared by `ask` and `frames`."""
-    options = [
-        click.option("--at", "times", callback=_times, metavar="TIMES",
-                     help="Comma list of times: 5.5 | 1:05.5 | 00:01:05.500 (from the first frame)."),
-        click.option("--scenes", is_flag=True, help="One keyframe per scene found by PySceneDetect."),
-        click.option("--every", type=POSITIVE, default=None, metavar="SECONDS", help="A frame every SECONDS."),
-        click.option("--num-frames", type=COUNT, default=None, metavar="N", help="N frames spread evenly."),
-        click.option("--fps", type=POSITIVE, default=None, metavar="F", help="F frames per second."),
-        click.option("--detector", type=click.Choice(list(DETECTORS)), default="content", show_default=True,
-                     help="Scene detector (with --scenes)."),
-        click.option("--threshold", type=POSITIVE, default=None,
-                     help="Detector threshold [default: the detector's]."),
-        click.option("--min-scene-len", default=DEFAULT_MIN_SCENE_LEN, show_default=True,
-                     help="Shortest scene: frames (15) or seconds (0.6s)."),
-        click.option("--keyframe", type=click.Choice(list(KEYFRAME_CHOICES)), default="middle", show_default=True,
-                     help="Which frame stands for a scene; sharpest = highest Laplacian variance."),
-        click.option("--max-scenes", type=COUNT, default=None, metavar="N", help="Keep the N longest scenes."),
-        click.option("--no-cache", is_flag=True, help="Detect scenes again instead of using the cache."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+def _parse_times(text: str) -> tuple:
+    return tuple(parse_time_list(text))
 
 
-def _selection(times, scenes, every, num_frames, fps, detector, threshold, min_scene_len, keyframe, max_scenes,
-               no_cache, **extra):
+# The options that choose frames, shared by `ask`, `batch` and `frames` (declared in options.py).
+selection_options = click_options(SELECTION + SCENE + ("use_cache",), parsers={"times": _parse_times})
+# How questions are put and what comes back, shared by `ask` and `batch`.
+answer_options = click_options(ANSWER)
+
+
+def _selection(options: dict, **extra):
+    """A SelectionRequest (its SceneOptions inside) from the parsed selection options, which it takes out
+    of `options`."""
     from .selection.scenes import SceneOptions
     from .selection.select import SelectionRequest
 
-    return SelectionRequest(
-        times=times, scenes=scenes, every=every, num_frames=num_frames, fps=fps,
-        scene_options=SceneOptions(detector=detector, threshold=threshold, min_scene_len=min_scene_len,
-                                   keyframe=keyframe, max_scenes=max_scenes),
-        use_cache=not no_cache, show_progress=True, **extra,
-    )
+    picked = {name: options.pop(name) for name in SELECTION + SCENE + ("use_cache",)}
+    return project(picked, SelectionRequest, scene_options=project(picked, SceneOptions), show_progress=True,
+                   **extra)
 
 
 def _emit(text: str, output) -> None:
@@ -125,56 +70,11 @@ def _output(path, option: str, inputs):
     return check_output_file(path or "-", option, inputs)
 
 
-def answer_options(command):
-    """How questions are put and what comes back, shared by `ask` and `batch`."""
-    options = [
-        click.option("--per-frame", is_flag=True, help="Ask every question about each frame on its own."),
-        click.option("--find", default=None, metavar="WHAT",
-                     help="Locate WHAT with the model's grounding prompt (boxes)."),
-        click.option("--mode", type=click.Choice(["images", "video"]), default="images", show_default=True,
-                     help="Frames as several images in one turn, or as one video."),
-        click.option("--model", "model_id", default=None, metavar="ID|PATH",
-                     help="Hub id or checkpoint folder [default: $KEYFRAME_QA_MODEL or Qwen/Qwen2-VL-2B-Instruct]."),
-        click.option("--engine", type=click.Choice(["transformers", "openai"]), default="transformers",
-                     show_default=True, help="Load the model here, or ask an OpenAI-compatible server."),
-        click.option("--base-url", default=None, metavar="URL",
-                     help="openai engine: the server's URL, e.g. http://localhost:8000/v1."),
-        click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="NAME",
-                     help="openai engine: the environment variable holding the API key (never recorded)."),
-        click.option("--family", type=click.Choice(FAMILY_NAMES), default=None,
-                     help="openai engine: the model's family, when its config is not on this machine."),
-        click.option("--timeout", type=POSITIVE, default=600.0, show_default=True,
-                     help="openai engine: seconds to wait for one reply."),
-        click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N"),
-        click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto",
-                     show_default=True),
-        click.option("--min-pixels", type=COUNT, default=None, help="Per-frame minimum model-input pixels."),
-        click.option("--max-pixels", type=COUNT, default=None, help="Per-frame maximum model-input pixels."),
-        click.option("--max-visual-tokens", type=COUNT, default=DEFAULT_MAX_VISUAL_TOKENS,
-                     show_default=True, help="Visual tokens for all frames together (split evenly, never exceeded)."),
-        click.option("--max-new-tokens", type=COUNT, default=None,
-                     help="Longest reply in tokens [default: 256; 1024 with --find]."),
-        click.option("--sampling", type=click.Choice(["greedy", "model"]), default="greedy", show_default=True,
-                     help="greedy: the same answer every time; model: the checkpoint's generation config."),
-        click.option("--temperature", type=NON_NEGATIVE, default=None, help="Sample at this temperature (0: greedy)."),
-        click.option("--top-p", type=POSITIVE, default=None, help="Sample from this nucleus mass (at most 1)."),
-        click.option("--top-k", type=COUNT, default=None, help="Sample among the K likeliest tokens."),
-        click.option("--repetition-penalty", type=POSITIVE, default=None, help="Above 1 discourages repeats."),
-        click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None,
-                     help="Seed for sampling: the same seed gives the same sampled answer."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
 def _request(video, questions, options: dict, **files):
     """An AskRequest from the shared options (selection options included)."""
     from .jobs.ask import AskRequest
 
-    selection_keys = ("times", "scenes", "every", "num_frames", "fps", "detector", "threshold", "min_scene_len",
-                      "keyframe", "max_scenes", "no_cache")
-    selection = _selection(**{key: options.pop(key) for key in selection_keys})
+    selection = _selection(options)
     return AskRequest(video=video, questions=tuple(questions), selection=selection, **options, **files)
 
 
@@ -215,37 +115,17 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
               help="Results, one JSON line per video (- for stdout, without resume).")
 @click.option("--overwrite", is_flag=True, help="Start afresh instead of resuming the output (results files only).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first video that fails.")
-@click.option("--concurrency", type=click.IntRange(1, 1024), default=1, show_default=True,
-              help="Videos answered at once (--engine openai): keeps N requests in flight for the server.")
+@click_options(("concurrency",))
 @click.option("--ray", "use_ray", is_flag=True,
               help="Run on a Ray cluster ($RAY_ADDRESS, else `ray start` here, else a local one); "
                    "--concurrency is then the number of engine actors.")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=1, show_default=True,
-              help="Prompts generated together in one left-padded batch (in-process model); greedy answers "
-                   "are the same as one at a time.")
+@click_options(("batch_size",))
 def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray, batch_size, **options):
     """Answer questions about many videos with one model load: INPUTS are files, folders, globs or
     .csv/.jsonl manifests (columns video, at, question). Reruns resume."""
-    from .jobs.batch import check_batch_size, run_batch, summary_line
-    from .jobs.batch_inputs import collect_items
-    from .engines import check_spec, engine_checkpoint
-    from .jobs.ask import engine_spec
-    from .outputs.results_file import check_results_file
+    from .jobs.batch import batch_job, summary_line
 
-    items = collect_items(inputs)
-    if not questions and not options.get("find") and any(not i.questions and not i.error for i in items):
-        raise UsageError("give questions with -q (or --find, or a `question` column in the manifest)")
-    template = _request("", questions, options)
-    check_spec(engine_spec(template))
-    check_batch_size(engine_spec(template), batch_size, use_ray)
-    if use_ray:
-        from .jobs.ray_runner import check_ray
-
-        check_ray()
-    target = _output(output, "-o", [i.video for i in items] + [i for i in inputs if os.path.isfile(i)])
-    check_results_file(target)  # a file that is not ours is refused before anything else happens
-    checkpoint = engine_checkpoint(engine_spec(template))
-    summary = run_batch(items, template, target, checkpoint=checkpoint, concurrency=concurrency, use_ray=use_ray,
+    summary = batch_job(inputs, _request("", questions, options), output, concurrency=concurrency, use_ray=use_ray,
                         overwrite=overwrite, fail_fast=fail_fast, batch_size=batch_size)
     _say(summary_line(summary, output))
     if summary.interrupted:
@@ -256,38 +136,29 @@ def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray,
 
 @cli.command()
 @click.argument("video", type=str)
-@click.option("--detector", type=click.Choice(list(DETECTORS)), default="content", show_default=True)
-@click.option("--threshold", type=POSITIVE, default=None, help="Detector threshold [default: the detector's].")
-@click.option("--min-scene-len", default=DEFAULT_MIN_SCENE_LEN, show_default=True,
-              help="Shortest scene: frames (15) or seconds (0.6s).")
-@click.option("--keyframe", type=click.Choice(list(KEYFRAME_CHOICES)), default="middle", show_default=True)
-@click.option("--max-scenes", type=COUNT, default=None, metavar="N", help="Keep the N longest scenes.")
+@click_options(SCENE)
 @click.option("--csv", "as_csv", is_flag=True, help="A CSV table instead of JSON.")
-@click.option("--no-cache", is_flag=True, help="Detect again instead of using the cache.")
+@click_options(("use_cache",))
 @click.option("-o", "--output", type=str, default=None, help="Write here instead of stdout.")
-def scenes(video, detector, threshold, min_scene_len, keyframe, max_scenes, as_csv, no_cache, output):
+def scenes(video, as_csv, use_cache, output, **options):
     """Find the scenes of VIDEO (no model) and one keyframe for each."""
     from .jobs.scenes import scenes_job
     from .selection.scenes import SceneOptions
 
-    options = SceneOptions(detector=detector, threshold=threshold, min_scene_len=min_scene_len,
-                           keyframe=keyframe, max_scenes=max_scenes)
     target = _output(output, "-o", [video])
-    _emit(scenes_job(video, options, use_cache=not no_cache, as_csv=as_csv), target)
+    _emit(scenes_job(video, project(options, SceneOptions), use_cache=use_cache, as_csv=as_csv), target)
 
 
 @cli.command()
 @click.argument("video", type=str)
 @selection_options
 @click.option("--out", "out_dir", required=True, type=str, help="Folder for the images.")
-@click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
-@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality.")
-@click.option("--max-side", type=COUNT, default=None, help="Shrink so the longer side is at most N.")
+@click_options(("image_format", "quality", "max_side"))
 def frames(video, out_dir, image_format, quality, max_side, **selection):
     """Write frames of VIDEO as images plus a frames.json index (no model)."""
     from .jobs.frames import frames_job
 
-    index, count = frames_job(video, _selection(**selection, max_visual_tokens=None), out_dir,
+    index, count = frames_job(video, _selection(selection, max_visual_tokens=None), out_dir,
                               image_format=image_format, quality=quality, max_side=max_side)
     _say(f"wrote {count} frames and {index}")
 
@@ -302,7 +173,7 @@ def compare(config_path, output, html_path):
     """Run the before/after comparisons of a YAML CONFIG (see configs/before_after.yaml)."""
     from .jobs.compare import check_settings, config_inputs, run_compare
     from .jobs.compare_config import load_config
-    from .engines import build_engine, engine_checkpoint
+    from .engines import EngineSpec, build_engine, engine_checkpoint
     from .outputs.html import render_compare
     from .outputs.paths import check_distinct, write_output
     from .outputs.report import to_json
@@ -312,7 +183,7 @@ def compare(config_path, output, html_path):
     target = _output(output, "-o", inputs)
     page = _output(html_path, "--html", inputs) if html_path else None
     check_distinct([target, page])
-    spec = config.defaults.engine_spec()
+    spec = project(config.defaults, EngineSpec)
     checkpoint = engine_checkpoint(spec)
     check_settings(config, config_path, checkpoint)
     engine = build_engine(spec, checkpoint)

@@ -10,11 +10,11 @@ Exact frames, budgets, prompts and boxes are ours whichever engine answers; only
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence, runtime_checkable
 
 from ..model.checkpoint import CheckpointInfo
 from ..errors import UsageError
+from ..options import ENGINE, OPTIONS, check_record, options_record
 from ..model.families import Family
 from ..records import GenerationSettings, Reply, VisualPrompt
 
@@ -25,6 +25,7 @@ REGISTRY = {
     "openai": ("openai", "OpenAIEngine"),
 }
 ENGINES = tuple(REGISTRY)
+assert ENGINES == OPTIONS["engine"].choices  # the --engine option offers exactly the registered engines
 
 
 @runtime_checkable
@@ -49,18 +50,9 @@ class Engine(Protocol):
         """The replies of several `answer` calls generated together (only where `can_batch`)."""
 
 
-@dataclass(frozen=True)
-class EngineSpec:
-    """Which engine to build, and how; the CLI and compare configs fill it from options."""
-
-    engine: str = "transformers"  # "transformers" or "openai"
-    model_id: Optional[str] = None  # hub id, folder, or the served model's name; None: the default model
-    device: str = "auto"  # transformers: auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # transformers: auto | bfloat16 | float16 | float32
-    base_url: Optional[str] = None  # openai: the server's /v1 URL
-    api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the key (read, never recorded)
-    family: Optional[str] = None  # openai: the family when no config of the model can be read here
-    timeout: float = 600.0  # openai: seconds to wait for one reply
+# Which engine to build, and how: the engine options as declared in options.py (the CLI, the library's
+# AskRequest and the compare config's `defaults` all carry them; `options.project` makes a spec of them).
+EngineSpec = options_record("EngineSpec", ENGINE, "Which engine to build, and how.", module=__name__)
 
 
 def resolved(spec: EngineSpec) -> EngineSpec:
@@ -78,8 +70,7 @@ def resolved(spec: EngineSpec) -> EngineSpec:
 
 def check_spec(spec: EngineSpec) -> None:
     """Usage errors in an engine's options, before anything is loaded or contacted."""
-    if spec.engine not in ENGINES:
-        raise UsageError(f"unknown engine {spec.engine!r}: use {' or '.join(ENGINES)}")
+    check_record(spec)
     spec = resolved(spec)
     if spec.engine == "openai":
         if not spec.base_url:
@@ -93,8 +84,6 @@ def check_spec(spec: EngineSpec) -> None:
                              f"an HTTP header cannot carry; set it to the key alone")
         if not spec.base_url.startswith(("http://", "https://")):
             raise UsageError(f"--base-url {spec.base_url!r} must start with http:// or https://")
-        if not spec.timeout > 0:
-            raise UsageError("--timeout must be positive")
     elif spec.base_url or spec.family:
         raise UsageError("--base-url and --family go with --engine openai")
 

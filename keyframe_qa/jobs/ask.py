@@ -12,12 +12,12 @@ from typing import Optional, Sequence
 
 
 from ..answering import AnswerOptions, answer_frames, check_server_limits, check_text, plan, pixel_limits_record
-from ..model.budget import DEFAULT_MAX_VISUAL_TOKENS
+from ..options import BUDGET, GENERATION, check_record, project, options_record
 from ..model.checkpoint import CheckpointInfo
 from ..engines import EngineSpec, build_engine, check_spec, engine_checkpoint, warm_engine_imports
 from ..errors import KeyframeQAError, OutOfMemory, UsageError
 from ..video.frames import read_frames
-from ..model.generation import GenerationRequest, check_generation, resolve_generation
+from ..model.generation import GenerationRequest, resolve_generation
 from ..video.container import check_path
 from ..video.probe import ProbedVideo, check_times, probe
 from ..console import warn
@@ -29,39 +29,26 @@ from ..selection.select import Selection, SelectionRequest, check_request, selec
 from ..model.time_positions import fidelity_warning, time_fidelity
 
 
-@dataclass(frozen=True)
-class AskRequest:
-    """Everything one `ask` needs; the CLI builds it from options."""
+def _path(name: str, help_text: str):
+    return (name, Optional[str], field(default=None, metadata={"help": help_text}))
 
-    video: str  # path to the video file
-    questions: tuple[str, ...]  # asked about the same frames
-    times: Optional[tuple[float, ...]] = None  # shorthand for selection=SelectionRequest(times=...)
-    selection: SelectionRequest = field(default_factory=SelectionRequest)  # which frames (default sampling)
-    per_frame: bool = False  # ask every question about each frame on its own
-    mode: str = "images"  # "images": one image per frame; "video": one video of the frames
-    model_id: Optional[str] = None  # hub id or folder; None for $KEYFRAME_QA_MODEL or the default
-    device: str = "auto"  # transformers engine: auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # transformers engine: auto | bfloat16 | float16 | float32
-    engine: str = "transformers"  # "transformers" (in process) or "openai" (an OpenAI-compatible server)
-    base_url: Optional[str] = None  # openai engine: the server's /v1 URL
-    api_key_env: str = "OPENAI_API_KEY"  # openai engine: the variable holding the API key
-    family: Optional[str] = None  # openai engine: the family when no config of the model is here
-    timeout: float = 600.0  # openai engine: seconds to wait for one reply
-    min_pixels: Optional[int] = None  # per frame
-    max_pixels: Optional[int] = None  # per frame
-    max_visual_tokens: Optional[int] = DEFAULT_MAX_VISUAL_TOKENS  # all frames together
-    max_new_tokens: Optional[int] = None  # None: 256, or 1024 with `find` (grounding replies are long)
-    sampling: str = "greedy"  # "greedy" (deterministic), or "model": the checkpoint's generation config
-    temperature: Optional[float] = None  # sample at this temperature (0: greedy)
-    top_p: Optional[float] = None  # sample from this nucleus mass
-    top_k: Optional[int] = None  # sample among the k likeliest tokens
-    repetition_penalty: Optional[float] = None  # above 1 discourages repeats
-    seed: Optional[int] = None  # makes sampled answers repeatable
-    save_frames: Optional[str] = None  # directory for PNGs of the frames
-    find: Optional[str] = None  # an object to locate with the family's grounding prompt (--find)
-    annotate: Optional[str] = None  # directory for frames with their boxes drawn
-    html: Optional[str] = None  # path of a self-contained HTML page of the run
-    output: Optional[str] = None  # where `ask` writes the JSON ("-": stdout); None: only returned
+
+# Everything one `ask` needs; the CLI builds it from options. Its option fields are declared once, in
+# options.py (type, default, limits, help); the others are the video, the questions and where files go.
+AskRequest = options_record("AskRequest", (
+    ("video", str, field(metadata={"help": "path to the video file"})),
+    ("questions", tuple, field(metadata={"help": "asked about the same frames"})),
+    "times",  # shorthand for selection=SelectionRequest(times=...)
+    ("selection", SelectionRequest, field(default_factory=SelectionRequest,
+                                          metadata={"help": "which frames (default sampling)"})),
+    "per_frame", "mode", "model_id", "device", "dtype", "engine", "base_url", "api_key_env", "family", "timeout",
+    *BUDGET, *GENERATION,
+    _path("save_frames", "directory for PNGs of the frames"),
+    "find",
+    _path("annotate", "directory for frames with their boxes drawn"),
+    _path("html", "path of a self-contained HTML page of the run"),
+    _path("output", 'where `ask` writes the JSON ("-": stdout); None: only returned'),
+), "Everything one `ask` needs; the CLI builds it from options.", module=__name__)
 
 
 def extract_frames(video: str, times: Sequence[float]) -> list[Frame]:
@@ -188,9 +175,7 @@ def _quiet_generation(request: AskRequest, checkpoint: CheckpointInfo) -> Genera
 
 def generation_request(request: AskRequest) -> GenerationRequest:
     """The decoding options of a request, as asked."""
-    return GenerationRequest(sampling=request.sampling, max_new_tokens=request.max_new_tokens,
-                             temperature=request.temperature, top_p=request.top_p, top_k=request.top_k,
-                             repetition_penalty=request.repetition_penalty, seed=request.seed)
+    return project(request, GenerationRequest)
 
 
 def generation_settings(request: AskRequest, checkpoint: CheckpointInfo) -> GenerationSettings:
@@ -202,16 +187,12 @@ def generation_settings(request: AskRequest, checkpoint: CheckpointInfo) -> Gene
 
 def answer_options(request: AskRequest, generation: GenerationSettings) -> AnswerOptions:
     """How this request puts its frames to the model."""
-    return AnswerOptions(generation=generation, mode=request.mode, per_frame=request.per_frame,
-                         min_pixels=request.min_pixels, max_pixels=request.max_pixels,
-                         max_visual_tokens=request.max_visual_tokens, find=request.find)
+    return project(request, AnswerOptions, generation=generation)
 
 
 def engine_spec(request: AskRequest) -> EngineSpec:
     """The engine a request names."""
-    return EngineSpec(engine=request.engine, model_id=request.model_id, device=request.device, dtype=request.dtype,
-                      base_url=request.base_url, api_key_env=request.api_key_env, family=request.family,
-                      timeout=request.timeout)
+    return project(request, EngineSpec)
 
 
 def check_outputs(request: AskRequest) -> None:
@@ -371,9 +352,7 @@ def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
     if not all(q.strip() for q in request.questions):
         raise UsageError("questions must not be empty")
     check_request(selection)
-    if request.mode not in ("images", "video"):
-        raise UsageError(f"unknown mode {request.mode!r}: use images or video")
-    check_generation(generation_request(request))
+    check_record(request)
     if request.engine == "openai" and request.mode == "video":
         raise UsageError("--mode video is not available with --engine openai: the servers' video inputs take a "
                          "video file, not the exact frames keyframe-qa picked; use --mode images")

@@ -10,20 +10,22 @@ a background thread already probes and decodes the next.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 from ..console import Progress
-from ..engines import engine_checkpoint
+from ..engines import check_spec, engine_checkpoint
+from ..options import check_value, default
 from ..errors import UsageError
 from ..model.budget import check_budget_settings
 from ..model.checkpoint import CheckpointInfo
 from ..outputs.jsontext import readable
 from ..outputs.paths import OutputPath, check_output_file
-from ..outputs.results_file import ResultsFile, key_path
+from ..outputs.results_file import ResultsFile, check_results_file, key_path
 from .ask import AskRequest, engine_spec
-from .batch_inputs import BatchItem, item_request, settings_hash
+from .batch_inputs import BatchItem, collect_items, item_request, settings_hash
 from .local_runner import run_here
 
 SUMMARY_FAILURES = 5  # failed videos named in the closing lines (all of them are in the results)
@@ -46,10 +48,20 @@ class BatchSummary:
     approximate_times: int = 0  # videos (video mode) whose model was told approximate times
 
 
+def batch_job(inputs: Sequence[str], template: AskRequest, output: str, **options) -> BatchSummary:
+    """The `batch` command: the videos of `inputs` (files, folders, globs, manifests) answered into `output`
+    (see `run_batch` for the options). Everything that can refuse the run does so before any work."""
+    items = collect_items(inputs)
+    if not template.questions and not template.find and any(not i.questions and not i.error for i in items):
+        raise UsageError("give questions with -q (or --find, or a `question` column in the manifest)")
+    return run_batch(items, template, output, inputs=[path for path in inputs if os.path.isfile(path)], **options)
+
+
 def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[str, OutputPath], *, engine=None,
-              checkpoint: Optional[CheckpointInfo] = None, concurrency: int = 1, use_ray: bool = False,
-              overwrite: bool = False, fail_fast: bool = False, progress: bool = True,
-              on_line: Optional[Callable[[dict], None]] = None, batch_size: int = 1) -> BatchSummary:
+              checkpoint: Optional[CheckpointInfo] = None, concurrency: int = default("concurrency"),
+              use_ray: bool = False, overwrite: bool = False, fail_fast: bool = False, progress: bool = True,
+              on_line: Optional[Callable[[dict], None]] = None, batch_size: int = default("batch_size"),
+              inputs: Sequence[str] = ()) -> BatchSummary:
     """Answer every item, appending one JSONL line per video to `output` (see results_file.py).
 
     The engine is built only when a video needs answering (pass `engine` to reuse one), so a rerun
@@ -62,8 +74,8 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
     """
     started = time.perf_counter()
     spec = engine_spec(template)
-    if concurrency < 1:
-        raise UsageError("--concurrency must be at least 1")
+    check_spec(spec)
+    check_value("concurrency", concurrency)
     check_batch_size(spec, batch_size, use_ray)
     if batch_size > 1 and engine is not None and not engine.can_batch:
         raise UsageError("--batch-size above 1 needs an engine that can generate a batch (the in-process model)")
@@ -75,7 +87,8 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
 
         check_ray()
     if not isinstance(output, OutputPath):
-        output = check_output_file(output, "-o", [item.video for item in items])
+        output = check_output_file(output, "-o", [item.video for item in items] + list(inputs))
+    check_results_file(output)  # a file that is not ours is refused before anything is loaded
     checkpoint = checkpoint or (engine.checkpoint if engine is not None else engine_checkpoint(spec))
     if spec.engine == "openai":
         from ..answering import check_server_limits
@@ -147,8 +160,7 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
 
 def check_batch_size(spec, batch_size: int, use_ray: bool = False) -> None:
     """Usage errors for --batch-size, before anything is read or loaded."""
-    if batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
+    check_value("batch_size", batch_size)
     if batch_size > 1 and (spec.engine != "transformers" or use_ray):
         raise UsageError("--batch-size is for the in-process model (--engine transformers, without --ray); a "
                          "server batches requests itself: use --concurrency with --engine openai")

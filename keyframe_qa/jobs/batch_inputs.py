@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Iterable, Optional, Sequence
 
 from ..errors import UsageError
+from ..options import OPTIONS
 from ..selection.select import SelectionRequest
 from ..timecodes import parse_time_list
 from .ask import AskRequest
@@ -19,6 +20,7 @@ from .ask import AskRequest
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
                     ".wmv", ".flv", ".3gp", ".ogv"}
 MANIFEST_EXTENSIONS = {".csv", ".jsonl"}
+UNHASHED = tuple(name for name, option in OPTIONS.items() if not option.hashed)
 MAX_MANIFEST_ROW_BYTES = 16 * 1024 * 1024  # far above any real row (a 10 MB question is refused later, by size)
 
 
@@ -149,11 +151,11 @@ def item_request(template: AskRequest, item: BatchItem) -> AskRequest:
 def settings_hash(request: AskRequest, model_id: str) -> str:
     """A short hash of everything that shapes a video's answer (not the video itself)."""
     settings = asdict(request)
-    settings.pop("video")
-    # Where files go, and where the server lives and how long to wait for it, do not change the answer.
-    for key in ("save_frames", "annotate", "html", "output", "base_url", "api_key_env", "timeout"):
+    # The video is the line's key; where files go, and options declared as not changing an answer (where
+    # the server lives, how long to wait for it, the scene cache), are left out.
+    for key in ("video", "save_frames", "annotate", "html", "output", *UNHASHED):
         settings.pop(key, None)
-    settings["selection"].pop("show_progress", None)
-    settings["selection"].pop("use_cache", None)
+    for key in ("show_progress", *UNHASHED):
+        settings["selection"].pop(key, None)
     settings["model_id"] = model_id
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -10,6 +10,7 @@ from ..model.budget import check_budget_settings
 from ..model.checkpoint import CheckpointInfo
 from .compare_config import CompareConfig, ConfigError, Comparison
 from ..errors import KeyframeQAError, ModelError, UsageError
+from ..options import project
 from ..video.frames import read_frames
 from ..model.generation import GenerationRequest, resolve_generation
 from ..video.probe import check_times, probe
@@ -19,7 +20,6 @@ from ..outputs.report import SCHEMA_VERSION, answer_record, frame_records, video
 from ..timecodes import format_time
 
 ROLES = ("BEFORE", "AFTER")
-GENERATION_KEYS = ("sampling", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
 
 
 def run_compare(config: CompareConfig, config_path: str, engine, *, progress: bool = True) -> tuple[dict, list]:
@@ -66,12 +66,9 @@ def _run_one(config: CompareConfig, comparison: Comparison, engine) -> tuple[dic
         frame = read_frames(probed, [moment])[0]
         frames.append(replace(frame, index=index))
         infos.append(probed.info)
-    generation = resolve_generation(
-        GenerationRequest(**{key: settings[key] for key in GENERATION_KEYS}),
-        engine.checkpoint.generation_defaults, find=bool(comparison.find))
-    options = AnswerOptions(generation=generation, mode=settings["mode"], min_pixels=settings["min_pixels"],
-                            max_pixels=settings["max_pixels"], max_visual_tokens=settings["max_visual_tokens"],
-                            find=comparison.find)
+    generation = resolve_generation(project(settings, GenerationRequest), engine.checkpoint.generation_defaults,
+                                    find=bool(comparison.find))
+    options = project(settings, AnswerOptions, generation=generation, find=comparison.find)
     labels = [f"{role} at {format_time(f.timestamp)}" for role, f in zip(ROLES, frames)]
     answers, budgets = answer_frames(engine, frames, comparison.questions, options, labels=labels,
                                      mention_labels=list(ROLES), where=f"comparison {comparison.name!r}")

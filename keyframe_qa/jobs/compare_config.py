@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated, Literal, Optional, Union
+from typing import Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, \
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, \
     model_validator
 
-from ..model.budget import DEFAULT_MAX_VISUAL_TOKENS, LARGEST_OPTION
 from ..errors import UsageError
-from ..model.generation import MAX_SEED
+from ..options import OPTIONS, pydantic_fields
 from ..timecodes import parse_time
 
 
@@ -29,56 +28,18 @@ class ConfigError(UsageError):
         super().__init__(f"invalid config {path} ({count}):")
 
 
-# A whole number above 0 and no larger than any option takes.
-Count = Annotated[int, Field(gt=0, le=LARGEST_OPTION)]
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Settings(_Strict):
-    """Model and budget settings; the config's `defaults`, overridable per comparison."""
-
-    mode: Optional[Literal["images", "video"]] = Field(None, description="images (default) or video")
-    min_pixels: Optional[Count] = Field(None, description="per-frame minimum model-input pixels")
-    max_pixels: Optional[Count] = Field(None, description="per-frame maximum model-input pixels")
-    max_visual_tokens: Optional[Count] = Field(None, description="visual tokens for both frames together")
-    max_new_tokens: Optional[Count] = Field(None, description="longest reply, in tokens (default 256; 1024 "
-                                                               "for `find`)")
-    sampling: Optional[Literal["greedy", "model"]] = Field(
-        None, description="greedy (default, deterministic) or model: the checkpoint's generation config")
-    temperature: Optional[float] = Field(None, ge=0, allow_inf_nan=False, description="sample at this temperature "
-                                                                                    "(0: greedy)")
-    top_p: Optional[float] = Field(None, gt=0, le=1, description="nucleus sampling mass")
-    top_k: Optional[Count] = Field(None, description="sample among the k likeliest tokens")
-    repetition_penalty: Optional[float] = Field(None, gt=0, allow_inf_nan=False,
-                                                description="above 1 discourages repeats")
-    seed: Optional[int] = Field(None, ge=0, le=MAX_SEED, description="makes sampled answers repeatable")
-
-
-class Defaults(Settings):
-    """Settings for every comparison, plus which model runs them."""
-
-    model: Optional[str] = Field(None, description="hub id or checkpoint folder (default: $KEYFRAME_QA_MODEL "
-                                                   "or Qwen/Qwen2-VL-2B-Instruct)")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N (transformers engine)")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    engine: Literal["transformers", "openai"] = Field("transformers", description="transformers (in process) or "
-                                                                                 "openai (an OpenAI-compatible server)")
-    base_url: Optional[str] = Field(None, description="openai engine: the server's /v1 URL")
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai engine: the variable holding the API key")
-    family: Optional[Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]] = Field(
-        None, description="openai engine: the model's family when its config is not here")
-    timeout: float = Field(600.0, gt=0, allow_inf_nan=False, description="openai engine: seconds per reply")
-
-    def engine_spec(self):
-        """The engine these defaults name."""
-        from ..engines import EngineSpec
-
-        return EngineSpec(engine=self.engine, model_id=self.model, device=self.device, dtype=self.dtype,
-                          base_url=self.base_url, api_key_env=self.api_key_env, family=self.family,
-                          timeout=self.timeout)
+# Model and budget settings: the config's `defaults`, overridable per comparison. Both are made from the
+# option declarations (options.py): the same types, limits and help as the CLI's.
+SETTINGS = tuple(name for name, option in OPTIONS.items() if option.config == "settings")
+DEFAULTS = tuple(name for name, option in OPTIONS.items() if option.config == "defaults")
+Settings = create_model("Settings", __base__=_Strict, __doc__="Model and budget settings; the config's `defaults`, "
+                        "overridable per comparison.", **pydantic_fields(SETTINGS, with_defaults=False))
+Defaults = create_model("Defaults", __base__=Settings, __doc__="Settings for every comparison, plus which model "
+                        "runs them.", **pydantic_fields(DEFAULTS, with_defaults=True))
 
 
 Time = Union[float, str]
@@ -150,9 +111,7 @@ class CompareConfig(_Strict):
 
     def settings_for(self, comparison: Comparison) -> dict:
         """Budget, token and decoding settings for one comparison: its overrides over the defaults."""
-        merged = {"mode": "images", "min_pixels": None, "max_pixels": None,
-                  "max_visual_tokens": DEFAULT_MAX_VISUAL_TOKENS, "max_new_tokens": None, "sampling": "greedy",
-                  "temperature": None, "top_p": None, "top_k": None, "repetition_penalty": None, "seed": None}
+        merged = {name: OPTIONS[name].default for name in SETTINGS}
         for layer in (self.defaults, comparison.overrides):
             if layer is not None:
                 merged.update({key: value for key, value in layer.model_dump(exclude_none=True).items()

@@ -12,6 +12,7 @@ import math
 from typing import Optional, Sequence
 
 from ..errors import UsageError
+from ..options import DEFAULT_MAX_VISUAL_TOKENS
 from .families import Family
 from ..records import FrameBudget
 
@@ -19,12 +20,8 @@ MAX_ASPECT_RATIO = 200
 # qwen-vl-utils defaults, in visual tokens per frame.
 IMAGE_MIN_TOKENS, IMAGE_MAX_TOKENS = 4, 16384
 VIDEO_MIN_TOKENS, VIDEO_MAX_TOKENS = 128, 768
-# Our default cap across all frames: one full-size image's worth. Keeps several 1080p frames
+# Our default cap across all frames (options.py): one full-size image's worth. Keeps several 1080p frames
 # within what a 2B model answers in seconds on a GPU; raise it with --max-visual-tokens.
-DEFAULT_MAX_VISUAL_TOKENS = 16384
-# The largest whole number any option takes: larger values mean nothing for a video or a model and
-# would overflow float and tensor arithmetic further on.
-LARGEST_OPTION = 2 ** 31 - 1
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:

@@ -60,6 +60,3 @@ def family_by_name(name: str) -> Family:
         if family_name == name:
             return family_from_config({"model_type": model_type})
     raise UsageError(f"unknown family {name!r}: use qwen2-vl, qwen2.5-vl or qwen3-vl")
-
-
-FAMILY_NAMES = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Sequence, Union
 
 from ..errors import UsageError, VideoError
+from ..options import DETECTOR_NAMES, SCENE, check_record, options_record
 from ..video.container import check_path
 from ..video.probe import ProbedVideo
 
@@ -29,28 +30,24 @@ DETECTORS = {
     "hash": ("HashDetector", "threshold", 0.35),
     "histogram": ("HistogramDetector", "threshold", 0.20),
 }
-KEYFRAME_CHOICES = ("first", "middle", "sharpest")
-DEFAULT_MIN_SCENE_LEN = "15"  # frames, PySceneDetect's default
+assert tuple(DETECTORS) == DETECTOR_NAMES  # the option's choices are these detectors
 
 
-@dataclass(frozen=True)
-class SceneOptions:
-    """How to find scenes and pick their keyframes."""
+def _effective_threshold(self) -> float:
+    """The threshold used: the option, or the detector's default."""
+    return self.threshold if self.threshold is not None else DETECTORS[self.detector][2]
 
-    detector: str = "content"  # one of DETECTORS
-    threshold: Optional[float] = None  # None: the detector's default
-    min_scene_len: str = DEFAULT_MIN_SCENE_LEN  # frames ("15") or seconds ("0.6s")
-    keyframe: str = "middle"  # "first", "middle" or "sharpest"
-    max_scenes: Optional[int] = None  # keep the N longest, in time order
 
-    @property
-    def effective_threshold(self) -> float:
-        return self.threshold if self.threshold is not None else DETECTORS[self.detector][2]
+def _describe(self) -> dict:
+    """The detector record for JSON output."""
+    return {"name": self.detector, "threshold": self.effective_threshold,
+            "min_scene_len": _min_len_record(self.min_scene_len)}
 
-    def describe(self) -> dict:
-        """The detector record for JSON output."""
-        return {"name": self.detector, "threshold": self.effective_threshold,
-                "min_scene_len": _min_len_record(self.min_scene_len)}
+
+# How to find scenes and pick their keyframes: the scene options as declared in options.py.
+SceneOptions = options_record("SceneOptions", SCENE, "How to find scenes and pick their keyframes.",
+                      namespace={"effective_threshold": property(_effective_threshold), "describe": _describe},
+                      module=__name__)
 
 
 @dataclass(frozen=True)
@@ -65,15 +62,8 @@ class Scene:
 
 
 def check_options(options: SceneOptions) -> None:
-    """Usage errors for impossible scene options."""
-    if options.detector not in DETECTORS:
-        raise UsageError(f"unknown detector {options.detector!r}: use one of {', '.join(DETECTORS)}")
-    if options.threshold is not None and options.threshold <= 0:
-        raise UsageError("--threshold must be positive")
-    if options.keyframe not in KEYFRAME_CHOICES:
-        raise UsageError(f"unknown --keyframe {options.keyframe!r}: use first, middle or sharpest")
-    if options.max_scenes is not None and options.max_scenes <= 0:
-        raise UsageError("--max-scenes must be at least 1")
+    """Usage errors for impossible scene options (each against its declaration; the length read)."""
+    check_record(options)
     parse_min_scene_len(options.min_scene_len)
 
 

@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..model.budget import DEFAULT_MAX_VISUAL_TOKENS
 from ..errors import UsageError
+from ..options import SELECTION, check_value, options_record
 from ..video.probe import ProbedVideo, check_times
 from ..records import VideoInfo
 from .scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
@@ -20,20 +20,16 @@ MIN_FRAMES, MAX_FRAMES = 4, 768
 MIN_TOKENS_PER_FRAME = {"images": 64, "video": 128}
 
 
-@dataclass(frozen=True)
-class SelectionRequest:
-    """At most one of times / scenes / every / num_frames / fps; none means the default sampling."""
-
-    times: Optional[tuple[float, ...]] = None  # --at
-    scenes: bool = False  # --scenes
-    every: Optional[float] = None  # --every SECONDS
-    num_frames: Optional[int] = None  # --num-frames N
-    fps: Optional[float] = None  # --fps F
-    scene_options: SceneOptions = field(default_factory=SceneOptions)
-    use_cache: bool = True  # scene cache
-    show_progress: bool = False  # progress bar on stderr during scene detection
-    mode: str = "images"  # for the default sampling's budget cap and even frame counts
-    max_visual_tokens: Optional[int] = DEFAULT_MAX_VISUAL_TOKENS
+# At most one of times / scenes / every / num_frames / fps; none means the default sampling. The options
+# are declared in options.py; `mode` and `max_visual_tokens` come from the request (the default sampling's
+# budget cap and even frame counts), `show_progress` from the caller.
+SelectionRequest = options_record("SelectionRequest", (
+    *SELECTION,
+    ("scene_options", SceneOptions, field(default_factory=SceneOptions, metadata={"help": "how scenes are found"})),
+    "use_cache",
+    ("show_progress", bool, field(default=False, metadata={"help": "a progress bar on stderr while detecting"})),
+    "mode", "max_visual_tokens",
+), "At most one of times / scenes / every / num_frames / fps; none means the default sampling.", module=__name__)
 
 
 @dataclass(frozen=True)
@@ -53,12 +49,8 @@ def check_request(request: SelectionRequest) -> None:
                                        ("--fps", request.fps)) if value is not None]
     if len(chosen) > 1:
         raise UsageError(f"choose frames one way: {' and '.join(chosen)} cannot be combined")
-    if request.every is not None and not (math.isfinite(request.every) and request.every > 0):
-        raise UsageError("--every must be a positive number of seconds")
-    if request.num_frames is not None and request.num_frames <= 0:
-        raise UsageError("--num-frames must be at least 1")
-    if request.fps is not None and not (math.isfinite(request.fps) and request.fps > 0):
-        raise UsageError("--fps must be a positive number")
+    for name in ("every", "num_frames", "fps"):
+        check_value(name, getattr(request, name))
     if request.times is not None and not all(math.isfinite(t) for t in request.times):
         raise UsageError("--at times must be finite numbers of seconds")
     if request.times is not None and not request.times:

@@ -1,0 +1,335 @@
+"""Every user-facing option, declared once: its name, type, default, limits and help.
+
+The records that carry options (`AskRequest`, `SelectionRequest`, `SceneOptions`, `EngineSpec`,
+`GenerationRequest`, `AnswerOptions`) are made from these declarations by `record`; the CLI's click
+options (`click_options`) and the compare config's pydantic fields (`pydantic_fields`) read them too,
+and `check_value` is the one range check all three use. `project` copies the options one record shares
+with another, which is how a request becomes an engine spec or a generation request.
+
+This module imports nothing heavy: click and pydantic are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+LARGEST_OPTION = 2 ** 31 - 1  # the largest whole number any option takes (larger would overflow later)
+MAX_SEED = 2 ** 32 - 1
+DEFAULT_MAX_VISUAL_TOKENS = 16384  # one full-size image's worth, for all frames together
+FAMILY_NAMES = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")
+DETECTOR_NAMES = ("content", "adaptive", "threshold", "hash", "histogram")
+KEYFRAME_CHOICES = ("first", "middle", "sharpest")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option as the user meets it on the command line, in the library and in a compare config."""
+
+    name: str  # the field name in the records
+    kind: type  # int, float, str or bool
+    default: Any  # the default everywhere (None: decided later, from the checkpoint or the mode)
+    help: str  # one line: the --help text, the field's comment, the config's description
+    flag: Optional[str] = None  # the CLI flag; None: "--" and the name with dashes
+    choices: tuple = ()  # the only values allowed, if any
+    low: Optional[float] = None  # the smallest value allowed
+    low_open: bool = False  # `low` itself is not allowed (above it)
+    high: Optional[float] = None  # the largest value allowed
+    metavar: Optional[str] = None  # how --help names the value
+    config: Optional[str] = None  # the compare config's key: "defaults", "settings" (also per comparison) or None
+    config_name: Optional[str] = None  # the key's name in the config, where it differs from `name`
+    hashed: bool = True  # part of a batch line's settings hash (whether it can change an answer)
+
+    @property
+    def cli_flag(self) -> str:
+        """The flag on the command line."""
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def key(self) -> str:
+        """The compare config's key."""
+        return self.config_name or self.name
+
+
+def _count(name, help_text, *, default=None, metavar="N", **extra) -> Option:
+    return Option(name, int, default, help_text, low=1, high=LARGEST_OPTION, metavar=metavar, **extra)
+
+
+def _positive(name, help_text, *, default=None, **extra) -> Option:
+    return Option(name, float, default, help_text, low=0, low_open=True, **extra)
+
+
+OPTIONS: dict[str, Option] = {o.name: o for o in (
+    # --- which frames (SelectionRequest, SceneOptions) -------------------------------------------
+    Option("times", tuple, None, "Comma list of times: 5.5 | 1:05.5 | 00:01:05.500 (from the first frame).",
+           flag="--at", metavar="TIMES"),
+    Option("scenes", bool, False, "One keyframe per scene found by PySceneDetect."),
+    _positive("every", "A frame every SECONDS.", metavar="SECONDS"),
+    _count("num_frames", "N frames spread evenly."),
+    _positive("fps", "F frames per second.", metavar="F"),
+    Option("detector", str, "content", "Scene detector (with --scenes).", choices=DETECTOR_NAMES),
+    _positive("threshold", "Detector threshold [default: the detector's]."),
+    Option("min_scene_len", str, "15", "Shortest scene: frames (15) or seconds (0.6s)."),
+    Option("keyframe", str, "middle", "Which frame stands for a scene; sharpest = highest Laplacian variance.",
+           choices=KEYFRAME_CHOICES),
+    _count("max_scenes", "Keep the N longest scenes."),
+    Option("use_cache", bool, True, "Detect scenes again instead of using the cache.", flag="--no-cache",
+           hashed=False),
+    # --- how the frames are put to the model (AnswerOptions) --------------------------------------
+    Option("per_frame", bool, False, "Ask every question about each frame on its own."),
+    Option("mode", str, "images", "Frames as several images in one turn, or as one video.",
+           choices=("images", "video"), config="settings"),
+    Option("find", str, None, "Locate WHAT with the model's grounding prompt (boxes).", metavar="WHAT"),
+    # --- which engine (EngineSpec) ------------------------------------------------------------------
+    Option("model_id", str, None, "Hub id or checkpoint folder [default: $KEYFRAME_QA_MODEL or "
+           "Qwen/Qwen2-VL-2B-Instruct]; with --engine openai, the served model's name.", flag="--model",
+           metavar="ID|PATH", config="defaults", config_name="model"),
+    Option("engine", str, "transformers", "Load the model here, or ask an OpenAI-compatible server.",
+           choices=("transformers", "openai"), config="defaults"),
+    Option("base_url", str, None, "openai engine: the server's URL, e.g. http://localhost:8000/v1.",
+           metavar="URL", config="defaults", hashed=False),
+    Option("api_key_env", str, "OPENAI_API_KEY", "openai engine: the environment variable holding the API key "
+           "(never recorded).", metavar="NAME", config="defaults", hashed=False),
+    Option("family", str, None, "openai engine: the model's family, when its config is not on this machine.",
+           choices=FAMILY_NAMES, config="defaults"),
+    _positive("timeout", "openai engine: seconds to wait for one whole reply.", default=600.0, config="defaults",
+              hashed=False),
+    Option("device", str, "auto", "auto | cpu | cuda | cuda:N", config="defaults"),
+    Option("dtype", str, "auto", "auto = bfloat16 on GPUs that have it, float32 on CPU.",
+           choices=("auto", "bfloat16", "float16", "float32"), config="defaults"),
+    # --- the budget ----------------------------------------------------------------------------------
+    _count("min_pixels", "Per-frame minimum model-input pixels [default: the checkpoint's, else 4 tokens].",
+           config="settings"),
+    _count("max_pixels", "Per-frame maximum model-input pixels [default: the checkpoint's, else 16384 tokens].",
+           config="settings"),
+    _count("max_visual_tokens", "Visual tokens for all frames together (split evenly, never exceeded).",
+           default=DEFAULT_MAX_VISUAL_TOKENS, config="settings"),
+    # --- decoding (GenerationRequest) ------------------------------------------------------------
+    _count("max_new_tokens", "Longest reply in tokens [default: 256; 1024 with --find].", config="settings"),
+    Option("sampling", str, "greedy", "greedy: the same answer every time; model: the checkpoint's generation "
+           "config.", choices=("greedy", "model"), config="settings"),
+    Option("temperature", float, None, "Sample at this temperature (0: greedy).", low=0, config="settings"),
+    Option("top_p", float, None, "Sample from this nucleus mass.", low=0, low_open=True, high=1, config="settings"),
+    _count("top_k", "Sample among the K likeliest tokens.", metavar="K", config="settings"),
+    _positive("repetition_penalty", "Above 1 discourages repeats.", config="settings"),
+    Option("seed", int, None, "Seed for sampling: the same seed gives the same sampled answer.", low=0,
+           high=MAX_SEED, config="settings"),
+    # --- batch runs -------------------------------------------------------------------------------
+    Option("concurrency", int, 1, "Videos answered at once (--engine openai, or --ray actors): keeps N requests "
+           "in flight for the server.", low=1, high=1024, metavar="N"),
+    Option("batch_size", int, 1, "Prompts generated together in one left-padded batch (in-process model); greedy "
+           "answers are the same as one at a time.", low=1, high=1024, metavar="N"),
+    # --- frame images (the frames command) -----------------------------------------------------------
+    Option("image_format", str, "png", "Image format of the frames.", flag="--format", choices=("png", "jpg")),
+    Option("quality", int, 95, "JPEG quality.", low=1, high=100),
+    _count("max_side", "Shrink so the longer side is at most N."),
+)}
+
+SELECTION = ("times", "scenes", "every", "num_frames", "fps")
+SCENE = ("detector", "threshold", "min_scene_len", "keyframe", "max_scenes")
+ENGINE = ("engine", "model_id", "device", "dtype", "base_url", "api_key_env", "family", "timeout")
+GENERATION = ("sampling", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
+BUDGET = ("min_pixels", "max_pixels", "max_visual_tokens")
+# The order `ask --help` lists them in (and AskRequest's fields).
+ANSWER = ("per_frame", "find", "mode", "model_id", "engine", "base_url", "api_key_env", "family", "timeout", "device",
+          "dtype", *BUDGET, *GENERATION)
+
+
+def default(name: str) -> Any:
+    """An option's declared default."""
+    return OPTIONS[name].default
+
+
+def limits_text(option: Option) -> str:
+    """What values an option takes, as a user reads it ("above 0 and at most 1")."""
+    if option.choices:
+        return "one of " + ", ".join(option.choices)
+    parts = []
+    if option.low is not None:
+        low = int(option.low) if option.kind is int else option.low
+        parts.append(f"above {low:g}" if option.low_open else f"at least {low:g}" if option.kind is int or low
+                     else "0 or more")
+    if option.high is not None:
+        high = int(option.high) if option.kind is int else option.high
+        parts.append(f"at most {high}" if option.kind is int else f"at most {high:g}")
+    text = " and ".join(parts) if parts else "a finite number"
+    return text + " (a whole number)" if option.kind is int else text
+
+
+def check_value(name: str, value: Any) -> Any:
+    """The one check of an option's value against its declaration; returns it, or raises UsageError
+    ("--top-p must be above 0 and at most 1"). None (not given) always passes."""
+    from .errors import UsageError
+
+    option = OPTIONS[name]
+    if value is None:
+        return value
+    wrong = False
+    if option.choices:
+        wrong = value not in option.choices
+    elif option.kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                (option.kind is int and not isinstance(value, int)):
+            wrong = True
+        elif isinstance(value, float) and not math.isfinite(value):
+            wrong = True
+        else:  # Python compares a whole number of any size with these limits exactly
+            wrong = (option.low is not None and (value <= option.low if option.low_open else value < option.low)) \
+                or (option.high is not None and value > option.high)
+    if wrong:
+        raise UsageError(f"{option.cli_flag} must be {limits_text(option)}" +
+                         (f", not {value!r}" if option.choices else ""))
+    return value
+
+
+def check_record(record) -> None:
+    """Check every declared option a record carries (the library's own callers get the CLI's checks)."""
+    for item in dataclasses.fields(record):
+        if item.name in OPTIONS:
+            check_value(item.name, getattr(record, item.name))
+
+
+def options_record(class_name: str, items: tuple, doc: str, *, namespace: Optional[dict] = None,
+           module: str = __name__) -> type:
+    """A frozen dataclass whose fields are `items` in order: a declared option's name (its type, default and
+    help from OPTIONS; the help, the field's comment, is kept in its metadata), or (name, type, field) for a
+    field that is not an option (the video, the questions)."""
+    fields = []
+    for item in items:
+        if not isinstance(item, str):
+            fields.append(item)
+            continue
+        option = OPTIONS[item]
+        kind = option.kind if option.default is not None else Optional[option.kind]
+        fields.append((item, kind, dataclasses.field(default=option.default, metadata={"help": option.help})))
+    made = dataclasses.make_dataclass(class_name, fields, frozen=True, namespace=namespace or {})
+    made.__doc__ = doc
+    made.__module__ = module
+    made.__qualname__ = class_name
+    return made
+
+
+def project(source, target: type, **given):
+    """A `target` record built from the fields it shares with `source` (a record, a dict, or a compare
+    config model, whose keys may be the options' config names), plus `given`."""
+    values = {}
+    for item in dataclasses.fields(target):
+        if item.name in given:
+            continue
+        key = OPTIONS[item.name].key if item.name in OPTIONS else item.name
+        if isinstance(source, dict):
+            found = source.get(item.name, source.get(key, dataclasses.MISSING))
+        else:
+            found = getattr(source, item.name, getattr(source, key, dataclasses.MISSING))
+        if found is not dataclasses.MISSING:
+            values[item.name] = found
+    return target(**values, **given)
+
+
+def click_options(names: tuple, *, parsers: Optional[dict[str, Callable]] = None) -> Callable:
+    """A decorator adding the click options `names`, in order, typed and checked by their declarations.
+
+    `parsers` turn a flag's text into its value (`--at` into times)."""
+    import click
+
+    parsers = parsers or {}
+
+    def decorate(command):
+        for name in reversed(names):
+            option = OPTIONS[name]
+            kwargs: dict = {"help": option.help, "metavar": option.metavar}
+            if option.kind is bool:
+                flag = option.cli_flag
+                # A flag that turns a True default off (--no-cache) is stored under the option's name.
+                command = click.option(flag, name, is_flag=True, flag_value=not option.default,
+                                       default=option.default, help=option.help)(command)
+                continue
+            if name in parsers:
+                kwargs["callback"] = _parsed(parsers[name])
+            elif option.choices:
+                kwargs.update(type=click.Choice(list(option.choices)), metavar=None)
+            elif option.kind in (int, float):
+                kwargs["type"] = _Checked(name)
+            kwargs["default"] = option.default
+            kwargs["show_default"] = option.default is not None
+            command = click.option(option.cli_flag, name, **kwargs)(command)
+        return command
+
+    return decorate
+
+
+def _parsed(parse: Callable) -> Callable:
+    def callback(ctx, param, value):
+        import click
+
+        from .errors import UsageError
+
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except UsageError as exc:
+            raise click.BadParameter(str(exc)) from exc
+
+    return callback
+
+
+def _Checked(name: str):  # noqa: N802 - a click ParamType, made lazily (click is imported only here)
+    import click
+
+    option = OPTIONS[name]
+
+    class Checked(click.ParamType):
+        """A number read and checked against its declaration."""
+
+        def __init__(self):
+            self.name = "integer" if option.kind is int else "number"
+
+        def convert(self, value, param, ctx):
+            from .errors import UsageError
+
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                number = value
+            else:
+                try:
+                    number = int(value) if option.kind is int else float(value)
+                except (TypeError, ValueError):
+                    self.fail(f"{value!r} is not {'a whole number' if option.kind is int else 'a number'}", param,
+                              ctx)
+            try:
+                return check_value(name, number)
+            except UsageError as exc:
+                self.fail(str(exc), param, ctx)
+
+    return Checked()
+
+
+def pydantic_fields(names: tuple, *, with_defaults: bool) -> dict:
+    """pydantic field definitions (for `create_model`) of the declared options `names`, keyed by their
+    config names: typed and bounded by the declarations (pydantic's own messages), described by their
+    help. Without defaults every field is optional (an override layer)."""
+    from typing import Literal
+
+    from pydantic import Field
+
+    fields = {}
+    for name in names:
+        option = OPTIONS[name]
+        if option.choices:
+            kind: Any = Literal[option.choices]
+        else:
+            kind = option.kind
+        bounds: dict = {}
+        if option.low is not None:
+            bounds["gt" if option.low_open else "ge"] = option.low if option.kind is float else int(option.low)
+        if option.high is not None:
+            bounds["le"] = option.high if option.kind is float else int(option.high)
+        if option.kind is float:
+            bounds["allow_inf_nan"] = False
+        value_default = option.default if with_defaults else None
+        annotation = kind if (with_defaults and option.default is not None) else Optional[kind]
+        fields[option.key] = (annotation, Field(value_default, description=option.help, **bounds))
+    return fields
+
