@@ -77,7 +77,6 @@ def ceilings(torch, device: str, tiny: bool) -> dict:
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     matmul_s = timed(lambda: a @ b, 10, sync)
-    del source, target, a, b
     return {"copy_bytes_per_s": 2 * size / copy_s, "bf16_flop_per_s": 2 * n ** 3 / matmul_s}
 
 

@@ -21,36 +21,11 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-QWEN2_VL_2B = {  # from Qwen/Qwen2-VL-2B-Instruct's config.json
-    "text": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
-             "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768,
-             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]}},
-    "vision": {"depth": 32, "embed_dim": 1280, "hidden_size": 1536, "mlp_ratio": 4, "num_heads": 16,
-               "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
-}
-
-
 def build(path: str, layers: int) -> None:
-    import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText
+    from keyframe_qa.testing.tiny_model import build_tiny_checkpoint
 
-    from keyframe_qa.testing.tiny_model import SPECIAL_TOKENS, _processor, build_tokenizer
-
-    tokenizer = build_tokenizer()
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    text = dict(QWEN2_VL_2B["text"], num_hidden_layers=layers, bos_token_id=ids["<|endoftext|>"],
-                eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
-    config = AutoConfig.for_model("qwen2_vl", text_config=text, vision_config=QWEN2_VL_2B["vision"],
-                                  image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                                  vision_start_token_id=ids["<|vision_start|>"],
-                                  vision_end_token_id=ids["<|vision_end|>"])
-    torch.manual_seed(0)
-    model = AutoModelForImageTextToText.from_config(config).to(torch.bfloat16)
     # No end-of-sequence token: every question generates exactly max_new_tokens.
-    model.generation_config.eos_token_id = None
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.save_pretrained(path)
-    _processor("qwen2-vl", tokenizer).save_pretrained(path)
+    build_tiny_checkpoint(path, "qwen2-vl", architecture="2b", layers=layers, end_token=False)
 
 
 def main() -> None:

@@ -178,9 +178,11 @@ def check_value(name: str, value: Any) -> Any:
         else:  # Python compares a whole number of any size with these limits exactly
             wrong = (option.low is not None and (value <= option.low if option.low_open else value < option.low)) \
                 or (option.high is not None and value > option.high)
+    if wrong and option.choices:
+        raise UsageError(f"unknown {option.name.replace('_', ' ')} {value!r} ({option.cli_flag}): use one of "
+                         f"{', '.join(option.choices)}")
     if wrong:
-        raise UsageError(f"{option.cli_flag} must be {limits_text(option)}" +
-                         (f", not {value!r}" if option.choices else ""))
+        raise UsageError(f"{option.cli_flag} must be {limits_text(option)}")
     return value
 
 

@@ -16,7 +16,7 @@ from ..model.generation import GenerationRequest, resolve_generation
 from ..video.probe import check_times, probe
 from ..console import Progress
 from ..records import Answer, Frame
-from ..outputs.report import SCHEMA_VERSION, answer_record, frame_records, video_record
+from ..outputs.report import SCHEMA_VERSION, answer_record, frame_records, usage_record, video_record
 from ..timecodes import format_time
 
 ROLES = ("BEFORE", "AFTER")
@@ -79,9 +79,7 @@ def _run_one(config: CompareConfig, comparison: Comparison, engine) -> tuple[dic
         "before": {"video": video_record(infos[0]), "frame": frame_list[0]},
         "after": {"video": video_record(infos[1]), "frame": frame_list[1]},
         "answers": [answer_record(a) for a in answers],
-        "usage": {"prompt_tokens": sum(a.prompt_tokens for a in answers),
-                  "visual_tokens": sum(b.visual_tokens for b in budgets),
-                  "completion_tokens": sum(a.completion_tokens for a in answers)},
+        "usage": usage_record(answers, budgets),
         "settings": settings,
         "generation": asdict(generation),
     }

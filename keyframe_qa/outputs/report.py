@@ -81,20 +81,22 @@ def build_report(
     timings: dict,
 ) -> dict:
     """The whole `ask` result object (schema_version 1)."""
-    visual_tokens = sum(b.visual_tokens for b in budgets)
     return {
         "schema_version": SCHEMA_VERSION,
         "video": video_record(info),
         "model": model,
         "frames": frame_records(frames, budgets, files),
         "answers": [answer_record(a) for a in answers],
-        "usage": {
-            "prompt_tokens": sum(a.prompt_tokens for a in answers),
-            "visual_tokens": visual_tokens,
-            "completion_tokens": sum(a.completion_tokens for a in answers),
-        },
+        "usage": usage_record(answers, budgets),
         "timings": {key: round(value, 4) for key, value in timings.items()},
     }
+
+
+def usage_record(answers: Sequence[Answer], budgets: Sequence[FrameBudget]) -> dict:
+    """The `usage` object: prompt, visual and generated tokens of a set of answers."""
+    return {"prompt_tokens": sum(a.prompt_tokens for a in answers),
+            "visual_tokens": sum(b.visual_tokens for b in budgets),
+            "completion_tokens": sum(a.completion_tokens for a in answers)}
 
 
 def to_json(report: dict) -> str:

@@ -11,6 +11,7 @@ Nothing is downloaded.
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>",
@@ -77,13 +78,14 @@ def build_tokenizer(vocab_size: int = 512):
 
 
 def build_tiny_checkpoint(path: str, family: str = "qwen2-vl", seed: int = 0, *, architecture: str = "tiny",
-                          device: str = "cpu") -> str:
+                          device: str = "cpu", layers: Optional[int] = None, end_token: bool = True) -> str:
     """Write a random checkpoint of `family` to `path` and return the path.
 
     `architecture="2b"` (qwen2-vl only) builds the real Qwen2-VL-2B architecture (its published config:
     a 1.5B language model, a 675M vision tower) in bfloat16, with the same small tokenizer: random weights
     of the real size, to measure speed and memory honestly where no weights can be downloaded. `device`
-    is where the weights are drawn (a GPU draws 2B of them in seconds)."""
+    is where the weights are drawn (a GPU draws 2B of them in seconds). `layers` overrides the language
+    model's depth; without `end_token` generation never stops early (every reply is max_new_tokens long)."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoConfig
 
@@ -95,12 +97,14 @@ def build_tiny_checkpoint(path: str, family: str = "qwen2-vl", seed: int = 0, *,
     tokenizer = build_tokenizer()
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     kwargs = _config_kwargs(family, tokenizer, ids) if architecture == "tiny" else _qwen2_vl_2b_kwargs(ids)
+    if layers is not None:
+        kwargs["text_config"]["num_hidden_layers"] = layers
     config = AutoConfig.for_model(FAMILY_MODEL_TYPES[family], **kwargs)
     torch.manual_seed(seed)
     with torch.device(device):
         model = AutoModelForImageTextToText.from_config(
             config, **({"dtype": torch.bfloat16} if architecture == "2b" else {}))
-    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]] if end_token else None
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.do_sample = False
     model.save_pretrained(path)
