@@ -107,7 +107,8 @@ class PreparedVideo:
     time_fidelity: Optional[dict] = None  # video mode: how truly the model is told the frames' times
 
 
-def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *, quiet: bool = False) -> PreparedVideo:
+def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *, quiet: bool = False,
+            checked: bool = False) -> PreparedVideo:
     """Probe the video, check the request against it and the model, then read the frames.
 
     Everything that can refuse the request runs before decoding: the selection against the video
@@ -116,7 +117,8 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *,
     background thread.
     """
     selection_request = _selection_request(request)
-    _check_request(request, selection_request)
+    if not checked:  # `ask` checked the request already, before its outputs
+        _check_request(request, selection_request)
     # The text (questions, the labels of given times) is checked first when the model's config is here:
     # a 10 MB question or 10,000 times are refused before the video is probed, indexed or decoded.
     early = checkpoint or _checkpoint_here(request)
@@ -216,7 +218,7 @@ def ask(request: AskRequest, engine=None) -> dict:
     check_spec(engine_spec(request))
     check_path(request.video)
     check_outputs(request)
-    report = answer_prepared(prepare(request, engine.checkpoint if engine is not None else None), engine)
+    report = answer_prepared(prepare(request, engine.checkpoint if engine is not None else None, checked=True), engine)
     if request.output:
         write_output(check_output_file(request.output, "-o", [request.video]), to_json(report))
     return report

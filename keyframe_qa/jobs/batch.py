@@ -74,31 +74,8 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
     """
     started = time.perf_counter()
     spec = engine_spec(template)
-    check_spec(spec)
-    check_value("concurrency", concurrency)
-    check_batch_size(spec, batch_size, use_ray)
-    if batch_size > 1 and engine is not None and not engine.can_batch:
-        raise UsageError("--batch-size above 1 needs an engine that can generate a batch (the in-process model)")
-    if concurrency > 1 and spec.engine != "openai" and not use_ray:
-        raise UsageError("--concurrency above 1 needs --engine openai (or --ray): the in-process model answers "
-                         "one prompt at a time")
-    if use_ray:
-        from .ray_runner import check_ray
-
-        check_ray()
-    if not isinstance(output, OutputPath):
-        output = check_output_file(output, "-o", [item.video for item in items] + list(inputs))
-    check_results_file(output)  # a file that is not ours is refused before anything is loaded
-    checkpoint = checkpoint or (engine.checkpoint if engine is not None else engine_checkpoint(spec))
-    if spec.engine == "openai":
-        from ..answering import check_server_limits
-        from .ask import answer_options, generation_settings
-
-        check_server_limits(answer_options(template, generation_settings(template, checkpoint)), checkpoint)
-    check_budget_settings(checkpoint.family, mode=template.mode, min_pixels=template.min_pixels,
-                          max_pixels=template.max_pixels, max_visual_tokens=template.max_visual_tokens)
-    if batch_size > 1:
-        _check_batchable(template, checkpoint)
+    output, checkpoint = _check_start(items, template, spec, output, engine=engine, checkpoint=checkpoint,
+                                      concurrency=concurrency, use_ray=use_ray, batch_size=batch_size, inputs=inputs)
     # Lines are held in memory until a video is answered (or the run ends): a run that fails to start
     # (a model that does not load, a server or cluster not there) leaves the results file as it was.
     with ResultsFile(output, overwrite=overwrite, hold=True) as results:
@@ -156,6 +133,38 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
                         truncated=counts["truncated"], max_new_tokens=counts["max_new_tokens"],
                         approximate_times=counts["approximate_times"],
                         failures=tuple(failures))
+
+
+def _check_start(items, template: AskRequest, spec, output, *, engine, checkpoint, concurrency: int, use_ray: bool,
+                 batch_size: int, inputs: Sequence[str]) -> tuple[OutputPath, CheckpointInfo]:
+    """Everything that can refuse a batch, in order, before any video is read or the model loads; returns the
+    checked output and the model's config facts."""
+    check_spec(spec)
+    check_value("concurrency", concurrency)
+    check_batch_size(spec, batch_size, use_ray)
+    if batch_size > 1 and engine is not None and not engine.can_batch:
+        raise UsageError("--batch-size above 1 needs an engine that can generate a batch (the in-process model)")
+    if concurrency > 1 and spec.engine != "openai" and not use_ray:
+        raise UsageError("--concurrency above 1 needs --engine openai (or --ray): the in-process model answers "
+                         "one prompt at a time")
+    if use_ray:
+        from .ray_runner import check_ray
+
+        check_ray()
+    if not isinstance(output, OutputPath):
+        output = check_output_file(output, "-o", [item.video for item in items] + list(inputs))
+    check_results_file(output)  # a file that is not ours is refused before anything is loaded
+    checkpoint = checkpoint or (engine.checkpoint if engine is not None else engine_checkpoint(spec))
+    if spec.engine == "openai":
+        from ..answering import check_server_limits
+        from .ask import answer_options, generation_settings
+
+        check_server_limits(answer_options(template, generation_settings(template, checkpoint)), checkpoint)
+    check_budget_settings(checkpoint.family, mode=template.mode, min_pixels=template.min_pixels,
+                          max_pixels=template.max_pixels, max_visual_tokens=template.max_visual_tokens)
+    if batch_size > 1:
+        _check_batchable(template, checkpoint)
+    return output, checkpoint
 
 
 def check_batch_size(spec, batch_size: int, use_ray: bool = False) -> None:
