@@ -124,7 +124,10 @@ def torchcodec_works() -> str:
 
     if importlib.util.find_spec("torchcodec") is None:
         return "not installed"
-    check = subprocess.run([sys.executable, "-c", "import torchcodec.decoders"], capture_output=True, text=True)
+    # Importing can succeed while decoding cannot load FFmpeg's libraries: open a real clip to know.
+    clip = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_videos", "scenes.mp4")
+    check = subprocess.run([sys.executable, "-c", "import sys; from torchcodec.decoders import VideoDecoder; "
+                            "VideoDecoder(sys.argv[1])[0]", clip], capture_output=True, text=True)
     return "" if check.returncode == 0 else (check.stderr.strip().splitlines() or ["cannot load"])[-1][:200]
 
 
