@@ -21,10 +21,11 @@ _LAZY = {
     "extract_frames": "keyframe_qa.jobs.ask",
     "load_model": "keyframe_qa.jobs.ask",
     "parse_boxes": "keyframe_qa.grounding",
+    "parse_moments": "keyframe_qa.moments",
 }
 
 __all__ = [
-    "AskRequest", "ask", "extract_frames", "load_model", "parse_boxes",
+    "AskRequest", "ask", "extract_frames", "load_model", "parse_boxes", "parse_moments",
     "KeyframeQAError", "ModelError", "UsageError", "VideoError",
 ]
 __version__ = "0.1.0"

@@ -204,7 +204,7 @@ def _json_boxes(text: str) -> Iterable[_RawBox]:
     """Boxes in every JSON value of a reply, nested anywhere (tool-call arguments, {"objects": [...]}),
     in any number of blocks, tolerant of trailing commas, single quotes and Python literals; then the
     plain `x1,y1,x2,y2 label` lines outside them."""
-    spans = _balanced_spans(text)
+    spans = balanced_spans(text)
     boxes = []
     for start, end in spans:
         boxes.extend(_boxes_in_span(text, start, end, 0))
@@ -217,12 +217,12 @@ def _json_boxes(text: str) -> Iterable[_RawBox]:
 
 
 def _boxes_in_span(text: str, start: int, end: int, depth: int) -> list[_RawBox]:
-    value = _loads_tolerant(text[start:end])
+    value = loads_tolerant(text[start:end])
     found = list(_boxes_in(value, 0)) if isinstance(value, (dict, list)) else []
     if not found and depth < _MAX_DEPTH:
         # Not JSON as a whole (a stray brace around real objects): look at the complete values inside.
         inner = []
-        for inner_start, inner_end in _balanced_spans(text, start + 1, end - 1):
+        for inner_start, inner_end in balanced_spans(text, start + 1, end - 1):
             inner.extend(_boxes_in_span(text, inner_start, inner_end, depth + 1))
         return inner
     # Place each box where its key stands in the reply, for frame attribution.
@@ -231,7 +231,7 @@ def _boxes_in_span(text: str, start: int, end: int, depth: int) -> list[_RawBox]
             for i, (label, coords, kind, named) in enumerate(found)]
 
 
-def _balanced_spans(text: str, begin: int = 0, stop: Optional[int] = None) -> list[tuple[int, int]]:
+def balanced_spans(text: str, begin: int = 0, stop: Optional[int] = None) -> list[tuple[int, int]]:
     """(start, end) of the outermost complete bracketed values, in one pass.
 
     A bracket that never closes (a stray `{`, a list cut off by the token limit) is skipped, so the
@@ -277,7 +277,7 @@ def _string_end(text: str, start: int, stop: int) -> Optional[int]:
     return None
 
 
-def _loads_tolerant(candidate: str) -> Any:
+def loads_tolerant(candidate: str) -> Any:
     """A JSON value, or a Python literal, or what json-repair makes of it (None when nothing)."""
     try:
         return json.loads(candidate)
@@ -313,7 +313,7 @@ def _boxes_in(data: Any, depth: int) -> Iterable[tuple[str, tuple[float, float, 
             yield from _boxes_in(value, depth + 1)
     elif isinstance(data, str) and data.lstrip()[:1] in ("{", "["):
         # Tool-call arguments are often a JSON string inside the JSON.
-        yield from _boxes_in(_loads_tolerant(data), depth + 1)
+        yield from _boxes_in(loads_tolerant(data), depth + 1)
 
 
 def _label(data: dict) -> str:
