@@ -13,7 +13,7 @@ import traceback
 import click
 
 from .errors import KeyframeQAError
-from .options import ANSWER, SCENE, SELECTION, click_options, project
+from .options import ANSWER, BUDGET, ENGINE, GENERATION, SCENE, SELECTION, click_options, project
 from .timecodes import parse_time_list
 
 
@@ -104,6 +104,21 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
     run_ask(request)
     if not names_stdout(output):
         _say(f"wrote {output}")
+
+
+@cli.command()
+@click.argument("video", type=str)
+@click.argument("query")
+@click_options(("mode",) + ENGINE + BUDGET + GENERATION + ("precision", "refine", "window_frames"))
+@click.option("-o", "--output", type=str, default=None,
+              help="Write the JSON here (atomically) instead of stdout; - for stdout.")
+def when(video, query, output, **options):
+    """Find the moments QUERY happens in VIDEO, down to the exact first and last frame."""
+    from .jobs.when import WhenRequest, find_moments
+    from .outputs.report import to_json
+
+    target = _output(output, "-o", [video])
+    _emit(to_json(find_moments(WhenRequest(video=video, query=query, **options))), target)
 
 
 @cli.command()

@@ -116,6 +116,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     _positive("repetition_penalty", "Above 1 discourages repeats.", config="settings"),
     Option("seed", int, None, "Seed for sampling: the same seed gives the same sampled answer.", low=0,
            high=MAX_SEED, config="settings"),
+    # --- the temporal search (when) -------------------------------------------------------------
+    Option("precision", str, "frame", "How exact the boundaries: frame (the exact first and last frame) or SECONDS.",
+           metavar="frame|SECONDS"),
+    Option("refine", bool, True, "Keep the coarse pass's boundaries (no single-frame probes).", flag="--no-refine"),
+    Option("window_frames", int, 32, "Frames sampled per window of the coarse pass.", low=2, high=768,
+           metavar="N"),
     # --- batch runs -------------------------------------------------------------------------------
     Option("concurrency", int, 1, "Videos answered at once (--engine openai, or --ray actors): keeps N requests "
            "in flight for the server.", low=1, high=1024, metavar="N"),

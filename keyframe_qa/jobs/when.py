@@ -1,0 +1,257 @@
+"""The `when` job: find the moments a description happens, down to the exact first and last frame.
+
+1. Coarse pass: the video is cut into overlapping windows (selection/windows.py). Each window's frames go
+   to the model as labelled images, with their true times in the labels, and the model is asked when the
+   query happens; the spans its reply states (moments.py, absolute seconds since the labels are) are
+   clamped to the window (flagged when they had to be) and merged across windows.
+2. Refinement: for each boundary, single-frame yes/no probes on frames decoded exactly from the index,
+   bisecting between the last frame that does not show the query and the first that does (or the reverse
+   for the end) until the gap is one frame, or `precision` seconds. About log2 of the frames in the gap:
+   half a second at 30 fps takes 4 probes. Answers that are neither yes nor no, or that contradict the
+   coarse span, keep the coarse boundary (`"refined": false` with the reason).
+Finding nothing is a result: no moments.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+import time
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+from ..answering import answer_frames
+from ..engines import build_engine, engine_checkpoint
+from ..errors import UsageError
+from ..moments import parse_moments
+from ..options import BUDGET, ENGINE, GENERATION, check_record, check_value, options_record, project
+from ..outputs.report import SCHEMA_VERSION, video_record
+from ..records import Frame
+from ..selection.windows import merge_spans, plan_windows
+from ..video.container import check_path
+from ..video.frames import read_frames
+from ..video.probe import ProbedVideo, probe
+from .ask import AnswerOptions, EngineSpec, GenerationRequest, model_record
+from ..model.generation import resolve_generation
+
+COARSE_RATE = 2.0  # frames a second at most: what Qwen2.5-VL and Qwen3-VL were trained to ground at
+LONG_RATE = 1.0  # beyond one window, a frame a second per window
+PROBE_TOKENS = 4  # "yes" or "no" needs a token or two
+STEP_LIMIT = 8  # steps outward looking for a probe that confirms a coarse boundary
+
+# Everything one `when` needs: the video, the query, and the options as declared in options.py.
+WhenRequest = options_record("WhenRequest", (
+    ("video", str, field(metadata={"help": "path to the video file"})),
+    ("query", str, field(metadata={"help": "what happens, in words"})),
+    "mode", *ENGINE, *BUDGET, *GENERATION, "precision", "refine", "window_frames",
+), "Everything one `when` needs.", module=__name__)
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """One refined boundary of a moment."""
+
+    frame_number: int  # the exact frame
+    timestamp: float  # its presentation time, seconds from the first frame
+    refined: bool  # found by probes (else the coarse boundary, snapped to a frame)
+    reason: Optional[str]  # why not refined
+    probes: int  # single-frame probes spent on it
+
+
+def find_moments(request, engine=None) -> dict:
+    """Run one `when` request and return the JSON-ready report (schema_version 1)."""
+    check_record(request)
+    if not request.query or not request.query.strip():
+        raise UsageError("give a description of what to find, e.g. keyframe-qa when video.mp4 \"a door opens\"")
+    precision = _precision(request.precision)
+    if request.engine == "openai" and request.mode == "video":
+        raise UsageError("--mode video is not available with --engine openai: use --mode images")
+    check_path(request.video)
+    started = time.perf_counter()
+    probed = probe(request.video)
+    probed.index  # the search reads frames by number: the complete index
+    checkpoint = engine.checkpoint if engine is not None else engine_checkpoint(project(request, EngineSpec))
+    load_started = time.perf_counter()
+    if engine is None:
+        engine = build_engine(project(request, EngineSpec), checkpoint)
+    load_s = time.perf_counter() - load_started
+    generation = resolve_generation(project(request, GenerationRequest), checkpoint.generation_defaults)
+    search = _Search(request, probed, engine, generation, precision)
+    moments = search.run()
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "video": video_record(probed.info),
+        "model": model_record(engine, "images", generation),
+        "query": request.query,
+        "moments": moments,
+        "passes": search.passes,
+        "usage": search.usage,
+        "timings": {"model_load_s": round(load_s, 4), "total_s": round(time.perf_counter() - started, 4)},
+    }
+    return report
+
+
+def _precision(text: str) -> Optional[float]:
+    """None for frame precision, else seconds (a usage error for anything else)."""
+    if text == "frame":
+        return None
+    try:
+        seconds = float(text)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UsageError(f"--precision must be frame or a number of seconds above 0, not {text!r}")
+    return seconds
+
+
+class _Search:
+    """The coarse pass and the refinement of one request, with what they spent."""
+
+    def __init__(self, request, probed: ProbedVideo, engine, generation, precision: Optional[float]):
+        self.request, self.probed, self.engine, self.precision = request, probed, engine, precision
+        self.generation = generation
+        self.passes: list[dict] = []
+        self.usage = {"calls": 0, "frames": 0, "prompt_tokens": 0, "visual_tokens": 0, "completion_tokens": 0}
+        self.answers: dict[int, Optional[bool]] = {}  # frame number -> shows the query (probe cache)
+        self._times: Optional[list[float]] = None  # every frame's time, once asked for
+
+    def run(self) -> list[dict]:
+        info = self.probed.info
+        check_value("window_frames", self.request.window_frames)
+        frames = self.request.window_frames
+        duration = info.duration
+        rate = COARSE_RATE if duration <= (frames - 1) / COARSE_RATE else LONG_RATE
+        spans = []
+        for window in plan_windows(duration, rate=rate, frames=frames):
+            spans.extend((span[0], span[1], span[2]) for span in self._coarse(window))
+        merged = merge_spans([(s, e) for s, e, _ in spans], gap=1.0 / rate)
+        moments = []
+        for start, end in merged:
+            labels = [label for s, e, label in spans if s <= end and e >= start and label]
+            moments.append(self._moment(start, end, labels[0] if labels else "", rate))
+        return moments
+
+    def _coarse(self, window) -> list[tuple[float, float, str]]:
+        frames = self._read(list(window.times))
+        question = (f'The frames above are from one video, each labelled with its time. When does this happen: '
+                    f'"{self.request.query}"? Answer with its start and end time in seconds from the start of the '
+                    f'video, as "from S to E seconds", one line per time it happens, or "never".')
+        answer = self._ask(frames, question, self.generation.max_new_tokens)
+        stated = parse_moments(answer.raw)
+        spans, clamped = [], False
+        for span in stated:
+            start, end = max(window.start, span.start), min(window.end, span.end)
+            clamped = clamped or (start, end) != (span.start, span.end)
+            if end >= start:
+                spans.append((start, end, span.label))
+        self.passes.append({"window": [window.start, window.end], "frames": len(frames), "raw": answer.raw,
+                            "spans": [[s, e] for s, e, _ in spans], "clamped": clamped})
+        return spans
+
+    def _moment(self, start: float, end: float, label: str, rate: float) -> dict:
+        first_number = self._number_at(start)
+        last_number = self._number_at(end)
+        if self.request.refine:
+            first = self._boundary(first_number, rising=True, step=max(1, round(self.probed.info.fps / rate)))
+            last = self._boundary(last_number, rising=False, step=max(1, round(self.probed.info.fps / rate)))
+        else:
+            first = Boundary(first_number, self._time(first_number), False, "--no-refine", 0)
+            last = Boundary(last_number, self._time(last_number), False, "--no-refine", 0)
+        if last.frame_number < first.frame_number:
+            last = first
+        reasons = list(dict.fromkeys(b.reason for b in (first, last) if b.reason))
+        return {"start": first.timestamp, "end": last.timestamp,
+                "first_frame": {"timestamp": first.timestamp, "frame_number": first.frame_number},
+                "last_frame": {"timestamp": last.timestamp, "frame_number": last.frame_number},
+                "label": label, "coarse": [round(start, 6), round(end, 6)],
+                "refined": first.refined and last.refined, "reason": "; ".join(reasons) or None,
+                "probes": first.probes + last.probes}
+
+    def _boundary(self, guess: int, *, rising: bool, step: int) -> Boundary:
+        """The exact first frame showing the query (`rising`), or the last one, near the coarse `guess`:
+        a frame that shows it and one beyond it that does not are found by stepping from the guess, then
+        the gap between them is bisected."""
+        spent = len(self.answers)
+        count = self.probed.frame_count
+        outward = -1 if rising else 1  # where the frames without the query lie
+        inside = guess
+        for _ in range(STEP_LIMIT + 1):  # a frame at or just inside the coarse boundary must show it
+            verdict = self._shows(inside)
+            if verdict is None:
+                return self._coarse_boundary(guess, "a probe answered neither yes nor no", spent)
+            if verdict:
+                break
+            inside -= outward * step
+            if not 0 <= inside < count:
+                break
+        if not 0 <= inside < count or not self.answers.get(inside):
+            return self._coarse_boundary(guess, "no frame near the coarse boundary showed it", spent)
+        outside = inside + outward * step
+        for _ in range(STEP_LIMIT):  # and a frame beyond it must not
+            if not 0 <= outside < count:
+                edge = 0 if rising else count - 1
+                verdict = self._shows(edge)
+                if verdict:  # shown from the video's very first (or to its last) frame
+                    return Boundary(edge, self._time(edge), True, None, len(self.answers) - spent)
+                outside = edge
+                break
+            verdict = self._shows(outside)
+            if verdict is None:
+                return self._coarse_boundary(guess, "a probe answered neither yes nor no", spent)
+            if not verdict:
+                break
+            inside, outside = outside, outside + outward * step
+        else:
+            return self._coarse_boundary(guess, "every frame stepped through showed it", spent)
+        while abs(inside - outside) > 1 and not self._close_enough(inside, outside):
+            middle = (inside + outside) // 2
+            verdict = self._shows(middle)
+            if verdict is None:
+                return self._coarse_boundary(guess, "a probe answered neither yes nor no", spent)
+            if verdict:
+                inside = middle
+            else:
+                outside = middle
+        return Boundary(inside, self._time(inside), True, None, len(self.answers) - spent)
+
+    def _close_enough(self, a: int, b: int) -> bool:
+        return self.precision is not None and abs(self._time(a) - self._time(b)) <= self.precision
+
+    def _coarse_boundary(self, guess: int, reason: str, spent: int) -> Boundary:
+        return Boundary(guess, self._time(guess), False, reason, len(self.answers) - spent)
+
+    def _shows(self, number: int) -> Optional[bool]:
+        """Whether frame `number` shows the query, by one single-frame probe (cached)."""
+        if number not in self.answers:
+            frame = self._read([self._time(number)])[0]
+            question = f'Does this frame show: "{self.request.query}"? Answer yes or no.'
+            reply = self._ask([frame], question, PROBE_TOKENS).answer.strip().lower()
+            word = re.match(r"[a-z]+", reply)
+            self.answers[number] = {"yes": True, "no": False}.get(word.group(0) if word else "")
+        return self.answers[number]
+
+    def _ask(self, frames: list[Frame], question: str, max_new_tokens: int):
+        generation = replace(self.generation, max_new_tokens=max_new_tokens)
+        options = project(self.request, AnswerOptions, generation=generation, per_frame=False, find=None,
+                          mode="images")
+        answers, budgets = answer_frames(self.engine, frames, [question], options, where=self.request.video,
+                                         warn_cut=False)
+        self.usage["calls"] += 1
+        self.usage["frames"] += len(frames)
+        self.usage["prompt_tokens"] += answers[0].prompt_tokens
+        self.usage["completion_tokens"] += answers[0].completion_tokens
+        self.usage["visual_tokens"] += sum(b.visual_tokens for b in budgets)
+        return answers[0]
+
+    def _read(self, times: list[float]) -> list[Frame]:
+        return read_frames(self.probed, times)
+
+    def _number_at(self, seconds: float) -> int:
+        """The frame on screen at `seconds` (the last frame shown at or before it)."""
+        if self._times is None:
+            self._times = [self._time(n) for n in range(self.probed.frame_count)]
+        return max(0, min(len(self._times) - 1, bisect.bisect_right(self._times, seconds + 1e-9) - 1))
+
+    def _time(self, number: int) -> float:
+        return self.probed.frame_time(number)

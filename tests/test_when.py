@@ -1,0 +1,158 @@
+"""`keyframe-qa when`: windows, merging, and the search down to the exact first and last frame.
+
+The search runs on a perfect-model stand-in (testing/oracle.py, which reads each frame's number from the
+pixels of a synthetic clip): the search is what is under test. The real engines (the tiny checkpoint in
+process and behind `transformers serve`) run the same path below, for structure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from keyframe_qa.errors import ModelError, UsageError
+from keyframe_qa.jobs.when import WhenRequest, find_moments
+from keyframe_qa.selection.windows import merge_spans, plan_windows
+from keyframe_qa.testing.oracle import PixelOracle
+from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
+from tests.test_cli import assert_one_line_error, run
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("when")
+    specs = {"short.mp4": SyntheticSpec(frame_count=200, fps=10, gop=12, bframes=2),
+             "long.mkv": SyntheticSpec(frame_count=900, fps=10, gop=30, bframes=2)}
+    paths = {}
+    for name, spec in specs.items():
+        paths[name] = str(folder / name)
+        write_video(paths[name], spec)
+    return paths
+
+
+def test_windows_cover_the_video_with_overlap():
+    windows = plan_windows(100.0, rate=1.0, frames=32)
+    assert windows[0].start == 0 and windows[-1].end == 100.0
+    for before, after in zip(windows, windows[1:]):
+        assert after.start < before.end  # overlapping: an event at a border is seen whole once
+    assert all(len(w.times) <= 32 and w.times[0] >= w.start and w.times[-1] <= w.end + 1e-9 for w in windows)
+    (whole,) = plan_windows(10.0, rate=2.0, frames=32)
+    assert whole.start == 0 and whole.end == 10.0 and len(whole.times) == 21
+
+
+def test_spans_merge_across_windows():
+    assert merge_spans([(5, 8), (1, 2), (7.5, 12), (12.4, 13)], gap=0.5) == [(1, 2), (5, 13)]
+    assert merge_spans([]) == []
+
+
+def _probe_bound(fps: float, rate: float) -> int:
+    step = max(1, round(fps / rate))
+    return 2 * (math.ceil(math.log2(step)) + 3)  # per moment: the confirming probes and the bisection
+
+
+@pytest.mark.parametrize("first, last", [(47, 133), (0, 20), (150, 199), (100, 100)])
+def test_the_search_finds_the_exact_first_and_last_frame(clips, first, last):
+    oracle = PixelOracle(first, last)
+    report = find_moments(WhenRequest(video=clips["short.mp4"], query="the marker"), engine=oracle)
+    (moment,) = report["moments"]
+    assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (first, last)
+    assert moment["start"] == pytest.approx(first / 10) and moment["end"] == pytest.approx(last / 10)
+    assert moment["refined"] is True and moment["reason"] is None
+    assert moment["probes"] <= _probe_bound(10, 1.0)
+    assert report["schema_version"] == 1 and report["query"] == "the marker" and report["passes"]
+
+
+def test_an_event_across_window_borders_in_a_long_clip_is_one_moment(clips):
+    oracle = PixelOracle(300, 520)
+    report = find_moments(WhenRequest(video=clips["long.mkv"], query="the marker", window_frames=16), engine=oracle)
+    assert len(report["passes"]) > 3  # 90 s in windows of 15 s
+    (moment,) = report["moments"]
+    assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (300, 520)
+    # The calls grow with the windows and the log of the gap, not with the frames a dense scan would ask.
+    assert report["usage"]["calls"] < 900 / 10
+
+
+def test_nothing_found_is_a_result(clips):
+    report = find_moments(WhenRequest(video=clips["short.mp4"], query="a dragon"), engine=PixelOracle(10_000, 10_001))
+    assert report["moments"] == [] and report["passes"][0]["spans"] == []
+
+
+def test_no_refine_and_a_precision_in_seconds(clips):
+    coarse = find_moments(WhenRequest(video=clips["short.mp4"], query="x", refine=False), engine=PixelOracle(47, 133))
+    (moment,) = coarse["moments"]
+    assert moment["refined"] is False and moment["reason"] == "--no-refine" and moment["probes"] == 0
+    loose = find_moments(WhenRequest(video=clips["short.mp4"], query="x", precision="0.5"), engine=PixelOracle(47, 133))
+    (moment,) = loose["moments"]
+    assert abs(moment["start"] - 4.7) <= 0.5 and abs(moment["end"] - 13.3) <= 0.5
+    assert moment["probes"] < 11
+
+
+def test_a_probe_that_answers_neither_keeps_the_coarse_boundary(clips):
+    class Mumbling(PixelOracle):
+        def answer(self, prompt, questions, settings):
+            replies = super().answer(prompt, questions, settings)
+            if len(prompt.images) == 1:
+                from dataclasses import replace
+
+                return [replace(r, raw="maybe", text="maybe") for r in replies]
+            return replies
+
+    (moment,) = find_moments(WhenRequest(video=clips["short.mp4"], query="x"), engine=Mumbling(47, 133))["moments"]
+    assert moment["refined"] is False and "neither yes nor no" in moment["reason"]
+    assert moment["coarse"] == [5.0, 13.0]
+
+
+def test_an_engine_that_fails_mid_search_stops_it(clips):
+    class Failing(PixelOracle):
+        def answer(self, prompt, questions, settings):
+            if len(self.seen) > 25:
+                raise ModelError("the server went away")
+            return super().answer(prompt, questions, settings)
+
+    with pytest.raises(ModelError, match="went away"):
+        find_moments(WhenRequest(video=clips["short.mp4"], query="x"), engine=Failing(47, 133))
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["   "], "give a description"),
+    (["x", "--precision", "fast"], "--precision must be frame or a number of seconds"),
+    (["x", "--precision", "-1"], "--precision must be frame"),
+    (["x", "--window-frames", "1"], "--window-frames"),
+])
+def test_usage_errors(capsys, clips, tiny_model, args, fragment):
+    code, _, err = run(capsys, "when", clips["short.mp4"], *args, "--model", tiny_model)
+    assert code == 2
+    assert_one_line_error(err, fragment)
+
+
+def test_the_real_engine_runs_the_same_path(capsys, videos, tiny_model):
+    code, out, err = run(capsys, "when", videos["plain.mp4"], "a red square", "--model", tiny_model,
+                         "--max-new-tokens", "16", "--window-frames", "4")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["model"]["engine"] == "transformers" and report["video"]["frame_count"] == 60
+    assert report["passes"] and all(p["frames"] <= 4 for p in report["passes"])
+    for moment in report["moments"]:  # noise from a random model, but any moment has exact frames
+        assert set(moment) >= {"start", "end", "first_frame", "last_frame", "coarse", "refined", "probes"}
+
+
+def test_through_a_real_server(capsys, videos, tiny_model, openai_server):
+    code, out, err = run(capsys, "when", videos["plain.mp4"], "a red square", "--model", tiny_model,
+                         "--max-new-tokens", "8", "--window-frames", "2", "--engine", "openai", "--base-url",
+                         openai_server)
+    assert code == 0, err
+    assert json.loads(out)["model"]["engine"] == "openai"
+
+
+def test_a_server_that_is_not_there_is_one_line(capsys, clips):
+    code, _, err = run(capsys, "when", clips["short.mp4"], "x", "--engine", "openai", "--base-url",
+                       "http://127.0.0.1:9/v1", "--model", "m", "--family", "qwen2-vl")
+    assert code == 1
+    assert_one_line_error(err, "cannot reach the server")
+
+
+def test_the_library_checks_its_request(clips):
+    with pytest.raises(UsageError):
+        find_moments(WhenRequest(video=clips["short.mp4"], query="x", window_frames=0), engine=PixelOracle(1, 2))
