@@ -19,8 +19,10 @@ from typing import Any, Iterable, Optional
 from .grounding import balanced_spans, loads_tolerant
 
 # A time as replies write it: h:mm:ss(.f), m:ss(.f), or seconds, with an optional unit.
-_CLOCK = r"\d{1,3}:\d{1,2}(?::\d{1,2})?(?:\.\d+)?"
-_SECONDS = r"\d+(?:\.\d+)?"
+# Digit runs are bounded (and may not start inside a longer number), so a reply of endless digits is read
+# in linear time: no span is longer than a few days of video anyway.
+_CLOCK = r"(?<![\d.])\d{1,3}:\d{1,2}(?::\d{1,2})?(?:\.\d{1,6})?"
+_SECONDS = r"(?<![\d.])\d{1,7}(?:\.\d{1,6})?"
 _UNIT = r"(?:\s*(?:seconds|second|secs|sec|s)\b)?"
 _TIME = rf"(?:{_CLOCK}|{_SECONDS}){_UNIT}"
 _RANGE = re.compile(
