@@ -109,7 +109,7 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
 @cli.command()
 @click.argument("video", type=str)
 @click.argument("query")
-@click_options(("mode",) + ENGINE + BUDGET + GENERATION + ("precision", "refine", "window_frames"))
+@click_options(ENGINE + BUDGET + GENERATION + ("precision", "refine", "window_frames"))
 @click.option("-o", "--output", type=str, default=None,
               help="Write the JSON here (atomically) instead of stdout; - for stdout.")
 def when(video, query, output, **options):

@@ -156,3 +156,15 @@ def test_a_server_that_is_not_there_is_one_line(capsys, clips):
 def test_the_library_checks_its_request(clips):
     with pytest.raises(UsageError):
         find_moments(WhenRequest(video=clips["short.mp4"], query="x", window_frames=0), engine=PixelOracle(1, 2))
+
+
+def test_a_huge_query_is_refused_before_the_video_is_read(capsys, clips, tiny_model, monkeypatch):
+    import keyframe_qa.jobs.when as when_module
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the video was probed")
+
+    monkeypatch.setattr(when_module, "probe", forbidden)
+    code, _, err = run(capsys, "when", clips["short.mp4"], "a door " * 20_000, "--model", tiny_model)
+    assert code == 2
+    assert_one_line_error(err, "a question takes at least")

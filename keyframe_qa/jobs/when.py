@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from ..answering import answer_frames
+from ..answering import answer_frames, check_text
 from ..engines import build_engine, engine_checkpoint
 from ..errors import UsageError
 from ..moments import parse_moments
@@ -44,7 +44,7 @@ STEP_LIMIT = 8  # steps outward looking for a probe that confirms a coarse bound
 WhenRequest = options_record("WhenRequest", (
     ("video", str, field(metadata={"help": "path to the video file"})),
     ("query", str, field(metadata={"help": "what happens, in words"})),
-    "mode", *ENGINE, *BUDGET, *GENERATION, "precision", "refine", "window_frames",
+    *ENGINE, *BUDGET, *GENERATION, "precision", "refine", "window_frames",
 ), "Everything one `when` needs.", module=__name__)
 
 
@@ -65,18 +65,20 @@ def find_moments(request, engine=None) -> dict:
     if not request.query or not request.query.strip():
         raise UsageError("give a description of what to find, e.g. keyframe-qa when video.mp4 \"a door opens\"")
     precision = _precision(request.precision)
-    if request.engine == "openai" and request.mode == "video":
-        raise UsageError("--mode video is not available with --engine openai: use --mode images")
     check_path(request.video)
+    checkpoint = engine.checkpoint if engine is not None else engine_checkpoint(project(request, EngineSpec))
+    generation = resolve_generation(project(request, GenerationRequest), checkpoint.generation_defaults)
+    # The query goes into every prompt: a text that cannot fit the model's context is refused here, before
+    # the video is read or the model loads (text_tokens.py bounds it before tokenising).
+    check_text(project(request, AnswerOptions, generation=generation, mode="images"), checkpoint,
+               [_coarse_question(request.query)], [0.0] * request.window_frames)
     started = time.perf_counter()
     probed = probe(request.video)
     probed.index  # the search reads frames by number: the complete index
-    checkpoint = engine.checkpoint if engine is not None else engine_checkpoint(project(request, EngineSpec))
     load_started = time.perf_counter()
     if engine is None:
         engine = build_engine(project(request, EngineSpec), checkpoint)
     load_s = time.perf_counter() - load_started
-    generation = resolve_generation(project(request, GenerationRequest), checkpoint.generation_defaults)
     search = _Search(request, probed, engine, generation, precision)
     moments = search.run()
     report = {
@@ -90,6 +92,14 @@ def find_moments(request, engine=None) -> dict:
         "timings": {"model_load_s": round(load_s, 4), "total_s": round(time.perf_counter() - started, 4)},
     }
     return report
+
+
+def _coarse_question(query: str) -> str:
+    """The coarse pass's question: the frames come labelled with their true times, so the reply's times are
+    the video's."""
+    return (f'The frames above are from one video, each labelled with its time. When does this happen: "{query}"? '
+            f'Answer with its start and end time in seconds from the start of the video, as "from S to E seconds", '
+            f'one line per time it happens, or "never".')
 
 
 def _precision(text: str) -> Optional[float]:
@@ -134,10 +144,7 @@ class _Search:
 
     def _coarse(self, window) -> list[tuple[float, float, str]]:
         frames = self._read(list(window.times))
-        question = (f'The frames above are from one video, each labelled with its time. When does this happen: '
-                    f'"{self.request.query}"? Answer with its start and end time in seconds from the start of the '
-                    f'video, as "from S to E seconds", one line per time it happens, or "never".')
-        answer = self._ask(frames, question, self.generation.max_new_tokens)
+        answer = self._ask(frames, _coarse_question(self.request.query), self.generation.max_new_tokens)
         stated = parse_moments(answer.raw)
         spans, clamped = [], False
         for span in stated:
