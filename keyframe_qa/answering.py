@@ -130,6 +130,13 @@ def text_at_least(options: AnswerOptions, checkpoint: CheckpointInfo, questions:
     return question, [max(0, counter.count(label, context) - slack) for label in labels]
 
 
+def yes_probability(engine, frames: Sequence[Frame], question: str, options: AnswerOptions
+                    ) -> tuple[Optional[float], list[FrameBudget]]:
+    """(P(yes) for `question` about `frames` as the engine's first reply token tells it, or None; the budgets)."""
+    budgets = plan(options, engine.checkpoint, [(f.width, f.height) for f in frames])
+    return engine.yes_probability(build_prompt(frames, budgets, options.mode), question), budgets
+
+
 def answer_frames(engine, frames: Sequence[Frame], questions: Sequence[str], options: AnswerOptions, *,
                   budgets: Optional[Sequence[FrameBudget]] = None, labels: Optional[Sequence[str]] = None,
                   mention_labels: Optional[Sequence[str]] = None, where: str = "",

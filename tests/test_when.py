@@ -61,6 +61,7 @@ def test_the_search_finds_the_exact_first_and_last_frame(clips, first, last):
     assert moment["start"] == pytest.approx(first / 10) and moment["end"] == pytest.approx(last / 10)
     assert moment["refined"] is True and moment["reason"] is None
     assert moment["probes"] <= _probe_bound(10, 1.0)
+    assert report["probes_read_by"] == ["probability"]
     assert report["schema_version"] == 1 and report["query"] == "the marker" and report["passes"]
 
 
@@ -91,6 +92,9 @@ def test_no_refine_and_a_precision_in_seconds(clips):
 
 def test_a_probe_that_answers_neither_keeps_the_coarse_boundary(clips):
     class Mumbling(PixelOracle):
+        def yes_probability(self, prompt, question):
+            return None  # cannot tell: the search reads the reply's text
+
         def answer(self, prompt, questions, settings):
             replies = super().answer(prompt, questions, settings)
             if len(prompt.images) == 1:
@@ -99,8 +103,10 @@ def test_a_probe_that_answers_neither_keeps_the_coarse_boundary(clips):
                 return [replace(r, raw="maybe", text="maybe") for r in replies]
             return replies
 
-    (moment,) = find_moments(WhenRequest(video=clips["short.mp4"], query="x"), engine=Mumbling(47, 133))["moments"]
+    report = find_moments(WhenRequest(video=clips["short.mp4"], query="x"), engine=Mumbling(47, 133))
+    (moment,) = report["moments"]
     assert moment["refined"] is False and "neither yes nor no" in moment["reason"]
+    assert report["probes_read_by"] == ["text"]
     assert moment["coarse"] == [5.0, 13.0]
 
 
@@ -110,6 +116,11 @@ def test_an_engine_that_fails_mid_search_stops_it(clips):
             if len(self.seen) > 25:
                 raise ModelError("the server went away")
             return super().answer(prompt, questions, settings)
+
+        def yes_probability(self, prompt, question):
+            if len(self.seen) > 25:
+                raise ModelError("the server went away")
+            return super().yes_probability(prompt, question)
 
     with pytest.raises(ModelError, match="went away"):
         find_moments(WhenRequest(video=clips["short.mp4"], query="x"), engine=Failing(47, 133))
@@ -168,3 +179,42 @@ def test_a_huge_query_is_refused_before_the_video_is_read(capsys, clips, tiny_mo
     code, _, err = run(capsys, "when", clips["short.mp4"], "a door " * 20_000, "--model", tiny_model)
     assert code == 2
     assert_one_line_error(err, "a question takes at least")
+
+
+def test_the_text_answers_alone_find_the_same_frames(clips):
+    class Texting(PixelOracle):
+        def yes_probability(self, prompt, question):
+            return None
+
+    report = find_moments(WhenRequest(video=clips["short.mp4"], query="x"), engine=Texting(47, 133))
+    (moment,) = report["moments"]
+    assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
+    assert report["probes_read_by"] == ["text"]
+
+
+def test_the_in_process_engine_reads_yes_against_no_from_the_first_tokens_logits(videos, tiny_model):
+    from keyframe_qa import extract_frames, load_model
+    from keyframe_qa.answering import AnswerOptions, yes_probability
+    from keyframe_qa.model.generation import GenerationRequest, resolve_generation
+
+    engine = load_model(tiny_model)
+    frames = extract_frames(videos["plain.mp4"], [1.0])
+    options = AnswerOptions(generation=resolve_generation(GenerationRequest(max_new_tokens=1), None))
+    probability, budgets = yes_probability(engine, frames, "Does this frame show a cat? Answer yes or no.", options)
+    assert probability is not None and 0.0 <= probability <= 1.0 and budgets
+    again, _ = yes_probability(engine, frames, "Does this frame show a cat? Answer yes or no.", options)
+    assert again == probability  # one forward pass, deterministic
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ({"choices": [{"logprobs": {"content": [{"top_logprobs": [{"token": "Yes", "logprob": -0.1},
+                                                               {"token": " no", "logprob": -2.4}]}]}}]}, 0.909),
+    ({"choices": [{"logprobs": {"content": [{"top_logprobs": [{"token": "maybe", "logprob": -0.1}]}]}}]}, None),
+    ({"choices": [{"message": {"content": "yes"}}]}, None),
+    ({"choices": [{"logprobs": {"content": [{"top_logprobs": [{"token": "yes", "logprob": "high"}]}]}}]}, None),
+])
+def test_server_logprobs_are_read_when_given(reply, expected):
+    from keyframe_qa.engines.openai import _yes_from_logprobs
+
+    value = _yes_from_logprobs(reply)
+    assert value == pytest.approx(expected, abs=1e-3) if expected is not None else value is None

@@ -49,6 +49,10 @@ class Engine(Protocol):
                      settings: GenerationSettings) -> list[list[Reply]]:
         """The replies of several `answer` calls generated together (only where `can_batch`)."""
 
+    def yes_probability(self, prompt: VisualPrompt, question: str) -> Optional[float]:
+        """P(yes) / (P(yes) + P(no)) for the first token of the reply to a yes/no question, or None when
+        the engine cannot tell (the caller then reads the reply's text)."""
+
 
 # Which engine to build, and how: the engine options as declared in options.py (the CLI, the library's
 # AskRequest and the compare config's `defaults` all carry them; `options.project` makes a spec of them).

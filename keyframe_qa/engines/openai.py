@@ -69,6 +69,7 @@ class OpenAIEngine:
         self.timeout = spec.timeout
         self._key = os.environ.get(spec.api_key_env) or None  # read here, sent in a header, never recorded
         self._optional = {"skip_special_tokens": False}  # asked for; dropped if the server refuses them
+        self._logprobs: Optional[bool] = None  # whether the server returns first-token logprobs (unknown yet)
         self.counter = PromptCounter.for_checkpoint(self.model_id)
         started = time.perf_counter()
         self._post({"model": self.model_id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
@@ -91,6 +92,29 @@ class OpenAIEngine:
                 for image, budget in zip(prompt.images, prompt.budgets)]
         visual = [b.visual_tokens for b in prompt.budgets]
         return [self._ask(prompt, question, urls, visual, settings) for question in questions]
+
+    def yes_probability(self, prompt: VisualPrompt, question: str) -> Optional[float]:
+        """P(yes) / (P(yes) + P(no)) from the first reply token's logprobs, where the server returns them
+        (vLLM and SGLang do); None when it does not, and the caller reads the reply's text instead."""
+        if self._logprobs is False:
+            return None
+        urls = [_png_data_url(resize_to_budget(image, budget, self.model_id))
+                for image, budget in zip(prompt.images, prompt.budgets)]
+        parts = prompt_parts(prompt, question)
+        content = [{"type": "text", "text": value} if kind == "text"
+                   else {"type": "image_url", "image_url": {"url": urls[value]}} for kind, value in parts]
+        body = {"model": self.model_id, "messages": [{"role": "user", "content": content}], "max_tokens": 1,
+                "temperature": 0, "logprobs": True, "top_logprobs": 10}
+        try:
+            reply = self._post(body)
+        except ModelError:
+            raise  # the server is gone: that is not a missing feature
+        except KeyframeQAError:
+            self._logprobs = False  # a server that refuses logprobs: read the text from now on
+            return None
+        probability = _yes_from_logprobs(reply)
+        self._logprobs = probability is not None
+        return probability
 
     def _ask(self, prompt: VisualPrompt, question: str, urls: list, visual: list[int],
              settings: GenerationSettings) -> Reply:
@@ -284,6 +308,30 @@ def _completion(reply: dict, base_url: str) -> tuple[dict, str, int, int]:
             raise wrong(f"usage.{name} is not a count")
         counts.append(value)
     return choice, content or "", counts[0], counts[1]
+
+
+def _yes_from_logprobs(reply) -> Optional[float]:
+    """P(yes) / (P(yes) + P(no)) from a chat completion's first-token top logprobs, or None."""
+    import math
+
+    try:
+        top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    if not isinstance(top, list):
+        return None
+    totals = {"yes": 0.0, "no": 0.0}
+    for entry in top[:50]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
+            continue
+        logprob = entry.get("logprob")
+        if isinstance(logprob, bool) or not isinstance(logprob, (int, float)) or not math.isfinite(logprob):
+            continue
+        word = entry["token"].strip().lower()
+        if word in totals:
+            totals[word] += math.exp(min(0.0, logprob))
+    both = totals["yes"] + totals["no"]
+    return totals["yes"] / both if both > 0 else None
 
 
 def _json_kind(value) -> str:

@@ -141,6 +141,37 @@ class QwenVLModel:
                 replies.append(self._generate(inputs, settings, copy.deepcopy(prefix_cache)))
         return replies
 
+    def yes_probability(self, prompt: VisualPrompt, question: str) -> Optional[float]:
+        """P(yes) / (P(yes) + P(no)) from the first reply token's logits: one forward pass, no generation."""
+        with self._out_of_memory_as_error():
+            import torch
+
+            yes, no = self._answer_tokens()
+            if not yes or not no:
+                return None
+            inputs = self._encode(prompt, self.model_inputs(prompt), question)
+            check_context(int(inputs["input_ids"].shape[1]), 1, self.context_length, exact=True)
+            with torch.inference_mode():
+                logits = self.model(**inputs, logits_to_keep=1).logits[0, -1].float()
+            probabilities = logits.softmax(-1)
+            p_yes, p_no = float(probabilities[yes].sum()), float(probabilities[no].sum())
+            return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else None
+
+    def _answer_tokens(self) -> tuple[list[int], list[int]]:
+        """The first token ids of the ways a reply starts "yes" and "no" (each kept only if the other lacks it)."""
+        if getattr(self, "_yes_no", None) is None:
+            firsts = {}
+            for word in ("yes", "no"):
+                ids = set()
+                for variant in (word, word.capitalize(), word.upper(), " " + word, " " + word.capitalize()):
+                    encoded = self.tokenizer.encode(variant, add_special_tokens=False)
+                    if encoded:
+                        ids.add(encoded[0])
+                firsts[word] = ids
+            shared = firsts["yes"] & firsts["no"]
+            self._yes_no = (sorted(firsts["yes"] - shared), sorted(firsts["no"] - shared))
+        return self._yes_no
+
     def answer_batch(self, calls: Sequence[tuple[VisualPrompt, Sequence[str]]],
                      settings: GenerationSettings) -> list[list[Reply]]:
         """Every question of every call as one row of one `generate` call; the replies per call.

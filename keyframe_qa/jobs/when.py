@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from ..answering import answer_frames, check_text
+from ..answering import answer_frames, check_text, yes_probability
 from ..engines import build_engine, engine_checkpoint
 from ..errors import UsageError
 from ..moments import parse_moments
@@ -87,6 +87,7 @@ def find_moments(request, engine=None) -> dict:
         "model": model_record(engine, "images", generation),
         "query": request.query,
         "moments": moments,
+        "probes_read_by": sorted(search.probe_methods),
         "passes": search.passes,
         "usage": search.usage,
         "timings": {"model_load_s": round(load_s, 4), "total_s": round(time.perf_counter() - started, 4)},
@@ -125,6 +126,7 @@ class _Search:
         self.usage = {"calls": 0, "frames": 0, "prompt_tokens": 0, "visual_tokens": 0, "completion_tokens": 0}
         self.answers: dict[int, Optional[bool]] = {}  # frame number -> shows the query (probe cache)
         self._times: Optional[list[float]] = None  # every frame's time, once asked for
+        self.probe_methods: set[str] = set()  # how probes were read: "probability" (first token) or "text"
 
     def run(self) -> list[dict]:
         info = self.probed.info
@@ -229,27 +231,41 @@ class _Search:
         return Boundary(guess, self._time(guess), False, reason, len(self.answers) - spent)
 
     def _shows(self, number: int) -> Optional[bool]:
-        """Whether frame `number` shows the query, by one single-frame probe (cached)."""
+        """Whether frame `number` shows the query, by one single-frame probe (cached): the probability of
+        "yes" against "no" from the reply's first token where the engine gives it (in process: the logits;
+        a server: its logprobs), else the reply's first word."""
         if number not in self.answers:
             frame = self._read([self._time(number)])[0]
             question = f'Does this frame show: "{self.request.query}"? Answer yes or no.'
-            reply = self._ask([frame], question, PROBE_TOKENS).answer.strip().lower()
-            word = re.match(r"[a-z]+", reply)
-            self.answers[number] = {"yes": True, "no": False}.get(word.group(0) if word else "")
+            probability, budgets = yes_probability(self.engine, [frame], question, self._options(1))
+            if probability is not None:
+                self._count([frame], budgets, None)
+                self.probe_methods.add("probability")
+                self.answers[number] = probability >= 0.5
+            else:
+                reply = self._ask([frame], question, PROBE_TOKENS).answer.strip().lower()
+                word = re.match(r"[a-z]+", reply)
+                self.probe_methods.add("text")
+                self.answers[number] = {"yes": True, "no": False}.get(word.group(0) if word else "")
         return self.answers[number]
 
-    def _ask(self, frames: list[Frame], question: str, max_new_tokens: int):
+    def _options(self, max_new_tokens: int):
         generation = replace(self.generation, max_new_tokens=max_new_tokens)
-        options = project(self.request, AnswerOptions, generation=generation, per_frame=False, find=None,
-                          mode="images")
-        answers, budgets = answer_frames(self.engine, frames, [question], options, where=self.request.video,
-                                         warn_cut=False)
+        return project(self.request, AnswerOptions, generation=generation, per_frame=False, find=None, mode="images")
+
+    def _ask(self, frames: list[Frame], question: str, max_new_tokens: int):
+        answers, budgets = answer_frames(self.engine, frames, [question], self._options(max_new_tokens),
+                                         where=self.request.video, warn_cut=False)
+        self._count(frames, budgets, answers[0])
+        return answers[0]
+
+    def _count(self, frames: list[Frame], budgets, answer) -> None:
         self.usage["calls"] += 1
         self.usage["frames"] += len(frames)
-        self.usage["prompt_tokens"] += answers[0].prompt_tokens
-        self.usage["completion_tokens"] += answers[0].completion_tokens
         self.usage["visual_tokens"] += sum(b.visual_tokens for b in budgets)
-        return answers[0]
+        if answer is not None:
+            self.usage["prompt_tokens"] += answer.prompt_tokens
+            self.usage["completion_tokens"] += answer.completion_tokens
 
     def _read(self, times: list[float]) -> list[Frame]:
         return read_frames(self.probed, times)

@@ -52,6 +52,12 @@ class PixelOracle:
                                  truncated=False))
         return replies
 
+    def yes_probability(self, prompt: VisualPrompt, question: str):
+        """1.0 or 0.0, read from the pixels (a perfect model is certain)."""
+        number = read_frame_number(prompt.images[0])
+        self.seen.append(number)
+        return 1.0 if self.first <= number <= self.last else 0.0
+
     def answer_batch(self, calls, settings):
         """Not a batching engine."""
         raise NotImplementedError("the oracle answers one call at a time")
