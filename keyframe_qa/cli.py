@@ -110,15 +110,17 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
 @click.argument("video", type=str)
 @click.argument("query")
 @click_options(ENGINE + BUDGET + GENERATION + ("precision", "refine", "window_frames"))
+@click.option("--html", "html_path", type=str, default=None,
+              help="Write a page with the video's timeline, the moments on it, and their first and last frames.")
 @click.option("-o", "--output", type=str, default=None,
               help="Write the JSON here (atomically) instead of stdout; - for stdout.")
-def when(video, query, output, **options):
+def when(video, query, html_path, output, **options):
     """Find the moments QUERY happens in VIDEO, down to the exact first and last frame."""
-    from .jobs.when import WhenRequest, find_moments
+    from .jobs.when import WhenRequest, when_job
     from .outputs.report import to_json
 
-    target = _output(output, "-o", [video])
-    _emit(to_json(find_moments(WhenRequest(video=video, query=query, **options))), target)
+    report, target = when_job(WhenRequest(video=video, query=query, **options), output=output, html=html_path)
+    _emit(to_json(report), target)
 
 
 @cli.command()

@@ -218,3 +218,26 @@ def test_server_logprobs_are_read_when_given(reply, expected):
 
     value = _yes_from_logprobs(reply)
     assert value == pytest.approx(expected, abs=1e-3) if expected is not None else value is None
+
+
+def test_the_html_page_shows_the_timeline_and_each_moments_frames(clips, tmp_path):
+    from keyframe_qa.jobs.when import when_job
+
+    page = tmp_path / "when.html"
+    report, _ = when_job(WhenRequest(video=clips["short.mp4"], query="<b>the marker</b>"), html=str(page),
+                         output=str(tmp_path / "when.json"), engine=PixelOracle(47, 133))
+    text = page.read_text()
+    assert report["html"] == str(page)
+    assert "&lt;b&gt;the marker&lt;/b&gt;" in text and "<b>the marker</b>" not in text  # the query is escaped
+    assert text.count('class="moment"') == 1 and text.count('class="coarse"') == 1
+    assert "First frame at 0:00:04.700 (asked for 0:00:04.700; frame 47)" in text
+    assert "Last frame at 0:00:13.300 (asked for 0:00:13.300; frame 133)" in text
+    assert text.count("data:image/jpeg;base64,") == 2
+
+
+def test_html_and_output_cannot_be_the_video_or_each_other(capsys, clips, tiny_model, tmp_path):
+    code, _, err = run(capsys, "when", clips["short.mp4"], "x", "--model", tiny_model, "--html", clips["short.mp4"])
+    assert code == 2 and "is an input of this run" in err
+    same = str(tmp_path / "same.json")
+    code, _, err = run(capsys, "when", clips["short.mp4"], "x", "--model", tiny_model, "--html", same, "-o", same)
+    assert code == 2 and "would both write" in err

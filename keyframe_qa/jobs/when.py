@@ -95,6 +95,30 @@ def find_moments(request, engine=None) -> dict:
     return report
 
 
+def when_job(request, *, output: Optional[str] = None, html: Optional[str] = None, engine=None) -> tuple[dict, object]:
+    """The `when` command: outputs checked before any work, the search, then the HTML page (the first and
+    last frame of each moment read again, exactly); returns the report and the checked JSON output."""
+    from ..outputs.paths import check_distinct, check_output_file, write_file
+
+    target = check_output_file(output or "-", "-o", [request.video])
+    page = check_output_file(html, "--html", [request.video]) if html else None
+    check_distinct([target, page])
+    report = find_moments(request, engine)
+    if html:
+        from ..outputs.html import render_when
+        from .ask import extract_frames
+
+        pairs = []
+        for moment in report["moments"]:
+            first, last = extract_frames(request.video, [moment["first_frame"]["timestamp"],
+                                                          moment["last_frame"]["timestamp"]])
+            pairs.append((first, last))
+        write_file(html, render_when(probe(request.video).info, request.query, report["moments"], pairs,
+                                     report["model"]["id"]), "--html", [request.video])
+        report["html"] = html
+    return report, target
+
+
 def _coarse_question(query: str) -> str:
     """The coarse pass's question: the frames come labelled with their true times, so the reply's times are
     the video's."""

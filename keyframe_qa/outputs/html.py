@@ -55,6 +55,57 @@ def render_compare(config_path: str, model_id: str, views: Sequence[tuple]) -> s
     return render_page(config_path, f"model {model_id}", sections)
 
 
+def render_when(info: VideoInfo, query: str, moments: Sequence[dict], frames: Sequence[tuple[Frame, Frame]],
+                model_id: str) -> str:
+    """The page of a `when` run: the video's timeline with each moment on it (the coarse span behind the
+    refined one), then each moment's first and last frame."""
+    esc = html.escape
+    duration = info.duration or 1.0
+
+    def bar(start: float, end: float, kind: str, title: str) -> str:
+        left = max(0.0, min(100.0, 100 * start / duration))
+        width = max(0.3, min(100.0 - left, 100 * (end - start) / duration))
+        return f'<div class="{kind}" style="left:{left:.3f}%;width:{width:.3f}%" title="{esc(title)}"></div>'
+
+    spans = []
+    for number, moment in enumerate(moments, start=1):
+        coarse = moment["coarse"]
+        spans.append(bar(coarse[0], coarse[1], "coarse", f"moment {number}, as the model said"))
+        spans.append(bar(moment["start"], moment["end"], "moment",
+                         f"moment {number}: {format_time(moment['start'])} to {format_time(moment['end'])}"))
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>keyframe-qa when: {esc(query)}</title><style>{_STYLE}{_TIMELINE_STYLE}</style></head><body>",
+        f"<h1>When: {esc(query)}</h1>",
+        f'<p class="meta">{esc(info.path)}; {info.duration:.3f} s, {info.fps:g} fps; model {esc(model_id)}</p>',
+        f'<div class="timeline">{"".join(spans)}</div>',
+        f'<p class="meta">0:00:00.000 to {format_time(info.duration)}; {len(moments)} moment(s)</p>',
+    ]
+    if not moments:
+        parts.append("<p>Not found in this video.</p>")
+    for number, (moment, (first, last)) in enumerate(zip(moments, frames), start=1):
+        state = "exact frames" if moment["refined"] else f"coarse ({moment.get('reason') or 'not refined'})"
+        label = f": {moment['label']}" if moment.get("label") else ""
+        parts.append(f"<h2>Moment {number}{esc(label)}</h2>")
+        parts.append(f'<p class="meta">{format_time(moment["start"])} to {format_time(moment["end"])}, '
+                     f"{esc(state)}, {moment['probes']} probe(s)</p>")
+        parts.append('<div class="frames">')
+        for name, frame in (("First", first), ("Last", last)):
+            caption = frame_caption(frame, f"{name} frame")
+            parts.append(f'<figure><img alt="{esc(caption)}" src="{thumbnail(frame.image)}">'
+                         f"<figcaption>{esc(caption)}</figcaption></figure>")
+        parts.append("</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+_TIMELINE_STYLE = """
+.timeline{position:relative;height:2rem;background:#e6e6e6;border-radius:4px;margin:1rem 0}
+.timeline .coarse{position:absolute;top:0;height:100%;background:#f3c98b;opacity:.7}
+.timeline .moment{position:absolute;top:.5rem;height:1rem;background:#d9534f;border-radius:2px}
+"""
+
+
 def render_page(title: str, meta: str, sections: Sequence[tuple]) -> str:
     """A page of sections, each (heading or None, frames, answers, one caption per frame)."""
     esc = html.escape
