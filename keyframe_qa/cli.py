@@ -88,6 +88,7 @@ def _request(video, questions, options: dict, **files):
 @click.option("--html", "html_path", type=str, default=None,
               help="Write a self-contained HTML page of the run here.")
 @click.option("--save-frames", type=str, default=None, help="Write the frames as PNG here.")
+@click_options(("when",))
 @click.option("-o", "--output", type=str, default=None,
               help="Write the JSON here (atomically) instead of stdout; - for stdout.")
 def ask(video, questions, annotate, html_path, save_frames, output, **options):

@@ -117,6 +117,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("seed", int, None, "Seed for sampling: the same seed gives the same sampled answer.", low=0,
            high=MAX_SEED, config="settings"),
     # --- the temporal search (when) -------------------------------------------------------------
+    Option("when", str, None, "Find the moments WHAT happens first (as `keyframe-qa when`), then ask about the "
+           "first, middle and last frame of each.", metavar="WHAT"),
     Option("precision", str, "frame", "How exact the boundaries: frame (the exact first and last frame) or SECONDS.",
            metavar="frame|SECONDS"),
     Option("refine", bool, True, "Keep the coarse pass's boundaries (no single-frame probes).", flag="--no-refine"),

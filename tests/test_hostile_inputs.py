@@ -353,7 +353,10 @@ def test_warnings_go_above_a_progress_bar_not_onto_it(monkeypatch):
                 if "warning:" in piece and not piece.startswith("warning:")], text
 
 
-def test_a_run_that_fails_to_start_leaves_the_results_file_as_it_was(capsys, videos, tmp_path):
+def test_a_run_that_fails_to_start_leaves_the_results_file_as_it_was(capsys, videos, tmp_path, monkeypatch):
+    import keyframe_qa.engines.openai as openai_engine
+
+    monkeypatch.setattr(openai_engine, "BACKOFF_S", 0.01)  # the retries still happen, without the waits
     output = tmp_path / "out.jsonl"
     old = json.dumps({"schema_version": 1, "video": {"path": "/v/a.mp4"}, "status": "ok", "settings": "s"}) + "\n"
     output.write_text(old)

@@ -157,7 +157,10 @@ def test_through_a_real_server(capsys, videos, tiny_model, openai_server):
     assert json.loads(out)["model"]["engine"] == "openai"
 
 
-def test_a_server_that_is_not_there_is_one_line(capsys, clips):
+def test_a_server_that_is_not_there_is_one_line(capsys, clips, monkeypatch):
+    import keyframe_qa.engines.openai as openai_engine
+
+    monkeypatch.setattr(openai_engine, "BACKOFF_S", 0.01)  # the retries still happen, without the waits
     code, _, err = run(capsys, "when", clips["short.mp4"], "x", "--engine", "openai", "--base-url",
                        "http://127.0.0.1:9/v1", "--model", "m", "--family", "qwen2-vl")
     assert code == 1
@@ -241,3 +244,40 @@ def test_html_and_output_cannot_be_the_video_or_each_other(capsys, clips, tiny_m
     same = str(tmp_path / "same.json")
     code, _, err = run(capsys, "when", clips["short.mp4"], "x", "--model", tiny_model, "--html", same, "-o", same)
     assert code == 2 and "would both write" in err
+
+
+def test_ask_when_finds_the_moment_then_asks_about_its_first_middle_and_last_frame(clips):
+    from keyframe_qa import AskRequest, ask
+
+    oracle = PixelOracle(47, 133)
+    report = ask(AskRequest(video=clips["short.mp4"], questions=("What happens?", "Who is there?"),
+                            when="the marker"), engine=oracle)
+    assert [f["frame_number"] for f in report["frames"]] == [47, 90, 133]
+    assert [a["question"] for a in report["answers"]] == ["What happens?", "Who is there?"]
+    (moment,) = report["when"]["moments"]
+    assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
+    nothing = ask(AskRequest(video=clips["short.mp4"], questions=("q",), when="a dragon"),
+                  engine=PixelOracle(10_000, 10_001))
+    assert nothing["frames"] == [] and nothing["answers"] == [] and nothing["when"]["moments"] == []
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--at", "1"], "--when finds them itself"),
+    (["--scenes"], "--when finds them itself"),
+    (["--per-frame"], "without --per-frame"),
+    (["--mode", "video"], "without --per-frame and --mode video"),
+])
+def test_ask_when_refuses_a_second_way_to_choose_frames(capsys, clips, tiny_model, extra, fragment):
+    code, _, err = run(capsys, "ask", clips["short.mp4"], "q", "--when", "x", *extra, "--model", tiny_model)
+    assert code == 2
+    assert_one_line_error(err, fragment)
+
+
+def test_ask_when_with_the_real_engine(capsys, videos, tiny_model):
+    code, out, err = run(capsys, "ask", videos["plain.mp4"], "What happens?", "--when", "a red square", "--model",
+                         tiny_model, "--max-new-tokens", "8")
+    assert code == 0, err
+    report = json.loads(out)
+    moments = report["when"]["moments"]  # a random model: noise, but the shape holds
+    assert len(report["frames"]) <= 3 * len(moments) and (report["answers"] == []) == (moments == [])
+    assert report["when"]["passes"] and report["when"]["query"] == "a red square"

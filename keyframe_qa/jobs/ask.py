@@ -44,7 +44,7 @@ AskRequest = options_record("AskRequest", (
     "per_frame", "mode", "model_id", "device", "dtype", "engine", "base_url", "api_key_env", "family", "timeout",
     *BUDGET, *GENERATION,
     _path("save_frames", "directory for PNGs of the frames"),
-    "find",
+    "find", "when",
     _path("annotate", "directory for frames with their boxes drawn"),
     _path("html", "path of a self-contained HTML page of the run"),
     _path("output", 'where `ask` writes the JSON ("-": stdout); None: only returned'),
@@ -218,7 +218,13 @@ def ask(request: AskRequest, engine=None) -> dict:
     check_spec(engine_spec(request))
     check_path(request.video)
     check_outputs(request)
-    report = answer_prepared(prepare(request, engine.checkpoint if engine is not None else None, checked=True), engine)
+    if request.when is not None:
+        from .when import ask_when
+
+        report = ask_when(request, engine)
+    else:
+        report = answer_prepared(prepare(request, engine.checkpoint if engine is not None else None, checked=True),
+                                 engine)
     if request.output:
         write_output(check_output_file(request.output, "-o", [request.video]), to_json(report))
     return report
@@ -355,6 +361,16 @@ def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
         raise UsageError("questions must not be empty")
     check_request(selection)
     check_record(request)
+    if request.when is not None:
+        if not request.when.strip():
+            raise UsageError("--when needs a description of what to find, e.g. --when \"a door opens\"")
+        if selection.times is not None or selection.scenes or selection.every is not None or \
+                selection.num_frames is not None or selection.fps is not None:
+            raise UsageError("choose frames one way: --when finds them itself, without --at, --scenes, --every, "
+                             "--num-frames or --fps")
+        if request.per_frame or request.mode == "video":
+            raise UsageError("--when asks about the frames it found as images, together: without --per-frame "
+                             "and --mode video")
     if request.engine == "openai" and request.mode == "video":
         raise UsageError("--mode video is not available with --engine openai: the servers' video inputs take a "
                          "video file, not the exact frames keyframe-qa picked; use --mode images")

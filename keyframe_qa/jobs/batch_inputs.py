@@ -21,6 +21,7 @@ VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mt
                     ".wmv", ".flv", ".3gp", ".ogv"}
 MANIFEST_EXTENSIONS = {".csv", ".jsonl"}
 UNHASHED = tuple(name for name, option in OPTIONS.items() if not option.hashed)
+ADDED_LATER = ("when",)  # request fields added after results files existed
 MAX_MANIFEST_ROW_BYTES = 16 * 1024 * 1024  # far above any real row (a 10 MB question is refused later, by size)
 
 
@@ -155,6 +156,9 @@ def settings_hash(request: AskRequest, model_id: str) -> str:
     # the server lives, how long to wait for it, the scene cache), are left out.
     for key in ("video", "save_frames", "annotate", "html", "output", *UNHASHED):
         settings.pop(key, None)
+    for key in ADDED_LATER:  # left out while unset, so results files written before them still resume
+        if settings.get(key) is None:
+            settings.pop(key, None)
     for key in ("show_progress", *UNHASHED):
         settings["selection"].pop(key, None)
     settings["model_id"] = model_id
