@@ -7,7 +7,7 @@ Nothing here imports torch: the model module is imported only when a model is ne
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
 
@@ -24,7 +24,7 @@ from ..console import warn
 from ..outputs.paths import check_distinct, check_output_dir, check_output_file, write_file, write_output
 from ..records import Answer, Frame, GenerationSettings
 from ..outputs.images import save_frames
-from ..outputs.report import build_report, to_json
+from ..outputs.report import build_report, model_record, to_json
 from ..selection.select import Selection, SelectionRequest, check_request, select
 from ..model.time_positions import fidelity_warning, time_fidelity
 
@@ -219,8 +219,6 @@ def ask(request: AskRequest, engine=None) -> dict:
     check_path(request.video)
     check_outputs(request)
     if request.when is not None:
-        from .when import ask_when
-
         report = ask_when(request, engine)
     else:
         report = answer_prepared(prepare(request, engine.checkpoint if engine is not None else None, checked=True),
@@ -228,6 +226,41 @@ def ask(request: AskRequest, engine=None) -> dict:
     if request.output:
         write_output(check_output_file(request.output, "-o", [request.video]), to_json(report))
     return report
+
+
+def ask_when(request, engine=None) -> dict:
+    """`ask --when`: the moments `request.when` happens (the search), then the questions about the first,
+    middle and last frame of each, as one `ask` of those frames (labelled with their times). As many
+    moments as the visual-token budget gives frames for (at least 64 tokens a frame), in time order."""
+    from ..engines import build_engine, engine_checkpoint
+    from .when import WhenRequest, find_moments
+
+    if engine is None:
+        engine = build_engine(engine_spec(request), engine_checkpoint(engine_spec(request)))
+    found = find_moments(project(request, WhenRequest, query=request.when), engine)
+    times = moment_frames(found, request.max_visual_tokens)
+    if times:
+        asked = replace(request, times=tuple(times), selection=SelectionRequest(), when=None)
+        report = answer_prepared(prepare(asked, engine.checkpoint, checked=True), engine)
+    else:  # nothing found: nothing to ask about, and that is the answer
+        report = {"schema_version": found["schema_version"], "video": found["video"], "model": found["model"], "frames": [],
+                  "answers": [], "usage": {"prompt_tokens": 0, "visual_tokens": 0, "completion_tokens": 0},
+                  "timings": found["timings"]}
+    report["when"] = {key: found[key] for key in ("query", "moments", "probes_read_by", "passes", "usage")}
+    return report
+
+
+def moment_frames(found: dict, max_visual_tokens: Optional[int]) -> list[float]:
+    """The times of each moment's first, middle and last frame, for as many moments as the budget feeds."""
+    limit = max(1, (max_visual_tokens or 3 * 64 * len(found["moments"])) // 64)
+    times: list[float] = []
+    for moment in found["moments"]:
+        first, last = moment["first_frame"]["timestamp"], moment["last_frame"]["timestamp"]
+        chosen = list(dict.fromkeys((first, round((first + last) / 2, 6), last)))
+        if times and len(times) + len(chosen) > limit:
+            break
+        times.extend(chosen[:limit])
+    return times
 
 
 def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = True) -> dict:
@@ -308,13 +341,6 @@ def _halve_budget(prepared: PreparedVideo, engine, generation: GenerationSetting
     record = {"error": str(error), "visual_tokens_before": used, "max_visual_tokens": half,
               "visual_tokens": sum(b.visual_tokens for b in smaller)}
     return retried, frames, smaller, record
-
-
-def model_record(engine, mode: str, generation: GenerationSettings) -> dict:
-    """The JSON `model` object: the engine's own description, the mode, and the decoding settings."""
-    described = engine.describe()
-    return {"id": described.pop("id"), "family": described.pop("family"), "mode": mode, **described,
-            "generation": asdict(generation)}
 
 
 def _check_frame_files(request: AskRequest, frames: Sequence[Frame]) -> None:

@@ -32,7 +32,10 @@ from ..selection.windows import merge_spans, plan_windows
 from ..video.container import check_path
 from ..video.frames import read_frames
 from ..video.probe import ProbedVideo, probe
-from .ask import AnswerOptions, EngineSpec, GenerationRequest, model_record
+from ..answering import AnswerOptions
+from ..engines import EngineSpec
+from ..model.generation import GenerationRequest
+from ..outputs.report import model_record
 from ..model.generation import resolve_generation
 
 COARSE_RATE = 2.0  # frames a second at most: what Qwen2.5-VL and Qwen3-VL were trained to ground at
@@ -95,41 +98,6 @@ def find_moments(request, engine=None) -> dict:
     return report
 
 
-def ask_when(request, engine=None) -> dict:
-    """`ask --when`: the moments `request.when` happens (the search), then the questions about the first,
-    middle and last frame of each, as one `ask` of those frames (labelled with their times). As many
-    moments as the visual-token budget gives frames for (at least 64 tokens a frame), in time order."""
-    from ..selection.select import SelectionRequest
-    from .ask import answer_prepared, engine_spec, prepare
-
-    if engine is None:
-        engine = build_engine(engine_spec(request), engine_checkpoint(engine_spec(request)))
-    found = find_moments(project(request, WhenRequest, query=request.when), engine)
-    times = moment_frames(found, request.max_visual_tokens)
-    if times:
-        asked = replace(request, times=tuple(times), selection=SelectionRequest(), when=None)
-        report = answer_prepared(prepare(asked, engine.checkpoint, checked=True), engine)
-    else:  # nothing found: nothing to ask about, and that is the answer
-        report = {"schema_version": SCHEMA_VERSION, "video": found["video"], "model": found["model"], "frames": [],
-                  "answers": [], "usage": {"prompt_tokens": 0, "visual_tokens": 0, "completion_tokens": 0},
-                  "timings": found["timings"]}
-    report["when"] = {key: found[key] for key in ("query", "moments", "probes_read_by", "passes", "usage")}
-    return report
-
-
-def moment_frames(found: dict, max_visual_tokens: Optional[int]) -> list[float]:
-    """The times of each moment's first, middle and last frame, for as many moments as the budget feeds."""
-    limit = max(1, (max_visual_tokens or 3 * 64 * len(found["moments"])) // 64)
-    times: list[float] = []
-    for moment in found["moments"]:
-        first, last = moment["first_frame"]["timestamp"], moment["last_frame"]["timestamp"]
-        chosen = list(dict.fromkeys((first, round((first + last) / 2, 6), last)))
-        if times and len(times) + len(chosen) > limit:
-            break
-        times.extend(chosen[:limit])
-    return times
-
-
 def when_job(request, *, output: Optional[str] = None, html: Optional[str] = None, engine=None) -> tuple[dict, object]:
     """The `when` command: outputs checked before any work, the search, then the HTML page (the first and
     last frame of each moment read again, exactly); returns the report and the checked JSON output."""
@@ -141,15 +109,14 @@ def when_job(request, *, output: Optional[str] = None, html: Optional[str] = Non
     report = find_moments(request, engine)
     if html:
         from ..outputs.html import render_when
-        from .ask import extract_frames
 
+        probed = probe(request.video)
         pairs = []
         for moment in report["moments"]:
-            first, last = extract_frames(request.video, [moment["first_frame"]["timestamp"],
-                                                          moment["last_frame"]["timestamp"]])
+            first, last = read_frames(probed, [moment["first_frame"]["timestamp"], moment["last_frame"]["timestamp"]])
             pairs.append((first, last))
-        write_file(html, render_when(probe(request.video).info, request.query, report["moments"], pairs,
-                                     report["model"]["id"]), "--html", [request.video])
+        write_file(html, render_when(probed.info, request.query, report["moments"], pairs, report["model"]["id"]),
+                   "--html", [request.video])
         report["html"] = html
     return report, target
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from typing import Optional, Sequence
 
 from ..records import Answer, Frame, FrameBudget, VideoInfo
@@ -97,6 +98,13 @@ def usage_record(answers: Sequence[Answer], budgets: Sequence[FrameBudget]) -> d
     return {"prompt_tokens": sum(a.prompt_tokens for a in answers),
             "visual_tokens": sum(b.visual_tokens for b in budgets),
             "completion_tokens": sum(a.completion_tokens for a in answers)}
+
+
+def model_record(engine, mode: str, generation) -> dict:
+    """The JSON `model` object: the engine's own description, the mode, and the decoding settings."""
+    described = engine.describe()
+    return {"id": described.pop("id"), "family": described.pop("family"), "mode": mode, **described,
+            "generation": asdict(generation)}
 
 
 def to_json(report: dict) -> str:
