@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -281,3 +282,75 @@ def test_ask_when_with_the_real_engine(capsys, videos, tiny_model):
     moments = report["when"]["moments"]  # a random model: noise, but the shape holds
     assert len(report["frames"]) <= 3 * len(moments) and (report["answers"] == []) == (moments == [])
     assert report["when"]["passes"] and report["when"]["query"] == "a red square"
+
+
+class _OracleServer:
+    """The stand-in behind a real local HTTP server speaking the OpenAI chat API (127.0.0.1, stops with the
+    test): it decodes the PNG frames the OpenAI engine sends and answers from their pixels."""
+
+    def __init__(self, first: int, last: int):
+        import http.server
+        import threading
+
+        oracle = PixelOracle(first, last)
+        self.oracle = oracle
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                import base64
+
+                import cv2
+                import numpy as np
+
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                content = body["messages"][0]["content"]
+                content = content if isinstance(content, list) else [{"type": "text", "text": content}]
+                images, texts = [], []
+                for part in content:
+                    if part["type"] == "image_url":
+                        data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+                        picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                        images.append(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB))
+                    else:
+                        texts.append(part["text"])
+                # The frames' times, from their labels ("Frame 3 at 0:00:02.000:"), as a model reads them.
+                labels = re.findall(r"at (\d+):(\d\d):(\d\d(?:\.\d+)?)", "\n".join(texts))
+                times = [int(h) * 3600 + int(m) * 60 + float(sec) for h, m, sec in labels]
+                from keyframe_qa.records import VisualPrompt
+
+                prompt = VisualPrompt(images=images, budgets=[], labels=[], mode="images", times=times or [0.0])
+                (reply,) = oracle.answer(prompt, [texts[-1]], None)
+                answer = {"choices": [{"message": {"role": "assistant", "content": reply.raw},
+                                       "finish_reason": "stop"}],
+                          "usage": {"prompt_tokens": 100_000, "completion_tokens": 1}}
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_search_through_a_real_http_server_finds_the_exact_frames(capsys, clips):
+    server = _OracleServer(47, 133)
+    try:
+        code, out, err = run(capsys, "when", clips["short.mp4"], "the marker", "--engine", "openai", "--base-url",
+                             server.url, "--model", "oracle", "--family", "qwen2-vl", "--window-frames", "21")
+    finally:
+        server.close()
+    assert code == 0, err
+    report = json.loads(out)
+    (moment,) = report["moments"]
+    assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
+    assert report["probes_read_by"] == ["text"]  # this server returns no logprobs: the reply's first word
