@@ -133,7 +133,7 @@ def when(video, query, html_path, output, **options):
               help="Results, one JSON line per video (- for stdout, without resume).")
 @click.option("--overwrite", is_flag=True, help="Start afresh instead of resuming the output (results files only).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first video that fails.")
-@click_options(("concurrency",))
+@click_options(("when", "concurrency"))
 @click.option("--ray", "use_ray", is_flag=True,
               help="Run on a Ray cluster ($RAY_ADDRESS, else `ray start` here, else a local one); "
                    "--concurrency is then the number of engine actors.")

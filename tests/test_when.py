@@ -354,3 +354,44 @@ def test_the_search_through_a_real_http_server_finds_the_exact_frames(capsys, cl
     (moment,) = report["moments"]
     assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
     assert report["probes_read_by"] == ["text"]  # this server returns no logprobs: the reply's first word
+
+
+def test_batch_when_gives_each_video_its_moments_and_resumes(clips, tmp_path):
+    import shutil
+
+    from keyframe_qa import AskRequest
+    from keyframe_qa.jobs.batch import iter_lines, run_batch
+    from keyframe_qa.jobs.batch_inputs import BatchItem
+
+    videos = []
+    for name in ("a.mp4", "b.mp4"):
+        videos.append(str(tmp_path / name))
+        shutil.copy(clips["short.mp4"], videos[-1])
+    output = str(tmp_path / "out.jsonl")
+    template = AskRequest(video="", questions=("What happens?",), when="the marker")
+    summary = run_batch([BatchItem(video=v) for v in videos], template, output, engine=PixelOracle(47, 133),
+                        progress=False)
+    assert (summary.done, summary.failed) == (2, 0)
+    for line in iter_lines(output):
+        assert [f["frame_number"] for f in line["frames"]] == [47, 90, 133]
+        assert line["when"]["moments"][0]["first_frame"]["frame_number"] == 47
+    again = run_batch([BatchItem(video=v) for v in videos], template, output, engine=PixelOracle(47, 133),
+                      progress=False)
+    assert (again.done, again.skipped) == (0, 2)
+
+
+def test_batch_when_refuses_a_second_way_to_choose_frames(capsys, clips, tiny_model, tmp_path):
+    code, _, err = run(capsys, "batch", clips["short.mp4"], "-q", "q", "--when", "x", "--at", "1", "--model",
+                       tiny_model, "-o", str(tmp_path / "o.jsonl"))
+    assert code == 2
+    assert_one_line_error(err, "--when finds them itself")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_batch_when_with_the_real_engine(capsys, videos, tiny_model, tmp_path):
+    output = tmp_path / "out.jsonl"
+    code, _, err = run(capsys, "batch", videos["plain.mp4"], "-q", "What happens?", "--when", "a red square",
+                       "--model", tiny_model, "--max-new-tokens", "8", "-o", str(output))
+    assert code == 0, err
+    (line,) = [json.loads(text) for text in output.read_text().splitlines()]
+    assert line["status"] == "ok" and line["when"]["query"] == "a red square" and line["when"]["passes"]

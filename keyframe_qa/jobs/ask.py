@@ -228,7 +228,7 @@ def ask(request: AskRequest, engine=None) -> dict:
     return report
 
 
-def ask_when(request, engine=None) -> dict:
+def ask_when(request, engine=None, *, warn_cut: bool = True) -> dict:
     """`ask --when`: the moments `request.when` happens (the search), then the questions about the first,
     middle and last frame of each, as one `ask` of those frames (labelled with their times). As many
     moments as the visual-token budget gives frames for (at least 64 tokens a frame), in time order."""
@@ -241,7 +241,8 @@ def ask_when(request, engine=None) -> dict:
     times = moment_frames(found, request.max_visual_tokens)
     if times:
         asked = replace(request, times=tuple(times), selection=SelectionRequest(), when=None)
-        report = answer_prepared(prepare(asked, engine.checkpoint, checked=True), engine)
+        report = answer_prepared(prepare(asked, engine.checkpoint, checked=True, quiet=not warn_cut), engine,
+                                 warn_cut=warn_cut)
     else:  # nothing found: nothing to ask about, and that is the answer
         report = {"schema_version": found["schema_version"], "video": found["video"], "model": found["model"], "frames": [],
                   "answers": [], "usage": {"prompt_tokens": 0, "visual_tokens": 0, "completion_tokens": 0},
@@ -387,6 +388,15 @@ def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
         raise UsageError("questions must not be empty")
     check_request(selection)
     check_record(request)
+    check_when(request, selection)
+    if request.engine == "openai" and request.mode == "video":
+        raise UsageError("--mode video is not available with --engine openai: the servers' video inputs take a "
+                         "video file, not the exact frames keyframe-qa picked; use --mode images")
+
+
+def check_when(request: AskRequest, selection: Optional[SelectionRequest] = None) -> None:
+    """Usage errors for --when beside options it cannot go with (it chooses the frames itself)."""
+    selection = selection or request.selection
     if request.when is not None:
         if not request.when.strip():
             raise UsageError("--when needs a description of what to find, e.g. --when \"a door opens\"")
@@ -397,6 +407,3 @@ def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
         if request.per_frame or request.mode == "video":
             raise UsageError("--when asks about the frames it found as images, together: without --per-frame "
                              "and --mode video")
-    if request.engine == "openai" and request.mode == "video":
-        raise UsageError("--mode video is not available with --engine openai: the servers' video inputs take a "
-                         "video file, not the exact frames keyframe-qa picked; use --mode images")

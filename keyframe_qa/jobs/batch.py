@@ -24,7 +24,7 @@ from ..model.checkpoint import CheckpointInfo
 from ..outputs.jsontext import readable
 from ..outputs.paths import OutputPath, check_output_file
 from ..outputs.results_file import ResultsFile, check_results_file, key_path
-from .ask import AskRequest, engine_spec
+from .ask import AskRequest, check_when, engine_spec
 from .batch_inputs import BatchItem, collect_items, item_request, settings_hash
 from .local_runner import run_here
 
@@ -140,6 +140,7 @@ def _check_start(items, template: AskRequest, spec, output, *, engine, checkpoin
     """Everything that can refuse a batch, in order, before any video is read or the model loads; returns the
     checked output and the model's config facts."""
     check_spec(spec)
+    check_when(template)
     check_value("concurrency", concurrency)
     check_batch_size(spec, batch_size, use_ray)
     if batch_size > 1 and engine is not None and not engine.can_batch:

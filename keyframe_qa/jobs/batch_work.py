@@ -3,18 +3,30 @@ answer it; a failure of the video becomes its error line, a failure of the model
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import KeyframeQAError, ModelError, OutOfMemory
 from ..model.checkpoint import CheckpointInfo
-from .ask import PreparedVideo, answer_prepared, prepare
+from ..video.container import check_path
+from .ask import PreparedVideo, answer_prepared, ask_when, check_when, prepare
 from .batch_inputs import BatchItem
+
+
+@dataclass(frozen=True)
+class WhenPending:
+    """A --when video: nothing to decode ahead, since the frames are chosen by the search (with the engine)."""
+
+    request: object  # the video's AskRequest
 
 
 def answer_item(item: BatchItem, settings: str, prepared: PreparedVideo, engine) -> tuple:
     """(item, settings, record, error) for one prepared video; a ModelError is raised, not recorded."""
     try:
-        report = answer_prepared(prepared, engine, warn_cut=False)
+        if isinstance(prepared, WhenPending):  # --when: the search needs the engine, so it runs here
+            report = ask_when(prepared.request, engine, warn_cut=False)
+        else:
+            report = answer_prepared(prepared, engine, warn_cut=False)
         cut = sum(1 for answer in report["answers"] if answer.get("truncated"))
         return item, settings, dict(report, status="ok", settings=settings, truncated_replies=cut), None
     except OutOfMemory as exc:
@@ -31,6 +43,10 @@ def prepare_item(entry, checkpoint: CheckpointInfo) -> tuple[BatchItem, str, Opt
     if item.error:
         return item, settings, None, item.error
     try:
+        if request.when is not None:
+            check_when(request)  # a manifest row's `at` beside --when, say
+            check_path(request.video)
+            return item, settings, WhenPending(request), None
         return item, settings, prepare(request, checkpoint, quiet=True), None
     except KeyframeQAError as exc:
         return item, settings, None, str(exc)
