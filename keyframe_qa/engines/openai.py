@@ -87,9 +87,7 @@ class OpenAIEngine:
         if prompt.mode != "images":
             raise UsageError("--mode video is not available with --engine openai: the servers' video inputs "
                              "take a video file, not the exact frames keyframe-qa picked; use --mode images")
-        # Resized as the in-process engine resizes (resize.py): the server keeps them, and sees the same pixels.
-        urls = [_png_data_url(resize_to_budget(image, budget, self.model_id))
-                for image, budget in zip(prompt.images, prompt.budgets)]
+        urls = self._image_urls(prompt)
         visual = [b.visual_tokens for b in prompt.budgets]
         return [self._ask(prompt, question, urls, visual, settings) for question in questions]
 
@@ -98,11 +96,7 @@ class OpenAIEngine:
         (vLLM and SGLang do); None when it does not, and the caller reads the reply's text instead."""
         if self._logprobs is False:
             return None
-        urls = [_png_data_url(resize_to_budget(image, budget, self.model_id))
-                for image, budget in zip(prompt.images, prompt.budgets)]
-        parts = prompt_parts(prompt, question)
-        content = [{"type": "text", "text": value} if kind == "text"
-                   else {"type": "image_url", "image_url": {"url": urls[value]}} for kind, value in parts]
+        _, content = self._content(prompt, question, self._image_urls(prompt))
         body = {"model": self.model_id, "messages": [{"role": "user", "content": content}], "max_tokens": 1,
                 "temperature": 0, "logprobs": True, "top_logprobs": 10}
         try:
@@ -118,15 +112,25 @@ class OpenAIEngine:
 
     def _ask(self, prompt: VisualPrompt, question: str, urls: list, visual: list[int],
              settings: GenerationSettings) -> Reply:
-        parts = prompt_parts(prompt, question)
-        content = [{"type": "text", "text": value} if kind == "text"
-                   else {"type": "image_url", "image_url": {"url": urls[value]}} for kind, value in parts]
+        parts, content = self._content(prompt, question, urls)
         body = {"model": self.model_id, "messages": [{"role": "user", "content": content}],
                 "max_tokens": settings.max_new_tokens, **_sampling(settings)}
         choice, text, prompt_tokens, completion_tokens = _completion(self._post(body), self.base_url)
         self._check_prompt_tokens(prompt_tokens, parts, visual)
         return Reply(raw=text, text=_SPECIAL_TOKEN.sub("", text).strip(), prompt_tokens=prompt_tokens,
                      completion_tokens=completion_tokens, truncated=choice.get("finish_reason") == "length")
+
+    def _image_urls(self, prompt: VisualPrompt) -> list[str]:
+        # Resized as the in-process engine resizes (resize.py): the server keeps them, and sees the same pixels.
+        return [_png_data_url(resize_to_budget(image, budget, self.model_id))
+                for image, budget in zip(prompt.images, prompt.budgets)]
+
+    @staticmethod
+    def _content(prompt: VisualPrompt, question: str, urls: list[str]) -> tuple[list, list]:
+        """(the prompt's parts, the user turn's content in the chat API's shape)."""
+        parts = prompt_parts(prompt, question)
+        return parts, [{"type": "text", "text": value} if kind == "text"
+                       else {"type": "image_url", "image_url": {"url": urls[value]}} for kind, value in parts]
 
     def _check_prompt_tokens(self, reported: int, parts: list, visual: list[int]) -> None:
         if self.counter is not None:

@@ -9,7 +9,6 @@ the in-process model answers.
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import Optional
 
@@ -49,23 +48,13 @@ def _interpolation(resample):
 
 def import_resize() -> None:
     """Import torch and torchvision's resize now (they take a second or more the first time)."""
-    from torchvision.transforms.v2 import functional  # noqa: F401
+    from torchvision.transforms.v2 import functional  # noqa: F401 - imported for its cost, not its names
 
 
 @lru_cache(maxsize=16)
 def processor_resample(model_id: Optional[str]):
-    """The image processor's `resample` from the checkpoint's preprocessor config, read without loading it."""
+    """The image processor's `resample` from the checkpoint's processor config, read without loading it."""
     from ..model.checkpoint import checkpoint_files, default_model_id
+    from ..model.processor_limits import FILES, read_limits
 
-    files = checkpoint_files(model_id or default_model_id(), ("preprocessor_config.json", "processor_config.json"))
-    for name in ("preprocessor_config.json", "processor_config.json"):
-        if name in files:
-            try:
-                with open(files[name], encoding="utf-8") as handle:
-                    config = json.load(handle)
-            except (OSError, ValueError):
-                continue
-            config = config.get("image_processor", config)
-            if isinstance(config.get("resample"), int):
-                return config["resample"]
-    return None
+    return read_limits(checkpoint_files(model_id or default_model_id(), FILES)).resample

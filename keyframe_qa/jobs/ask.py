@@ -123,7 +123,7 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *,
     # a 10 MB question or 10,000 times are refused before the video is probed, indexed or decoded.
     early = checkpoint or _checkpoint_here(request)
     if early is not None:
-        early_options = answer_options(request, _quiet_generation(request, early))
+        early_options = answer_options(request, generation_settings(request, early, quiet=True))
         if request.engine == "openai":
             check_server_limits(early_options, early)
         check_text(early_options, early, request.questions, selection_request.times or ())
@@ -170,19 +170,15 @@ def _checkpoint_here(request: AskRequest) -> Optional[CheckpointInfo]:
         return None
 
 
-def _quiet_generation(request: AskRequest, checkpoint: CheckpointInfo) -> GenerationSettings:
-    # Only the reply length matters for the early check; the warnings come with the real settings.
-    return resolve_generation(generation_request(request), checkpoint.generation_defaults, find=bool(request.find))
-
-
 def generation_request(request: AskRequest) -> GenerationRequest:
     """The decoding options of a request, as asked."""
     return project(request, GenerationRequest)
 
 
-def generation_settings(request: AskRequest, checkpoint: CheckpointInfo) -> GenerationSettings:
-    """The decoding settings this request runs with on this checkpoint (see generation.py)."""
-    if request.sampling == "model" and checkpoint.generation_defaults is None:
+def generation_settings(request: AskRequest, checkpoint: CheckpointInfo, *, quiet: bool = False) -> GenerationSettings:
+    """The decoding settings this request runs with on this checkpoint (see generation.py); `quiet` leaves
+    the warning about them to the later call (the early checks need only the reply's length)."""
+    if request.sampling == "model" and checkpoint.generation_defaults is None and not quiet:
         warn(f"{checkpoint.model_id} has no generation_config.json: --sampling model decodes greedily")
     return resolve_generation(generation_request(request), checkpoint.generation_defaults, find=bool(request.find))
 
@@ -232,11 +228,10 @@ def ask_when(request, engine=None, *, warn_cut: bool = True) -> dict:
     """`ask --when`: the moments `request.when` happens (the search), then the questions about the first,
     middle and last frame of each, as one `ask` of those frames (labelled with their times). As many
     moments as the visual-token budget gives frames for (at least 64 tokens a frame), in time order."""
-    from ..engines import build_engine, engine_checkpoint
     from .when import WhenRequest, find_moments
 
     if engine is None:
-        engine = build_engine(engine_spec(request), engine_checkpoint(engine_spec(request)))
+        engine = build_engine(engine_spec(request))
     found = find_moments(project(request, WhenRequest, query=request.when), engine)
     times = moment_frames(found, request.max_visual_tokens)
     if times:

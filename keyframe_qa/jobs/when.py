@@ -25,7 +25,7 @@ from ..answering import answer_frames, check_text, yes_probability
 from ..engines import build_engine, engine_checkpoint
 from ..errors import UsageError
 from ..moments import parse_moments
-from ..options import BUDGET, ENGINE, GENERATION, check_record, check_value, options_record, project
+from ..options import BUDGET, ENGINE, GENERATION, check_record, options_record, project
 from ..outputs.report import SCHEMA_VERSION, video_record
 from ..records import Frame
 from ..selection.windows import merge_spans, plan_windows
@@ -156,7 +156,6 @@ class _Search:
 
     def run(self) -> list[dict]:
         info = self.probed.info
-        check_value("window_frames", self.request.window_frames)
         frames = self.request.window_frames
         duration = info.duration
         rate = COARSE_RATE if duration <= (frames - 1) / COARSE_RATE else LONG_RATE

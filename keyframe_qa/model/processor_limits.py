@@ -1,4 +1,4 @@
-"""A checkpoint's own processor limits, read from its processor config without torch.
+"""A checkpoint's own processor limits (and its resize filter), read from its processor config without torch.
 
 A Qwen-VL checkpoint's processor config states how large a frame its model is given: the image
 processor's `size` (`shortest_edge`/`longest_edge`, which for these processors are pixel counts, not
@@ -31,6 +31,7 @@ class ProcessorLimits:
     video_max_pixels: Optional[int] = None  # largest model-input area of a video frame
     min_frames: Optional[int] = None  # fewest frames its video sampling takes
     max_frames: Optional[int] = None  # most frames its video sampling takes
+    resample: Optional[int] = None  # the image processor's resize filter (a PIL filter number)
 
     def pixels(self, mode: str) -> tuple[Optional[int], Optional[int]]:
         """(min, max) pixels per frame for `mode` ("images" or "video")."""
@@ -54,8 +55,10 @@ def read_limits(files: dict[str, str]) -> ProcessorLimits:
         video = _load(files.get("video_preprocessor_config.json"))
     image_min, image_max = _pixel_limits(image)
     video_min, video_max = _pixel_limits(video)
+    resample = image.get("resample")
     return ProcessorLimits(image_min, image_max, video_min, video_max,
-                           _positive(video.get("min_frames")), _positive(video.get("max_frames")))
+                           _positive(video.get("min_frames")), _positive(video.get("max_frames")),
+                           resample if isinstance(resample, int) and not isinstance(resample, bool) else None)
 
 
 def _pixel_limits(config: dict) -> tuple[Optional[int], Optional[int]]:
