@@ -394,3 +394,26 @@ def test_ask_holds_only_budget_sized_frames_unless_a_full_size_output_is_asked(v
         assert (frame.width, frame.height) == (320, 240)  # boxes still map to the displayed frame
     kept = prepare(dataclasses.replace(request, save_frames=str(tmp_path / "frames")))
     assert [f.image.shape[:2] for f in kept.frames] == [(240, 320)] * 2
+
+
+def test_a_printed_time_names_the_frame_it_was_printed_from(tmp_path, capsys):
+    """Frame 1 of a 30 fps video is at 1/30 s, printed 0.033333 (below it): given back to --at, it must be
+    frame 1 again, not frame 0. Every frame's printed time, through the library and the CLI."""
+    import json
+
+    from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
+    from tests.test_cli import run
+
+    path = str(tmp_path / "thirty.mp4")
+    write_video(path, SyntheticSpec(frame_count=45, fps=30, gop=15, bframes=2))
+    probed = probe(path)
+    printed = [probed.frame_time(n) for n in range(probed.frame_count)]
+    assert printed[1] == 0.033333
+    frames = read_frames(probed, printed)
+    assert [f.frame_number for f in frames] == list(range(45))
+    assert [read_frame_number(f.image) for f in frames] == list(range(45))
+    code, out, err = run(capsys, "frames", path, "--at", ",".join(str(t) for t in printed[1:8]),
+                         "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    written = json.loads((tmp_path / "out" / "frames.json").read_text())
+    assert [f["frame_number"] for f in written["frames"]] == list(range(1, 8))

@@ -75,10 +75,17 @@ class FrameIndex:
         return float((pts - self.first_pts) * self.time_base)
 
 
+PRINTED_HALF_UNIT = Fraction(1, 2_000_000)  # times are printed to 6 decimals: at most this below the real time
+
+
 def ticks_at(seconds: float, time_base: Fraction, first_pts: int) -> int:
-    """`seconds` after the first frame (PTS `first_pts`), in ticks of `time_base`, rounded down."""
+    """`seconds` after the first frame (PTS `first_pts`), in ticks of `time_base`, rounded down.
+
+    A time as keyframe-qa prints it (6 decimals) names the frame it was printed from: frame 1 of a 30 fps
+    video is at 1/30 s, printed 0.033333, which is below it, so half a printed unit is added first (frames
+    are never a microsecond apart)."""
     # Exact arithmetic: 0.4 s at time base 1/10 must land on tick 4, not 3.9999.
-    return int((Fraction(repr(seconds)) / time_base + first_pts) // 1)
+    return int(((Fraction(repr(seconds)) + PRINTED_HALF_UNIT) / time_base + first_pts) // 1)
 
 
 @dataclass(frozen=True)
