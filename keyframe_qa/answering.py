@@ -140,11 +140,12 @@ def yes_probability(engine, frames: Sequence[Frame], question: str, options: Ans
 def answer_frames(engine, frames: Sequence[Frame], questions: Sequence[str], options: AnswerOptions, *,
                   budgets: Optional[Sequence[FrameBudget]] = None, labels: Optional[Sequence[str]] = None,
                   mention_labels: Optional[Sequence[str]] = None, where: str = "",
-                  warn_cut: bool = True) -> tuple[list[Answer], list]:
+                  warn_cut: bool = True, origin: float = 0.0) -> tuple[list[Answer], list]:
     """Put the questions (and the --find prompt) about `frames` to `engine`; returns (answers, budgets).
 
     `labels` name the frames in the prompt (default "frame 2 at 0:00:05.500"); `mention_labels` are
-    what a reply may call them (default their time labels), for tying boxes to frames.
+    what a reply may call them (default their time labels), for tying boxes to frames. The times told
+    are the frames' times less `origin` (model/prompt.py's build_prompt).
     """
     if budgets is None:
         budgets = plan(options, engine.checkpoint, [(f.width, f.height) for f in frames])
@@ -162,7 +163,7 @@ def answer_frames(engine, frames: Sequence[Frame], questions: Sequence[str], opt
             answers.extend(make_answers(questions, replies, engine.family, [frame], [budgets[position]],
                                         frame.index, find=find))
     else:
-        prompt = build_prompt(frames, budgets, options.mode, labels=labels)
+        prompt = build_prompt(frames, budgets, options.mode, labels=labels, origin=origin)
         replies = engine.answer(prompt, questions, options.generation)
         answers = make_answers(questions, replies, engine.family, frames, budgets, None,
                                mention_labels=mention_labels, find=find)

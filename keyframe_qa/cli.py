@@ -110,7 +110,7 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
 @cli.command()
 @click.argument("video", type=str)
 @click.argument("query")
-@click_options(ENGINE + BUDGET + GENERATION + ("precision", "refine", "window_frames"))
+@click_options(ENGINE + BUDGET + GENERATION + ("mode", "precision", "refine", "window_frames"))
 @click.option("--html", "html_path", type=str, default=None,
               help="Write a page with the video's timeline, the moments on it, and their first and last frames.")
 @click.option("-o", "--output", type=str, default=None,

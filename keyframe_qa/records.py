@@ -114,7 +114,7 @@ class VisualPrompt:
     budgets: list  # FrameBudget per image: the size the model must see and its visual tokens
     labels: list  # one short label per frame, e.g. "frame 1 at 0:00:05.500"
     mode: str  # "images" or "video"
-    times: list  # frame times in seconds (video mode: for the sampling rate)
+    times: list  # the frames' times as the model is told them, in seconds (video mode: the rate and Qwen3-VL's markers)
 
 
 @dataclass(frozen=True)

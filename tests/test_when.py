@@ -395,3 +395,148 @@ def test_batch_when_with_the_real_engine(capsys, videos, tiny_model, tmp_path):
     assert code == 0, err
     (line,) = [json.loads(text) for text in output.read_text().splitlines()]
     assert line["status"] == "ok" and line["when"]["query"] == "a red square" and line["when"]["passes"]
+
+
+# --- video mode and the time told -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("clip, first, last, window_frames", [("short.mp4", 47, 133, 32), ("long.mkv", 300, 520, 16)])
+def test_video_mode_finds_the_exact_frames_with_times_told_from_each_window(clips, clip, first, last, window_frames):
+    oracle = PixelOracle(first, last, family="qwen2.5-vl")
+    report = find_moments(WhenRequest(video=clips[clip], query="the marker", mode="video",
+                                      window_frames=window_frames), engine=oracle)
+    (moment,) = report["moments"]
+    assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (first, last)
+    assert report["model"]["mode"] == "video" and report["time_told"] == "from each window's start"
+    assert all(p["mode"] == "video" for p in report["passes"])
+    late = [p for p in report["passes"] if p["origin"] > 0]
+    if clip == "long.mkv":
+        # The stand-in answered in the times it was told (from 0 in every window); the spans came back
+        # onto the video: every stated span lies inside its own window.
+        assert len(late) > 3
+        assert all(p["window"][0] - 0.1 <= s <= e <= p["window"][1] + 1e-6 for p in late for s, e in p["spans"])
+        assert any(p["spans"] for p in late)
+    assert report["model"]["time_fidelity"]["status"] == "exact"
+
+
+def _spy(engine) -> list:
+    """Every prompt the real engine is given, kept as it passes (the engine still answers it)."""
+    prompts = []
+    answer = engine.answer
+
+    def keep(prompt, questions, settings):
+        prompts.append(prompt)
+        return answer(prompt, questions, settings)
+
+    engine.answer = keep
+    return prompts
+
+
+def _late_window_prompt(videos, engine):
+    prompts = _spy(engine)
+    report = find_moments(WhenRequest(video=videos["plain.mp4"], query="a red square", mode="video",
+                                      window_frames=4, max_new_tokens=4, refine=False), engine=engine)
+    coarse = [p for p in prompts if p.mode == "video"]
+    assert len(coarse) == len(report["passes"]) >= 2
+    last = report["passes"][-1]
+    assert last["origin"] >= 2.0  # the last window (1 fps: 3 s long) starts late in the 6 s clip
+    return coarse[-1], last
+
+
+def test_qwen3_markers_in_the_encoded_prompt_are_the_window_relative_times(videos, tiny_models):
+    from keyframe_qa import load_model
+    from tests.test_checkpoint_limits import _patch_times
+
+    engine = load_model(tiny_models("qwen3-vl"))
+    prompt, last = _late_window_prompt(videos, engine)
+    inputs = engine._encode_rows([(prompt, "When?", engine.model_inputs(prompt))])
+    text = engine.tokenizer.decode(inputs["input_ids"][0].tolist())
+    markers = [float(value) for value in re.findall(r"<([0-9.]+) seconds>", text)]
+    told = [round(t, 6) for t in prompt.times]
+    assert told[0] == 0 and told == [round(t, 6) for t in told]
+    expected = _patch_times(told)
+    assert len(markers) == len(expected) == 2
+    assert all(abs(m - e) <= 0.05 + 1e-9 for m, e in zip(markers, expected)), (markers, expected)
+    # Told from the window's start: the frames' real times less the window's first frame's time.
+    real = [last["origin"] + t for t in told]
+    assert real[0] == pytest.approx(last["origin"]) and real[-1] <= 6.0
+    assert "0:00:00.000" in text and "0:00:05" not in text  # the times text says the same
+
+
+def test_qwen25_temporal_position_ids_follow_the_window_relative_seconds(videos, tiny_models):
+    import torch
+
+    from keyframe_qa import load_model
+
+    engine = load_model(tiny_models("qwen2.5-vl"))
+    prompt, _ = _late_window_prompt(videos, engine)
+    inputs = engine._encode_rows([(prompt, "When?", engine.model_inputs(prompt))])
+    with torch.no_grad():
+        positions, _ = engine.model.model.get_rope_index(
+            inputs["input_ids"], inputs["mm_token_type_ids"], video_grid_thw=inputs["video_grid_thw"],
+            second_per_grid_ts=inputs["second_per_grid_ts"], attention_mask=inputs["attention_mask"])
+    video = inputs["mm_token_type_ids"][0] == 2
+    temporal = positions[0, 0][video]
+    base = int(temporal.min())
+    per_second = engine.model.config.vision_config.tokens_per_second
+    patches = sorted({int(t) - base for t in temporal.tolist()})
+    told = list(prompt.times) + list(prompt.times[-1:]) * (len(prompt.times) % 2)
+    starts = told[::2]  # each temporal patch begins at its first frame's time
+    assert len(patches) == len(starts) == 2
+    assert [p / per_second for p in patches] == pytest.approx(starts, abs=1 / per_second)
+    assert starts[0] == 0 and starts[1] == pytest.approx(2.0, abs=0.05)  # 1 fps: a patch every two seconds
+
+
+@pytest.mark.parametrize("model, extra, fragment", [
+    ("qwen2-vl", [], "needs Qwen2.5-VL or Qwen3-VL"),
+    ("qwen2.5-vl", ["--engine", "openai", "--base-url", "http://127.0.0.1:9/v1"], "not available with --engine openai"),
+])
+def test_video_mode_is_refused_where_it_cannot_work(capsys, clips, tiny_models, model, extra, fragment):
+    code, _, err = run(capsys, "when", clips["short.mp4"], "x", "--mode", "video", "--model", tiny_models(model),
+                       *extra)
+    assert code == 2
+    assert_one_line_error(err, fragment)
+
+
+def test_the_real_engine_in_video_mode(capsys, videos, tiny_models):
+    code, out, err = run(capsys, "when", videos["plain.mp4"], "a red square", "--mode", "video", "--model",
+                         tiny_models("qwen3-vl"), "--max-new-tokens", "8", "--window-frames", "4")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["model"]["mode"] == "video" and all(p["mode"] == "video" for p in report["passes"])
+    for moment in report["moments"]:
+        assert 0 <= moment["first_frame"]["frame_number"] <= moment["last_frame"]["frame_number"] < 60
+
+
+def test_a_proposal_no_probe_confirms_is_rejected(clips):
+    class Imagining(PixelOracle):
+        """A coarse pass that also names a span where nothing happens (as a model told to find times may)."""
+
+        def answer(self, prompt, questions, settings):
+            replies = super().answer(prompt, questions, settings)
+            if len(prompt.images) > 1 and prompt.times[-1] >= 16:
+                from dataclasses import replace
+
+                text = replies[0].raw.replace("never", "") + "\nfrom 16.0 to 18.0 seconds"
+                return [replace(replies[0], raw=text, text=text)]
+            return replies
+
+    report = find_moments(WhenRequest(video=clips["short.mp4"], query="x"), engine=Imagining(47, 133))
+    (moment,) = report["moments"]
+    assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
+    (rejected,) = report["rejected"]
+    assert rejected["coarse"] == [16.0, 18.0] and "no probed frame showed it" in rejected["reason"]
+    assert rejected["probes"] > 0
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_a_video_shorter_than_one_window(tmp_path, frames):
+    path = str(tmp_path / "tiny.mp4")
+    write_video(path, SyntheticSpec(frame_count=frames, fps=10))
+    for mode in ("images", "video"):
+        report = find_moments(WhenRequest(video=path, query="x", mode=mode),
+                              engine=PixelOracle(0, frames - 1, family="qwen3-vl"))
+        (moment,) = report["moments"]
+        assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (0, frames - 1)
+        (only,) = report["passes"]
+        assert only["mode"] == (mode if frames > 1 else "images")

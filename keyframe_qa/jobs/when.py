@@ -1,53 +1,59 @@
 """The `when` job: find the moments a description happens, down to the exact first and last frame.
 
-1. Coarse pass: the video is cut into overlapping windows (selection/windows.py). Each window's frames go
-   to the model as labelled images, with their true times in the labels, and the model is asked when the
-   query happens; the spans its reply states (moments.py, absolute seconds since the labels are) are
-   clamped to the window (flagged when they had to be) and merged across windows.
+1. Coarse pass: the video is cut into overlapping windows (selection/windows.py), and the model is asked
+   when the query happens in each:
+   - images mode (any engine, servers included): the window's frames as labelled images;
+   - video mode (in process, Qwen2.5-VL and Qwen3-VL, the families trained to ground time): the window's
+     frames as one video at 2 fps at most, with the family's own grounding prompt.
+   Time is told relative to each window's start, in every mode: Qwen2.5-VL's temporal position ids can
+   only count from the video's first frame, and the models were trained on clips that start at 0. The
+   labels, the video-mode times text and Qwen3-VL's `<t seconds>` markers all say the same window-relative
+   times. The spans a reply states (moments.py) are clamped to the window (flagged when they had to be),
+   moved back onto the video by the window's start, and merged across windows.
 2. Refinement: for each boundary, single-frame yes/no probes on frames decoded exactly from the index,
    bisecting between the last frame that does not show the query and the first that does (or the reverse
    for the end) until the gap is one frame, or `precision` seconds. About log2 of the frames in the gap:
    half a second at 30 fps takes 4 probes. Answers that are neither yes nor no, or that contradict the
-   coarse span, keep the coarse boundary (`"refined": false` with the reason).
+   coarse span, keep the coarse boundary (`"refined": false` with the reason). A span the coarse pass
+   proposed where no probed frame shows the query (near either boundary, nor in its middle) is not a
+   moment: it is listed under `rejected`.
 Finding nothing is a result: no moments.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from ..answering import answer_frames, check_text, yes_probability
-from ..engines import build_engine, engine_checkpoint
+from ..answering import AnswerOptions, answer_frames, check_text, yes_probability
+from ..engines import EngineSpec, build_engine, engine_checkpoint
 from ..errors import UsageError
+from ..model.generation import GenerationRequest, resolve_generation
+from ..model.time_positions import time_fidelity
 from ..moments import parse_moments
 from ..options import BUDGET, ENGINE, GENERATION, check_record, options_record, project
-from ..outputs.report import SCHEMA_VERSION, video_record
+from ..outputs.report import SCHEMA_VERSION, model_record, video_record
 from ..records import Frame
 from ..selection.windows import merge_spans, plan_windows
 from ..video.container import check_path
 from ..video.frames import read_frames
 from ..video.probe import ProbedVideo, probe
-from ..answering import AnswerOptions
-from ..engines import EngineSpec
-from ..model.generation import GenerationRequest
-from ..outputs.report import model_record
-from ..model.generation import resolve_generation
 
 COARSE_RATE = 2.0  # frames a second at most: what Qwen2.5-VL and Qwen3-VL were trained to ground at
 LONG_RATE = 1.0  # beyond one window, a frame a second per window
 PROBE_TOKENS = 4  # "yes" or "no" needs a token or two
 STEP_LIMIT = 8  # steps outward looking for a probe that confirms a coarse boundary
+VIDEO_FAMILIES = ("qwen2.5-vl", "qwen3-vl")  # trained to ground time in a video (Qwen2-VL was not)
+NOT_SHOWN = "no frame near the coarse boundary showed it"
 
 # Everything one `when` needs: the video, the query, and the options as declared in options.py.
 WhenRequest = options_record("WhenRequest", (
     ("video", str, field(metadata={"help": "path to the video file"})),
     ("query", str, field(metadata={"help": "what happens, in words"})),
-    *ENGINE, *BUDGET, *GENERATION, "precision", "refine", "window_frames",
+    *ENGINE, *BUDGET, *GENERATION, "mode", "precision", "refine", "window_frames",
 ), "Everything one `when` needs.", module=__name__)
 
 
@@ -70,11 +76,12 @@ def find_moments(request, engine=None) -> dict:
     precision = _precision(request.precision)
     check_path(request.video)
     checkpoint = engine.checkpoint if engine is not None else engine_checkpoint(project(request, EngineSpec))
+    _check_mode(request, checkpoint)
     generation = resolve_generation(project(request, GenerationRequest), checkpoint.generation_defaults)
     # The query goes into every prompt: a text that cannot fit the model's context is refused here, before
     # the video is read or the model loads (text_tokens.py bounds it before tokenising).
-    check_text(project(request, AnswerOptions, generation=generation, mode="images"), checkpoint,
-               [_coarse_question(request.query)], [0.0] * request.window_frames)
+    check_text(project(request, AnswerOptions, generation=generation, per_frame=False, find=None), checkpoint,
+               [_coarse_question(request.query, request.mode)], [0.0] * request.window_frames)
     started = time.perf_counter()
     probed = probe(request.video)
     probed.index  # the search reads frames by number: the complete index
@@ -84,12 +91,19 @@ def find_moments(request, engine=None) -> dict:
     load_s = time.perf_counter() - load_started
     search = _Search(request, probed, engine, generation, precision)
     moments = search.run()
+    model = model_record(engine, request.mode, generation)
+    if search.passes and request.mode == "video":
+        fidelity = time_fidelity(engine.checkpoint, "video", search.told[0])
+        if fidelity:
+            model["time_fidelity"] = fidelity
     report = {
         "schema_version": SCHEMA_VERSION,
         "video": video_record(probed.info),
-        "model": model_record(engine, "images", generation),
+        "model": model,
         "query": request.query,
+        "time_told": "from each window's start",
         "moments": moments,
+        "rejected": search.rejected,
         "probes_read_by": sorted(search.probe_methods),
         "passes": search.passes,
         "usage": search.usage,
@@ -121,12 +135,30 @@ def when_job(request, *, output: Optional[str] = None, html: Optional[str] = Non
     return report, target
 
 
-def _coarse_question(query: str) -> str:
-    """The coarse pass's question: the frames come labelled with their true times, so the reply's times are
-    the video's."""
-    return (f'The frames above are from one video, each labelled with its time. When does this happen: "{query}"? '
-            f'Answer with its start and end time in seconds from the start of the video, as "from S to E seconds", '
-            f'one line per time it happens, or "never".')
+def _check_mode(request, checkpoint) -> None:
+    """Video mode is for the in-process engine and the families trained to ground time in a video."""
+    if request.mode != "video":
+        return
+    if request.engine == "openai":
+        raise UsageError("--mode video is not available with --engine openai: the servers' video inputs take a "
+                         "video file, not the exact frames keyframe-qa picked; use --mode images")
+    if checkpoint.family.name not in VIDEO_FAMILIES:
+        raise UsageError(f"when --mode video needs Qwen2.5-VL or Qwen3-VL, which were trained to find moments in "
+                         f"a video; {checkpoint.model_id} is {checkpoint.family.name}, which is told no time in "
+                         f"video mode: use --mode images (its frames labelled with their times)")
+
+
+def _coarse_question(query: str, mode: str) -> str:
+    """The coarse pass's question. Images mode: the frames come labelled with their times from the window's
+    start. Video mode: the Qwen cookbooks' grounding prompt, the video's times told by the model's own
+    time encoding and the times text after it, from the window's start too."""
+    if mode == "video":
+        return (f"Give the query: '{query}', when does the described content occur in the video? "
+                f'Use seconds for time format, as "from S to E seconds", one line per time it occurs, '
+                f'or "never" if it does not occur.')
+    return (f'The frames above are from one clip, each labelled with its time from the clip\'s start. When does '
+            f'this happen: "{query}"? Answer with its start and end time in seconds from the start of the clip, '
+            f'as "from S to E seconds", one line per time it happens, or "never".')
 
 
 def _precision(text: str) -> Optional[float]:
@@ -151,14 +183,19 @@ class _Search:
         self.passes: list[dict] = []
         self.usage = {"calls": 0, "frames": 0, "prompt_tokens": 0, "visual_tokens": 0, "completion_tokens": 0}
         self.answers: dict[int, Optional[bool]] = {}  # frame number -> shows the query (probe cache)
-        self._times: Optional[list[float]] = None  # every frame's time, once asked for
         self.probe_methods: set[str] = set()  # how probes were read: "probability" (first token) or "text"
+        self.told: list[list[float]] = []  # each pass's frame times as the model was told them
+        self.rejected: list[dict] = []  # coarse spans no probed frame confirmed
 
     def run(self) -> list[dict]:
         info = self.probed.info
         frames = self.request.window_frames
-        duration = info.duration
-        rate = COARSE_RATE if duration <= (frames - 1) / COARSE_RATE else LONG_RATE
+        # Sample real frames: up to the last frame's time, every `step` frames (a whole number, so a
+        # constant-rate video's samples are evenly spaced, at the wanted rate or just under it).
+        duration = self._time(self.probed.frame_count - 1)
+        wanted = COARSE_RATE if duration <= (frames - 1) / COARSE_RATE else LONG_RATE
+        step = max(1, math.ceil(info.fps / wanted - 1e-9)) if info.fps else 0
+        rate = info.fps / step if step else wanted
         spans = []
         for window in plan_windows(duration, rate=rate, frames=frames):
             spans.extend((span[0], span[1], span[2]) for span in self._coarse(window))
@@ -166,29 +203,50 @@ class _Search:
         moments = []
         for start, end in merged:
             labels = [label for s, e, label in spans if s <= end and e >= start and label]
-            moments.append(self._moment(start, end, labels[0] if labels else "", rate))
+            moment = self._moment(start, end, labels[0] if labels else "", rate)
+            if moment is not None:
+                moments.append(moment)
         return moments
 
     def _coarse(self, window) -> list[tuple[float, float, str]]:
+        """One window's pass: its spans in the video's seconds, from a reply in the window's own."""
         frames = self._read(list(window.times))
-        answer = self._ask(frames, _coarse_question(self.request.query), self.generation.max_new_tokens)
-        stated = parse_moments(answer.raw)
+        # Video mode needs two frames for a temporal patch: a one-frame window (a one-frame video) goes as an image.
+        mode = self.request.mode if len(frames) > 1 else "images"
+        origin = frames[0].timestamp  # the window's first frame is its time 0
+        answer = self._ask(frames, _coarse_question(self.request.query, mode), self.generation.max_new_tokens,
+                           mode=mode, origin=origin)
+        self.told.append([round(f.timestamp - origin, 6) for f in frames])
+        length = window.end - origin
         spans, clamped = [], False
-        for span in stated:
-            start, end = max(window.start, span.start), min(window.end, span.end)
+        for span in parse_moments(answer.raw):
+            start, end = max(0.0, span.start), min(length, span.end)
             clamped = clamped or (start, end) != (span.start, span.end)
             if end >= start:
-                spans.append((start, end, span.label))
-        self.passes.append({"window": [window.start, window.end], "frames": len(frames), "raw": answer.raw,
-                            "spans": [[s, e] for s, e, _ in spans], "clamped": clamped})
+                spans.append((round(start + origin, 6), round(end + origin, 6), span.label))
+        self.passes.append({"window": [window.start, window.end], "origin": round(origin, 6), "mode": mode,
+                            "frames": len(frames), "raw": answer.raw, "spans": [[s, e] for s, e, _ in spans],
+                            "clamped": clamped})
         return spans
 
-    def _moment(self, start: float, end: float, label: str, rate: float) -> dict:
+    def _moment(self, start: float, end: float, label: str, rate: float) -> Optional[dict]:
+        """The moment a merged coarse span becomes, or None when probes rejected it (listed in `rejected`)."""
         first_number = self._number_at(start)
         last_number = self._number_at(end)
         if self.request.refine:
-            first = self._boundary(first_number, rising=True, step=max(1, round(self.probed.info.fps / rate)))
-            last = self._boundary(last_number, rising=False, step=max(1, round(self.probed.info.fps / rate)))
+            spent = len(self.answers)
+            step = max(1, round(self.probed.info.fps / rate))
+            # Stepping inward stays inside the coarse span (and one step past it): a boundary is looked for in
+            # its own span, not in the next moment's.
+            first = self._boundary(first_number, rising=True, step=step, limit=last_number + step)
+            last = self._boundary(last_number, rising=False, step=step, limit=first_number - step)
+            # A span whose probed frames all said no, its middle too, was proposed but never seen: a model told
+            # to name times in every window may name one where nothing happens.
+            if first.reason == last.reason == NOT_SHOWN and self._shows((first_number + last_number) // 2) is False:
+                self.rejected.append({"coarse": [round(start, 6), round(end, 6)], "label": label,
+                                      "probes": len(self.answers) - spent,
+                                      "reason": "no probed frame showed it, near either boundary or in the middle"})
+                return None
         else:
             first = Boundary(first_number, self._time(first_number), False, "--no-refine", 0)
             last = Boundary(last_number, self._time(last_number), False, "--no-refine", 0)
@@ -202,10 +260,10 @@ class _Search:
                 "refined": first.refined and last.refined, "reason": "; ".join(reasons) or None,
                 "probes": first.probes + last.probes}
 
-    def _boundary(self, guess: int, *, rising: bool, step: int) -> Boundary:
+    def _boundary(self, guess: int, *, rising: bool, step: int, limit: int) -> Boundary:
         """The exact first frame showing the query (`rising`), or the last one, near the coarse `guess`:
-        a frame that shows it and one beyond it that does not are found by stepping from the guess, then
-        the gap between them is bisected."""
+        a frame that shows it (stepping inward from the guess, not past `limit`) and one beyond it that does
+        not (stepping outward) are found, then the gap between them is bisected."""
         spent = len(self.answers)
         count = self.probed.frame_count
         outward = -1 if rising else 1  # where the frames without the query lie
@@ -217,10 +275,10 @@ class _Search:
             if verdict:
                 break
             inside -= outward * step
-            if not 0 <= inside < count:
+            if not 0 <= inside < count or (inside > limit if rising else inside < limit):
                 break
         if not 0 <= inside < count or not self.answers.get(inside):
-            return self._coarse_boundary(guess, "no frame near the coarse boundary showed it", spent)
+            return self._coarse_boundary(guess, NOT_SHOWN, spent)
         outside = inside + outward * step
         for _ in range(STEP_LIMIT):  # and a frame beyond it must not
             if not 0 <= outside < count:
@@ -274,13 +332,14 @@ class _Search:
                 self.answers[number] = {"yes": True, "no": False}.get(word.group(0) if word else "")
         return self.answers[number]
 
-    def _options(self, max_new_tokens: int):
+    def _options(self, max_new_tokens: int, mode: str = "images"):
         generation = replace(self.generation, max_new_tokens=max_new_tokens)
-        return project(self.request, AnswerOptions, generation=generation, per_frame=False, find=None, mode="images")
+        return project(self.request, AnswerOptions, generation=generation, per_frame=False, find=None, mode=mode)
 
-    def _ask(self, frames: list[Frame], question: str, max_new_tokens: int):
-        answers, budgets = answer_frames(self.engine, frames, [question], self._options(max_new_tokens),
-                                         where=self.request.video, warn_cut=False)
+    def _ask(self, frames: list[Frame], question: str, max_new_tokens: int, *, mode: str = "images",
+             origin: float = 0.0):
+        answers, budgets = answer_frames(self.engine, frames, [question], self._options(max_new_tokens, mode),
+                                         where=self.request.video, warn_cut=False, origin=origin)
         self._count(frames, budgets, answers[0])
         return answers[0]
 
@@ -296,10 +355,8 @@ class _Search:
         return read_frames(self.probed, times)
 
     def _number_at(self, seconds: float) -> int:
-        """The frame on screen at `seconds` (the last frame shown at or before it)."""
-        if self._times is None:
-            self._times = [self._time(n) for n in range(self.probed.frame_count)]
-        return max(0, min(len(self._times) - 1, bisect.bisect_right(self._times, seconds + 1e-9) - 1))
+        """The frame on screen at `seconds` (the last frame shown at or before it), from the index."""
+        return min(self.probed.frame_count - 1, self.probed.index.frame_number_at(max(0.0, seconds)))
 
     def _time(self, number: int) -> float:
         return self.probed.frame_time(number)

@@ -41,21 +41,23 @@ def video_times_text(times: Sequence[str]) -> str:
     return f"The video above is {len(times)} frames shown at {', '.join(times)}.\n"
 
 
-def frame_labels(frames: Sequence[Frame]) -> list[str]:
-    """How frames are named in prompts: "frame 2 at 0:00:05.500"."""
-    return [f"frame {f.index + 1} at {format_time(f.timestamp)}" for f in frames]
+def frame_labels(frames: Sequence[Frame], origin: float = 0.0) -> list[str]:
+    """How frames are named in prompts: "frame 2 at 0:00:05.500" (times less `origin`)."""
+    return [f"frame {f.index + 1} at {format_time(max(0.0, f.timestamp - origin))}" for f in frames]
 
 
 def build_prompt(frames: Sequence[Frame], budgets: Sequence[FrameBudget], mode: str,
-                 labels: Optional[Sequence[str]] = None) -> VisualPrompt:
+                 labels: Optional[Sequence[str]] = None, origin: float = 0.0) -> VisualPrompt:
     """The model's view of the frames: the display frames, their budgets and the label each gets.
 
-    The engine resizes each frame to its budget (the way its model's processor resizes).
+    The engine resizes each frame to its budget (the way its model's processor resizes). Every time the
+    model is told (labels, video-mode times and Qwen3-VL's markers) is the frame's time less `origin`:
+    0 tells the video's own times; a window's start tells times from that window's start.
     """
     return VisualPrompt(
         images=[f.image for f in frames],
         budgets=list(budgets),
-        labels=list(labels) if labels is not None else frame_labels(frames),
+        labels=list(labels) if labels is not None else frame_labels(frames, origin),
         mode=mode,
-        times=[f.timestamp for f in frames],
+        times=[max(0.0, f.timestamp - origin) for f in frames],
     )

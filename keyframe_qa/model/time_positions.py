@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import numpy as np
+
 from .checkpoint import CheckpointInfo
 from ..timecodes import format_time
 
@@ -40,7 +42,10 @@ def time_fidelity(checkpoint: CheckpointInfo, mode: str, times: Sequence[float],
     rate = (len(times) - 1) / span if span > 0 else 1.0  # the one rate the engine tells the processor
     seconds_per_patch = patch / rate
     starts = [t - start for t in times[::patch]]  # when each temporal patch really begins
-    ids = [int(k * per_second * seconds_per_patch) for k in range(len(starts))]
+    # As the model computes them: second_per_grid_ts is a float32 tensor, so the ids are truncated float32
+    # products (in float64 a rate of 1.0000001 would put the second patch at id 3 where the model puts 4).
+    interval = np.float32(per_second) * np.float32(seconds_per_patch)
+    ids = [int(np.float32(k) * interval) for k in range(len(starts))]
     error = max(abs(i / per_second - s) for i, s in zip(ids, starts))
     distinct = len(set(ids))
     most = per_second * patch

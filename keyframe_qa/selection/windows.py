@@ -23,26 +23,30 @@ class Window:
 
 
 def plan_windows(duration: float, *, rate: float, frames: int, overlap: float = 0.1) -> list[Window]:
-    """Windows covering [0, duration] at `rate` frames a second, at most `frames` frames each."""
+    """Windows covering [0, duration] at `rate` frames a second, at most `frames` frames each.
+
+    Every sampled time lies on one grid, a multiple of 1/rate from 0: each window's frames are evenly
+    spaced (what one sampling rate, as Qwen2.5-VL's temporal position ids take it, can describe), and a
+    window starts on the grid. The last window ends at `duration`; a video shorter than one step gets its
+    first and last time."""
     if duration <= 0 or rate <= 0 or frames < 2:
         return [Window(0.0, max(0.0, duration), (0.0,))]
-    span = (frames - 1) / rate  # one window's length, first sample to last
-    if duration <= span:
-        count = max(2, min(frames, int(math.floor(duration * rate)) + 1))
-        step = duration / (count - 1)
-        return [Window(0.0, duration, tuple(round(i * step, 6) for i in range(count)))]
-    stride = span * (1 - overlap)
-    windows, start = [], 0.0
+    steps = int(math.floor(duration * rate + 1e-9))  # grid times after 0 within the video
+    if steps < 1:
+        return [Window(0.0, duration, (0.0, round(duration, 6)))]
+    per = frames - 1  # steps in one window
+    if steps <= per:
+        return [Window(0.0, duration, tuple(round(i / rate, 6) for i in range(steps + 1)))]
+    stride = max(1, int(per * (1 - overlap)))
+    windows, first = [], 0
     while True:
-        end = min(duration, start + span)
-        if end - start < span:  # the last window keeps its full length, ending at the video's end
-            start = max(0.0, duration - span)
-            end = duration
-        times = tuple(round(start + i / rate, 6) for i in range(frames) if start + i / rate <= end + 1e-9)
-        windows.append(Window(round(start, 6), round(end, 6), times))
-        if end >= duration:
+        first = min(first, steps - per)  # the last window keeps its full length, ending at the video's end
+        times = tuple(round((first + i) / rate, 6) for i in range(per + 1))
+        last = first + per >= steps
+        windows.append(Window(round(first / rate, 6), duration if last else times[-1], times))
+        if last:
             return windows
-        start += stride
+        first += stride
 
 
 def merge_spans(spans: Sequence[tuple[float, float]], gap: float = 0.0) -> list[tuple[float, float]]:

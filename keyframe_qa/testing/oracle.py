@@ -1,15 +1,18 @@
 """A perfect model for the temporal search's tests: it answers from the pixels of a synthetic clip.
 
-Synthetic clips stamp each frame's number into its pixels (synthetic.py). This engine reads it back and
-says the query is shown exactly on frames `first`..`last`: single-frame probes get "yes" or "no", a pass
-over several labelled frames gets "from S to E seconds" over the frames it was shown that show it. The
-search on top of it is what is under test (allowed for that only); the real engines run the same path in
-their own tests.
+Synthetic clips stamp each frame's number into its pixels (synthetic.py). `PixelOracle` reads it back and
+says the query is shown exactly on frames `first`..`last`; `DrawnBoxOracle` says it is shown where a
+filled box of one colour was drawn into the picture (ffmpeg's drawbox). Single-frame probes get "yes" or
+"no"; a pass over several frames gets "from S to E seconds" over the frames shown that show it, in the
+times the prompt told (so a window told from its start gets times from its start). The search on top of
+it is what is under test (allowed for that only); the real engines run the same path in their own tests.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
+
+import numpy as np
 
 from ..model.checkpoint import CheckpointInfo
 from ..model.families import family_by_name
@@ -31,7 +34,7 @@ class PixelOracle:
         self.model_id = "pixel-oracle"
         self.checkpoint = CheckpointInfo(model_id=self.model_id, source="local", family=self.family,
                                          context_length=None)
-        self.seen: list[int] = []  # every frame number it was shown, in order
+        self.seen: list = []  # every frame it was shown, in order (its number, where the clip stamps one)
 
     def describe(self) -> dict:
         """The JSON `model` object's engine part."""
@@ -39,25 +42,45 @@ class PixelOracle:
 
     def answer(self, prompt: VisualPrompt, questions: Sequence[str], settings: GenerationSettings) -> list[Reply]:
         """'yes'/'no' for a single-frame probe, else the span of the frames shown that show the query."""
-        numbers = [read_frame_number(image) for image in prompt.images]
-        self.seen.extend(numbers)
+        shows = [self.shows(image) for image in prompt.images]
         replies = []
         for question in questions:
-            shown = [t for n, t in zip(numbers, prompt.times) if self.first <= n <= self.last]
-            if len(numbers) == 1 and question.startswith("Does this frame show"):
+            shown = [t for yes, t in zip(shows, prompt.times) if yes]
+            if len(shows) == 1 and question.startswith("Does this frame show"):
                 text = "yes" if shown else "no"
             else:
                 text = f"from {min(shown):.3f} to {max(shown):.3f} seconds" if shown else "never"
-            replies.append(Reply(raw=text, text=text, prompt_tokens=len(numbers), completion_tokens=1,
+            replies.append(Reply(raw=text, text=text, prompt_tokens=len(shows), completion_tokens=1,
                                  truncated=False))
         return replies
 
     def yes_probability(self, prompt: VisualPrompt, question: str):
         """1.0 or 0.0, read from the pixels (a perfect model is certain)."""
-        number = read_frame_number(prompt.images[0])
+        return 1.0 if self.shows(prompt.images[0]) else 0.0
+
+    def shows(self, image) -> bool:
+        """Whether this frame shows the query: its stamped number is in first..last (kept in `seen`)."""
+        number = read_frame_number(image)
         self.seen.append(number)
-        return 1.0 if self.first <= number <= self.last else 0.0
+        return self.first <= number <= self.last
 
     def answer_batch(self, calls, settings):
         """Not a batching engine."""
         raise NotImplementedError("the oracle answers one call at a time")
+
+
+class DrawnBoxOracle(PixelOracle):
+    """A perfect model of a clip with a filled box drawn in between two times: a frame shows the query
+    when the box's area is that one colour, evenly (the picture under it varies)."""
+
+    def __init__(self, box: tuple[int, int, int, int], color: tuple[int, int, int], family: str = "qwen2-vl"):
+        super().__init__(-1, -1, family)
+        self.box, self.color = box, np.array(color, dtype=np.float64)
+
+    def shows(self, image) -> bool:
+        """The box's inner area (a margin in from its edges, where compression blurs) is the colour."""
+        x, y, w, h = self.box
+        margin = max(2, min(w, h) // 8)
+        area = np.asarray(image)[y + margin:y + h - margin, x + margin:x + w - margin].reshape(-1, 3).astype(np.float64)
+        self.seen.append(None)
+        return bool(np.abs(area.mean(axis=0) - self.color).max() < 24 and area.std(axis=0).max() < 16)
