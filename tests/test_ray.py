@@ -154,3 +154,25 @@ def test_killing_the_driver_and_rerunning_resumes(videos, tiny_model, tmp_path):
     assert f"{len(finished)} already done" in rerun.stderr
     oks = Counter(r["video"]["path"] for r in iter_lines(str(output)) if r["status"] == "ok")
     assert len(oks) == 6 and set(oks.values()) == {1}
+
+
+def test_ray_batch_when_gives_a_plain_batchs_moments(capsys, ray_cluster, clips, tiny_model, tmp_path):
+    """--when on Ray: the search runs in the engine actor (it needs the engine to choose frames), and each
+    video's line is the plain batch's."""
+    common = ["batch", str(clips), "-q", "What happens?", "--when", "a red square", "--model", tiny_model,
+              "--max-new-tokens", "6", "--window-frames", "4"]
+    code, _, err = run(capsys, *common, "-o", str(tmp_path / "plain.jsonl"))
+    assert code == 1, err  # the broken video
+    code, _, err = run(capsys, *common, "--ray", "-o", str(tmp_path / "ray.jsonl"))
+    assert code == 1, err
+    assert "4 answered, 1 failed" in err.strip().splitlines()[-1]
+    plain, distributed = by_video(tmp_path / "plain.jsonl"), by_video(tmp_path / "ray.jsonl")
+    assert set(distributed) == set(plain)
+    for name, record in plain.items():
+        if record["status"] != "ok":
+            assert distributed[name]["status"] == "error"
+            continue
+        theirs = distributed[name]
+        assert theirs["when"]["passes"] and theirs["when"]["moments"] == record["when"]["moments"]
+        assert [p["raw"] for p in theirs["when"]["passes"]] == [p["raw"] for p in record["when"]["passes"]]
+        assert [a["raw"] for a in theirs["answers"]] == [a["raw"] for a in record["answers"]]
