@@ -13,7 +13,7 @@ import traceback
 import click
 
 from .errors import KeyframeQAError
-from .options import ANSWER, BUDGET, ENGINE, GENERATION, SCENE, SELECTION, click_options, project
+from .options import ANSWER, BUDGET, ENGINE, GENERATION, RELEVANCE, SCENE, SELECTION, click_options, project
 from .timecodes import parse_time_list
 
 
@@ -28,7 +28,7 @@ def _parse_times(text: str) -> tuple:
 
 
 # The options that choose frames, shared by `ask`, `batch` and `frames` (declared in options.py).
-selection_options = click_options(SELECTION + SCENE + ("use_cache",), parsers={"times": _parse_times})
+selection_options = click_options(SELECTION + RELEVANCE + SCENE + ("use_cache",), parsers={"times": _parse_times})
 # How questions are put and what comes back, shared by `ask` and `batch`.
 answer_options = click_options(ANSWER)
 
@@ -39,7 +39,7 @@ def _selection(options: dict, **extra):
     from .selection.scenes import SceneOptions
     from .selection.select import SelectionRequest
 
-    picked = {name: options.pop(name) for name in SELECTION + SCENE + ("use_cache",)}
+    picked = {name: options.pop(name) for name in SELECTION + RELEVANCE + SCENE + ("use_cache",)}
     return project(picked, SelectionRequest, scene_options=project(picked, SceneOptions), show_progress=True,
                    **extra)
 
@@ -88,7 +88,7 @@ def _request(video, questions, options: dict, **files):
 @click.option("--html", "html_path", type=str, default=None,
               help="Write a self-contained HTML page of the run here.")
 @click.option("--save-frames", type=str, default=None, help="Write the frames as PNG here.")
-@click_options(("when",))
+@click_options(("when", "precision", "refine", "window_frames"))
 @click.option("-o", "--output", type=str, default=None,
               help="Write the JSON here (atomically) instead of stdout; - for stdout.")
 def ask(video, questions, annotate, html_path, save_frames, output, **options):
@@ -133,7 +133,7 @@ def when(video, query, html_path, output, **options):
               help="Results, one JSON line per video (- for stdout, without resume).")
 @click.option("--overwrite", is_flag=True, help="Start afresh instead of resuming the output (results files only).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first video that fails.")
-@click_options(("when", "concurrency"))
+@click_options(("when", "precision", "refine", "window_frames", "concurrency"))
 @click.option("--ray", "use_ray", is_flag=True,
               help="Run on a Ray cluster ($RAY_ADDRESS, else `ray start` here, else a local one); "
                    "--concurrency is then the number of engine actors.")
@@ -171,13 +171,15 @@ def scenes(video, as_csv, use_cache, output, **options):
 @click.argument("video", type=str)
 @selection_options
 @click.option("--out", "out_dir", required=True, type=str, help="Folder for the images.")
-@click_options(("image_format", "quality", "max_side"))
-def frames(video, out_dir, image_format, quality, max_side, **selection):
-    """Write frames of VIDEO as images plus a frames.json index (no model)."""
+@click_options(("image_format", "quality", "max_side", "query", "device"))
+def frames(video, out_dir, image_format, quality, max_side, query, device, **selection):
+    """Write frames of VIDEO as images plus a frames.json index (no VLM; --relevant loads its scorer)."""
     from .jobs.frames import frames_job
 
-    index, count = frames_job(video, _selection(selection, max_visual_tokens=None), out_dir,
-                              image_format=image_format, quality=quality, max_side=max_side)
+    request = _selection(selection, max_visual_tokens=None, queries=(query,) if query is not None else (),
+                         device=device)
+    index, count = frames_job(video, request, out_dir, image_format=image_format, quality=quality,
+                              max_side=max_side)
     _say(f"wrote {count} frames and {index}")
 
 

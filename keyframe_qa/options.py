@@ -69,13 +69,21 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     _positive("every", "A frame every SECONDS.", metavar="SECONDS"),
     _count("num_frames", "N frames spread evenly."),
     _positive("fps", "F frames per second.", metavar="F"),
+    _count("relevant", "N frames most relevant to the questions (or --find, or frames --query), covering the "
+           "video: candidates scored by --scorer, chosen by BOLT's inverse-transform sampling."),
+    Option("candidates", str, "1", "Frames --relevant scores: keyframes (I-frames only), or a RATE in frames a "
+           "second (exact frames from the index).", metavar="keyframes|RATE"),
+    Option("scorer", str, "openai/clip-vit-base-patch32", "--relevant's image-text model: a CLIP or SigLIP hub id "
+           "or checkpoint folder.", metavar="ID|PATH"),
+    Option("query", str, None, "frames --relevant: what the frames should show.", metavar="TEXT"),
     Option("detector", str, "content", "Scene detector (with --scenes).", choices=DETECTOR_NAMES),
     _positive("threshold", "Detector threshold [default: the detector's]."),
     Option("min_scene_len", str, "15", "Shortest scene: frames (15) or seconds (0.6s)."),
     Option("keyframe", str, "middle", "Which frame stands for a scene; sharpest = highest Laplacian variance.",
            choices=KEYFRAME_CHOICES),
     _count("max_scenes", "Keep the N longest scenes."),
-    Option("use_cache", bool, True, "Detect scenes again instead of using the cache.", flag="--no-cache",
+    Option("use_cache", bool, True, "Detect scenes and embed --relevant's candidates again instead of using the "
+           "cache.", flag="--no-cache",
            hashed=False),
     # --- how the frames are put to the model (AnswerOptions) --------------------------------------
     Option("per_frame", bool, False, "Ask every question about each frame on its own."),
@@ -135,7 +143,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     _count("max_side", "Shrink so the longer side is at most N."),
 )}
 
-SELECTION = ("times", "scenes", "every", "num_frames", "fps")
+SELECTION = ("times", "scenes", "every", "num_frames", "fps", "relevant")
+RELEVANCE = ("candidates", "scorer")
 SCENE = ("detector", "threshold", "min_scene_len", "keyframe", "max_scenes")
 ENGINE = ("engine", "model_id", "device", "dtype", "base_url", "api_key_env", "family", "timeout")
 GENERATION = ("sampling", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
@@ -164,6 +173,22 @@ def limits_text(option: Option) -> str:
         parts.append(f"at most {high}" if option.kind is int else f"at most {high:g}")
     text = " and ".join(parts) if parts else "a finite number"
     return text + " (a whole number)" if option.kind is int else text
+
+
+def word_or_positive(name: str, text: str, word: str, what: str) -> Optional[float]:
+    """None for `word`, else a finite number above 0, as option `name` takes it (--precision frame|SECONDS,
+    --candidates keyframes|RATE); a UsageError for anything else."""
+    from .errors import UsageError
+
+    if text == word:
+        return None
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise UsageError(f"{OPTIONS[name].cli_flag} must be {word} or {what} above 0, not {text!r}")
+    return number
 
 
 def check_value(name: str, value: Any) -> Any:

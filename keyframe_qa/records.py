@@ -41,6 +41,7 @@ class Frame:
     frame_number: int  # 0-based index of the frame in presentation order
     image: np.ndarray = field(repr=False)  # H x W x 3 uint8 RGB in display geometry
     scene: Optional[int] = None  # scene index when chosen by scene detection
+    relevance: Optional[float] = None  # --relevant: how relevant to the question, in [0, 1] over the candidates
     corrupt: bool = False  # the decoder reported errors for this frame: it may look broken
     # (width, height) as displayed, when `image` was shrunk to its budget to travel (batch --ray)
     display_size: Optional[tuple[int, int]] = None

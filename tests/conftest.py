@@ -61,6 +61,21 @@ def tiny_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_scorers(tmp_path_factory):
+    """Tiny random CLIP and SigLIP checkpoints, built on demand, once per kind per session."""
+    from keyframe_qa.testing.tiny_scorer import build_tiny_scorer
+
+    built = {}
+
+    def get(kind: str = "siglip") -> str:
+        if kind not in built:
+            built[kind] = build_tiny_scorer(str(tmp_path_factory.mktemp(f"scorer-{kind}")), kind)
+        return built[kind]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_models) -> str:
     return tiny_models("qwen2-vl")
 

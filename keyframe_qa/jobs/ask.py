@@ -44,7 +44,7 @@ AskRequest = options_record("AskRequest", (
     "per_frame", "mode", "model_id", "device", "dtype", "engine", "base_url", "api_key_env", "family", "timeout",
     *BUDGET, *GENERATION,
     _path("save_frames", "directory for PNGs of the frames"),
-    "find", "when",
+    "find", "when", "precision", "refine", "window_frames",
     _path("annotate", "directory for frames with their boxes drawn"),
     _path("html", "path of a self-contained HTML page of the run"),
     _path("output", 'where `ask` writes the JSON ("-": stdout); None: only returned'),
@@ -70,7 +70,7 @@ def select_frames(probed: ProbedVideo, request: SelectionRequest) -> tuple[Selec
 def read_selected(probed: ProbedVideo, selection: Selection, convert=None) -> list[Frame]:
     """Read the frames a selection chose (each passed through `convert` as it is decoded)."""
     return read_frames(probed, list(selection.times), requested=list(selection.requested),
-                       scenes=list(selection.scenes), convert=convert)
+                       scenes=list(selection.scenes), convert=convert, relevance=selection.relevance)
 
 
 def _shrinker(request: AskRequest, budgets: list):
@@ -116,9 +116,9 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *,
     checkpoint's config is read (not the model) if `checkpoint` is not given. No torch; safe on a
     background thread.
     """
-    selection_request = _selection_request(request)
+    selecting = selection_request(request)
     if not checked:  # `ask` checked the request already, before its outputs
-        _check_request(request, selection_request)
+        _check_request(request, selecting)
     # The text (questions, the labels of given times) is checked first when the model's config is here:
     # a 10 MB question or 10,000 times are refused before the video is probed, indexed or decoded.
     early = checkpoint or _checkpoint_here(request)
@@ -126,13 +126,13 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *,
         early_options = answer_options(request, generation_settings(request, early, quiet=True))
         if request.engine == "openai":
             check_server_limits(early_options, early)
-        check_text(early_options, early, request.questions, selection_request.times or ())
+        check_text(early_options, early, request.questions, selecting.times or ())
     started = time.perf_counter()
     probed = probe(request.video)  # refuses a missing, empty or unreadable path first
     probe_s = time.perf_counter() - started
     decode_started = time.perf_counter()
     frame_range = (early.limits.min_frames, early.limits.max_frames) if early is not None else None
-    selection = select(probed, selection_request, frame_range)
+    selection = select(probed, selecting, frame_range)
     checkpoint = early or engine_checkpoint(engine_spec(request))
     generation = generation_settings(request, checkpoint)
     options = answer_options(request, generation)
@@ -210,7 +210,7 @@ def ask(request: AskRequest, engine=None) -> dict:
     Pass `engine` to reuse a loaded model or a connected server. Outputs are checked before anything
     is read, loaded or contacted.
     """
-    _check_request(request, _selection_request(request))
+    _check_request(request, selection_request(request))
     check_spec(engine_spec(request))
     check_path(request.video)
     check_outputs(request)
@@ -310,8 +310,8 @@ def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = Tr
     if request.html:
         from ..outputs.html import render_html
 
-        write_file(request.html, render_html(probed.info, frames, answers, engine.model_id), "--html",
-                   [request.video])
+        write_file(request.html, render_html(probed.info, frames, answers, engine.model_id, selection.record),
+                   "--html", [request.video])
         report["html"] = request.html
     return report
 
@@ -358,14 +358,18 @@ def write_annotated(frames: Sequence[Frame], answers: Sequence[Answer], director
     return save_frames(drawn, directory, suffix="_annotated", option="--annotate", inputs=inputs)
 
 
-def _selection_request(request: AskRequest) -> SelectionRequest:
+def selection_request(request: AskRequest) -> SelectionRequest:
+    """The request's SelectionRequest, with what it takes from the request (budget, mode, --relevant's texts)."""
     selection = request.selection
     if request.times is not None:
         if selection != SelectionRequest():
             raise UsageError("give times either as `times` or inside `selection`, not both")
         selection = SelectionRequest(times=tuple(request.times))
-    # The default sampling is capped by the same budget the model stage will apply.
-    return replace(selection, mode=request.mode, max_visual_tokens=request.max_visual_tokens)
+    # The default sampling is capped by the same budget the model stage will apply; --relevant scores frames
+    # against the questions and the --find target, with its scorer where the model runs.
+    queries = tuple(request.questions) + ((request.find,) if request.find else ())
+    return replace(selection, mode=request.mode, max_visual_tokens=request.max_visual_tokens, queries=queries,
+                   device=request.device, dtype=request.dtype)
 
 
 def load_model(model_id: Optional[str] = None, *, device: str = "auto", dtype: str = "auto",
@@ -396,9 +400,9 @@ def check_when(request: AskRequest, selection: Optional[SelectionRequest] = None
         if not request.when.strip():
             raise UsageError("--when needs a description of what to find, e.g. --when \"a door opens\"")
         if selection.times is not None or selection.scenes or selection.every is not None or \
-                selection.num_frames is not None or selection.fps is not None:
+                selection.num_frames is not None or selection.fps is not None or selection.relevant is not None:
             raise UsageError("choose frames one way: --when finds them itself, without --at, --scenes, --every, "
-                             "--num-frames or --fps")
+                             "--num-frames, --fps or --relevant")
         if request.per_frame or request.mode == "video":
             raise UsageError("--when asks about the frames it found as images, together: without --per-frame "
                              "and --mode video")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 from ..console import Progress
@@ -24,8 +24,9 @@ from ..model.checkpoint import CheckpointInfo
 from ..outputs.jsontext import readable
 from ..outputs.paths import OutputPath, check_output_file
 from ..outputs.results_file import ResultsFile, check_results_file, key_path
-from .ask import AskRequest, check_when, engine_spec
+from .ask import AskRequest, check_when, engine_spec, selection_request
 from .batch_inputs import BatchItem, collect_items, item_request, settings_hash
+from ..selection.select import check_request
 from .local_runner import run_here
 
 SUMMARY_FAILURES = 5  # failed videos named in the closing lines (all of them are in the results)
@@ -141,6 +142,10 @@ def _check_start(items, template: AskRequest, spec, output, *, engine, checkpoin
     checked output and the model's config facts."""
     check_spec(spec)
     check_when(template)
+    # The way frames are chosen is the same for every video: refused once, here (--relevant's scorer is read
+    # here too). A manifest row may bring the questions --relevant scores against.
+    selection = selection_request(template)
+    check_request(replace(selection, queries=selection.queries or ("each row's questions",)))
     check_value("concurrency", concurrency)
     check_batch_size(spec, batch_size, use_ray)
     if batch_size > 1 and engine is not None and not engine.can_batch:

@@ -22,6 +22,7 @@ VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mt
 MANIFEST_EXTENSIONS = {".csv", ".jsonl"}
 UNHASHED = tuple(name for name, option in OPTIONS.items() if not option.hashed)
 ADDED_LATER = ("when",)  # request fields added after results files existed
+SEARCH_SETTINGS = ("precision", "refine", "window_frames")  # --when's, hashed only with it
 MAX_MANIFEST_ROW_BYTES = 16 * 1024 * 1024  # far above any real row (a 10 MB question is refused later, by size)
 
 
@@ -159,7 +160,15 @@ def settings_hash(request: AskRequest, model_id: str) -> str:
     for key in ADDED_LATER:  # left out while unset, so results files written before them still resume
         if settings.get(key) is None:
             settings.pop(key, None)
+    if settings.get("when") is None:  # the search's own settings shape nothing without it
+        for key in SEARCH_SETTINGS:
+            settings.pop(key, None)
     for key in ("show_progress", *UNHASHED):
+        settings["selection"].pop(key, None)
+    # --relevant's fields shape nothing without it (and results files written before it still resume); the
+    # device and dtype are the request's own, hashed there.
+    for key in ("device", "dtype", "queries", *(("relevant", "candidates", "scorer")
+                                               if settings["selection"].get("relevant") is None else ())):
         settings["selection"].pop(key, None)
     settings["model_id"] = model_id
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -61,7 +61,7 @@ def write_frames(probed: ProbedVideo, selection: Selection, directory: str, *, i
         return drop_picture(frame)
 
     frames = read_frames(probed, list(selection.times), requested=list(selection.requested),
-                         scenes=list(selection.scenes), convert=write)
+                         scenes=list(selection.scenes), convert=write, relevance=selection.relevance)
     return frames, [files[frame.index] for frame in frames]
 
 

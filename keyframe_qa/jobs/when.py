@@ -34,7 +34,7 @@ from ..errors import UsageError
 from ..model.generation import GenerationRequest, resolve_generation
 from ..model.time_positions import time_fidelity
 from ..moments import parse_moments
-from ..options import BUDGET, ENGINE, GENERATION, check_record, options_record, project
+from ..options import BUDGET, ENGINE, GENERATION, check_record, options_record, project, word_or_positive
 from ..outputs.report import SCHEMA_VERSION, model_record, video_record
 from ..records import Frame
 from ..selection.windows import merge_spans, plan_windows
@@ -163,15 +163,7 @@ def _coarse_question(query: str, mode: str) -> str:
 
 def _precision(text: str) -> Optional[float]:
     """None for frame precision, else seconds (a usage error for anything else)."""
-    if text == "frame":
-        return None
-    try:
-        seconds = float(text)
-    except (TypeError, ValueError):
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise UsageError(f"--precision must be frame or a number of seconds above 0, not {text!r}")
-    return seconds
+    return word_or_positive("precision", text, "frame", "a number of seconds")
 
 
 class _Search:

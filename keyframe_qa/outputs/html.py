@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 from dataclasses import replace
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .annotate import draw_boxes
 from ..records import Answer, Frame, VideoInfo
@@ -37,14 +37,49 @@ def frame_caption(frame: Frame, name: str) -> str:
     details.append(f"frame {frame.frame_number}")
     if frame.scene is not None:
         details.append(f"scene {frame.scene}")
+    if frame.relevance is not None:
+        details.append(f"relevance {frame.relevance:.2f}")
     return f"{name} at {format_time(frame.timestamp)} ({'; '.join(details)})"
 
 
-def render_html(info: VideoInfo, frames: Sequence[Frame], answers: Sequence[Answer], model_id: str) -> str:
-    """The page of one `ask` run."""
+def render_html(info: VideoInfo, frames: Sequence[Frame], answers: Sequence[Answer], model_id: str,
+                selection: Optional[dict] = None) -> str:
+    """The page of one `ask` run; with --relevant, the relevance curve over the timeline first."""
     captions = [frame_caption(frame, f"Frame {frame.index + 1}") for frame in frames]
     meta = f"{info.width}x{info.height}, {info.duration:.3f} s, {info.fps:g} fps; model {model_id}"
-    return render_page(info.path, meta, [(None, frames, answers, captions)])
+    before = relevance_curve(info, selection, frames) if selection and selection.get("curve") else ""
+    return render_page(info.path, meta, [(None, frames, answers, captions)], before=before)
+
+
+def relevance_curve(info: VideoInfo, selection: dict, frames: Sequence[Frame]) -> str:
+    """An SVG of --relevant's curve (each candidate's relevance over the video's timeline) with the chosen
+    frames marked on it, and what was scored against what."""
+    esc = html.escape
+    width, height, pad = 1000, 160, 8
+    duration = info.duration or 1.0
+
+    def x(seconds: float) -> float:
+        return pad + (width - 2 * pad) * min(max(seconds / duration, 0.0), 1.0)
+
+    def y(relevance: float) -> float:
+        return height - pad - (height - 2 * pad) * min(max(relevance, 0.0), 1.0)
+
+    line = " ".join(f"{x(t):.1f},{y(r):.1f}" for t, r in selection["curve"])
+    marks = "".join(
+        f'<line x1="{x(f.timestamp):.1f}" y1="{pad}" x2="{x(f.timestamp):.1f}" y2="{height - pad}" class="pick"/>'
+        f'<circle cx="{x(f.timestamp):.1f}" cy="{y(f.relevance or 0.0):.1f}" r="4" class="pick">'
+        f"<title>frame {f.index + 1} at {format_time(f.timestamp)}: relevance {f.relevance or 0.0:.2f}</title>"
+        f"</circle>" for f in frames)
+    scorer = selection.get("scorer") or {}
+    queries = "; ".join(selection.get("queries") or [])
+    return (f"<h2>Relevance</h2>"
+            f'<svg class="relevance" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="relevance to the question over the video, chosen frames marked">'
+            f'<rect x="0" y="0" width="{width}" height="{height}" class="ground"/>'
+            f'<polyline points="{line}" class="curve"/>{marks}</svg>'
+            f'<p class="meta">{selection.get("scored")} candidate frames ({esc(str(selection.get("candidates")))}) '
+            f'scored by {esc(str(scorer.get("id")))} against: {esc(queries)}; {len(frames)} chosen '
+            f'({esc(str(selection.get("sampling")))}); 0:00:00.000 to {format_time(info.duration)}</p>')
 
 
 def render_compare(config_path: str, model_id: str, views: Sequence[tuple]) -> str:
@@ -99,6 +134,14 @@ def render_when(info: VideoInfo, query: str, moments: Sequence[dict], frames: Se
     return "\n".join(parts) + "\n"
 
 
+_RELEVANCE_STYLE = """
+svg.relevance{width:100%;max-width:1000px;height:auto;display:block}
+svg.relevance .ground{fill:#fff;stroke:#ddd}
+svg.relevance .curve{fill:none;stroke:#337ab7;stroke-width:2}
+svg.relevance line.pick{stroke:#d9534f;stroke-width:1;stroke-dasharray:3 3}
+svg.relevance circle.pick{fill:#d9534f}
+"""
+
 _TIMELINE_STYLE = """
 .timeline{position:relative;height:2rem;background:#e6e6e6;border-radius:4px;margin:1rem 0}
 .timeline .coarse{position:absolute;top:0;height:100%;background:#f3c98b;opacity:.7}
@@ -106,13 +149,14 @@ _TIMELINE_STYLE = """
 """
 
 
-def render_page(title: str, meta: str, sections: Sequence[tuple]) -> str:
-    """A page of sections, each (heading or None, frames, answers, one caption per frame)."""
+def render_page(title: str, meta: str, sections: Sequence[tuple], before: str = "") -> str:
+    """A page of sections, each (heading or None, frames, answers, one caption per frame); `before` is
+    markup of ours placed above them."""
     esc = html.escape
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>keyframe-qa: {esc(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{esc(title)}</h1>", f'<p class="meta">{esc(meta)}</p>',
+        f"<title>keyframe-qa: {esc(title)}</title><style>{_STYLE}{_RELEVANCE_STYLE}</style></head><body>",
+        f"<h1>{esc(title)}</h1>", f'<p class="meta">{esc(meta)}</p>', before,
     ]
     for heading, frames, answers, captions in sections:
         if heading:

@@ -40,6 +40,8 @@ def frame_record(frame: Frame, file: Optional[str], budget: Optional[FrameBudget
     record["file"] = file
     if frame.scene is not None:
         record["scene"] = frame.scene
+    if frame.relevance is not None:
+        record["relevance"] = frame.relevance
     if frame.corrupt:
         record["corrupt"] = True  # the decoder reported errors: the picture may be visibly broken
     return record

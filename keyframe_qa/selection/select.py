@@ -1,4 +1,5 @@
-"""Which frames to look at: user times, uniform sampling, or one keyframe per scene."""
+"""Which frames to look at: user times, uniform sampling, one keyframe per scene, or the frames most
+relevant to the question (relevant.py, which loads the scorer)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import UsageError
-from ..options import SELECTION, check_value, options_record
+from ..options import RELEVANCE, SELECTION, check_value, options_record
 from ..video.probe import ProbedVideo, check_times
 from ..records import VideoInfo
 from .scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
@@ -20,16 +21,19 @@ MIN_FRAMES, MAX_FRAMES = 4, 768
 MIN_TOKENS_PER_FRAME = {"images": 64, "video": 128}
 
 
-# At most one of times / scenes / every / num_frames / fps; none means the default sampling. The options
-# are declared in options.py; `mode` and `max_visual_tokens` come from the request (the default sampling's
-# budget cap and even frame counts), `show_progress` from the caller.
+# At most one of times / scenes / every / num_frames / fps / relevant; none means the default sampling. The
+# options are declared in options.py; `mode` and `max_visual_tokens` come from the request (the default
+# sampling's budget cap and even frame counts), `queries`, `device` and `dtype` too (--relevant's texts and
+# where its scorer runs), `show_progress` from the caller.
 SelectionRequest = options_record("SelectionRequest", (
-    *SELECTION,
+    *SELECTION, *RELEVANCE,
+    ("queries", tuple, field(default=(), metadata={"help": "--relevant: the texts frames are scored against"})),
     ("scene_options", SceneOptions, field(default_factory=SceneOptions, metadata={"help": "how scenes are found"})),
     "use_cache",
     ("show_progress", bool, field(default=False, metadata={"help": "a progress bar on stderr while detecting"})),
-    "mode", "max_visual_tokens",
-), "At most one of times / scenes / every / num_frames / fps; none means the default sampling.", module=__name__)
+    "mode", "max_visual_tokens", "device", "dtype",
+), "At most one of times / scenes / every / num_frames / fps / relevant; none means the default sampling.",
+    module=__name__)
 
 
 @dataclass(frozen=True)
@@ -40,17 +44,22 @@ class Selection:
     requested: tuple[Optional[float], ...]  # what the user asked for (None when sampled or per scene)
     scenes: tuple[Optional[int], ...]  # scene index per frame (None unless --scenes)
     record: dict  # the `selection` object of the JSON output
+    relevance: Optional[tuple[float, ...]] = None  # --relevant: each frame's relevance in [0, 1]
 
 
-def check_request(request: SelectionRequest) -> None:
-    """Usage errors for contradictory or impossible selections, before any decoding."""
+def check_request(request: SelectionRequest, *, scorer=None) -> None:
+    """Usage errors for contradictory or impossible selections, before any decoding (`scorer`: an already
+    loaded --relevant scorer, whose checkpoint needs no reading)."""
     chosen = [name for name, value in (("--at", request.times), ("--scenes", request.scenes or None),
                                        ("--every", request.every), ("--num-frames", request.num_frames),
-                                       ("--fps", request.fps)) if value is not None]
+                                       ("--fps", request.fps), ("--relevant", request.relevant))
+              if value is not None]
     if len(chosen) > 1:
         raise UsageError(f"choose frames one way: {' and '.join(chosen)} cannot be combined")
-    for name in ("every", "num_frames", "fps"):
+    for name in ("every", "num_frames", "fps", "relevant"):
         check_value(name, getattr(request, name))
+    if request.relevant is not None:
+        _check_relevant(request, read_scorer=scorer is None)
     if request.times is not None and not all(math.isfinite(t) for t in request.times):
         raise UsageError("--at times must be finite numbers of seconds")
     if request.times is not None and not request.times:
@@ -59,13 +68,28 @@ def check_request(request: SelectionRequest) -> None:
         check_options(request.scene_options)
 
 
+def _check_relevant(request: SelectionRequest, read_scorer: bool = True) -> None:
+    """--relevant's own refusals, before the video is read: no text to score against, a bad candidate set,
+    a scorer that is missing or is not an image-text model (its config is read, nothing loads)."""
+    from ..model.scorer_checkpoint import inspect_scorer
+    from .relevant import check_candidates
+
+    if not request.queries or not all(isinstance(q, str) and q.strip() for q in request.queries):
+        raise UsageError("--relevant scores frames against text: give a question (or --find WHAT; with frames, "
+                         "--query TEXT)")
+    check_candidates(request.candidates)
+    if read_scorer:
+        inspect_scorer(request.scorer)
+
+
 def select(video: ProbedVideo, request: SelectionRequest,
-           frame_range: Optional[tuple[Optional[int], Optional[int]]] = None) -> Selection:
+           frame_range: Optional[tuple[Optional[int], Optional[int]]] = None, *, scorer=None) -> Selection:
     """Choose the frames of `video` that `request` asks for.
 
     `frame_range`: the checkpoint's video processor's (min_frames, max_frames), which the default
-    sampling keeps to in video mode instead of qwen-vl-utils' 4 to 768."""
-    check_request(request)
+    sampling keeps to in video mode instead of qwen-vl-utils' 4 to 768. `scorer`: --relevant's scorer,
+    already loaded (else `request.scorer` is loaded, once per process)."""
+    check_request(request, scorer=scorer)
     if request.times is None:
         video.index  # sampling and scenes need every frame's time: built now if the container gave none
     info = video.info
@@ -76,6 +100,8 @@ def select(video: ProbedVideo, request: SelectionRequest,
                          {"method": "at"})
     if request.scenes:
         return _by_scene(video, request)
+    if request.relevant is not None:
+        return _relevant(video, request, scorer)
     if request.every is not None:
         times = _every(info.duration, request.every)
         return _sampled(times, {"method": "every", "every": request.every})
@@ -98,6 +124,8 @@ def planned_count(info: VideoInfo, request: SelectionRequest) -> Optional[int]:
         return _every_count(info.duration, 1.0 / request.fps)
     if request.num_frames is not None:
         return request.num_frames
+    if request.relevant is not None:
+        return request.relevant
     return None
 
 
@@ -114,6 +142,7 @@ def check_count(info: VideoInfo, request: SelectionRequest) -> None:
         hint = {"--every": f"use --every {interval:.6g} or more",
                 "--fps": f"use --fps {info.fps:.6g} or less",
                 "--num-frames": f"use --num-frames {frames} or fewer",
+                "--relevant": f"use --relevant {frames} or fewer",
                 "--at": f"give at most {frames} times"}[option]
         raise UsageError(f"{option} {_value(request)} would pick {count} frames, but {info.path} has only "
                          f"{frames} ({info.fps:.6g} fps over {info.duration:.6g}s): {hint}")
@@ -128,6 +157,8 @@ def check_count(info: VideoInfo, request: SelectionRequest) -> None:
 def _option(request: SelectionRequest) -> str:
     if request.times is not None:
         return "--at"
+    if request.relevant is not None:
+        return "--relevant"
     if request.every is not None:
         return "--every"
     if request.fps is not None:
@@ -139,7 +170,7 @@ def _value(request: SelectionRequest) -> str:
     if request.times is not None:
         return f"({len(request.times)} times)"
     value = request.every if request.every is not None else request.fps if request.fps is not None \
-        else request.num_frames
+        else request.relevant if request.relevant is not None else request.num_frames
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -201,3 +232,16 @@ def _by_scene(video: ProbedVideo, request: SelectionRequest) -> Selection:
     record = {"method": "scenes", "detector": options.describe(), "keyframe": options.keyframe,
               "scenes_found": len(scenes), "max_scenes": options.max_scenes}
     return Selection(times, (None,) * len(times), tuple(s.index for s in kept), record)
+
+
+def _relevant(video: ProbedVideo, request: SelectionRequest, scorer=None) -> Selection:
+    """The frames most relevant to the queries (relevant.py), the scorer loaded (once per process) here."""
+    from .relevant import relevant_selection
+
+    if scorer is None:
+        from ..engines.scorer import load_scorer
+
+        scorer = load_scorer(request.scorer, request.device, request.dtype)
+    numbers, relevance, record = relevant_selection(video, request, scorer)
+    times = tuple(video.frame_time(n) for n in numbers)
+    return Selection(times, (None,) * len(times), (None,) * len(times), record, tuple(relevance))

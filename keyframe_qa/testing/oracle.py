@@ -84,3 +84,38 @@ class DrawnBoxOracle(PixelOracle):
         area = np.asarray(image)[y + margin:y + h - margin, x + margin:x + w - margin].reshape(-1, 3).astype(np.float64)
         self.seen.append(None)
         return bool(np.abs(area.mean(axis=0) - self.color).max() < 24 and area.std(axis=0).max() < 16)
+
+
+class ColourScorer:
+    """A perfect relevance scorer for a clip where one stretch shows a square of one colour: an image's
+    embedding says how much of it is that colour, every text's says "that colour", so a frame's score is
+    the share of its pixels of the colour. For tests of the selection on top of it (allowed for that only);
+    the tiny real CLIP and SigLIP run the same path in their own tests."""
+
+    model_id = "colour-scorer"
+    input_size = (64, 48)
+
+    def __init__(self, colour: tuple[int, int, int] = (0, 200, 0)):
+        from types import SimpleNamespace
+
+        self.colour = np.array(colour, dtype=np.float64)
+        self.info = SimpleNamespace(identity={"id": self.model_id, "colour": list(colour)}, model_type="stand-in")
+        self.images = 0  # candidate images embedded, in all
+
+    def describe(self) -> dict:
+        """The JSON record of the scorer."""
+        return {"id": self.model_id, "type": "stand-in", "device": None, "dtype": None}
+
+    def embed_images(self, images) -> np.ndarray:
+        """[share, sqrt(1 - share^2)] per image: unit rows whose cosine with [1, 0] is the share."""
+        self.images += len(images)
+        rows = []
+        for image in images:
+            pixels = np.asarray(image, dtype=np.float64).reshape(-1, 3)
+            share = float((np.abs(pixels - self.colour).max(axis=1) < 40).mean())
+            rows.append([share, (1.0 - share * share) ** 0.5])
+        return np.array(rows, dtype=np.float32).reshape(-1, 2)
+
+    def embed_texts(self, texts) -> np.ndarray:
+        """[1, 0] for every text: "the colour"."""
+        return np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (len(texts), 1))

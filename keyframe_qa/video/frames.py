@@ -62,14 +62,16 @@ def read_frames(
     requested: Optional[Sequence[Optional[float]]] = None,
     scenes: Optional[Sequence[Optional[int]]] = None,
     convert: Optional[Callable[[Frame], Frame]] = None,
+    relevance: Optional[Sequence[Optional[float]]] = None,
 ) -> list[Frame]:
     """Extract the frame on screen at each time, in display geometry, in the order given.
 
-    `requested` is what the user asked for (defaults to `times`); `scenes` tags frames chosen per scene.
-    `convert` is applied to each frame as soon as it is decoded (see `iter_frames`).
+    `requested` is what the user asked for (defaults to `times`); `scenes` tags frames chosen per scene,
+    `relevance` those chosen by --relevant. `convert` is applied to each frame as soon as it is decoded
+    (see `iter_frames`).
     """
-    return sorted(iter_frames(video, times, requested=requested, scenes=scenes, convert=convert),
-                  key=lambda frame: frame.index)
+    return sorted(iter_frames(video, times, requested=requested, scenes=scenes, convert=convert,
+                              relevance=relevance), key=lambda frame: frame.index)
 
 
 def iter_frames(
@@ -79,6 +81,7 @@ def iter_frames(
     requested: Optional[Sequence[Optional[float]]] = None,
     scenes: Optional[Sequence[Optional[int]]] = None,
     convert: Optional[Callable[[Frame], Frame]] = None,
+    relevance: Optional[Sequence[Optional[float]]] = None,
 ) -> Iterator[Frame]:
     """The frames on screen at `times`, yielded as they are decoded (`Frame.index` says which time).
 
@@ -90,7 +93,7 @@ def iter_frames(
     given: set[int] = set()
     for attempt in range(2):
         try:
-            for frame in _stream_frames(video, times, requested, scenes, convert, given):
+            for frame in _stream_frames(video, times, requested, scenes, convert, given, relevance):
                 given.add(frame.index)
                 yield frame
             return
@@ -102,7 +105,7 @@ def iter_frames(
 
 
 def _stream_frames(video: ProbedVideo, times: Sequence[float], requested, scenes, convert,
-                   given: set[int]) -> Iterator[Frame]:
+                   given: set[int], relevance=None) -> Iterator[Frame]:
     index = video.index_for_times(times)
     orders_at: dict[int, list[int]] = {}  # PTS -> positions in `times` showing that frame
     position_of: dict[int, int] = {}  # PTS -> position in index.display_pts
@@ -125,7 +128,8 @@ def _stream_frames(video: ProbedVideo, times: Sequence[float], requested, scenes
             frame = Frame(index=order, requested=(requested[order] if requested is not None else times[order]),
                           timestamp=round(index.seconds(pts), 6),
                           frame_number=position if index.complete else video.estimated_frame_number(pts),
-                          image=image, scene=(scenes[order] if scenes is not None else None), corrupt=corrupt)
+                          image=image, scene=(scenes[order] if scenes is not None else None), corrupt=corrupt,
+                          relevance=(relevance[order] if relevance is not None else None))
             made.append(convert(frame) if convert is not None else frame)
         return made
 

@@ -1,0 +1,66 @@
+"""What a relevance scorer's checkpoint is, read from its config before anything loads (no torch).
+
+`--relevant` scores frames against text with an image-text embedding model, never the VLM. The scorer is
+named like a model (hub id or folder, the same offline rules and the same error when it is missing), and
+refused at once, before the video is read, when its config is not a CLIP or SigLIP model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from ..errors import UsageError
+from .checkpoint import check_source, checkpoint_files, read_config
+
+# config.json `model_type`s with both towers and transformers' get_image_features / get_text_features.
+SCORER_TYPES = ("clip", "siglip")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+@dataclass(frozen=True)
+class ScorerInfo:
+    """A scorer checkpoint's facts, from its config."""
+
+    model_id: str  # hub id or folder, as given
+    source: str  # "local" (a folder) or "hub" (an id, read from the Hugging Face cache)
+    model_type: str  # "clip" or "siglip"
+    identity: dict  # what the cached embeddings depend on: the config's digest and the weight files
+
+
+def inspect_scorer(model_id: str) -> ScorerInfo:
+    """The scorer's facts; a ModelError when it cannot be found (as for a missing model), a UsageError when it
+    is not an image-text embedding model."""
+    source = check_source(model_id)
+    config = read_config(model_id, source)
+    model_type = config.get("model_type")
+    if model_type not in SCORER_TYPES:
+        raise UsageError(f"--scorer {model_id} is {_kind(model_type)}, not an image-text embedding model: give a "
+                         f"CLIP or SigLIP checkpoint (e.g. openai/clip-vit-base-patch32 or "
+                         f"google/siglip-base-patch16-224)")
+    return ScorerInfo(model_id=model_id, source=source, model_type=model_type, identity=_identity(model_id))
+
+
+def _kind(model_type) -> str:
+    return f"a {model_type!r} model" if isinstance(model_type, str) and model_type else "a config without a model_type"
+
+
+def _identity(model_id: str) -> dict:
+    """The config's SHA-256 and each weight file's name, size and modification time: another checkpoint under
+    the same name (a folder retrained in place, a new hub revision) gives other embeddings, so another key."""
+    config = checkpoint_files(model_id, ("config.json",)).get("config.json")
+    identity = {"id": model_id, "config_sha256": None, "weights": []}
+    if config is None:
+        return identity
+    with open(config, "rb") as handle:
+        identity["config_sha256"] = hashlib.sha256(handle.read()).hexdigest()
+    folder = os.path.dirname(config)
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(WEIGHT_SUFFIXES):
+            try:
+                status = os.stat(os.path.join(folder, name))  # a hub snapshot's links lead to their blobs
+                identity["weights"].append([name, status.st_size, status.st_mtime_ns])
+            except OSError:
+                continue
+    return identity
