@@ -266,3 +266,17 @@ def test_relevant_needs_its_text_and_goes_alone(capsys, segment_clip, tiny_score
     code, _, err = run(capsys, *args, "--scorer", tiny_scorers("siglip"), *extra)
     assert code == 2
     assert_one_line_error(err, "--query TEXT" if args[0] == "frames" else "without --at")
+
+
+def test_more_frames_than_candidates_is_refused_before_the_scorer_loads(capsys, segment_clip, tiny_scorers,
+                                                                        monkeypatch, tmp_path):
+    import keyframe_qa.engines.scorer as scorer_module
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the scorer was loaded")
+
+    monkeypatch.setattr(scorer_module, "load_scorer", forbidden)
+    code, _, err = run(capsys, "frames", segment_clip, "--relevant", "16", "--candidates", "keyframes", "--query",
+                       "q", "--scorer", tiny_scorers("clip"), "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert_one_line_error(err, "more than the 15 candidate frames")

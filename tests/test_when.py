@@ -407,6 +407,7 @@ def test_video_mode_finds_the_exact_frames_with_times_told_from_each_window(clip
                                       window_frames=window_frames), engine=oracle)
     (moment,) = report["moments"]
     assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (first, last)
+    assert moment["refined"] is True and moment["probes"] <= _probe_bound(10, 1.0)  # both clips: 1 fps windows
     assert report["model"]["mode"] == "video" and report["time_told"] == "from each window's start"
     assert all(p["mode"] == "video" for p in report["passes"])
     late = [p for p in report["passes"] if p["origin"] > 0]

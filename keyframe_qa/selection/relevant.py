@@ -54,15 +54,21 @@ def candidate_numbers(video: ProbedVideo, text: str) -> list[int]:
     return sorted({min(count - 1, index.frame_number_at(k / rate)) for k in range(steps + 1)})
 
 
-def relevant_selection(video: ProbedVideo, request, scorer) -> tuple[list[int], list[float], dict]:
-    """(chosen frame numbers, their relevance in [0, 1], the JSON `selection` record) for a SelectionRequest
-    with `relevant` set, scored by `scorer` (engines/scorer.py)."""
+def relevant_candidates(video: ProbedVideo, request) -> list[int]:
+    """The candidates' frame numbers, refusing (before the scorer loads or a frame is decoded) more frames
+    than there are candidates."""
     numbers = candidate_numbers(video, request.candidates)
+    if request.relevant > len(numbers):
+        raise UsageError(f"--relevant {request.relevant} is more than the {len(numbers)} candidate frames of "
+                         f"{video.info.path} (--candidates {request.candidates}): choose {len(numbers)} or fewer, "
+                         f"or more candidates (a higher rate)")
+    return numbers
+
+
+def relevant_selection(video: ProbedVideo, request, numbers: list[int], scorer) -> tuple[list[int], list[float], dict]:
+    """(chosen frame numbers, their relevance in [0, 1], the JSON `selection` record) for a SelectionRequest
+    with `relevant` set: the candidates `numbers` scored by `scorer` (engines/scorer.py)."""
     wanted = request.relevant
-    if wanted > len(numbers):
-        raise UsageError(f"--relevant {wanted} is more than the {len(numbers)} candidate frames of {video.info.path} "
-                         f"(--candidates {request.candidates}): choose {len(numbers)} or fewer, or more candidates "
-                         f"(a higher rate)")
     embeddings, state = _embeddings(video, numbers, scorer, request)
     queries = scorer.embed_texts(list(request.queries))
     similarity = (embeddings @ queries.T).max(axis=1)

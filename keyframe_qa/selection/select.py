@@ -236,12 +236,13 @@ def _by_scene(video: ProbedVideo, request: SelectionRequest) -> Selection:
 
 def _relevant(video: ProbedVideo, request: SelectionRequest, scorer=None) -> Selection:
     """The frames most relevant to the queries (relevant.py), the scorer loaded (once per process) here."""
-    from .relevant import relevant_selection
+    from .relevant import relevant_candidates, relevant_selection
 
+    candidates = relevant_candidates(video, request)  # too few refused before the scorer loads
     if scorer is None:
         from ..engines.scorer import load_scorer
 
         scorer = load_scorer(request.scorer, request.device, request.dtype)
-    numbers, relevance, record = relevant_selection(video, request, scorer)
+    numbers, relevance, record = relevant_selection(video, request, candidates, scorer)
     times = tuple(video.frame_time(n) for n in numbers)
     return Selection(times, (None,) * len(times), (None,) * len(times), record, tuple(relevance))
