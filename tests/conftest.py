@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 
 import pytest
@@ -69,7 +71,9 @@ def tiny_scorers(tmp_path_factory):
 
     def get(kind: str = "siglip") -> str:
         if kind not in built:
-            built[kind] = build_tiny_scorer(str(tmp_path_factory.mktemp(f"scorer-{kind}")), kind)
+            # Quietly: a test that builds one first must not find transformers' progress bars in its stderr.
+            with contextlib.redirect_stderr(io.StringIO()):
+                built[kind] = build_tiny_scorer(str(tmp_path_factory.mktemp(f"scorer-{kind}")), kind)
         return built[kind]
 
     return get

@@ -254,6 +254,7 @@ def test_a_scorer_missing_offline_is_the_missing_model_error(capsys, segment_cli
                        "--model", tiny_model)
     assert code == 1
     assert_one_line_error(err, "model 'nobody/no-such-scorer' not found")
+    assert "pass --scorer /path/to/checkpoint" in err and "--model" not in err
 
 
 @pytest.mark.parametrize("command", [
@@ -275,8 +276,10 @@ def test_more_frames_than_candidates_is_refused_before_the_scorer_loads(capsys, 
     def forbidden(*args, **kwargs):
         raise AssertionError("the scorer was loaded")
 
+    scorer = tiny_scorers("clip")
+    capsys.readouterr()  # building it (once a session) may have written to stderr
     monkeypatch.setattr(scorer_module, "load_scorer", forbidden)
     code, _, err = run(capsys, "frames", segment_clip, "--relevant", "16", "--candidates", "keyframes", "--query",
-                       "q", "--scorer", tiny_scorers("clip"), "--out", str(tmp_path / "o"))
+                       "q", "--scorer", scorer, "--out", str(tmp_path / "o"))
     assert code == 2
     assert_one_line_error(err, "more than the 15 candidate frames")

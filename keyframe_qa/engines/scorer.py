@@ -110,7 +110,7 @@ def _load(info: ScorerInfo, torch_dtype, device: str):
         if damaged:
             raise ModelError(damaged) from exc
         if info.source == "hub":
-            raise ModelError(missing_model_message(info.model_id)) from exc
+            raise ModelError(missing_model_message(info.model_id, "--scorer")) from exc
         raise ModelError(f"cannot load the scorer in {info.model_id}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own type for a damaged file
         reason = damaged_weights(path, info.source) or \

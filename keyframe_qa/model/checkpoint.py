@@ -135,8 +135,9 @@ def check_source(model_id: str) -> str:
     return "hub"
 
 
-def read_config(model_id: str, source: str) -> dict:
-    """The checkpoint's config.json as a dict (for a hub id: cached, or fetched once)."""
+def read_config(model_id: str, source: str, flag: str = "--model") -> dict:
+    """The checkpoint's config.json as a dict (for a hub id: cached, or fetched once); `flag` is the option
+    that named it, for the error when it cannot be found."""
     if source == "local":
         return _read_json(os.path.join(os.path.expanduser(model_id), "config.json"), model_id)
     from huggingface_hub import try_to_load_from_cache
@@ -148,7 +149,7 @@ def read_config(model_id: str, source: str) -> dict:
     if isinstance(cached, str):
         return _read_json(cached, model_id)
     if _offline():
-        raise ModelError(missing_model_message(model_id))
+        raise ModelError(missing_model_message(model_id, flag))
     # huggingface_hub retries an unreachable hub for about half a minute: say so before the wait.
     status(f"{model_id} is not in the Hugging Face cache ({hub_cache()}); asking the hub for it "
            f"(set HF_HUB_OFFLINE=1 to skip the wait)")
@@ -157,7 +158,7 @@ def read_config(model_id: str, source: str) -> dict:
     try:
         config = _read_json(hf_hub_download(model_id, "config.json"), model_id)
     except Exception as exc:  # noqa: BLE001 - any hub failure (offline, 404, auth) means "not available"
-        raise ModelError(missing_model_message(model_id)) from exc
+        raise ModelError(missing_model_message(model_id, flag)) from exc
     for name in ("generation_config.json", *PROCESSOR_FILES):  # read from the cache like the rest
         try:
             hf_hub_download(model_id, name)
@@ -184,14 +185,16 @@ def hub_cache() -> str:
         os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
 
 
-def missing_model_message(model_id: str) -> str:
-    """The error for a hub id that is neither cached nor reachable, with a download command."""
+def missing_model_message(model_id: str, flag: str = "--model") -> str:
+    """The error for a hub id that is neither cached nor reachable, with a download command; `flag` is the
+    option that names such a checkpoint (--model, or --scorer for the relevance scorer)."""
     hub = "HF_HUB_OFFLINE is set, so the hub was not asked" if _offline() else "the hub could not be reached"
+    environment = f" (or set {MODEL_ENV})" if flag == "--model" else ""
     return (
         f"model {model_id!r} not found: it is not a local folder, not in the Hugging Face cache ({hub_cache()}), "
         f"and {hub}. Download it once with `hf download {model_id}` "
         f"(from a clone of keyframe-qa: `uv run hf download {model_id}`), "
-        f"or pass --model /path/to/checkpoint (or set {MODEL_ENV})"
+        f"or pass {flag} /path/to/checkpoint{environment}"
     )
 
 

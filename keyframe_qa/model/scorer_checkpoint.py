@@ -33,7 +33,7 @@ def inspect_scorer(model_id: str) -> ScorerInfo:
     """The scorer's facts; a ModelError when it cannot be found (as for a missing model), a UsageError when it
     is not an image-text embedding model."""
     source = check_source(model_id)
-    config = read_config(model_id, source)
+    config = read_config(model_id, source, "--scorer")
     model_type = config.get("model_type")
     if model_type not in SCORER_TYPES:
         raise UsageError(f"--scorer {model_id} is {_kind(model_type)}, not an image-text embedding model: give a "
