@@ -77,7 +77,7 @@ def relevance_curve(info: VideoInfo, selection: dict, frames: Sequence[Frame]) -
             f'aria-label="relevance to the question over the video, chosen frames marked">'
             f'<rect x="0" y="0" width="{width}" height="{height}" class="ground"/>'
             f'<polyline points="{line}" class="curve"/>{marks}</svg>'
-            f'<p class="meta">{selection.get("scored")} candidate frames ({esc(str(selection.get("candidates")))}) '
+            f'<p class="meta">{selection.get("scored")} candidate frames ({esc(_candidates(selection))}) '
             f'scored by {esc(str(scorer.get("id")))} against: {esc(queries)}; {len(frames)} chosen '
             f'({esc(str(selection.get("sampling")))}); 0:00:00.000 to {format_time(info.duration)}</p>')
 
@@ -132,6 +132,11 @@ def render_when(info: VideoInfo, query: str, moments: Sequence[dict], frames: Se
         parts.append("</div>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _candidates(selection: dict) -> str:
+    spec = str(selection.get("candidates"))
+    return "keyframes" if spec == "keyframes" else f"{spec} a second"
 
 
 _RELEVANCE_STYLE = """
