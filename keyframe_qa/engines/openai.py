@@ -45,6 +45,14 @@ _SPECIAL_TOKEN = re.compile(r"<\|[^|<>]{1,40}\|>")
 IMAGE_PAD = "<|image_pad|>"
 
 
+
+def check_mode(mode: str) -> None:
+    """Servers take the frames as images only (a usage error for video mode, before any work where the
+    jobs call it early)."""
+    if mode != "images":
+        raise UsageError("--mode video is not available with --engine openai: the servers' video inputs take a "
+                         "video file, not the exact frames keyframe-qa picked; use --mode images")
+
 class ReplyTimeout(Exception):
     """The whole exchange with the server outlasted --timeout."""
 
@@ -84,9 +92,7 @@ class OpenAIEngine:
 
     def answer(self, prompt: VisualPrompt, questions: Sequence[str], settings: GenerationSettings) -> list[Reply]:
         """One request per question; the frames are encoded once for all of them."""
-        if prompt.mode != "images":
-            raise UsageError("--mode video is not available with --engine openai: the servers' video inputs "
-                             "take a video file, not the exact frames keyframe-qa picked; use --mode images")
+        check_mode(prompt.mode)
         urls = self._image_urls(prompt)
         visual = [b.visual_tokens for b in prompt.budgets]
         return [self._ask(prompt, question, urls, visual, settings) for question in questions]

@@ -16,9 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ModelError
-from ..model.checkpoint import missing_model_message
 from ..model.scorer_checkpoint import ScorerInfo, inspect_scorer
-from .transformers import _bars_on_terminals_only, damaged_weights, resolve_device, resolve_dtype
+from .transformers import loading, resolve_device, resolve_dtype
 
 BATCH = 32  # candidate images embedded per forward pass
 _LOADED: dict = {}  # (model_id, device, dtype) -> ImageTextScorer: one load per process
@@ -101,21 +100,9 @@ def _load(info: ScorerInfo, torch_dtype, device: str):
     from transformers import AutoModel, AutoProcessor
 
     path = os.path.expanduser(info.model_id) if info.source == "local" else info.model_id
-    try:
-        with _bars_on_terminals_only():
-            processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
-            model = AutoModel.from_pretrained(path, dtype=torch_dtype, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        damaged = damaged_weights(path, info.source)
-        if damaged:
-            raise ModelError(damaged) from exc
-        if info.source == "hub":
-            raise ModelError(missing_model_message(info.model_id, "--scorer")) from exc
-        raise ModelError(f"cannot load the scorer in {info.model_id}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own type for a damaged file
-        reason = damaged_weights(path, info.source) or \
-            f"cannot load the scorer's weights in {info.model_id}: {type(exc).__name__}: {exc}"
-        raise ModelError(reason) from exc
+    with loading(info.model_id, path, info.source, "--scorer"):
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+        model = AutoModel.from_pretrained(path, dtype=torch_dtype, trust_remote_code=False)
     if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")) or \
             getattr(processor, "image_processor", None) is None or getattr(processor, "tokenizer", None) is None:
         raise ModelError(f"{info.model_id} has no image and text towers with a processor for both")

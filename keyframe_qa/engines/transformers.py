@@ -470,26 +470,35 @@ def damaged_weights(path: str, source: str) -> Optional[str]:
     return None
 
 
-def _load(model_id: str, source: str, torch_dtype, attention: str, device: str):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    path = os.path.expanduser(model_id) if source == "local" else model_id
+@contextlib.contextmanager
+def loading(model_id: str, path: str, source: str, flag: str = "--model"):
+    """Loading a checkpoint with `from_pretrained` (progress bars on terminals only); what it raises becomes
+    one ModelError: damaged weights, a hub id not to be had (the missing-model error for `flag`), or why the
+    folder would not load."""
     try:
         with _bars_on_terminals_only():
-            processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
-            model = AutoModelForImageTextToText.from_pretrained(
-                path, dtype=torch_dtype, attn_implementation=attention, trust_remote_code=False
-            )
+            yield
     except (OSError, ValueError) as exc:
         damaged = damaged_weights(path, source)
         if damaged:
             raise ModelError(damaged) from exc
         if source == "hub":
-            raise ModelError(missing_model_message(model_id)) from exc
+            raise ModelError(missing_model_message(model_id, flag)) from exc
         raise ModelError(f"cannot load the checkpoint in {model_id}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own type for a damaged file
         reason = damaged_weights(path, source) or f"cannot load the weights of {model_id}: {type(exc).__name__}: {exc}"
         raise ModelError(reason) from exc
+
+
+def _load(model_id: str, source: str, torch_dtype, attention: str, device: str):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = os.path.expanduser(model_id) if source == "local" else model_id
+    with loading(model_id, path, source):
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+        model = AutoModelForImageTextToText.from_pretrained(
+            path, dtype=torch_dtype, attn_implementation=attention, trust_remote_code=False
+        )
     if getattr(processor, "tokenizer", None) is None or getattr(processor, "chat_template", None) is None:
         raise ModelError(f"{model_id} has no processor with a chat template: use an -Instruct checkpoint")
     return processor, model.to(device).eval()

@@ -388,9 +388,10 @@ def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
     check_request(selection)
     check_record(request)
     check_when(request, selection)
-    if request.engine == "openai" and request.mode == "video":
-        raise UsageError("--mode video is not available with --engine openai: the servers' video inputs take a "
-                         "video file, not the exact frames keyframe-qa picked; use --mode images")
+    if request.engine == "openai":
+        from ..engines.openai import check_mode
+
+        check_mode(request.mode)
 
 
 def check_when(request: AskRequest, selection: Optional[SelectionRequest] = None) -> None:

@@ -93,7 +93,7 @@ def find_moments(request, engine=None) -> dict:
     moments = search.run()
     model = model_record(engine, request.mode, generation)
     if search.passes and request.mode == "video":
-        fidelity = time_fidelity(engine.checkpoint, "video", search.told[0])
+        fidelity = time_fidelity(engine.checkpoint, "video", search.first_told)
         if fidelity:
             model["time_fidelity"] = fidelity
     report = {
@@ -140,8 +140,9 @@ def _check_mode(request, checkpoint) -> None:
     if request.mode != "video":
         return
     if request.engine == "openai":
-        raise UsageError("--mode video is not available with --engine openai: the servers' video inputs take a "
-                         "video file, not the exact frames keyframe-qa picked; use --mode images")
+        from ..engines.openai import check_mode
+
+        check_mode(request.mode)
     if checkpoint.family.name not in VIDEO_FAMILIES:
         raise UsageError(f"when --mode video needs Qwen2.5-VL or Qwen3-VL, which were trained to find moments in "
                          f"a video; {checkpoint.model_id} is {checkpoint.family.name}, which is told no time in "
@@ -176,7 +177,8 @@ class _Search:
         self.usage = {"calls": 0, "frames": 0, "prompt_tokens": 0, "visual_tokens": 0, "completion_tokens": 0}
         self.answers: dict[int, Optional[bool]] = {}  # frame number -> shows the query (probe cache)
         self.probe_methods: set[str] = set()  # how probes were read: "probability" (first token) or "text"
-        self.told: list[list[float]] = []  # each pass's frame times as the model was told them
+        self.first_told: list[float] = []  # the first pass's frame times as the model was told them (every
+        # window is sampled on the same grid, so one says how truly video mode tells time)
         self.rejected: list[dict] = []  # coarse spans no probed frame confirmed
 
     def run(self) -> list[dict]:
@@ -190,7 +192,7 @@ class _Search:
         rate = info.fps / step if step else wanted
         spans = []
         for window in plan_windows(duration, rate=rate, frames=frames):
-            spans.extend((span[0], span[1], span[2]) for span in self._coarse(window))
+            spans.extend(self._coarse(window))
         merged = merge_spans([(s, e) for s, e, _ in spans], gap=1.0 / rate)
         moments = []
         for start, end in merged:
@@ -208,7 +210,8 @@ class _Search:
         origin = frames[0].timestamp  # the window's first frame is its time 0
         answer = self._ask(frames, _coarse_question(self.request.query, mode), self.generation.max_new_tokens,
                            mode=mode, origin=origin)
-        self.told.append([round(f.timestamp - origin, 6) for f in frames])
+        if not self.first_told:
+            self.first_told = [round(f.timestamp - origin, 6) for f in frames]
         length = window.end - origin
         spans, clamped = [], False
         for span in parse_moments(answer.raw):

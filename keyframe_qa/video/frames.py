@@ -55,23 +55,10 @@ class _Target:
 Sink = Callable[[int, av.VideoFrame, bool], None]
 
 
-def read_frames(
-    video: ProbedVideo,
-    times: Sequence[float],
-    *,
-    requested: Optional[Sequence[Optional[float]]] = None,
-    scenes: Optional[Sequence[Optional[int]]] = None,
-    convert: Optional[Callable[[Frame], Frame]] = None,
-    relevance: Optional[Sequence[Optional[float]]] = None,
-) -> list[Frame]:
-    """Extract the frame on screen at each time, in display geometry, in the order given.
-
-    `requested` is what the user asked for (defaults to `times`); `scenes` tags frames chosen per scene,
-    `relevance` those chosen by --relevant. `convert` is applied to each frame as soon as it is decoded
-    (see `iter_frames`).
-    """
-    return sorted(iter_frames(video, times, requested=requested, scenes=scenes, convert=convert,
-                              relevance=relevance), key=lambda frame: frame.index)
+def read_frames(video: ProbedVideo, times: Sequence[float], **tags) -> list[Frame]:
+    """Extract the frame on screen at each time, in display geometry, in the order given; `tags` are
+    `iter_frames`' (what was asked, the scene or relevance of each frame, a `convert` run as each is decoded)."""
+    return sorted(iter_frames(video, times, **tags), key=lambda frame: frame.index)
 
 
 def iter_frames(
@@ -84,6 +71,9 @@ def iter_frames(
     relevance: Optional[Sequence[Optional[float]]] = None,
 ) -> Iterator[Frame]:
     """The frames on screen at `times`, yielded as they are decoded (`Frame.index` says which time).
+
+    `requested` is what the user asked for (defaults to `times`); `scenes` tags frames chosen per scene,
+    `relevance` those chosen by --relevant.
 
     Memory stays bounded whatever the number of frames: each decoded frame is turned into its
     display picture and passed to `convert` on the decoding thread (shrink it, write it to disk),
