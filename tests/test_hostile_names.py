@@ -170,9 +170,20 @@ def test_damaged_or_huge_cache_entries_are_ignored(sandbox, cache_root):
         again, err = _scenes("self", sandbox)
         assert again["scenes"] == fresh["scenes"] and f"ignoring the scenes cache entry {entry}" in err
     with open(entry, "wb") as handle:
-        handle.truncate(17 * 1024 * 1024)
+        handle.truncate(65 * 1024 * 1024)
     again, err = _scenes("self", sandbox)
-    assert again["scenes"] == fresh["scenes"] and "larger than 16 MiB" in err
+    assert again["scenes"] == fresh["scenes"] and "larger than 64 MiB" in err
+
+
+def test_an_entry_too_large_to_be_read_back_is_not_written(cache_root, monkeypatch, capsys):
+    from keyframe_qa.outputs import cache
+
+    monkeypatch.setattr(cache, "MAX_ENTRY_BYTES", 1024)
+    cache.write_entry("relevance", "big.json", {"k": 1}, {"embeddings": "A" * 2048})
+    assert not os.path.exists(os.path.join(cache_root, "relevance", "big.json"))
+    assert "not caching this relevance entry" in capsys.readouterr().err
+    cache.write_entry("relevance", "small.json", {"k": 1}, {"embeddings": "A" * 10})
+    assert cache.read_entry("relevance", "small.json", {"k": 1}, lambda payload: payload) == {"embeddings": "A" * 10}
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="needs root to give files to another user")

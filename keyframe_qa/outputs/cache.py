@@ -1,4 +1,4 @@
-"""keyframe-qa's on-disk caches (scene lists now, relevance embeddings next): safe on a shared machine.
+"""keyframe-qa's on-disk caches (scene lists, relevance embeddings): safe on a shared machine.
 
 A cache is read from outside, so nothing in it is trusted:
 - Each kind of cache lives in `<cache dir>/<kind>/`, a folder created 0700. A folder owned by someone
@@ -25,7 +25,9 @@ from typing import Callable, Optional
 from ..console import warn
 
 CACHE_ENV = "KEYFRAME_QA_CACHE_DIR"
-MAX_ENTRY_BYTES = 16 * 1024 * 1024  # far above a real entry (a scene list of 100,000 cuts is ~8 MB)
+# Far above a real entry: a scene list of 100,000 cuts is ~8 MB; the relevance embeddings of six hours at one
+# candidate a second, 768 values each (SigLIP base, float16 in base64), ~44 MB.
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
 STAMP = "keyframe-qa"
 
 
@@ -98,6 +100,10 @@ def write_entry(kind: str, name: str, key: dict, payload) -> None:
     if folder is None:
         return
     data = json.dumps({"cache": f"{STAMP} {kind}", "key": key, "payload": payload}).encode("utf-8")
+    if len(data) > MAX_ENTRY_BYTES:  # it would be refused when read: not written, and said once
+        warn(f"not caching this {kind} entry: {len(data) // (1024 * 1024)} MiB is more than the cache takes "
+             f"({MAX_ENTRY_BYTES // (1024 * 1024)} MiB)")
+        return
     try:
         handle, temporary = tempfile.mkstemp(prefix=".entry-", suffix=".tmp", dir=folder)
         try:
