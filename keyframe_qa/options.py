@@ -16,8 +16,20 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-LARGEST_OPTION = 2 ** 31 - 1  # the largest whole number any option takes (larger would overflow later)
 MAX_SEED = 2 ** 32 - 1
+# Every numeric option has a largest value: the largest that can still change a result. Larger ones are
+# refused before any work, naming it, instead of looping over them (a rate of 1e9 frames a second once
+# looped duration x rate times before anything was printed).
+MAX_RATE = 1000.0  # frames a second: past the fastest slow-motion video (960 fps); also above any video's rate
+LONGEST_SECONDS = 7 * 24 * 3600.0  # a week: longer than any video, so a longer step or precision means the same
+MAX_TOKENS = 2 ** 20  # about a million tokens: past the longest context of any Qwen-VL (Qwen3-VL's 1M)
+MAX_FRAMES = MAX_TOKENS  # frames in one request: each needs a visual token of the budget at least
+MAX_PIXELS = 16384 * 16384  # model-input pixels of one frame: past a 16K video's frame (15360 x 8640)
+MAX_SIDE = 16384  # pixels on an image's side
+MAX_THRESHOLD = 255.0  # PySceneDetect's scores are 8-bit pixel differences (or fractions, below 1)
+MAX_TIMEOUT = 24 * 3600.0  # a day for one reply
+MAX_TEMPERATURE = 100.0  # far past the useful range (0 to 2): the distribution is flat long before
+MAX_PENALTY = 100.0  # repetition penalty: past 10 no token can repeat at all
 DEFAULT_MAX_VISUAL_TOKENS = 16384  # one full-size image's worth, for all frames together
 FAMILY_NAMES = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")
 DETECTOR_NAMES = ("content", "adaptive", "threshold", "hash", "histogram")
@@ -53,12 +65,12 @@ class Option:
         return self.config_name or self.name
 
 
-def _count(name, help_text, *, default=None, metavar="N", **extra) -> Option:
-    return Option(name, int, default, help_text, low=1, high=LARGEST_OPTION, metavar=metavar, **extra)
+def _count(name, help_text, *, high: float, default=None, metavar="N", **extra) -> Option:
+    return Option(name, int, default, help_text, low=1, high=high, metavar=metavar, **extra)
 
 
-def _positive(name, help_text, *, default=None, **extra) -> Option:
-    return Option(name, float, default, help_text, low=0, low_open=True, **extra)
+def _positive(name, help_text, *, high: float, default=None, **extra) -> Option:
+    return Option(name, float, default, help_text, low=0, low_open=True, high=high, **extra)
 
 
 OPTIONS: dict[str, Option] = {o.name: o for o in (
@@ -66,22 +78,24 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("times", tuple, None, "Comma list of times: 5.5 | 1:05.5 | 00:01:05.500 (from the first frame).",
            flag="--at", metavar="TIMES"),
     Option("scenes", bool, False, "One keyframe per scene found by PySceneDetect."),
-    _positive("every", "A frame every SECONDS.", metavar="SECONDS"),
-    _count("num_frames", "N frames spread evenly."),
-    _positive("fps", "F frames per second.", metavar="F"),
+    _positive("every", "A frame every SECONDS.", metavar="SECONDS", high=LONGEST_SECONDS),
+    _count("num_frames", "N frames spread evenly.", high=MAX_FRAMES),
+    _positive("fps", "F frames per second.", metavar="F", high=MAX_RATE),
     _count("relevant", "N frames most relevant to the questions (or --find, or frames --query), covering the "
-           "video: candidates scored by --scorer, chosen by BOLT's inverse-transform sampling."),
+           "video: candidates scored by --scorer, chosen by BOLT's inverse-transform sampling.", high=MAX_FRAMES),
     Option("candidates", str, "1", "Frames --relevant scores: keyframes (I-frames only), or a RATE in frames a "
-           "second (exact frames from the index).", metavar="keyframes|RATE"),
+           "second (exact frames from the index).", metavar="keyframes|RATE", low=0, low_open=True, high=MAX_RATE),
     Option("scorer", str, "openai/clip-vit-base-patch32", "--relevant's image-text model: a CLIP or SigLIP hub id "
            "or checkpoint folder.", metavar="ID|PATH"),
     Option("query", str, None, "frames --relevant: what the frames should show.", metavar="TEXT"),
     Option("detector", str, "content", "Scene detector (with --scenes).", choices=DETECTOR_NAMES),
-    _positive("threshold", "Detector threshold [default: the detector's]."),
-    Option("min_scene_len", str, "15", "Shortest scene: frames (15) or seconds (0.6s)."),
+    _positive("threshold", "Detector threshold [default: the detector's].", high=MAX_THRESHOLD),
+    # Its number is frames, or seconds with an s: `high` bounds the seconds (frames: at MAX_RATE).
+    Option("min_scene_len", str, "15", "Shortest scene: frames (15) or seconds (0.6s).", low=0, low_open=True,
+           high=LONGEST_SECONDS),
     Option("keyframe", str, "middle", "Which frame stands for a scene; sharpest = highest Laplacian variance.",
            choices=KEYFRAME_CHOICES),
-    _count("max_scenes", "Keep the N longest scenes."),
+    _count("max_scenes", "Keep the N longest scenes.", high=MAX_FRAMES),
     Option("use_cache", bool, True, "Detect scenes and embed --relevant's candidates again instead of using the "
            "cache.", flag="--no-cache",
            hashed=False),
@@ -103,32 +117,34 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("family", str, None, "openai engine: the model's family, when its config is not on this machine.",
            choices=FAMILY_NAMES, config="defaults"),
     _positive("timeout", "openai engine: seconds to wait for one whole reply.", default=600.0, config="defaults",
-              hashed=False),
+              hashed=False, high=MAX_TIMEOUT),
     Option("device", str, "auto", "auto | cpu | cuda | cuda:N", config="defaults"),
     Option("dtype", str, "auto", "auto = bfloat16 on GPUs that have it, float32 on CPU.",
            choices=("auto", "bfloat16", "float16", "float32"), config="defaults"),
     # --- the budget ----------------------------------------------------------------------------------
     _count("min_pixels", "Per-frame minimum model-input pixels [default: the checkpoint's, else 4 tokens].",
-           config="settings"),
+           config="settings", high=MAX_PIXELS),
     _count("max_pixels", "Per-frame maximum model-input pixels [default: the checkpoint's, else 16384 tokens].",
-           config="settings"),
+           config="settings", high=MAX_PIXELS),
     _count("max_visual_tokens", "Visual tokens for all frames together (split evenly, never exceeded).",
-           default=DEFAULT_MAX_VISUAL_TOKENS, config="settings"),
+           default=DEFAULT_MAX_VISUAL_TOKENS, config="settings", high=MAX_TOKENS),
     # --- decoding (GenerationRequest) ------------------------------------------------------------
-    _count("max_new_tokens", "Longest reply in tokens [default: 256; 1024 with --find].", config="settings"),
+    _count("max_new_tokens", "Longest reply in tokens [default: 256; 1024 with --find].", config="settings",
+           high=MAX_TOKENS),
     Option("sampling", str, "greedy", "greedy: the same answer every time; model: the checkpoint's generation "
            "config.", choices=("greedy", "model"), config="settings"),
-    Option("temperature", float, None, "Sample at this temperature (0: greedy).", low=0, config="settings"),
+    Option("temperature", float, None, "Sample at this temperature (0: greedy).", low=0, high=MAX_TEMPERATURE,
+           config="settings"),
     Option("top_p", float, None, "Sample from this nucleus mass.", low=0, low_open=True, high=1, config="settings"),
-    _count("top_k", "Sample among the K likeliest tokens.", metavar="K", config="settings"),
-    _positive("repetition_penalty", "Above 1 discourages repeats.", config="settings"),
+    _count("top_k", "Sample among the K likeliest tokens.", metavar="K", config="settings", high=MAX_TOKENS),
+    _positive("repetition_penalty", "Above 1 discourages repeats.", config="settings", high=MAX_PENALTY),
     Option("seed", int, None, "Seed for sampling: the same seed gives the same sampled answer.", low=0,
            high=MAX_SEED, config="settings"),
     # --- the temporal search (when) -------------------------------------------------------------
     Option("when", str, None, "Find the moments WHAT happens first (as `keyframe-qa when`), then ask about the "
            "first, middle and last frame of each.", metavar="WHAT"),
     Option("precision", str, "frame", "How exact the boundaries: frame (the exact first and last frame) or SECONDS.",
-           metavar="frame|SECONDS"),
+           metavar="frame|SECONDS", low=0, low_open=True, high=LONGEST_SECONDS),
     Option("refine", bool, True, "Keep the coarse pass's boundaries (no single-frame probes).", flag="--no-refine"),
     Option("window_frames", int, 32, "Frames sampled per window of the coarse pass.", low=2, high=768,
            metavar="N"),
@@ -140,7 +156,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     # --- frame images (the frames command) -----------------------------------------------------------
     Option("image_format", str, "png", "Image format of the frames.", flag="--format", choices=("png", "jpg")),
     Option("quality", int, 95, "JPEG quality.", low=1, high=100),
-    _count("max_side", "Shrink so the longer side is at most N."),
+    _count("max_side", "Shrink so the longer side is at most N.", high=MAX_SIDE),
 )}
 
 SELECTION = ("times", "scenes", "every", "num_frames", "fps", "relevant")
@@ -176,8 +192,8 @@ def limits_text(option: Option) -> str:
 
 
 def word_or_positive(name: str, text: str, word: str, what: str) -> Optional[float]:
-    """None for `word`, else a finite number above 0, as option `name` takes it (--precision frame|SECONDS,
-    --candidates keyframes|RATE); a UsageError for anything else."""
+    """None for `word`, else a finite number within option `name`'s limits, as it takes it (--precision
+    frame|SECONDS, --candidates keyframes|RATE); a UsageError naming the limits for anything else."""
     from .errors import UsageError
 
     if text == word:
@@ -186,9 +202,19 @@ def word_or_positive(name: str, text: str, word: str, what: str) -> Optional[flo
         number = float(text)
     except (TypeError, ValueError):
         number = math.nan
-    if not math.isfinite(number) or number <= 0:
-        raise UsageError(f"{OPTIONS[name].cli_flag} must be {word} or {what} above 0, not {text!r}")
+    if not _within(OPTIONS[name], number):
+        raise UsageError(f"{OPTIONS[name].cli_flag} must be {word} or {what} {limits_text(OPTIONS[name])}, "
+                         f"not {text!r}")
     return number
+
+
+def _within(option: Option, number: float) -> bool:
+    """Whether a finite `number` lies within the option's declared limits."""
+    if not math.isfinite(number):
+        return False
+    if option.low is not None and (number <= option.low if option.low_open else number < option.low):
+        return False
+    return option.high is None or number <= option.high
 
 
 def check_value(name: str, value: Any) -> Any:
@@ -206,10 +232,9 @@ def check_value(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 (option.kind is int and not isinstance(value, int)):
             wrong = True
-        elif isinstance(value, float) and not math.isfinite(value):
-            wrong = True
         else:  # Python compares a whole number of any size with these limits exactly
-            wrong = (option.low is not None and (value <= option.low if option.low_open else value < option.low)) \
+            wrong = not _within(option, value) if isinstance(value, float) else \
+                (option.low is not None and (value <= option.low if option.low_open else value < option.low)) \
                 or (option.high is not None and value > option.high)
     if wrong and option.choices:
         raise UsageError(f"unknown {option.name.replace('_', ' ')} {value!r} ({option.cli_flag}): use one of "
@@ -357,9 +382,11 @@ def pydantic_fields(names: tuple, *, with_defaults: bool) -> dict:
         else:
             kind = option.kind
         bounds: dict = {}
-        if option.low is not None:
+        if option.kind not in (int, float):
+            pass  # a text option's limits bound the number inside it (--candidates RATE): read by its parser
+        elif option.low is not None:
             bounds["gt" if option.low_open else "ge"] = option.low if option.kind is float else int(option.low)
-        if option.high is not None:
+        if option.high is not None and option.kind in (int, float):
             bounds["le"] = option.high if option.kind is float else int(option.high)
         if option.kind is float:
             bounds["allow_inf_nan"] = False

@@ -49,6 +49,11 @@ def candidate_numbers(video: ProbedVideo, text: str) -> list[int]:
         keys = np.sort(index.pts[index.keyframe])
         numbers = np.searchsorted(index.display_pts, keys)
         return sorted({int(n) for n in numbers if 0 <= n < count})
+    fps = video.info.fps
+    if fps and rate > fps * (1 + 1e-9):
+        # As --fps: a rate above the video's is no more frames, only more work (once duration x rate steps).
+        raise UsageError(f"--candidates {text} is above the frame rate of {video.info.path} ({fps:.6g} fps): use "
+                         f"--candidates {fps:.6g} or less (every frame)")
     last = video.frame_time(count - 1)
     steps = int(math.floor(last * rate + 1e-9))
     return sorted({min(count - 1, index.frame_number_at(k / rate)) for k in range(steps + 1)})

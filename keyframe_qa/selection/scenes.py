@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Sequence, Union
 
 from ..errors import UsageError, VideoError
-from ..options import DETECTOR_NAMES, SCENE, check_record, options_record
+from ..options import DETECTOR_NAMES, MAX_RATE, OPTIONS, SCENE, check_record, options_record
 from ..video.container import check_path
 from ..video.probe import ProbedVideo
 
@@ -67,23 +67,28 @@ def check_options(options: SceneOptions) -> None:
     parse_min_scene_len(options.min_scene_len)
 
 
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
+
+
 def parse_min_scene_len(text: str) -> Union[int, float]:
-    """'15' -> 15 frames; '0.6s' -> 0.6 seconds."""
+    """'15' -> 15 frames; '0.6s' -> 0.6 seconds (each within the option's limits: seconds up to its
+    `high`, frames up to that many seconds at the fastest rate)."""
+    option = OPTIONS["min_scene_len"]
     raw = str(text).strip().lower()
     match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|seconds)?", raw)
     if not match:
         raise UsageError(f"cannot read --min-scene-len {text!r}: give frames (15) or seconds (0.6s)")
     number, unit = match.groups()
-    if unit:
-        value = float(number)
-        if value <= 0:
-            raise UsageError("--min-scene-len must be positive")
-        return value
-    if "." in number:
+    if not unit and "." in number:
         raise UsageError(f"--min-scene-len {text!r}: frames are whole numbers; add 's' for seconds")
-    value = int(number)
-    if value <= 0:
-        raise UsageError("--min-scene-len must be positive")
+    if len(number) > 40:  # longer than any length that fits (and than int() reads quickly)
+        number = "9" * 40
+    value: Union[int, float] = float(number) if unit else int(number)
+    high = int(option.high) if unit else int(option.high * MAX_RATE)
+    if value <= 0 or value > high:
+        raise UsageError(f"--min-scene-len must be above 0 and at most {high} {'seconds' if unit else 'frames'}"
+                         f"{' (a week at 1000 fps)' if not unit else ' (a week)'}, not {_shown(text)}")
     return value
 
 
