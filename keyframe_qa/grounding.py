@@ -5,6 +5,12 @@ grid between special tokens, Qwen2.5-VL as JSON `bbox_2d` in pixels of the resiz
 Qwen3-VL as JSON `bbox_2d` on a 0-1000 grid; both JSON families also give `point_2d` points. Parsing
 never raises: text that holds no box yields no box.
 
+Every parser here is linear in the reply's length (a server may send up to 16 MiB): regexes have
+bounded runs, plain text is skipped at C speed, frame mentions are found once, the tolerant fallbacks
+(json-repair, Python literals) read only values small enough to be a real answer, and at most
+MAX_BOXES boxes are read. A thinking model's reasoning (`<think>...</think>`) is not its answer:
+only what follows it is read (`answer_text`).
+
 With several frames in one prompt, a box is attributed to a frame by, in order: a `frame` the
 model named in the box's JSON object; the last frame mentioned ("Frame 2", or a frame's time label)
 before the box in the reply; the last frame mentioned anywhere. `frame_source` records which.
@@ -13,6 +19,7 @@ before the box in the reply; the last frame mentioned anywhere. `frame_source` r
 from __future__ import annotations
 
 import ast
+import bisect
 import json
 import math
 import re
@@ -22,14 +29,20 @@ from typing import Any, Iterable, Optional, Sequence, Union
 from .model.families import Family
 from .records import Box
 
-_NUM = r"-?\d+(?:\.\d+)?"
+MAX_BOXES = 10_000  # boxes read from one reply: far more than any picture holds (a flood stops here)
+REPAIR_CHARS = 65_536  # json-repair reads a value up to this long (its time grows faster than the length)
+LITERAL_CHARS = 1 << 20  # Python literals up to this long (its parser holds the whole tree)
+_SP = r"[ \t\r\n]{0,16}"  # white space inside a box: bounded, so no run of blanks is scanned twice
+_NUM = r"-?\d{1,12}(?:\.\d{1,12})?"
 _QWEN2_BOX = re.compile(
-    r"(?:<\|object_ref_start\|>(?P<label>.*?)<\|object_ref_end\|>\s*)?"
-    r"(?:<\|box_start\|>)?\s*\(\s*(?P<x1>{n})\s*,\s*(?P<y1>{n})\s*\)\s*,\s*\(\s*(?P<x2>{n})\s*,\s*(?P<y2>{n})\s*\)"
-    r"\s*(?:<\|box_end\|>)?".format(n=_NUM),
-    re.DOTALL,
+    r"(?:<\|object_ref_start\|>(?P<label>[^<]{0,200}?)<\|object_ref_end\|>\s{0,16})?(?:<\|box_start\|>)?"
+    + _SP + r"\(" + _SP + rf"(?P<x1>{_NUM})" + _SP + "," + _SP + rf"(?P<y1>{_NUM})" + _SP + r"\)" + _SP + ","
+    + _SP + r"\(" + _SP + rf"(?P<x2>{_NUM})" + _SP + "," + _SP + rf"(?P<y2>{_NUM})" + _SP + r"\)" + _SP
+    + r"(?:<\|box_end\|>)?"
 )
-_FRAME_MENTION = re.compile(r"\bframe\s*(?:#|no\.?|number)?\s*(\d+)\b", re.IGNORECASE)
+_FRAME_MENTION = re.compile(r"\bframe[ \t]{0,4}(?:#|no\.?|number)?[ \t]{0,4}(\d{1,9})\b", re.IGNORECASE)
+_THINK_END = "</think>"
+_THINK_START = "<think>"
 _BOX_FORMATS = {"qwen2-vl": "qwen2-vl", "qwen2.5-vl": "absolute-json", "qwen3-vl": "relative-json"}
 
 
@@ -65,7 +78,8 @@ def parse_boxes(
     points come back as zero-size boxes with kind "point".
     """
     geometry = FrameGeometry(index=0, input_size=input_size, frame_size=frame_size)
-    return [_to_box(raw, _box_format(family), geometry, None, None) for raw in _parse(text, _box_format(family))]
+    return [_to_box(raw, _box_format(family), geometry, None, None)
+            for raw in _parse(answer_text(text), _box_format(family))]
 
 
 def find_boxes(text: str, family: Union[str, Family], frames: Sequence[FrameGeometry],
@@ -75,18 +89,20 @@ def find_boxes(text: str, family: Union[str, Family], frames: Sequence[FrameGeom
     `asked_about` is the frame a per-frame question was about: every box belongs to it.
     """
     box_format = _box_format(family)
+    text = answer_text(text)
     raws = _parse(text, box_format)
     if not raws or not frames:
         return []
     by_index = {f.index: f for f in frames}
     boxes = []
+    mentions = _mentions(text, frames) if asked_about is None and len(frames) > 1 else []
     for raw in raws:
         if asked_about is not None:
             frame, source = asked_about, "per-frame"
         elif len(frames) == 1:
             frame, source = frames[0].index, "only-frame"
         else:
-            frame, source = _attribute(text, raw, frames)
+            frame, source = _attribute(raw, frames, mentions)
         geometry = by_index.get(frame, frames[0])
         boxes.append(_to_box(raw, box_format, geometry, frame, source))
     return boxes
@@ -102,11 +118,37 @@ def _box_format(family: Union[str, Family]) -> str:
     raise ValueError(f"unknown family {family!r}: use one of {', '.join(_BOX_FORMATS)}")
 
 
+def answer_text(reply: str) -> str:
+    """What a reply answers: after a thinking model's reasoning (the text after the last `</think>`);
+    the whole reply when it has none. A reply cut off inside its reasoning answers nothing yet: its
+    reasoning is returned, for the caller to mark (`thinking_parts`)."""
+    answer, _, _ = thinking_parts(reply)
+    return answer
+
+
+def thinking_parts(reply: str) -> tuple[str, str, bool]:
+    """(the text to read, the reasoning, whether the reply was cut off inside its reasoning).
+
+    After `</think>`, only the answer counts; a reply with `<think>` and no `</think>` ends inside the
+    reasoning, and what the reasoning states is all there is (the third value says so)."""
+    reply = str(reply)
+    end = reply.rfind(_THINK_END)
+    if end >= 0:
+        start = reply.find(_THINK_START)
+        thinking = reply[start + len(_THINK_START) if 0 <= start < end else 0:end]
+        return reply[end + len(_THINK_END):], thinking, False
+    start = reply.find(_THINK_START)
+    if start >= 0:
+        thinking = reply[start + len(_THINK_START):]
+        return reply[:start] + thinking, thinking, True
+    return reply, "", False
+
+
 def _parse(text: str, box_format: str) -> list[_RawBox]:
     try:
         if box_format == "qwen2-vl":
-            return list(_qwen2_boxes(text))
-        return list(_json_boxes(text))
+            return list(_qwen2_boxes(text))[:MAX_BOXES]
+        return list(_json_boxes(text))[:MAX_BOXES]
     except Exception:  # noqa: BLE001 - a reply is untrusted text; a parse failure means no boxes
         return []
 
@@ -130,29 +172,35 @@ def _clip(value: float, limit: int) -> float:
     return min(max(value, 0.0), float(limit))
 
 
-def _attribute(text: str, raw: _RawBox, frames: Sequence[FrameGeometry]) -> tuple[Optional[int], str]:
+def _attribute(raw: _RawBox, frames: Sequence[FrameGeometry],
+               mentions: list[tuple[int, int]]) -> tuple[Optional[int], str]:
     count = len(frames)
     if raw.named_frame is not None and 1 <= raw.named_frame <= count:
         return frames[raw.named_frame - 1].index, "named"
-    mentions = _mentions(text, frames)
-    before = [frame for position, frame in mentions if position < raw.position]
+    before = bisect.bisect_left(mentions, (raw.position, -1))
     if before:
-        return before[-1], "mentioned"
+        return mentions[before - 1][1], "mentioned"
     if mentions:
         return mentions[-1][1], "mentioned-later"
     return None, "unknown"
 
 
 def _mentions(text: str, frames: Sequence[FrameGeometry]) -> list[tuple[int, int]]:
-    """(position, frame index) of every frame named in the text, by number or by time label."""
+    """(position, frame index) of every frame named in the text, by number or by time label, sorted:
+    found in one pass each (all the labels as one pattern), whatever the number of frames."""
     found = []
     for match in _FRAME_MENTION.finditer(text):
         number = int(match.group(1))
         if 1 <= number <= len(frames):
             found.append((match.start(), frames[number - 1].index))
+    by_label = {}
     for frame in frames:
         if frame.label:
-            found.extend((m.start(), frame.index) for m in re.finditer(re.escape(frame.label), text))
+            by_label.setdefault(frame.label, frame.index)
+    if by_label:
+        # Longest first: a label that starts another is not matched in its place.
+        pattern = re.compile("|".join(re.escape(label) for label in sorted(by_label, key=len, reverse=True)))
+        found.extend((m.start(), by_label[m.group(0)]) for m in pattern.finditer(text))
     return sorted(found)
 
 
@@ -192,12 +240,17 @@ _JOINERS = {"and", "or", "then", "also", "plus", "while"}
 _LABEL_KEYS = ("label", "text_content", "name", "name_en", ("names", "en"), "description")
 _BOX_KEYS = (("bbox_2d", 4, "box"), ("point_2d", 2, "point"))
 _KEY_MENTION = re.compile(r"""["'](?:bbox_2d|point_2d)["']""")
+# The label is the rest of the line, stripped afterwards (a lazy run before trailing blanks would scan a
+# run of blanks once for each of its characters).
+_T = r"[ \t]{0,16}"
 _LINE_BOX = re.compile(
-    r"^[ \t]*(?:[-*][ \t]+|\d+[.)][ \t]+)?[\[(]?[ \t]*({n})[ \t]*,[ \t]*({n})[ \t]*,[ \t]*({n})[ \t]*,"
-    r"[ \t]*({n})[ \t]*[\])]?[ \t]*:?[ \t]*([^\n]*?)[ \t]*$".format(n=_NUM),
+    r"^" + _T + r"(?:[-*][ \t]{1,16}|\d{1,6}[.)][ \t]{1,16})?[\[(]?" + _T
+    + _T.join((f"({_NUM})", ",", f"({_NUM})", ",", f"({_NUM})", ",", f"({_NUM})")) + _T + r"[\])]?" + _T
+    + r":?([^\n]*)$",
     re.MULTILINE,
 )
 _MAX_DEPTH = 64
+_INNER_DEPTH = 4  # a value that is not JSON as a whole is looked into this deep (each level reads it again)
 
 
 def _json_boxes(text: str) -> Iterable[_RawBox]:
@@ -208,18 +261,24 @@ def _json_boxes(text: str) -> Iterable[_RawBox]:
     boxes = []
     for start, end in spans:
         boxes.extend(_boxes_in_span(text, start, end, 0))
+        if len(boxes) >= MAX_BOXES:
+            break
+    starts = [start for start, _ in spans]
     for match in _LINE_BOX.finditer(text):
-        if any(start <= match.start() < end for start, end in spans):
+        inside = bisect.bisect_right(starts, match.start()) - 1
+        if inside >= 0 and match.start() < spans[inside][1]:
             continue
         coords = tuple(float(match.group(i)) for i in range(1, 5))
-        boxes.append(_RawBox(match.group(5).strip(), coords, "box", match.start(), None))
+        boxes.append(_RawBox(match.group(5).strip(" \t")[:200], coords, "box", match.start(), None))
+        if len(boxes) >= 2 * MAX_BOXES:
+            break
     return sorted(boxes, key=lambda box: box.position)
 
 
 def _boxes_in_span(text: str, start: int, end: int, depth: int) -> list[_RawBox]:
     value = loads_tolerant(text[start:end])
     found = list(_boxes_in(value, 0)) if isinstance(value, (dict, list)) else []
-    if not found and depth < _MAX_DEPTH:
+    if not found and depth < _INNER_DEPTH:
         # Not JSON as a whole (a stray brace around real objects): look at the complete values inside.
         inner = []
         for inner_start, inner_end in balanced_spans(text, start + 1, end - 1):
@@ -231,62 +290,85 @@ def _boxes_in_span(text: str, start: int, end: int, depth: int) -> list[_RawBox]
             for i, (label, coords, kind, named) in enumerate(found)]
 
 
+_MAX_NESTING = 4096  # brackets open at once that are followed (deeper ones are text: no answer nests so deep)
+_BRACKETS = re.compile(r"[\[\]{}\"']")  # the only characters the span scan stops at
+
+
 def balanced_spans(text: str, begin: int = 0, stop: Optional[int] = None) -> list[tuple[int, int]]:
     """(start, end) of the outermost complete bracketed values, in one pass.
 
     A bracket that never closes (a stray `{`, a list cut off by the token limit) is skipped, so the
     complete values inside it still count. A quote starts a string only inside brackets, and a quote
-    with no partner on its line is an apostrophe, not a string.
+    with no partner on its line is an apostrophe, not a string (and so is every later one of its kind
+    on that line: each line is looked along once per kind of quote). Text between brackets and quotes is
+    skipped by a regex, so plain prose costs next to nothing.
     """
     stop = len(text) if stop is None else stop
     pairs = {"}": "{", "]": "["}
     stack: list[tuple[str, int]] = []
     done: list[tuple[int, int]] = []
+    unpaired = {"'": -1, '"': -1}  # a quote of this kind before this position has no partner on its line
     i = begin
-    while i < stop:
+    while True:
+        found = _BRACKETS.search(text, i, stop)
+        if found is None:
+            return done
+        i = found.start()
         char = text[i]
         if char in "{[":
-            stack.append((char, i))
+            if len(stack) < _MAX_NESTING:
+                stack.append((char, i))
         elif char in "}]":
             if stack and stack[-1][0] == pairs[char]:
                 _, opened = stack.pop()
                 while done and done[-1][0] > opened:
                     done.pop()  # inside this one: the outer value replaces them
                 done.append((opened, i + 1))
-        elif char in "\"'" and stack:
+        elif stack and i >= unpaired[char]:
             close = _string_end(text, i, stop)
-            if close is not None:
+            if close is None:
+                line_end = text.find("\n", i, stop)
+                unpaired[char] = stop if line_end < 0 else line_end
+            else:
                 i = close
         i += 1
-    return done
 
 
 def _string_end(text: str, start: int, stop: int) -> Optional[int]:
+    """Where the string opened at `start` closes on its line (None when it does not)."""
     quote = text[start]
+    line_end = text.find("\n", start + 1, stop)
+    line_end = stop if line_end < 0 else line_end
     i = start + 1
-    while i < stop:
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == quote:
-            return i
-        if char == "\n":
+    while True:
+        i = text.find(quote, i, line_end)
+        if i < 0:
             return None
+        backslashes = 0
+        while text[i - 1 - backslashes] == "\\":
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return i
         i += 1
-    return None
 
 
 def loads_tolerant(candidate: str) -> Any:
-    """A JSON value, or a Python literal, or what json-repair makes of it (None when nothing)."""
+    """A JSON value, or a Python literal, or what json-repair makes of it (None when nothing).
+
+    The fallbacks read only values short enough to be an answer (LITERAL_CHARS, REPAIR_CHARS): a longer
+    value that is not JSON is looked into by the callers, value by value."""
     try:
         return json.loads(candidate)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
+    if len(candidate) > LITERAL_CHARS:
+        return None
     try:
         return ast.literal_eval(candidate)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         pass
+    if len(candidate) > REPAIR_CHARS:
+        return None
     import json_repair
 
     try:
