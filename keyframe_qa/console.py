@@ -45,11 +45,11 @@ class Progress:
     """
 
     def __init__(self, total: Optional[int], *, desc: str, unit: str, initial: int = 0, enabled: bool = True,
-                 interval: float = LOG_INTERVAL_S):
+                 interval: Optional[float] = None):
         self.total, self.desc, self.unit, self.count = total, desc, unit, initial
         self._postfix: dict = {}
         self._bar = None
-        self._interval = interval
+        self._interval = LOG_INTERVAL_S if interval is None else interval
         self._enabled = enabled
         self._started = self._last = time.monotonic()
         if enabled and is_terminal(sys.stderr):
@@ -85,7 +85,22 @@ class Progress:
         elapsed = self._last - self._started
         of = f"/{self.total}" if self.total is not None else ""
         extra = "".join(f", {key} {value}" for key, value in self._postfix.items())
-        print(f"{self.desc}: {self.count}{of} {self.unit}s{extra} after {elapsed:.0f}s", file=sys.stderr, flush=True)
+        left = ""
+        if self.total and 0 < self.count < self.total:
+            left = f", about {duration_text(elapsed / self.count * (self.total - self.count))} left"
+        print(f"{self.desc}: {self.count}{of} {self.unit}s{extra} after {elapsed:.0f}s{left}", file=sys.stderr,
+              flush=True)
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as a person says it: 0.4 s, 12 s, 3.5 min, 2.1 h."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def is_terminal(stream) -> bool:

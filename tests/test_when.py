@@ -541,3 +541,88 @@ def test_a_video_shorter_than_one_window(tmp_path, frames):
         assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (0, frames - 1)
         (only,) = report["passes"]
         assert only["mode"] == (mode if frames > 1 else "images")
+
+
+class Thinking(PixelOracle):
+    """A thinking model: it reasons (naming wrong times) before its answer; `cut` stops it inside the reasoning,
+    which names the true span."""
+
+    def __init__(self, first, last, cut=False):
+        super().__init__(first, last)
+        self.cut = cut
+
+    def answer(self, prompt, questions, settings):
+        from dataclasses import replace
+
+        replies = super().answer(prompt, questions, settings)
+        if len(prompt.images) == 1:
+            return replies
+        text = replies[0].raw
+        text = (f"<think>Looking at the frames, I believe it is {text}, but let me che" if self.cut else
+                f"<think>Maybe from 0.0 to 0.5 seconds? No.</think>\n{text}")
+        return [replace(replies[0], raw=text, text=text, truncated=self.cut)]
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_a_thinking_models_answer_counts_and_a_cut_reasoning_is_said(clips, cut):
+    report = find_moments(WhenRequest(video=clips["short.mp4"], query="x"), engine=Thinking(47, 133, cut=cut))
+    (moment,) = report["moments"]
+    assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
+    (only,) = report["passes"]
+    assert only["truncated"] is cut
+    assert ("thinking" in only) is cut
+    if cut:
+        assert "inside its reasoning" in only["thinking"]
+
+
+def test_a_server_that_claims_the_query_everywhere_is_bounded_by_the_windows(tmp_path, capsys):
+    clip = str(tmp_path / "thirty.mp4")  # 30 fps: a probe gap of 30 frames, 5 bisections a boundary
+    write_video(clip, SyntheticSpec(frame_count=1800, fps=30, gop=30, width=160, height=120))
+
+    class Everywhere(PixelOracle):
+        """Names a short span every 1.2 s of every window (too far apart to merge), and answers probes at random
+        (yes or no by a hash of the frame's number): every span is a moment to refine, none quickly."""
+
+        def answer(self, prompt, questions, settings):
+            from dataclasses import replace
+
+            replies = super().answer(prompt, questions, settings)
+            if len(prompt.images) == 1:
+                return replies
+            length = prompt.times[-1] - prompt.times[0]
+            text = "\n".join(f"from {k * 1.2:.2f} to {k * 1.2 + 0.01:.2f} seconds" for k in range(int(length / 1.2)))
+            return [replace(replies[0], raw=text, text=text)]
+
+        def yes_probability(self, prompt, question):
+            from keyframe_qa.testing.synthetic import read_frame_number
+
+            return float((read_frame_number(prompt.images[0]) * 2654435761 >> 9) % 2)
+
+    report = find_moments(WhenRequest(video=clip, query="x", window_frames=64), engine=Everywhere(0, 0), progress=True)
+    windows = len(report["passes"])
+    limit = report["probe_limit"]
+    assert limit["limit"] == max(256, 64 * windows) and limit["reached"] is True
+    probes = report["usage"]["calls"] - windows
+    assert probes <= limit["limit"]
+    assert any("probe limit was reached" in (m["reason"] or "") for m in report["moments"])
+    err = capsys.readouterr().err
+    assert "warning: when: the probe limit was reached: 256 probes for 1 window" in err
+    assert "moments keep their coarse boundaries" in err
+    assert f"when: {windows} call for the coarse pass" in err and "at most 256" in err
+
+
+def test_when_shows_its_plan_and_progress(capsys, clips, monkeypatch):
+    import keyframe_qa.console as console
+
+    monkeypatch.setattr(console, "LOG_INTERVAL_S", 0.0)
+    report = find_moments(WhenRequest(video=clips["long.mkv"], query="x", window_frames=16),
+                          engine=PixelOracle(300, 520), progress=True)
+    err = capsys.readouterr().err
+    windows = len(report["passes"])
+    assert f"{windows} calls for the coarse pass" in err and "about 14 single-frame probes" in err
+    assert "the first call took" in err and "the coarse pass takes about" in err
+    # In a log (stderr is not a terminal) a line now and then, with the calls made of those planned.
+    assert f"when: coarse pass: {windows}/{windows} calls" in err or f"when: coarse pass: {windows - 1}/" in err
+    assert "when: probes:" in err
+    quiet = find_moments(WhenRequest(video=clips["short.mp4"], query="x"), engine=PixelOracle(47, 133))
+    assert quiet["moments"] and capsys.readouterr().err == ""

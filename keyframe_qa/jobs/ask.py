@@ -232,7 +232,7 @@ def ask_when(request, engine=None, *, warn_cut: bool = True) -> dict:
 
     if engine is None:
         engine = build_engine(engine_spec(request))
-    found = find_moments(project(request, WhenRequest, query=request.when), engine)
+    found = find_moments(project(request, WhenRequest, query=request.when), engine, progress=warn_cut)
     times = moment_frames(found, request.max_visual_tokens)
     if times:
         asked = replace(request, times=tuple(times), selection=SelectionRequest(), when=None)

@@ -29,10 +29,12 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from ..answering import AnswerOptions, answer_frames, check_text, yes_probability
+from ..console import Progress, duration_text, status, warn
 from ..engines import EngineSpec, build_engine, engine_checkpoint
 from ..errors import UsageError
 from ..model.generation import GenerationRequest, resolve_generation
 from ..model.time_positions import time_fidelity
+from ..grounding import thinking_parts
 from ..moments import parse_moments
 from ..options import BUDGET, ENGINE, GENERATION, check_record, options_record, project, word_or_positive
 from ..outputs.report import SCHEMA_VERSION, model_record, video_record
@@ -48,6 +50,14 @@ PROBE_TOKENS = 4  # "yes" or "no" needs a token or two
 STEP_LIMIT = 8  # steps outward looking for a probe that confirms a coarse boundary
 VIDEO_FAMILIES = ("qwen2.5-vl", "qwen3-vl")  # trained to ground time in a video (Qwen2-VL was not)
 NOT_SHOWN = "no frame near the coarse boundary showed it"
+NEITHER = "a probe answered neither yes nor no"
+# Probes are bounded by the windows: a real moment takes about 14 (two boundaries of log2 of a step's frames,
+# plus the steps that confirm them), so 64 a window leaves room for several moments in every window, and a
+# server that claims the query everywhere (or names thousands of spans) cannot make the search unbounded.
+PROBES_PER_WINDOW = 64
+MIN_PROBES = 256  # however few the windows: a short video may hold a dozen real moments
+PROBES_PER_MOMENT = 14  # what the plan announces per moment found (the 30-minute benchmark's figure)
+LIMIT_REACHED = "the probe limit was reached (64 probes a window, 256 at least)"
 
 # Everything one `when` needs: the video, the query, and the options as declared in options.py.
 WhenRequest = options_record("WhenRequest", (
@@ -68,8 +78,11 @@ class Boundary:
     probes: int  # single-frame probes spent on it
 
 
-def find_moments(request, engine=None) -> dict:
-    """Run one `when` request and return the JSON-ready report (schema_version 1)."""
+def find_moments(request, engine=None, *, progress: bool = False) -> dict:
+    """Run one `when` request and return the JSON-ready report (schema_version 1).
+
+    `progress`: the plan (calls and probes), the expected time once the first call is timed, and a bar
+    (a line every 30 s in a log) on stderr."""
     check_record(request)
     if not request.query or not request.query.strip():
         raise UsageError("give a description of what to find, e.g. keyframe-qa when video.mp4 \"a door opens\"")
@@ -89,7 +102,7 @@ def find_moments(request, engine=None) -> dict:
     if engine is None:
         engine = build_engine(project(request, EngineSpec), checkpoint)
     load_s = time.perf_counter() - load_started
-    search = _Search(request, probed, engine, generation, precision)
+    search = _Search(request, probed, engine, generation, precision, progress=progress)
     moments = search.run()
     model = model_record(engine, request.mode, generation)
     if search.passes and request.mode == "video":
@@ -107,12 +120,15 @@ def find_moments(request, engine=None) -> dict:
         "probes_read_by": sorted(search.probe_methods),
         "passes": search.passes,
         "usage": search.usage,
+        "probe_limit": {"limit": search.probe_limit, "per_window": PROBES_PER_WINDOW,
+                        "reached": search.limit_reached},
         "timings": {"model_load_s": round(load_s, 4), "total_s": round(time.perf_counter() - started, 4)},
     }
     return report
 
 
-def when_job(request, *, output: Optional[str] = None, html: Optional[str] = None, engine=None) -> tuple[dict, object]:
+def when_job(request, *, output: Optional[str] = None, html: Optional[str] = None, engine=None,
+             progress: bool = True) -> tuple[dict, object]:
     """The `when` command: outputs checked before any work, the search, then the HTML page (the first and
     last frame of each moment read again, exactly); returns the report and the checked JSON output."""
     from ..outputs.paths import check_distinct, check_output_file, write_file
@@ -120,7 +136,7 @@ def when_job(request, *, output: Optional[str] = None, html: Optional[str] = Non
     target = check_output_file(output or "-", "-o", [request.video])
     page = check_output_file(html, "--html", [request.video]) if html else None
     check_distinct([target, page])
-    report = find_moments(request, engine)
+    report = find_moments(request, engine, progress=progress)
     if html:
         from ..outputs.html import render_when
 
@@ -170,8 +186,13 @@ def _precision(text: str) -> Optional[float]:
 class _Search:
     """The coarse pass and the refinement of one request, with what they spent."""
 
-    def __init__(self, request, probed: ProbedVideo, engine, generation, precision: Optional[float]):
+    def __init__(self, request, probed: ProbedVideo, engine, generation, precision: Optional[float], *,
+                 progress: bool = False):
         self.request, self.probed, self.engine, self.precision = request, probed, engine, precision
+        self.progress = progress
+        self.probe_limit = PROBES_PER_WINDOW  # set from the windows in run()
+        self.limit_reached = False
+        self._bar: Optional[Progress] = None
         self.generation = generation
         self.passes: list[dict] = []
         self.usage = {"calls": 0, "frames": 0, "prompt_tokens": 0, "visual_tokens": 0, "completion_tokens": 0}
@@ -190,16 +211,46 @@ class _Search:
         wanted = COARSE_RATE if duration <= (frames - 1) / COARSE_RATE else LONG_RATE
         step = max(1, math.ceil(info.fps / wanted - 1e-9)) if info.fps else 0
         rate = info.fps / step if step else wanted
+        windows = plan_windows(duration, rate=rate, frames=frames)
+        self.probe_limit = max(MIN_PROBES, PROBES_PER_WINDOW * len(windows))
+        refine = self.request.refine
+        if self.progress:
+            status(f"when: {len(windows)} call{'s' if len(windows) != 1 else ''} for the coarse pass (windows of "
+                   f"up to {frames} frames at {rate:.3g} a second)" +
+                   (f", then about {PROBES_PER_MOMENT} single-frame probes for each moment found (at most "
+                    f"{self.probe_limit}: {PROBES_PER_WINDOW} a window)" if refine else ""))
         spans = []
-        for window in plan_windows(duration, rate=rate, frames=frames):
-            spans.extend(self._coarse(window))
+        self._bar = Progress(len(windows), desc="when: coarse pass", unit="call", enabled=self.progress)
+        try:
+            for number, window in enumerate(windows):
+                started = time.perf_counter()
+                spans.extend(self._coarse(window))
+                self._bar.update()
+                if number == 0 and self.progress and len(windows) > 1:
+                    took = time.perf_counter() - started
+                    status(f"when: the first call took {duration_text(took)}: the coarse pass takes about "
+                           f"{duration_text(took * len(windows))}" +
+                           (", each probe a fraction of a call (one forward pass of one frame)" if refine else ""))
+        finally:
+            self._bar.close()
         merged = merge_spans([(s, e) for s, e, _ in spans], gap=1.0 / rate)
         moments = []
-        for start, end in merged:
-            labels = [label for s, e, label in spans if s <= end and e >= start and label]
-            moment = self._moment(start, end, labels[0] if labels else "", rate)
-            if moment is not None:
-                moments.append(moment)
+        planned = min(self.probe_limit, PROBES_PER_MOMENT * len(merged)) if refine else 0
+        self._bar = Progress(planned, desc="when: probes", unit="probe", enabled=self.progress and planned > 0)
+        try:
+            for start, end in merged:
+                labels = [label for s, e, label in spans if s <= end and e >= start and label]
+                moment = self._moment(start, end, labels[0] if labels else "", rate)
+                if moment is not None:
+                    moments.append(moment)
+        finally:
+            self._bar.close()
+        if self.limit_reached:
+            kept = sum(1 for m in moments if m["reason"] and LIMIT_REACHED in m["reason"])
+            warn(f"when: the probe limit was reached: {self.probe_limit} probes for {len(windows)} "
+                 f"window{'s' if len(windows) != 1 else ''} ({PROBES_PER_WINDOW} a window, {MIN_PROBES} at least), "
+                 f"and the coarse pass named {len(merged)} spans; {kept} moment{'s keep their' if kept != 1 else ' keeps its'} "
+                 f"coarse boundaries (refined false)")
         return moments
 
     def _coarse(self, window) -> list[tuple[float, float, str]]:
@@ -221,7 +272,10 @@ class _Search:
                 spans.append((round(start + origin, 6), round(end + origin, 6), span.label))
         self.passes.append({"window": [window.start, window.end], "origin": round(origin, 6), "mode": mode,
                             "frames": len(frames), "raw": answer.raw, "spans": [[s, e] for s, e, _ in spans],
-                            "clamped": clamped})
+                            "clamped": clamped, "truncated": answer.truncated})
+        if thinking_parts(answer.raw)[2]:
+            # A thinking model cut off before its answer: its spans are what its reasoning stated.
+            self.passes[-1]["thinking"] = "cut off inside its reasoning: spans from the reasoning"
         return spans
 
     def _moment(self, start: float, end: float, label: str, rate: float) -> Optional[dict]:
@@ -266,7 +320,7 @@ class _Search:
         for _ in range(STEP_LIMIT + 1):  # a frame at or just inside the coarse boundary must show it
             verdict = self._shows(inside)
             if verdict is None:
-                return self._coarse_boundary(guess, "a probe answered neither yes nor no", spent)
+                return self._coarse_boundary(guess, self._undecided(), spent)
             if verdict:
                 break
             inside -= outward * step
@@ -279,13 +333,15 @@ class _Search:
             if not 0 <= outside < count:
                 edge = 0 if rising else count - 1
                 verdict = self._shows(edge)
+                if verdict is None and self.limit_reached:
+                    return self._coarse_boundary(guess, self._undecided(), spent)
                 if verdict:  # shown from the video's very first (or to its last) frame
                     return Boundary(edge, self._time(edge), True, None, len(self.answers) - spent)
                 outside = edge
                 break
             verdict = self._shows(outside)
             if verdict is None:
-                return self._coarse_boundary(guess, "a probe answered neither yes nor no", spent)
+                return self._coarse_boundary(guess, self._undecided(), spent)
             if not verdict:
                 break
             inside, outside = outside, outside + outward * step
@@ -295,12 +351,16 @@ class _Search:
             middle = (inside + outside) // 2
             verdict = self._shows(middle)
             if verdict is None:
-                return self._coarse_boundary(guess, "a probe answered neither yes nor no", spent)
+                return self._coarse_boundary(guess, self._undecided(), spent)
             if verdict:
                 inside = middle
             else:
                 outside = middle
         return Boundary(inside, self._time(inside), True, None, len(self.answers) - spent)
+
+    def _undecided(self) -> str:
+        """Why a probe gave no verdict: the limit, or an answer that was neither yes nor no."""
+        return LIMIT_REACHED if self.limit_reached else NEITHER
 
     def _close_enough(self, a: int, b: int) -> bool:
         return self.precision is not None and abs(self._time(a) - self._time(b)) <= self.precision
@@ -313,6 +373,11 @@ class _Search:
         "yes" against "no" from the reply's first token where the engine gives it (in process: the logits;
         a server: its logprobs), else the reply's first word."""
         if number not in self.answers:
+            if len(self.answers) >= self.probe_limit:
+                self.limit_reached = True
+                return None
+            if self._bar is not None:
+                self._bar.update()
             frame = self._read([self._time(number)])[0]
             question = f'Does this frame show: "{self.request.query}"? Answer yes or no.'
             probability, budgets = yes_probability(self.engine, [frame], question, self._options(1))
