@@ -283,3 +283,32 @@ def test_more_frames_than_candidates_is_refused_before_the_scorer_loads(capsys, 
                        "q", "--scorer", scorer, "--out", str(tmp_path / "o"))
     assert code == 2
     assert_one_line_error(err, "more than the 15 candidate frames")
+
+
+def test_a_scorer_whose_embeddings_are_nan_is_a_clear_error(capsys, segment_clip, tiny_scorers, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "nan-scorer"
+    shutil.copytree(tiny_scorers("clip"), broken)
+    weights = load_file(str(broken / "model.safetensors"))
+    weights = {name: torch.full_like(t, float("nan")) if "visual_projection" in name else t
+               for name, t in weights.items()}
+    save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    code, out, err = run(capsys, "ask", segment_clip, "q", "--relevant", "3", "--scorer", str(broken), "--model",
+                         "unused", "--candidates", "keyframes")
+    assert code == 1, err
+    assert_one_line_error(err, "gave embeddings that are not numbers (NaN or infinite) for 15 of 15 candidate frames")
+    assert out == ""
+
+
+def test_no_nan_reaches_the_json_we_write(capsys):
+    from keyframe_qa.outputs.report import to_json
+
+    text = to_json({"a": [1.0, float("nan")], "b": {"c": float("inf")}, "d": 2})
+    assert json.loads(text) == {"a": [1.0, None], "b": {"c": None}, "d": 2}
+    assert "NaN" not in text and "Infinity" not in text
+    err = capsys.readouterr().err
+    assert "2 numbers that JSON cannot hold (NaN or infinite) written as null: a[1], b.c" in err

@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import ModelError, UsageError
 from ..options import word_or_positive
 from ..outputs import cache
 from ..video.frames import iter_frames
@@ -76,6 +76,8 @@ def relevant_selection(video: ProbedVideo, request, numbers: list[int], scorer) 
     wanted = request.relevant
     embeddings, state = _embeddings(video, numbers, scorer, request)
     queries = scorer.embed_texts(list(request.queries))
+    _check_finite(embeddings, "candidate frames", scorer)
+    _check_finite(queries, "questions", scorer)
     similarity = (embeddings @ queries.T).max(axis=1)
     chosen = select_relevant(similarity, wanted)
     relevance = normalized(similarity)
@@ -87,6 +89,16 @@ def relevant_selection(video: ProbedVideo, request, numbers: list[int], scorer) 
         "curve": _curve(video, numbers, relevance),
     }
     return [numbers[i] for i in chosen], [round(float(relevance[i]), 6) for i in chosen], record
+
+
+def _check_finite(rows: np.ndarray, what: str, scorer) -> None:
+    """A scorer whose embeddings are NaN or infinite ranks nothing: every frame would get relevance 1.0 (and
+    NaN would reach the JSON). Said here, with what to do."""
+    bad = int((~np.isfinite(rows).all(axis=1)).sum()) if rows.size else 0
+    if bad:
+        raise ModelError(f"the scorer {scorer.model_id} gave embeddings that are not numbers (NaN or infinite) for "
+                         f"{bad} of {len(rows)} {what}: its weights are damaged or overflow in this dtype; try "
+                         f"--device cpu (float32) or another --scorer")
 
 
 def _curve(video: ProbedVideo, numbers: list[int], relevance: np.ndarray) -> list[list[float]]:
