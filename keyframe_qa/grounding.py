@@ -290,6 +290,7 @@ def _boxes_in_span(text: str, start: int, end: int, depth: int) -> list[_RawBox]
             for i, (label, coords, kind, named) in enumerate(found)]
 
 
+_DECODER = json.JSONDecoder()
 _MAX_NESTING = 4096  # brackets open at once that are followed (deeper ones are text: no answer nests so deep)
 _BRACKETS = re.compile(r"[\[\]{}\"']")  # the only characters the span scan stops at
 
@@ -301,13 +302,18 @@ def balanced_spans(text: str, begin: int = 0, stop: Optional[int] = None) -> lis
     complete values inside it still count. A quote starts a string only inside brackets, and a quote
     with no partner on its line is an apostrophe, not a string (and so is every later one of its kind
     on that line: each line is looked along once per kind of quote). Text between brackets and quotes is
-    skipped by a regex, so plain prose costs next to nothing.
+    skipped by a regex, so plain prose costs next to nothing, and a value that opens outside any other is
+    first read as JSON by the C decoder (a valid one is skipped whole; a failed try is never repeated inside
+    it, so each character is tried at most once).
     """
-    stop = len(text) if stop is None else stop
+    stop = len(text) if stop is None or stop > len(text) else stop
+    if stop < len(text):
+        text = text[:stop]  # once: the decoder reads to the end of what it is given
     pairs = {"}": "{", "]": "["}
     stack: list[tuple[str, int]] = []
     done: list[tuple[int, int]] = []
     unpaired = {"'": -1, '"': -1}  # a quote of this kind before this position has no partner on its line
+    line_end = -1  # where the line of the last quote ends (found once per line: a line may be the whole reply)
     i = begin
     while True:
         found = _BRACKETS.search(text, i, stop)
@@ -316,6 +322,17 @@ def balanced_spans(text: str, begin: int = 0, stop: Optional[int] = None) -> lis
         i = found.start()
         char = text[i]
         if char in "{[":
+            if not stack:
+                try:
+                    _, end = _DECODER.raw_decode(text, i)
+                except (ValueError, RecursionError):
+                    end = None
+                if end is not None:
+                    while done and done[-1][0] >= i:
+                        done.pop()
+                    done.append((i, end))
+                    i = end
+                    continue
             if len(stack) < _MAX_NESTING:
                 stack.append((char, i))
         elif char in "}]":
@@ -325,20 +342,20 @@ def balanced_spans(text: str, begin: int = 0, stop: Optional[int] = None) -> lis
                     done.pop()  # inside this one: the outer value replaces them
                 done.append((opened, i + 1))
         elif stack and i >= unpaired[char]:
-            close = _string_end(text, i, stop)
-            if close is None:
+            if i > line_end:
                 line_end = text.find("\n", i, stop)
-                unpaired[char] = stop if line_end < 0 else line_end
+                line_end = stop if line_end < 0 else line_end
+            close = _string_end(text, i, line_end)
+            if close is None:
+                unpaired[char] = line_end
             else:
                 i = close
         i += 1
 
 
-def _string_end(text: str, start: int, stop: int) -> Optional[int]:
-    """Where the string opened at `start` closes on its line (None when it does not)."""
+def _string_end(text: str, start: int, line_end: int) -> Optional[int]:
+    """Where the string opened at `start` closes before `line_end` (None when it does not)."""
     quote = text[start]
-    line_end = text.find("\n", start + 1, stop)
-    line_end = stop if line_end < 0 else line_end
     i = start + 1
     while True:
         i = text.find(quote, i, line_end)

@@ -181,3 +181,9 @@ def test_a_16_megabyte_reply_parses_in_linear_time(piece):
 def test_hostile_reply_shapes_parse_in_linear_time(piece):
     text = (piece * (MB // 4 // len(piece) + 1))[:MB // 4]
     assert _parse_all(text) < 20
+
+
+def test_a_long_line_of_strings_is_read_once():
+    # Each string once looked for its line's end to the end of the reply: 4 MB on one line took minutes.
+    text = "[" + '"a", ' * (4 * MB // 5)
+    assert _parse_all(text) < 20
