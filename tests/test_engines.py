@@ -131,6 +131,11 @@ def test_a_server_that_resizes_the_frames_is_an_error(capsys, exact_clips, tiny_
     (["--engine", "openai", "--base-url", "http://127.0.0.1:9/v1", "--mode", "video"], "--mode video is not available"),
     (["--engine", "openai"], "--engine openai needs --base-url"),
     (["--engine", "openai", "--base-url", "localhost:8000"], "must start with http://"),
+    (["--engine", "openai", "--base-url", "http://127.0.0.1:99999/v1"], "a port that is not a number from 1 to 65535"),
+    (["--engine", "openai", "--base-url", "http://127.0.0.1:0/v1"], "has port 0"),
+    (["--engine", "openai", "--base-url", "http://127.0.0.1:x/v1"], "a port that is not a number"),
+    (["--engine", "openai", "--base-url", "http:///v1"], "names no host"),
+    (["--engine", "openai", "--base-url", "http://local host/v1"], "holds a space"),
     (["--base-url", "http://127.0.0.1:9/v1"], "--base-url and --family go with --engine openai"),
 ])
 def test_engine_usage_errors(capsys, videos, tiny_model, args, fragment):

@@ -467,3 +467,24 @@ def test_a_manifest_line_nested_too_deeply_is_one_line(capsys, tmp_path, tiny_mo
     code, _, err = run(capsys, "batch", str(manifest), "--model", tiny_model, "-o", str(tmp_path / "o.jsonl"))
     assert code == 2
     assert_one_line_error(err, "line 1 is nested too deeply")
+
+
+NOT_UTF8 = os.fsdecode(b"caf\xe9?")  # a question typed in a latin-1 shell
+
+
+@pytest.mark.parametrize("args", [
+    ["ask", "{video}", NOT_UTF8, "--at", "1"],
+    ["ask", "{video}", "q", "--find", NOT_UTF8, "--at", "1"],
+    ["ask", "{video}", "q", "--when", NOT_UTF8],
+    ["ask", "{video}", "q", "--relevant", "2", "--find", NOT_UTF8],
+    ["when", "{video}", NOT_UTF8],
+    ["frames", "{video}", "--relevant", "2", "--query", NOT_UTF8, "--out", "{tmp}/f"],
+    ["batch", "{video}", "-q", NOT_UTF8, "--at", "1", "-o", "{tmp}/r.jsonl"],
+])
+def test_text_that_is_not_utf8_is_one_usage_error_in_every_command(capsys, videos, tiny_model, tmp_path, forbid,
+                                                                    args):
+    forbid("probe", "build_engine")
+    args = [a.format(video=videos["plain.mp4"], tmp=tmp_path) for a in args]
+    code, out, err = run(capsys, *args, "--model", tiny_model) if args[0] != "frames" else run(capsys, *args)
+    assert code == 2, err
+    assert_one_line_error(err, "is not valid UTF-8 text (byte 0xe9 after 'caf')")

@@ -86,10 +86,31 @@ def check_spec(spec: EngineSpec) -> None:
         if key and not all(33 <= ord(ch) <= 126 for ch in key):
             raise UsageError(f"the API key in ${spec.api_key_env} contains a space, a newline or another character "
                              f"an HTTP header cannot carry; set it to the key alone")
-        if not spec.base_url.startswith(("http://", "https://")):
-            raise UsageError(f"--base-url {spec.base_url!r} must start with http:// or https://")
+        check_url(spec.base_url)
     elif spec.base_url or spec.family:
         raise UsageError("--base-url and --family go with --engine openai")
+
+
+def check_url(url: str) -> None:
+    """A usage error for a --base-url that cannot be asked: not http(s), no host, a port outside 1-65535,
+    or characters a request line cannot carry (checked here, before anything is read or contacted)."""
+    import urllib.parse
+
+    shown = url if len(url) <= 200 else url[:200] + "..."
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url {shown!r} must start with http:// or https://")
+    if any(ord(ch) <= 32 or ord(ch) >= 127 for ch in url):
+        raise UsageError(f"--base-url {shown!r} holds a space, a control character or a character outside ASCII: "
+                         f"give the URL alone (percent-encode anything else)")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # raises ValueError outside 0-65535 or for a port that is not a number
+    except ValueError:
+        raise UsageError(f"--base-url {shown!r} has a port that is not a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise UsageError(f"--base-url {shown!r} names no host, e.g. http://localhost:8000/v1")
+    if port == 0:
+        raise UsageError(f"--base-url {shown!r} has port 0: ports run from 1 to 65535")
 
 
 def engine_checkpoint(spec: EngineSpec) -> CheckpointInfo:

@@ -27,6 +27,7 @@ from ..outputs.images import save_frames
 from ..outputs.report import build_report, model_record, to_json
 from ..selection.select import Selection, SelectionRequest, check_request, select
 from ..model.time_positions import fidelity_warning, time_fidelity
+from ..texts import check_prompt_text
 
 
 def _path(name: str, help_text: str):
@@ -378,7 +379,17 @@ def load_model(model_id: Optional[str] = None, *, device: str = "auto", dtype: s
     return build_engine(EngineSpec(engine="transformers", model_id=model_id, device=device, dtype=dtype), checkpoint)
 
 
+def check_texts(request: AskRequest) -> None:
+    """Usage errors for prompt text that no tokenizer takes (texts.py): the questions, --find, --when."""
+    for question in request.questions:
+        check_prompt_text(question, "the question")
+    for text, what in ((request.find, "--find"), (request.when, "--when")):
+        if text is not None:
+            check_prompt_text(text, what)
+
+
 def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
+    check_texts(request)
     if request.find is not None and not request.find.strip():
         raise UsageError("--find needs something to look for, e.g. --find \"red car\"")
     if not request.questions and not request.find:

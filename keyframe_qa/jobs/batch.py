@@ -24,7 +24,7 @@ from ..model.checkpoint import CheckpointInfo
 from ..outputs.jsontext import readable
 from ..outputs.paths import OutputPath, check_output_file
 from ..outputs.results_file import ResultsFile, check_results_file, key_path
-from .ask import AskRequest, check_when, engine_spec, selection_request
+from .ask import AskRequest, check_texts, check_when, engine_spec, selection_request
 from .batch_inputs import BatchItem, collect_items, item_request, settings_hash
 from ..selection.select import check_request
 from .local_runner import run_here
@@ -141,6 +141,7 @@ def _check_start(items, template: AskRequest, spec, output, *, engine, checkpoin
     """Everything that can refuse a batch, in order, before any video is read or the model loads; returns the
     checked output and the model's config facts."""
     check_spec(spec)
+    check_texts(template)
     check_when(template)
     # The way frames are chosen is the same for every video: refused once, here (--relevant's scorer is read
     # here too). A manifest row may bring the questions --relevant scores against.

@@ -32,6 +32,7 @@ from ..answering import AnswerOptions, answer_frames, check_text, yes_probabilit
 from ..console import Progress, duration_text, status, warn
 from ..engines import EngineSpec, build_engine, engine_checkpoint
 from ..errors import UsageError
+from ..texts import check_prompt_text
 from ..model.generation import GenerationRequest, resolve_generation
 from ..model.time_positions import time_fidelity
 from ..grounding import thinking_parts
@@ -84,6 +85,7 @@ def find_moments(request, engine=None, *, progress: bool = False) -> dict:
     `progress`: the plan (calls and probes), the expected time once the first call is timed, and a bar
     (a line every 30 s in a log) on stderr."""
     check_record(request)
+    check_prompt_text(request.query, "the query")
     if not request.query or not request.query.strip():
         raise UsageError("give a description of what to find, e.g. keyframe-qa when video.mp4 \"a door opens\"")
     precision = _precision(request.precision)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import UsageError
+from ..texts import check_prompt_text
 from ..options import RELEVANCE, SELECTION, check_value, options_record
 from ..video.probe import ProbedVideo, check_times
 from ..records import VideoInfo
@@ -74,6 +75,8 @@ def _check_relevant(request: SelectionRequest, read_scorer: bool = True) -> None
     from ..model.scorer_checkpoint import inspect_scorer
     from .relevant import check_candidates
 
+    for query in request.queries:
+        check_prompt_text(query, "the text --relevant scores against")
     if not request.queries or not all(isinstance(q, str) and q.strip() for q in request.queries):
         raise UsageError("--relevant scores frames against text: give a question (or --find WHAT; with frames, "
                          "--query TEXT)")
