@@ -181,6 +181,20 @@ def test_an_empty_keyframe_qa_model_is_a_usage_error(capsys, videos, monkeypatch
     assert_one_line_error(err, "KEYFRAME_QA_MODEL is set but empty")
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (["ask", "{video}", "q", "--at", "1", "--model", ""], "--model is empty"),
+    (["ask", "{video}", "q", "--at", "1", "--model", "  "], "--model is empty"),
+    (["frames", "{video}", "--relevant", "2", "--query", "x", "--scorer", "", "--out", "{tmp}/f"], "--scorer is empty"),
+    (["ask", "{video}", "q", "--relevant", "2", "--scorer", " "], "--scorer is empty"),
+])
+def test_an_empty_model_or_scorer_is_a_usage_error_like_an_empty_variable(capsys, videos, tmp_path, forbid, args,
+                                                                          fragment):
+    forbid("probe", "build_engine")
+    code, _, err = run(capsys, *[a.format(video=videos["plain.mp4"], tmp=tmp_path) for a in args])
+    assert code == 2, err
+    assert_one_line_error(err, fragment)
+
+
 def test_offline_says_the_hub_was_not_asked(capsys, videos, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))

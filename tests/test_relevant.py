@@ -312,3 +312,26 @@ def test_no_nan_reaches_the_json_we_write(capsys):
     assert "NaN" not in text and "Infinity" not in text
     err = capsys.readouterr().err
     assert "2 numbers that JSON cannot hold (NaN or infinite) written as null: a[1], b.c" in err
+
+
+@pytest.mark.parametrize("where", ["preprocessor", "config"])
+def test_a_scorer_asking_for_huge_inputs_is_refused_before_the_video_is_read(capsys, segment_clip, tiny_scorers,
+                                                                               tmp_path, monkeypatch, where):
+    import shutil
+
+    import keyframe_qa.jobs.frames as frames_module
+
+    monkeypatch.setattr(frames_module, "probe", lambda *a, **k: pytest.fail("the video was probed"))
+    huge = tmp_path / "huge-scorer"
+    shutil.copytree(tiny_scorers("siglip"), huge)
+    name = "processor_config.json" if where == "preprocessor" else "config.json"
+    data = json.loads((huge / name).read_text())
+    if where == "preprocessor":
+        data["image_processor"]["size"] = {"height": 100000, "width": 100000}
+    else:
+        data["vision_config"]["image_size"] = 100000
+    (huge / name).write_text(json.dumps(data))
+    code, _, err = run(capsys, "frames", segment_clip, "--relevant", "2", "--query", "q", "--scorer", str(huge),
+                       "--out", str(tmp_path / "o"))
+    assert code == 2, err
+    assert_one_line_error(err, "asks for inputs 100000 pixels on a side")

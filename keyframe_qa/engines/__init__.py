@@ -75,6 +75,10 @@ def resolved(spec: EngineSpec) -> EngineSpec:
 def check_spec(spec: EngineSpec) -> None:
     """Usage errors in an engine's options, before anything is loaded or contacted."""
     check_record(spec)
+    if spec.model_id is not None and not spec.model_id.strip():
+        # As an empty $KEYFRAME_QA_MODEL: never the default checkpoint (a 4.5 GB download nobody asked for).
+        raise UsageError("--model is empty: give a hub id or a checkpoint folder (or leave --model out for the "
+                         "default)")
     spec = resolved(spec)
     if spec.engine == "openai":
         if not spec.base_url:

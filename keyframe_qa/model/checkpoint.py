@@ -112,8 +112,11 @@ def context_length(config: dict) -> Optional[int]:
     return None
 
 
-def check_source(model_id: str) -> str:
-    """'local' for a checkpoint folder, 'hub' for a hub id; clear errors for bad or unreadable folders."""
+def check_source(model_id: str, flag: str = "--model") -> str:
+    """'local' for a checkpoint folder, 'hub' for a hub id; clear errors for bad or unreadable folders, and a
+    usage error for an empty name (as an empty $KEYFRAME_QA_MODEL: never the hub's wording about it)."""
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise UsageError(f"{flag} is empty: give a hub id or a checkpoint folder")
     expanded = os.path.expanduser(model_id)
     # Hub ids are "org/name"; anything else with a path shape is meant as a folder.
     looks_like_path = os.path.isabs(expanded) or model_id.startswith((".", "~")) or model_id.count("/") > 1
