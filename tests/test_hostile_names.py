@@ -199,6 +199,11 @@ def test_cache_entries_and_folders_of_another_user_are_not_trusted(sandbox, cach
     again, err = _scenes("self", sandbox)
     assert again["scenes"] == fresh["scenes"] and "can be written by other users; not using it" in err
     assert os.listdir(os.path.join(cache_root, "scenes")) == []  # nothing written there either
+    os.chmod(os.path.join(cache_root, "scenes"), 0o700)
+    os.chown(os.path.join(cache_root, "scenes"), NOBODY, NOBODY)  # private, but someone else's
+    again, err = _scenes("self", sandbox)
+    assert again["scenes"] == fresh["scenes"] and f"belongs to another user (uid {NOBODY})" in err
+    assert "can be written by other users" not in err
 
 
 @pytest.mark.parametrize("user", USERS)

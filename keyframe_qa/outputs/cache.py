@@ -60,9 +60,13 @@ def kind_dir(kind: str, create: bool) -> Optional[str]:
     if not stat.S_ISDIR(status.st_mode):
         warn(f"the {kind} cache {folder} is not a folder; not using the cache")
         return None
-    if status.st_uid != os.geteuid() or status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        warn(f"the {kind} cache {folder} can be written by other users; not using it (make it yours with mode "
-             f"700, or set {CACHE_ENV} to a private folder)")
+    if status.st_uid != os.geteuid():
+        warn(f"the {kind} cache {folder} belongs to another user (uid {status.st_uid}); not using it (set "
+             f"{CACHE_ENV} to a folder of your own)")
+        return None
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        warn(f"the {kind} cache {folder} can be written by other users; not using it (chmod 700 it, or set "
+             f"{CACHE_ENV} to a private folder)")
         return None
     return folder
 
