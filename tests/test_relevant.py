@@ -199,6 +199,13 @@ def test_ask_relevant_with_the_html_curve(capsys, segment_clip, tiny_scorers, ti
     assert len(report["frames"]) == 4 and all("relevance" in f for f in report["frames"])
     text = page.read_text()
     assert "<polyline" in text and text.count('<circle cx=') == 4 and "relevance" in text
+    # Axes: relevance 0, 0.5 and 1; the 30 s of video ticked every 5 s; and a key to the marks.
+    import re
+
+    assert re.findall(r'text-anchor="end">([\d.]+)</text>', text) == ["0", "0.5", "1"]
+    assert re.findall(r'text-anchor="middle">([\d.]+)s</text>', text) == [str(5 * i) for i in range(7)]
+    assert ">relevance</text>" in text and ">time in the video</text>" in text
+    assert "relevance of each candidate" in text and "a chosen frame" in text
 
 
 def test_batch_relevant_gives_each_video_its_frames(capsys, segment_clip, tiny_scorers, tiny_model, tmp_path):

@@ -234,9 +234,14 @@ def test_the_html_page_shows_the_timeline_and_each_moments_frames(clips, tmp_pat
     assert report["html"] == str(page)
     assert "&lt;b&gt;the marker&lt;/b&gt;" in text and "<b>the marker</b>" not in text  # the query is escaped
     assert text.count('class="moment"') == 1 and text.count('class="coarse"') == 1
-    assert "First frame at 0:00:04.700 (asked for 0:00:04.700; frame 47)" in text
-    assert "Last frame at 0:00:13.300 (asked for 0:00:13.300; frame 133)" in text
+    # Found, not asked for: the captions name no time asked for.
+    assert "First frame at 0:00:04.700 (frame 47)" in text and "Last frame at 0:00:13.300 (frame 133)" in text
+    assert "asked for" not in text
     assert text.count("data:image/jpeg;base64,") == 2
+    # The timeline is ticked (20 s of video: every 2 s) and says what its colours are.
+    assert [float(t) for t in re.findall(r'class="tick"[^>]*>([\d.]+)s<', text)] == [2.0 * i for i in range(11)]
+    assert "the span the model named (coarse pass)" in text and "the moment, to its first and last frame" in text
+    assert "1 moment;" not in text and "1 moment<" in text
 
 
 def test_html_and_output_cannot_be_the_video_or_each_other(capsys, clips, tiny_model, tmp_path):

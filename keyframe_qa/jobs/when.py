@@ -145,7 +145,9 @@ def when_job(request, *, output: Optional[str] = None, html: Optional[str] = Non
         probed = probe(request.video)
         pairs = []
         for moment in report["moments"]:
-            first, last = read_frames(probed, [moment["first_frame"]["timestamp"], moment["last_frame"]["timestamp"]])
+            # Found, not asked for: no "asked for" time in the captions.
+            first, last = read_frames(probed, [moment["first_frame"]["timestamp"], moment["last_frame"]["timestamp"]],
+                                      requested=[None, None])
             pairs.append((first, last))
         write_file(html, render_when(probed.info, request.query, report["moments"], pairs, report["model"]["id"]),
                    "--html", [request.video])
