@@ -15,7 +15,7 @@ from .model.checkpoint import CheckpointInfo
 from .errors import UsageError
 from .options import options_record
 from .grounding import FrameGeometry, find_boxes, grounding_prompt
-from .console import warn
+from .console import counted, warn
 from .model.prompt import build_prompt, image_label_text, video_times_text
 from .records import Answer, Frame, FrameBudget, GenerationSettings
 from .model.text_tokens import text_counter
@@ -201,8 +201,8 @@ def warn_truncated(answers: Sequence[Answer], generation: GenerationSettings, wh
     if not cut:
         return
     boxes = sum(len(a.boxes) for a in cut)
-    kept = f", keeping the {boxes} box(es) before the cut" if boxes else ""
-    warn(f"{where}: {len(cut)} reply(ies) stopped at --max-new-tokens {generation.max_new_tokens}{kept} "
+    kept = f", keeping the {counted(boxes, 'box', 'boxes')} before the cut" if boxes else ""
+    warn(f"{where}: {counted(len(cut), 'reply', 'replies')} stopped at --max-new-tokens {generation.max_new_tokens}{kept} "
          f"(marked \"truncated\"): raise --max-new-tokens to get them whole")
 
 

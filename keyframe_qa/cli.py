@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import Optional
 
 import click
 
@@ -44,17 +45,20 @@ def _selection(options: dict, **extra):
                    **extra)
 
 
-def _emit(text: str, output) -> None:
-    """Write a result to its checked output (stdout when none), and say where it went."""
+def _emit(text: str, output, report: Optional[dict] = None) -> None:
+    """Write a result to its checked output (stdout when none), and say every file the run wrote."""
     from .outputs.paths import write_output
 
     write_output(output, text)
-    _wrote(output)
+    _wrote(report or {}, None if output.is_stdout else output.given)
 
 
-def _wrote(output) -> None:
-    if not output.is_stdout:
-        _say(f"wrote {output.given}")
+def _wrote(report: dict, output) -> None:
+    from .outputs.report import written
+
+    line = written(report, output)
+    if line:
+        _say(line)
 
 
 def _say(text: str) -> None:
@@ -102,9 +106,8 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
 
     request = _request(video, questions, options, annotate=annotate, html=html_path, save_frames=save_frames,
                        output=output or "-")
-    run_ask(request)
-    if not names_stdout(output):
-        _say(f"wrote {output}")
+    report = run_ask(request)
+    _wrote(report, None if names_stdout(output) else output)
 
 
 @cli.command()
@@ -121,7 +124,7 @@ def when(video, query, html_path, output, **options):
     from .outputs.report import to_json
 
     report, target = when_job(WhenRequest(video=video, query=query, **options), output=output, html=html_path)
-    _emit(to_json(report), target)
+    _emit(to_json(report), target, report)
 
 
 @cli.command()
@@ -211,10 +214,13 @@ def compare(config_path, output, html_path):
     if html_path:
         write_output(page, render_compare(config_path, engine.model_id, views))
         report["html"] = html_path
-    _emit(to_json(report), target)
+    _emit(to_json(report), target, report)
     failed = [c["name"] for c in report["comparisons"] if c["status"] != "ok"]
     if failed:
-        click.echo(f"Error: {len(failed)} comparison(s) failed: {', '.join(failed)} (see their `error`)", err=True)
+        from .console import counted
+
+        click.echo(f"Error: {counted(len(failed), 'comparison')} failed: {', '.join(failed)} (see their `error`)",
+                   err=True)
         raise click.exceptions.Exit(1)
 
 

@@ -92,6 +92,12 @@ class Progress:
               flush=True)
 
 
+def counted(count: int, word: str, many: str = "") -> str:
+    """"1 reply", "3 replies": a count with its noun in the right number (`many`: the plural, when it is not
+    the word with an s)."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
 def duration_text(seconds: float) -> str:
     """A duration as a person says it: 0.4 s, 12 s, 3.5 min, 2.1 h."""
     if seconds < 10:

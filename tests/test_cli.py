@@ -256,3 +256,19 @@ def test_python_dash_m_and_console_script_run(videos):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("Error: time 99s")
+
+
+def test_the_closing_line_names_every_file_written(capsys, videos, tiny_model, tmp_path):
+    out, page = tmp_path / "a.json", tmp_path / "a.html"
+    code, stdout, err = run(capsys, "ask", videos["plain.mp4"], "Where is the car?", "--at", "1,2", "--model",
+                            tiny_model, "--max-new-tokens", "2", "-o", str(out), "--html", str(page),
+                            "--save-frames", str(tmp_path / "f"), "--annotate", str(tmp_path / "ann"))
+    assert code == 0, err
+    assert f"wrote {out}, the page {page}, 2 frames in {tmp_path / 'f'} and 2 annotated frames in {tmp_path / 'ann'}" \
+        in err
+    code, stdout, err = run(capsys, "ask", videos["plain.mp4"], "q", "--at", "1", "--model", tiny_model,
+                            "--max-new-tokens", "2", "--save-frames", str(tmp_path / "g"))
+    assert code == 0 and json.loads(stdout) and f"wrote 1 frame in {tmp_path / 'g'}" in err
+    code, stdout, err = run(capsys, "ask", videos["plain.mp4"], "q", "--at", "1", "--model", tiny_model,
+                            "--max-new-tokens", "2")
+    assert code == 0 and "wrote" not in err

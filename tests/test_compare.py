@@ -128,7 +128,7 @@ comparisons:
     late, fine = json.loads(out)["comparisons"]
     assert late["status"] == "error" and "past the end" in late["error"]
     assert fine["status"] == "ok"
-    assert "1 comparison(s) failed: too late" in err
+    assert "1 comparison failed: too late" in err
 
 
 def test_shipped_example_config_is_valid_and_its_schema_is_current():

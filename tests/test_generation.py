@@ -46,7 +46,7 @@ def test_a_reply_cut_at_the_limit_is_flagged_with_one_warning(capsys, videos, ti
     assert all(a["answer"] is not None for a in report["answers"])
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1
-    assert "2 reply(ies) stopped at --max-new-tokens 4" in warnings[0] and "raise --max-new-tokens" in warnings[0]
+    assert "2 replies stopped at --max-new-tokens 4" in warnings[0] and "raise --max-new-tokens" in warnings[0]
 
 
 def test_a_reply_that_ends_on_its_own_is_not_truncated(videos, tiny_model):

@@ -341,7 +341,7 @@ def test_a_batch_counts_truncations_once_and_names_its_failures(capsys, videos, 
     assert code == 1
     lines = err.strip().splitlines()
     assert not [line for line in lines if line.startswith("warning:")]  # no line per video
-    assert "3 video(s) had replies stopped at --max-new-tokens 1" in err
+    assert "3 videos had replies stopped at --max-new-tokens 1" in err
     assert any(line.startswith("failed: ") and "broken.mp4" in line and "not a readable video" in line
                for line in lines)
     assert lines[-1].startswith("3 answered, 1 failed")

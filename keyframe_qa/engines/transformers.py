@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..console import counted
 from ..model.prompt import prompt_parts
 from ..model.budget import check_context
 from ..model.checkpoint import CheckpointInfo, inspect_checkpoint, missing_model_message
@@ -37,7 +38,7 @@ def resolve_device(device: str) -> str:
         if not torch.cuda.is_available():
             raise UsageError(f"--device {device} asked for, but torch sees no CUDA GPU (use --device cpu)")
         if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
-            raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+            raise UsageError(f"--device {device}: only {counted(torch.cuda.device_count(), 'CUDA device')} present")
         return device if ":" in device else "cuda:0"
     if device == "cpu":
         return "cpu"

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional, Sequence, Union
 
-from ..console import Progress
+from ..console import Progress, counted
 from ..engines import check_spec, engine_checkpoint
 from ..options import check_value, default
 from ..errors import UsageError
@@ -206,11 +206,11 @@ def summary_line(summary: BatchSummary, output: str) -> str:
         batched = f"; {len(summary.batches)} generate batches of {mean:.1f} prompts on average"
     lines = []  # the details first: the closing line stays the last
     if summary.truncated:
-        lines.append(f"{summary.truncated} video(s) had replies stopped at --max-new-tokens "
+        lines.append(f"{counted(summary.truncated, 'video')} had replies stopped at --max-new-tokens "
                      f"{summary.max_new_tokens} (their lines give truncated_replies): raise --max-new-tokens to get "
                      f"them whole")
     if summary.approximate_times:
-        lines.append(f"{summary.approximate_times} video(s) were told approximate times in video mode (see their "
+        lines.append(f"{counted(summary.approximate_times, 'video')} {'was' if summary.approximate_times == 1 else 'were'} told approximate times in video mode (see their "
                      f"model.time_fidelity): use --mode images, or evenly spaced frames within its max_fps")
     for video, error in summary.failures:
         lines.append(f"failed: {readable(video)}: {' '.join(error.split())[:300]}")

@@ -109,6 +109,25 @@ def model_record(engine, mode: str, generation) -> dict:
             "generation": asdict(generation)}
 
 
+def written(report: dict, output: Optional[str] = None) -> Optional[str]:
+    """"wrote a.json, the page a.html, 3 frames in f/ and 3 annotated frames in ann/": every file a run wrote
+    (the JSON when not on stdout, the HTML page, the frames saved and annotated), or None when it wrote none."""
+
+    parts = [output] if output and output != "-" else []
+    if report.get("html"):
+        parts.append(f"the page {report['html']}")
+    frames = report.get("frames") or []
+    for key, what in (("file", "frame"), ("annotated", "annotated frame")):
+        files = [f[key] for f in frames if isinstance(f, dict) and f.get(key)]
+        if files:
+            folders = sorted({os.path.dirname(path) or "." for path in files})
+            plural = what if len(files) == 1 else what.replace("frame", "frames")
+            parts.append(f"{len(files)} {plural} in {', '.join(folders)}")
+    if not parts:
+        return None
+    return "wrote " + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
+
+
 def to_json(report: dict) -> str:
     """Serialise a report the same way everywhere (valid UTF-8 whatever the file names: jsontext.py;
     readable indentation)."""
