@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 
 from keyframe_qa.jobs.compare_config import ConfigError, json_schema, load_config
-from tests.test_cli import run
+from tests.test_cli import assert_one_line_error, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -136,3 +136,24 @@ def test_shipped_example_config_is_valid_and_its_schema_is_current():
     assert len(config.comparisons) == 2
     with open(os.path.join(ROOT, "configs", "before_after.schema.json")) as handle:
         assert json.load(handle) == json_schema(), "regenerate: python -m keyframe_qa.jobs.compare_config > configs/before_after.schema.json"
+
+
+def test_a_key_given_twice_is_a_config_error(capsys, tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("defaults:\n  max_new_tokens: 2\n  max_new_tokens: 4\ncomparisons:\n"
+                    "  - {name: a, video: x.mp4, before: 1, after: 2, questions: [q], name: b}\n")
+    code, out, err = run(capsys, "compare", str(path))
+    assert code == 2
+    assert "line 3: 'max_new_tokens' is given twice (first on line 2)" in err
+    assert err.count("given twice") == 1  # the first problem stops the read: a YAML error, not a model one
+
+
+def test_a_huge_config_is_refused_before_it_is_parsed(capsys, tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.setattr(yaml, "load", lambda *a, **k: pytest.fail("parsed"))
+    path = tmp_path / "huge.yaml"
+    path.write_text("comparisons:\n" + "  - {name: a, video: x.mp4, before: 1, after: 2, questions: [q]}\n" * 200_000)
+    code, out, err = run(capsys, "compare", str(path))
+    assert code == 2
+    assert_one_line_error(err, "is 12.4 MiB: a compare config is at most 1 MiB")

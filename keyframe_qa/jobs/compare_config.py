@@ -119,15 +119,23 @@ class CompareConfig(_Strict):
         return merged
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config lists comparisons by hand: 1 MiB is thousands of them (10 MB took minutes)
+
+
 def load_config(path: str) -> CompareConfig:
-    """Read and validate a comparison config; ConfigError lists every problem."""
+    """Read and validate a comparison config; ConfigError lists every problem (a key given twice in one
+    mapping is one: YAML would keep the last silently)."""
     import yaml
 
     if not os.path.isfile(path):
         raise UsageError(f"config not found: {path}")
+    size = os.path.getsize(path)
+    if size > MAX_CONFIG_BYTES:
+        raise UsageError(f"config {path} is {size / (1 << 20):.1f} MiB: a compare config is at most 1 MiB (for "
+                         f"thousands of videos, use `keyframe-qa batch` with a manifest)")
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            data = yaml.load(handle.read(MAX_CONFIG_BYTES + 1), Loader=_unique_key_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "yaml"
@@ -140,6 +148,29 @@ def load_config(path: str) -> CompareConfig:
         return CompareConfig.model_validate(data, context={"base": os.path.dirname(os.path.abspath(path))})
     except ValidationError as exc:
         raise ConfigError(path, [_problem(error) for error in exc.errors()]) from exc
+
+
+def _unique_key_loader():
+    """yaml.SafeLoader that refuses a key given twice in one mapping (a ConfigError at its line)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.get(key)
+                    seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:
+                    continue  # an unhashable key: the base class says so
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"{key!r} is given twice (first on line {first}): YAML would keep only the last",
+                        key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def _problem(error: dict) -> str:
