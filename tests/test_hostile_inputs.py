@@ -502,3 +502,14 @@ def test_text_that_is_not_utf8_is_one_usage_error_in_every_command(capsys, video
     code, out, err = run(capsys, *args, "--model", tiny_model) if args[0] != "frames" else run(capsys, *args)
     assert code == 2, err
     assert_one_line_error(err, "is not valid UTF-8 text (byte 0xe9 after 'caf')")
+
+
+@pytest.mark.parametrize("args", [["scenes", "{video}"], ["ask", "{video}", "q", "--at", "1"], ["when", "{video}", "x"]])
+def test_a_closed_stdout_is_one_usage_error_before_any_work(videos, args):
+    # `keyframe-qa ... >&-`: the process starts with no file descriptor 1, and Python with no sys.stdout.
+    command = [sys.executable, "-m", "keyframe_qa", *[a.format(video=videos["plain.mp4"]) for a in args],
+               "--model", "/nonexistent"] if args[0] != "scenes" else \
+        [sys.executable, "-m", "keyframe_qa", *[a.format(video=videos["plain.mp4"]) for a in args]]
+    done = subprocess.run(command, preexec_fn=lambda: os.close(1), stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "Error: standard output is closed: give -o FILE to write the result to a file"

@@ -61,9 +61,17 @@ def names_stdout(given: Optional[str]) -> bool:
     return given is None or given == STDOUT or given in _STDOUT_ALIASES
 
 
+def check_stdout(option: str = "-o") -> None:
+    """A usage error, before any work, when standard output is closed (`>&-`: Python then has no sys.stdout,
+    and the result would be lost at the end)."""
+    if sys.stdout is None:
+        raise UsageError(f"standard output is closed: give {option} FILE to write the result to a file")
+
+
 def check_output_file(given: str, option: str, inputs: Iterable[str] = ()) -> OutputPath:
     """Decide how `given` will be written, refusing what must not be written. Writes nothing."""
     if names_stdout(given):
+        check_stdout(option)
         return OutputPath(given or STDOUT, None, "stdout", option)
     if not given or not given.strip():
         raise UsageError(f"{option} needs a path (or - for standard output)")
