@@ -513,3 +513,15 @@ def test_a_closed_stdout_is_one_usage_error_before_any_work(videos, args):
     done = subprocess.run(command, preexec_fn=lambda: os.close(1), stderr=subprocess.PIPE, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == "Error: standard output is closed: give -o FILE to write the result to a file"
+
+
+@pytest.mark.parametrize("option", ["--annotate", "--save-frames", "--html", "-o"])
+def test_an_output_where_nothing_can_be_written_is_refused_before_the_model_loads(capsys, videos, tiny_model, forbid,
+                                                                                 option):
+    # Root passes every permission check on /proc, yet nothing can be created there.
+    forbid("probe", "build_engine")
+    target = "/proc/keyframe-qa-test" + (".html" if option == "--html" else ".json" if option == "-o" else "")
+    code, _, err = run(capsys, "ask", videos["plain.mp4"], "q", "--at", "1", "--model", tiny_model, option, target)
+    assert code == 2, err
+    assert_one_line_error(err, f"cannot create {option} {target} in /proc")
+    assert not os.path.exists(target)

@@ -118,6 +118,7 @@ def check_output_dir(given: str, option: str) -> str:
             raise UsageError(f"{option} {given} is a file, not a folder")
         if not os.access(path, os.W_OK | os.X_OK):
             raise UsageError(f"cannot write into {option} {given}: permission denied")
+        _try_writing(path, f"cannot write into {option} {given}")
         return path
     _check_creatable(os.path.dirname(path), given, option)
     return path
@@ -270,6 +271,19 @@ def _check_creatable(folder: str, given: str, option: str) -> None:
         raise UsageError(f"cannot create {option} {given}: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UsageError(f"cannot create {option} {given}: the folder {ancestor} is not writable (permission denied)")
+    _try_writing(ancestor, f"cannot create {option} {given} in {ancestor}")
+
+
+def _try_writing(folder: str, failure: str) -> None:
+    """Make and remove an empty folder of our own in `folder`: permissions alone do not tell (root may
+    write anywhere by them, yet not into /proc or a read-only mount), and the run must not fail there
+    after the model has loaded. Nothing is left behind."""
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".keyframe-qa-check-", dir=folder))
+    except OSError as exc:
+        raise UsageError(f"{failure}: {reason(exc, lower=True)}") from exc
 
 
 
