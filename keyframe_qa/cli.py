@@ -183,7 +183,9 @@ def frames(video, out_dir, image_format, quality, max_side, query, device, **sel
                          device=device)
     index, count = frames_job(video, request, out_dir, image_format=image_format, quality=quality,
                               max_side=max_side)
-    _say(f"wrote {count} frames and {index}")
+    from .console import counted
+
+    _say(f"wrote {counted(count, 'frame')} and {index}")
 
 
 @cli.command()

@@ -525,3 +525,39 @@ def test_an_output_where_nothing_can_be_written_is_refused_before_the_model_load
     assert code == 2, err
     assert_one_line_error(err, f"cannot create {option} {target} in /proc")
     assert not os.path.exists(target)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+@pytest.mark.parametrize("command", [["frames", "{p}", "--at", "0", "--out", "{tmp}/f"], ["scenes", "{p}"],
+                                     ["ask", "{p}", "q", "--at", "0"]])
+def test_a_still_image_is_refused_by_name(capsys, tmp_path, tiny_model, suffix, command):
+    import cv2
+    import numpy as np
+
+    picture = str(tmp_path / f"photo{suffix}")
+    cv2.imwrite(picture, np.zeros((40, 60, 3), np.uint8))
+    args = [a.format(p=picture, tmp=tmp_path) for a in command] + (["--model", tiny_model] if command[0] == "ask" else [])
+    code, _, err = run(capsys, *args)
+    assert code == 1, err
+    assert_one_line_error(err, f"photo{suffix} is a still image ({'PNG' if suffix == '.png' else 'JPEG'}), not a video")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--threshold", "30"], "--threshold goes with --scenes: add --scenes, or leave it out"),
+    (["--keyframe", "sharpest", "--max-scenes", "3"], "--keyframe and --max-scenes go with --scenes"),
+    (["--candidates", "keyframes"], "--candidates goes with --relevant"),
+    (["--query", "x"], "--query goes with --relevant"),
+])
+def test_an_option_of_a_way_not_chosen_is_a_usage_error(capsys, videos, tmp_path, args, fragment):
+    code, _, err = run(capsys, "frames", videos["plain.mp4"], "--at", "1", *args, "--out", str(tmp_path / "f"))
+    assert code == 2, err
+    assert_one_line_error(err, fragment)
+    assert not (tmp_path / "f").exists()
+
+
+def test_frames_without_a_selection_says_what_it_writes(capsys, videos, tmp_path):
+    code, _, err = run(capsys, "frames", videos["plain.mp4"], "--out", str(tmp_path / "f"))
+    assert code == 0, err
+    assert "no frames chosen (--at, --every, --num-frames, --fps, --scenes or --relevant): writing 12 sampled like " \
+           "qwen-vl-utils (2 a second)" in err
+    assert "wrote 12 frames and" in err

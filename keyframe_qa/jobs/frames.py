@@ -11,6 +11,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..console import status
+from ..errors import UsageError
 from ..outputs.images import write_frame_file
 from ..outputs.paths import check_chosen_name, check_output_dir, write_chosen_name
 from ..outputs.report import frames_index, to_json
@@ -29,6 +31,9 @@ def frames_job(video: str, request: SelectionRequest, out_dir: str, *, image_for
 
     Every refusal comes before decoding: the selection, the video, the folder, and `frames.json` (a name
     we choose: a link or an input standing there is refused)."""
+    if request.queries and request.relevant is None:
+        raise UsageError("--query goes with --relevant (the frames most relevant to it): add --relevant N, or leave "
+                         "--query out")
     check_request(request)
     check_path(video)
     check_output_dir(out_dir, "--out")
@@ -36,6 +41,10 @@ def frames_job(video: str, request: SelectionRequest, out_dir: str, *, image_for
     check_chosen_name(index, "--out", [video])
     probed = probe(video)
     chosen = select(probed, request)
+    if chosen.record.get("method") == "default":
+        # Writing files nobody chose: say how many and how to choose.
+        status(f"no frames chosen (--at, --every, --num-frames, --fps, --scenes or --relevant): writing "
+               f"{len(chosen.times)} sampled like qwen-vl-utils ({chosen.record['fps']:g} a second)")
     extracted, files = write_frames(probed, chosen, out_dir, image_format=image_format, quality=quality,
                                     max_side=max_side, option="--out")
     text = to_json(frames_index(probed.info, chosen.record, extracted, files))

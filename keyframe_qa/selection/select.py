@@ -9,7 +9,7 @@ from typing import Optional
 
 from ..errors import UsageError
 from ..texts import check_prompt_text
-from ..options import RELEVANCE, SELECTION, check_value, options_record
+from ..options import OPTIONS, RELEVANCE, SCENE, SELECTION, check_value, default, options_record
 from ..video.probe import ProbedVideo, check_times
 from ..records import VideoInfo
 from .scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
@@ -67,6 +67,18 @@ def check_request(request: SelectionRequest, *, scorer=None) -> None:
         raise UsageError("--at needs at least one time")
     if request.scenes:
         check_options(request.scene_options)
+    # An option of a way of choosing frames that was not chosen would be ignored without a word.
+    _check_unused([name for name in SCENE if getattr(request.scene_options, name) != default(name)], "--scenes",
+                  request.scenes)
+    _check_unused([name for name in RELEVANCE if getattr(request, name) != default(name)], "--relevant",
+                  request.relevant is not None)
+
+
+def _check_unused(names: list[str], way: str, chosen: bool) -> None:
+    if names and not chosen:
+        flags = [OPTIONS[name].cli_flag for name in names]
+        raise UsageError(f"{' and '.join(flags)} {'goes' if len(flags) == 1 else 'go'} with {way}: add {way}, or "
+                         f"leave {'it' if len(flags) == 1 else 'them'} out")
 
 
 def _check_relevant(request: SelectionRequest, read_scorer: bool = True) -> None:

@@ -8,6 +8,8 @@ is not 0, and what lets `frames.py` decode only from the right keyframe to each 
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import replace
 from fractions import Fraction
 from typing import Optional, Sequence
@@ -96,6 +98,7 @@ def probe(path: str) -> ProbedVideo:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["no"]
             raise VideoError(f"{path} has no video stream (it has {', '.join(kinds)} streams)")
+        _check_not_still(container, path)
         stream = _main_video_stream(container)
         index, note = sample_table_index(container, stream, path)
         bounds = None
@@ -111,6 +114,16 @@ def probe(path: str) -> ProbedVideo:
         if note:
             info = replace(info, index_note=f"every packet was scanned: {note}")
         return ProbedVideo(info, stream.index, index, bounds)
+
+
+def _check_not_still(container, path: str) -> None:
+    """A still image (PNG, JPEG, WebP, ...) opens as a one-picture stream timed by a made-up 25 fps: refused
+    by name, with the way to make it a video."""
+    name = container.format.name
+    if name == "image2" or name.endswith("_pipe"):
+        kind = name.replace("_pipe", "").replace("image2", "image").upper()
+        raise VideoError(f"{path} is a still image ({kind}), not a video: keyframe-qa reads videos (to ask about a "
+                         f"picture, make it a one-frame video: ffmpeg -i {os.path.basename(path)} -frames:v 1 still.mp4)")
 
 
 def check_times(info: VideoInfo, times: list[float]) -> None:
