@@ -193,3 +193,29 @@ def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, 
     assert summary.done == 2
     assert events.index(("prepare", "cut.mp4")) < events.index(("answered", "plain.mp4"))
 
+
+
+def test_the_same_video_named_three_ways_is_answered_once(capsys, videos, tiny_model, tmp_path, monkeypatch):
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(videos["plain.mp4"], clip)
+    os.symlink(clip, tmp_path / "link.mp4")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "r.jsonl"
+    code, _, err = run(capsys, "batch", str(clip), "./clip.mp4", "link.mp4", "-q", "q", "--at", "1", "--model",
+                       tiny_model, "--max-new-tokens", "2", "-o", str(out))
+    assert code == 0, err
+    assert "2 inputs named a video already listed" in err
+    lines = out.read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["video"]["path"] == str(clip)
+
+
+def test_a_large_manifest_says_it_is_being_read(capsys, videos, tmp_path, monkeypatch):
+    import keyframe_qa.jobs.batch_inputs as inputs
+
+    monkeypatch.setattr(inputs, "LARGE_MANIFEST_BYTES", 100)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("video,at,question\n" + "".join(f"{videos['plain.mp4']},{i % 5},q{i}\n" for i in range(50)))
+    items = inputs.read_manifest(str(manifest))
+    err = capsys.readouterr().err
+    assert len(items) == 50
+    assert f"reading the manifest {manifest}" in err and f"read 50 rows of {manifest} in" in err

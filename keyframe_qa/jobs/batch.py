@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional, Sequence, Union
 
-from ..console import Progress, counted
+from ..console import Progress, counted, status
 from ..engines import check_spec, engine_checkpoint
 from ..options import check_value, default
 from ..errors import UsageError
@@ -25,7 +25,7 @@ from ..outputs.jsontext import readable
 from ..outputs.paths import OutputPath, check_output_file
 from ..outputs.results_file import ResultsFile, check_results_file, key_path
 from .ask import AskRequest, check_texts, check_when, engine_spec, selection_request
-from .batch_inputs import BatchItem, collect_items, item_request, settings_hash
+from .batch_inputs import BatchItem, collect_items, distinct_items, item_request, settings_hash
 from ..selection.select import check_request
 from .local_runner import run_here
 
@@ -49,10 +49,16 @@ class BatchSummary:
     approximate_times: int = 0  # videos (video mode) whose model was told approximate times
 
 
+MANY_ITEMS = 10_000  # a batch this long shows its progress while it is checked against the results file
+
+
 def batch_job(inputs: Sequence[str], template: AskRequest, output: str, **options) -> BatchSummary:
     """The `batch` command: the videos of `inputs` (files, folders, globs, manifests) answered into `output`
     (see `run_batch` for the options). Everything that can refuse the run does so before any work."""
-    items = collect_items(inputs)
+    items, duplicates = distinct_items(collect_items(inputs))
+    if duplicates:
+        status(f"{counted(duplicates, 'input')} named a video already listed (the same file by another name, "
+               f"asked the same): each is answered once")
     if not template.questions and not template.find and any(not i.questions and not i.error for i in items):
         raise UsageError("give questions with -q (or --find, or a `question` column in the manifest)")
     return run_batch(items, template, output, inputs=[path for path in inputs if os.path.isfile(path)], **options)
@@ -81,11 +87,16 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
     # (a model that does not load, a server or cluster not there) leaves the results file as it was.
     with ResultsFile(output, overwrite=overwrite, hold=True) as results:
         todo = []
+        # A long list takes a while to hash and match against the results file: shown like the run itself.
+        checking = Progress(len(items), desc="checking what is done", unit="video",
+                            enabled=progress and len(items) > MANY_ITEMS)
         for item in items:
             request = item_request(template, item)
             settings = settings_hash(request, checkpoint.model_id)
             if (key_path(item.video), settings) not in results.finished:
                 todo.append((item, request, settings))
+            checking.update()
+        checking.close()
         skipped = len(items) - len(todo)
         bar = Progress(len(items), initial=skipped, desc="videos", unit="video", enabled=progress)
         counts = {"done": 0, "failed": 0, "stop": False, "truncated": 0, "max_new_tokens": None,

@@ -8,9 +8,11 @@ import glob
 import hashlib
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, replace
 from typing import Iterable, Optional, Sequence
 
+from ..console import status
 from ..errors import UsageError
 from ..options import OPTIONS
 from ..selection.select import SelectionRequest
@@ -62,11 +64,45 @@ def collect_items(inputs: Sequence[str]) -> list[BatchItem]:
     return items
 
 
+def distinct_items(items: Sequence[BatchItem]) -> tuple[list[BatchItem], int]:
+    """(the items with each video asked the same way once, how many were dropped): the same file named
+    several ways (a path, `./path`, a symlink, a hard link) with the same times and questions is answered
+    once, under the first name it was given."""
+    seen: set = set()
+    identities: dict[str, object] = {}  # a manifest names one video in many rows: one stat each
+    kept = []
+    for item in items:
+        identity = identities.get(item.video)
+        if identity is None:
+            try:
+                status = os.stat(item.video)
+                identity = (status.st_dev, status.st_ino)
+            except (OSError, ValueError):
+                identity = item.video  # not there (its error says so): compared by name
+            identities[item.video] = identity
+        key = (identity, item.times, item.questions, item.error)
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(item)
+    return kept, len(items) - len(kept)
+
+
+LARGE_MANIFEST_BYTES = 1 << 20  # a manifest this large says that it is being read, and how long it took
+
+
 def read_manifest(path: str) -> list[BatchItem]:
     """Rows of a .csv (header: video, at, question) or .jsonl manifest; paths relative to it.
 
     A row is read up to MAX_MANIFEST_ROW_BYTES: a longer one is that row's error line, never held whole."""
     base = os.path.dirname(os.path.abspath(path))
+    started = time.perf_counter()
+    try:
+        large = os.path.getsize(path) > LARGE_MANIFEST_BYTES
+    except OSError:
+        large = False
+    if large:
+        status(f"reading the manifest {path} ({os.path.getsize(path) / (1 << 20):.0f} MiB)")
     try:
         # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, which must not join the header.
         with open(path, encoding="utf-8-sig", newline="") as handle:
@@ -94,6 +130,8 @@ def read_manifest(path: str) -> list[BatchItem]:
             items.append(BatchItem(video=video, error=f"{path} row {number}: {exc}"))
             continue
         items.append(BatchItem(video=video, times=times, questions=questions))
+    if large:
+        status(f"read {len(items):,} rows of {path} in {time.perf_counter() - started:.1f} s")
     return items
 
 
