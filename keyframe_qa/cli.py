@@ -267,7 +267,7 @@ def main(argv=None) -> int:
 def _fail(message: str, debug: bool) -> None:
     if debug:
         traceback.print_exc()
-    from .outputs.jsontext import readable
+    from .texts import readable
 
     first_line = " ".join(readable(str(message)).split())
     click.echo(f"Error: {first_line}", err=True)

@@ -27,7 +27,7 @@ def line(text: str) -> None:
     """One whole line on stderr; with a progress bar on the terminal, above the bar (the bar is redrawn).
 
     A file name that is not UTF-8 shows U+FFFD for its odd bytes: a strict UTF-8 stderr must not fail."""
-    from .outputs.jsontext import readable
+    from .texts import readable
 
     text = readable(text)
     if _bars:

@@ -1,5 +1,6 @@
-"""Prompt text from outside (questions, --find, --when, when's query, frames --query, manifest cells),
-checked once, the same way for every command, before the video is read or a model loads.
+"""Text from outside, made safe to use: prompt text (questions, --find, --when, when's query, frames --query,
+manifest cells) checked once, the same way for every command, before the video is read or a model loads;
+and any text (file names above all) made readable for a message or a JSON string.
 
 A shell whose locale is not UTF-8 (or a latin-1 manifest read as bytes) hands Python a string with lone
 surrogates where the bytes were not UTF-8 (PEP 383). No tokenizer takes them: in process they failed
@@ -10,6 +11,7 @@ names the first such byte.
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 from .errors import UsageError
 
@@ -32,3 +34,30 @@ def check_prompt_text(text: object, what: str) -> str:
     before = text[max(0, start - 20):start]
     raise UsageError(f"{what} is not valid UTF-8 text ({byte} after {before!r}): give it in UTF-8 (a shell's "
                      f"locale such as LANG=C.UTF-8, or the manifest saved as UTF-8)")
+
+
+def is_valid(text: str) -> bool:
+    """Whether `text` encodes as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def readable(text: str) -> str:
+    """`text` with each undecodable byte of a file name (or any lone surrogate) shown as U+FFFD."""
+    if is_valid(text):
+        return text
+    raw = name_bytes(text)
+    if raw is not None:
+        return raw.decode("utf-8", "replace")
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def name_bytes(text: str) -> Optional[bytes]:
+    """The bytes a file name string stands for (None for text that is not a decoded name)."""
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:
+        return None

@@ -84,6 +84,17 @@ def test_a_still_image_in_its_own_output_folder_is_not_overwritten(sandbox):
     with open(still, "rb") as handle:
         original = handle.read()
     code, _, err = run_cli("self", ["frames", still, "--at", "0", "--out", "out"], sandbox)
+    _one_error(code, err, 1, "is a still image (PNG), not a video")
+    with open(still, "rb") as handle:
+        assert handle.read() == original
+    # A video that carries the name a frame would be written under is an input, never overwritten.
+    from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
+
+    write_video(still + ".mp4", SyntheticSpec(frame_count=3))
+    os.replace(still + ".mp4", still)
+    with open(still, "rb") as handle:
+        original = handle.read()
+    code, _, err = run_cli("self", ["frames", still, "--at", "0", "--out", "out"], sandbox)
     _one_error(code, err, 1, "is an input of this run")
     with open(still, "rb") as handle:
         assert handle.read() == original

@@ -21,7 +21,7 @@ from ..options import check_value, default
 from ..errors import UsageError
 from ..model.budget import check_budget_settings
 from ..model.checkpoint import CheckpointInfo
-from ..outputs.jsontext import readable
+from ..texts import readable
 from ..outputs.paths import OutputPath, check_output_file
 from ..outputs.results_file import ResultsFile, check_results_file, key_path
 from .ask import AskRequest, check_texts, check_when, engine_spec, selection_request

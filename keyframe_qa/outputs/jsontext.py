@@ -17,6 +17,8 @@ import math
 import os
 from typing import Any, Optional
 
+from ..texts import is_valid, name_bytes, readable
+
 BYTES_SUFFIX = "_bytes"
 
 
@@ -69,33 +71,6 @@ def finite(value: Any, where: str = "", places: Optional[list] = None) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite(item, f"{where}[{i}]", places) for i, item in enumerate(value)]
     return value
-
-
-def is_valid(text: str) -> bool:
-    """Whether `text` encodes as UTF-8 (no lone surrogates)."""
-    try:
-        text.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def readable(text: str) -> str:
-    """`text` with each undecodable byte of a file name (or any lone surrogate) shown as U+FFFD."""
-    if is_valid(text):
-        return text
-    raw = name_bytes(text)
-    if raw is not None:
-        return raw.decode("utf-8", "replace")
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-
-
-def name_bytes(text: str) -> Optional[bytes]:
-    """The bytes a file name string stands for (None for text that is not a decoded name)."""
-    try:
-        return os.fsencode(text)
-    except UnicodeEncodeError:
-        return None
 
 
 def path_of(record: dict, key: str = "path") -> Optional[str]:
