@@ -191,6 +191,16 @@ def limits_text(option: Option) -> str:
     return text + " (a whole number)" if option.kind is int else text
 
 
+def _help_limits(option: Option) -> str:
+    """The limits as --help shows them, short: "1 to 1048576", "above 0, at most 1000"."""
+    if option.name == "min_scene_len":
+        return f"at most {option.high:g} s or {option.high * MAX_RATE:.0f} frames"
+    if option.kind is int:
+        return f"{int(option.low or 0)} to {int(option.high or 0)}"
+    low = f"above {option.low:g}, " if option.low_open else f"{option.low:g} to " if option.low is not None else ""
+    return f"{low}at most {option.high:g}" if low.startswith("above") or not low else f"{low}{option.high:g}"
+
+
 def word_or_positive(name: str, text: str, word: str, what: str) -> Optional[float]:
     """None for `word`, else a finite number within option `name`'s limits, as it takes it (--precision
     frame|SECONDS, --candidates keyframes|RATE); a UsageError naming the limits for anything else."""
@@ -299,7 +309,9 @@ def click_options(names: tuple, *, parsers: Optional[dict[str, Callable]] = None
     def decorate(command):
         for name in reversed(names):
             option = OPTIONS[name]
-            kwargs: dict = {"help": option.help, "metavar": option.metavar}
+            # The limits are said where the option is described, not only when a value breaks them.
+            shown = option.help if option.high is None or option.choices else f"{option.help} [{_help_limits(option)}]"
+            kwargs: dict = {"help": shown, "metavar": option.metavar}
             if option.kind is bool:
                 flag = option.cli_flag
                 # A flag that turns a True default off (--no-cache) is stored under the option's name.
