@@ -265,3 +265,18 @@ def test_the_key_comes_from_the_named_variable_and_a_refused_key_is_one_line(cap
     finally:
         front.shutdown()
         front.server_close()
+
+
+def test_the_prompt_counter_is_exact_in_a_fresh_cli_process(exact_clips, tiny_model, openai_server):
+    # In a process of its own, where nothing else imported jinja2.ext first (transformers does, in the tests'),
+    # the server engine's prompt check must still be exact.
+    done = subprocess.run([sys.executable, "-m", "keyframe_qa", "ask", exact_clips[0], "q", "--at", "1", "--model",
+                           tiny_model, "--max-new-tokens", "2", *openai_args(openai_server)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["model"]["prompt_check"] == "exact"
+    probe = "import sys, keyframe_qa.engines.openai as o; o.PromptCounter.for_checkpoint(sys.argv[1]) or sys.exit(3); " \
+            "print(sorted(m for m in sys.modules if m.startswith('transformers')))"
+    done = subprocess.run([sys.executable, "-c", probe, tiny_model], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"  # the counter needs no transformers

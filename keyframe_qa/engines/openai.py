@@ -369,7 +369,9 @@ class PromptCounter:
     placeholder expanded to its visual tokens, the text tokenised with the checkpoint's tokenizer."""
 
     def __init__(self, tokenizer_path: str, template: str):
-        import jinja2
+        # `jinja2.ext` is a submodule: a bare `import jinja2` does not load it, and only a process where
+        # something else had (transformers) found `jinja2.ext.loopcontrols`.
+        import jinja2.ext
         from jinja2.sandbox import ImmutableSandboxedEnvironment
         from tokenizers import Tokenizer
 
@@ -382,7 +384,10 @@ class PromptCounter:
 
     @classmethod
     def for_checkpoint(cls, model_id: str) -> Optional["PromptCounter"]:
-        """A counter from the checkpoint's files on this machine, or None when they are not here."""
+        """A counter from the checkpoint's files on this machine, or None when they are not here or cannot be
+        read (a damaged tokenizer or template costs the exact check, nothing else)."""
+        import jinja2
+
         files = checkpoint_files(model_id, ("tokenizer.json", "chat_template.jinja", "chat_template.json",
                                             "tokenizer_config.json"))
         template = None
@@ -400,7 +405,11 @@ class PromptCounter:
             if "tokenizer.json" not in files or not isinstance(template, str):
                 return None
             return cls(files["tokenizer.json"], template)
-        except Exception:  # noqa: BLE001 - an unreadable template only costs the exact check
+        except (OSError, ValueError, jinja2.TemplateError):
+            return None
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises a bare Exception for a file it cannot parse
+            if type(exc) is not Exception:
+                raise
             return None
 
     def count(self, parts: list, visual: list[int]) -> int:
