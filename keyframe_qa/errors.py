@@ -21,6 +21,14 @@ class ModelError(KeyframeQAError):
     """The model cannot be found, loaded or run."""
 
 
+class ImageLimit(UsageError):
+    """The server takes fewer images in one prompt than the request sends (vLLM's --limit-mm-per-prompt)."""
+
+    def __init__(self, message: str, limit: int):
+        super().__init__(message)
+        self.limit = limit  # the most images the server takes in one prompt
+
+
 class OutOfMemory(ModelError):
     """The accelerator ran out of memory on one prompt; a smaller visual budget may fit (see pipeline.py)."""
 

@@ -118,6 +118,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            choices=FAMILY_NAMES, config="defaults"),
     _positive("timeout", "openai engine: seconds to wait for one whole reply.", default=600.0, config="defaults",
               hashed=False, high=MAX_TIMEOUT),
+    _count("max_images", "openai engine: the most images the server takes in one prompt (vLLM's "
+           "--limit-mm-per-prompt); when's windows fit it, more frames are refused before any work [default: "
+           "learnt from the server's refusal].", config="defaults", hashed=False, high=MAX_FRAMES),
     Option("device", str, "auto", "auto | cpu | cuda | cuda:N", config="defaults"),
     Option("dtype", str, "auto", "auto = bfloat16 on GPUs that have it, float32 on CPU.",
            choices=("auto", "bfloat16", "float16", "float32"), config="defaults"),
@@ -162,12 +165,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
 SELECTION = ("times", "scenes", "every", "num_frames", "fps", "relevant")
 RELEVANCE = ("candidates", "scorer")
 SCENE = ("detector", "threshold", "min_scene_len", "keyframe", "max_scenes")
-ENGINE = ("engine", "model_id", "device", "dtype", "base_url", "api_key_env", "family", "timeout")
+ENGINE = ("engine", "model_id", "device", "dtype", "base_url", "api_key_env", "family", "timeout", "max_images")
 GENERATION = ("sampling", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
 BUDGET = ("min_pixels", "max_pixels", "max_visual_tokens")
 # The order `ask --help` lists them in (and AskRequest's fields).
-ANSWER = ("per_frame", "find", "mode", "model_id", "engine", "base_url", "api_key_env", "family", "timeout", "device",
-          "dtype", *BUDGET, *GENERATION)
+ANSWER = ("per_frame", "find", "mode", "model_id", "engine", "base_url", "api_key_env", "family", "timeout",
+          "max_images", "device", "dtype", *BUDGET, *GENERATION)
 
 
 def default(name: str) -> Any:

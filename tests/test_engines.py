@@ -136,7 +136,7 @@ def test_a_server_that_resizes_the_frames_is_an_error(capsys, exact_clips, tiny_
     (["--engine", "openai", "--base-url", "http://127.0.0.1:x/v1"], "a port that is not a number"),
     (["--engine", "openai", "--base-url", "http:///v1"], "names no host"),
     (["--engine", "openai", "--base-url", "http://local host/v1"], "holds a space"),
-    (["--base-url", "http://127.0.0.1:9/v1"], "--base-url and --family go with --engine openai"),
+    (["--base-url", "http://127.0.0.1:9/v1"], "--base-url, --family and --max-images go with --engine openai"),
 ])
 def test_engine_usage_errors(capsys, videos, tiny_model, args, fragment):
     code, out, err = run(capsys, "ask", videos["plain.mp4"], "q?", "--at", "1", "--model", tiny_model, *args)

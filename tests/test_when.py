@@ -293,12 +293,14 @@ class _OracleServer:
     """The stand-in behind a real local HTTP server speaking the OpenAI chat API (127.0.0.1, stops with the
     test): it decodes the PNG frames the OpenAI engine sends and answers from their pixels."""
 
-    def __init__(self, first: int, last: int):
+    def __init__(self, first: int, last: int, max_images: int = 0):
         import http.server
         import threading
 
         oracle = PixelOracle(first, last)
         self.oracle = oracle
+        self.refused = 0  # prompts refused for holding more than max_images images (0: no limit)
+        owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -321,6 +323,18 @@ class _OracleServer:
                         images.append(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB))
                     else:
                         texts.append(part["text"])
+                if max_images and len(images) > max_images:
+                    # vLLM's refusal, word for word, as --limit-mm-per-prompt '{"image": N}' makes it.
+                    owner.refused += 1
+                    data = json.dumps({"error": {"message": f"At most {max_images} image(s) may be provided in one "
+                                                            f"prompt. (parameter=image)", "type": "BadRequestError",
+                                                 "code": 400}}).encode()
+                    self.send_response(400)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 # The frames' times, from their labels ("Frame 3 at 0:00:02.000:"), as a model reads them.
                 labels = re.findall(r"at (\d+):(\d\d):(\d\d(?:\.\d+)?)", "\n".join(texts))
                 times = [int(h) * 3600 + int(m) * 60 + float(sec) for h, m, sec in labels]
@@ -359,6 +373,48 @@ def test_the_search_through_a_real_http_server_finds_the_exact_frames(capsys, cl
     (moment,) = report["moments"]
     assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
     assert report["probes_read_by"] == ["text"]  # this server returns no logprobs: the reply's first word
+
+
+@pytest.mark.parametrize("told", [False, True])
+def test_when_fits_its_windows_to_a_servers_image_limit(capsys, clips, told):
+    server = _OracleServer(47, 133, max_images=16)
+    try:
+        code, out, err = run(capsys, "when", clips["short.mp4"], "the marker", "--engine", "openai", "--base-url",
+                             server.url, "--model", "oracle", "--family", "qwen2-vl",
+                             *(["--max-images", "16"] if told else []))
+    finally:
+        server.close()
+    assert code == 0, err
+    report = json.loads(out)
+    (moment,) = report["moments"]
+    assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
+    assert report["window_frames"] == 16 and all(p["frames"] <= 16 for p in report["passes"])
+    source = "--max-images" if told else "the server's refusal"
+    assert err.count("takes at most 16 images in one prompt") == 1
+    assert f"when: the server takes at most 16 images in one prompt ({source}): windows of 16 frames instead of 32" \
+        in err
+    assert server.refused == (0 if told else 1)
+
+
+def test_ask_with_more_frames_than_a_server_takes_is_refused(capsys, clips, monkeypatch):
+    import keyframe_qa.jobs.ask as ask_module
+
+    server = _OracleServer(47, 133, max_images=16)
+    common = ["ask", clips["short.mp4"], "q", "--num-frames", "20", "--engine", "openai", "--base-url", server.url,
+              "--model", "oracle", "--family", "qwen2-vl"]
+    try:
+        code, out, err = run(capsys, *common)  # the server's refusal, read
+        assert code == 2 and server.refused == 1
+        assert_one_line_error(err, "takes at most 16 images in one prompt")
+        assert "give --max-images 16" in err and "--limit-mm-per-prompt" in err
+        code, out, err = run(capsys, *common, "--max-images", "16", "--per-frame", "--max-new-tokens", "2")
+        assert code == 0 and server.refused == 1, err  # one image a prompt fits
+        monkeypatch.setattr(ask_module, "read_selected", lambda *a, **k: pytest.fail("frames were decoded"))
+        code, out, err = run(capsys, *common, "--max-images", "16")  # refused before a frame is decoded
+        assert code == 2 and server.refused == 1
+        assert_one_line_error(err, "20 frames in one prompt, but")
+    finally:
+        server.close()
 
 
 def test_batch_when_gives_each_video_its_moments_and_resumes(clips, tmp_path):

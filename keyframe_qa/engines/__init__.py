@@ -91,8 +91,8 @@ def check_spec(spec: EngineSpec) -> None:
             raise UsageError(f"the API key in ${spec.api_key_env} contains a space, a newline or another character "
                              f"an HTTP header cannot carry; set it to the key alone")
         check_url(spec.base_url)
-    elif spec.base_url or spec.family:
-        raise UsageError("--base-url and --family go with --engine openai")
+    elif spec.base_url or spec.family or spec.max_images is not None:
+        raise UsageError("--base-url, --family and --max-images go with --engine openai")
 
 
 def check_url(url: str) -> None:

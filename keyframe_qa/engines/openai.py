@@ -32,7 +32,7 @@ import numpy as np
 
 from ..model.prompt import prompt_parts
 from ..model.checkpoint import CheckpointInfo, checkpoint_files
-from ..errors import KeyframeQAError, ModelError, UsageError, reason
+from ..errors import ImageLimit, KeyframeQAError, ModelError, UsageError, reason
 from ..records import GenerationSettings, Reply, VisualPrompt
 from .resize import resize_to_budget
 
@@ -250,7 +250,30 @@ class OpenAIEngine:
         if code == 404 or (code == 400 and self.model_id in detail):
             return ModelError(f"{where}: model {self.model_id!r} is not served there, or the URL is not its /v1 "
                               f"endpoint ({detail})")
+        limit = image_limit(detail) if code == 400 else None
+        if limit is not None:
+            return ImageLimit(f"{self.base_url} takes at most {limit} images in one prompt ({detail}): pick {limit} "
+                              f"frames or fewer, give --max-images {limit} (when then fits its windows to it), or "
+                              f"raise the server's limit (vLLM: --limit-mm-per-prompt '{{\"image\": N}}')", limit)
         return KeyframeQAError(f"{where}: {detail}")
+
+
+_IMAGE_LIMIT = re.compile(r"at most (\d{1,9}) image\(?s?\)? (?:may|can) be provided", re.IGNORECASE)
+
+
+def image_limit(detail: str) -> Optional[int]:
+    """The per-prompt image limit a server's refusal states (vLLM: "At most 16 image(s) may be provided in one
+    prompt"), or None."""
+    found = _IMAGE_LIMIT.search(detail or "")
+    return int(found.group(1)) if found else None
+
+
+def check_images(count: int, max_images: Optional[int], base_url: Optional[str]) -> None:
+    """Refuse, before any work, a prompt of more images than the server takes (--max-images)."""
+    if max_images is not None and count > max_images:
+        raise ImageLimit(f"{count} frames in one prompt, but {base_url} takes at most {max_images} images in one "
+                         f"prompt (--max-images {max_images}): pick {max_images} or fewer, use --per-frame, or raise "
+                         f"the server's limit (vLLM: --limit-mm-per-prompt '{{\"image\": N}}')", max_images)
 
 
 def _sampling(settings: GenerationSettings) -> dict:

@@ -43,6 +43,7 @@ AskRequest = options_record("AskRequest", (
     ("selection", SelectionRequest, field(default_factory=SelectionRequest,
                                           metadata={"help": "which frames (default sampling)"})),
     "per_frame", "mode", "model_id", "device", "dtype", "engine", "base_url", "api_key_env", "family", "timeout",
+    "max_images",
     *BUDGET, *GENERATION,
     _path("save_frames", "directory for PNGs of the frames"),
     "find", "when", "precision", "refine", "window_frames",
@@ -134,6 +135,10 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *,
     decode_started = time.perf_counter()
     frame_range = (early.limits.min_frames, early.limits.max_frames) if early is not None else None
     selection = select(probed, selecting, frame_range)
+    if request.engine == "openai" and request.mode == "images" and not request.per_frame:
+        from ..engines.openai import check_images
+
+        check_images(len(selection.times), request.max_images, request.base_url)  # before a frame is decoded
     checkpoint = early or engine_checkpoint(engine_spec(request))
     generation = generation_settings(request, checkpoint)
     options = answer_options(request, generation)

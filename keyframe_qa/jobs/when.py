@@ -31,7 +31,7 @@ from typing import Optional
 from ..answering import AnswerOptions, answer_frames, check_text, yes_probability
 from ..console import Progress, duration_text, status, warn
 from ..engines import EngineSpec, build_engine, engine_checkpoint
-from ..errors import UsageError
+from ..errors import ImageLimit, UsageError
 from ..texts import check_prompt_text
 from ..model.generation import GenerationRequest, resolve_generation
 from ..model.time_positions import time_fidelity
@@ -120,6 +120,7 @@ def find_moments(request, engine=None, *, progress: bool = False) -> dict:
         "moments": moments,
         "rejected": search.rejected,
         "probes_read_by": sorted(search.probe_methods),
+        "window_frames": search.window_frames,
         "passes": search.passes,
         "usage": search.usage,
         "probe_limit": {"limit": search.probe_limit, "per_window": PROBES_PER_WINDOW,
@@ -205,10 +206,20 @@ class _Search:
         self.first_told: list[float] = []  # the first pass's frame times as the model was told them (every
         # window is sampled on the same grid, so one says how truly video mode tells time)
         self.rejected: list[dict] = []  # coarse spans no probed frame confirmed
+        self.window_frames = request.window_frames  # frames a window: fewer when the server takes fewer images
 
-    def run(self) -> list[dict]:
+    def _fit(self, frames: int, limit: int, source: str) -> int:
+        """Windows of at most `limit` frames (at least 2: a window needs a start and an end), said in one line."""
+        if limit < 2:
+            raise UsageError(f"the server takes at most {limit} image in one prompt ({source}): when's windows need "
+                             f"2 at least; raise the server's limit (vLLM: --limit-mm-per-prompt '{{\"image\": N}}')")
+        status(f"when: the server takes at most {limit} images in one prompt ({source}): windows of {limit} frames "
+               f"instead of {frames}")
+        return limit
+
+    def _coarse_pass(self, frames: int):
+        """The coarse pass over windows of at most `frames` frames: (its spans, the windows, the sampling rate)."""
         info = self.probed.info
-        frames = self.request.window_frames
         # Sample real frames: up to the last frame's time, every `step` frames (a whole number, so a
         # constant-rate video's samples are evenly spaced, at the wanted rate or just under it).
         duration = self._time(self.probed.frame_count - 1)
@@ -237,6 +248,26 @@ class _Search:
                            (", each probe a fraction of a call (one forward pass of one frame)" if refine else ""))
         finally:
             self._bar.close()
+        return spans, windows, rate
+
+    def run(self) -> list[dict]:
+        frames = self.request.window_frames
+        limit = self.request.max_images if self.request.engine == "openai" else None
+        if limit is not None and limit < frames:
+            frames = self._fit(frames, limit, "--max-images")
+        while True:
+            try:
+                spans, windows, rate = self._coarse_pass(frames)
+                break
+            except ImageLimit as exc:
+                # The server said how many images a prompt may hold: the windows are planned again to fit.
+                if exc.limit >= frames:
+                    raise
+                frames = self._fit(frames, exc.limit, "the server's refusal")
+                self.passes.clear()  # the calls made stay in the usage: they were made
+                self.first_told = []
+        self.window_frames = frames
+        refine = self.request.refine
         merged = merge_spans([(s, e) for s, e, _ in spans], gap=1.0 / rate)
         moments = []
         planned = min(self.probe_limit, PROBES_PER_MOMENT * len(merged)) if refine else 0

@@ -81,6 +81,8 @@ def build_tiny_checkpoint(path: str, family: str = "qwen2-vl", seed: int = 0, *,
                           device: str = "cpu", layers: Optional[int] = None, end_token: bool = True) -> str:
     """Write a random checkpoint of `family` to `path` and return the path.
 
+    `architecture="vllm"` (qwen2-vl and qwen2.5-vl) is the tiny one with attention heads of 32 (vLLM's CPU
+    attention takes head_dim 32 and up; the tiny one's are 16) and its multimodal RoPE sections to match.
     `architecture="2b"` (qwen2-vl only) builds the real Qwen2-VL-2B architecture (its published config:
     a 1.5B language model, a 675M vision tower) in bfloat16, with the same small tokenizer: random weights
     of the real size, to measure speed and memory honestly where no weights can be downloaded. `device`
@@ -91,12 +93,14 @@ def build_tiny_checkpoint(path: str, family: str = "qwen2-vl", seed: int = 0, *,
 
     if family not in FAMILY_MODEL_TYPES:
         raise ValueError(f"unknown family {family!r}")
-    if architecture not in ("tiny", "2b") or (architecture == "2b" and family != "qwen2-vl"):
+    if architecture not in ("tiny", "vllm", "2b") or (architecture == "2b" and family != "qwen2-vl") or \
+            (architecture == "vllm" and family == "qwen3-vl"):
         raise ValueError(f"no {architecture!r} architecture for {family}")
     os.makedirs(path, exist_ok=True)
     tokenizer = build_tokenizer()
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    kwargs = _config_kwargs(family, tokenizer, ids) if architecture == "tiny" else _qwen2_vl_2b_kwargs(ids)
+    kwargs = _qwen2_vl_2b_kwargs(ids) if architecture == "2b" else \
+        _config_kwargs(family, tokenizer, ids, head_dim=32 if architecture == "vllm" else 16)
     if layers is not None:
         kwargs["text_config"]["num_hidden_layers"] = layers
     config = AutoConfig.for_model(FAMILY_MODEL_TYPES[family], **kwargs)
@@ -112,9 +116,11 @@ def build_tiny_checkpoint(path: str, family: str = "qwen2-vl", seed: int = 0, *,
     return path
 
 
-def _config_kwargs(family: str, tokenizer, ids: dict) -> dict:
-    hidden, heads = 32, 2
-    head_dim = hidden // heads
+def _config_kwargs(family: str, tokenizer, ids: dict, head_dim: int = 16) -> dict:
+    heads = 2
+    hidden = heads * head_dim
+    # Multimodal RoPE splits head_dim/2 frequencies over (time, height, width): [2, 3, 3] of 8, [4, 6, 6] of 16.
+    mrope = [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]
     text = {
         "vocab_size": len(tokenizer),
         "hidden_size": hidden,
@@ -127,13 +133,13 @@ def _config_kwargs(family: str, tokenizer, ids: dict) -> dict:
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
         # Multimodal RoPE splits head_dim/2 frequencies over (time, height, width).
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
     }
     if family == "qwen2-vl":
-        vision = {"depth": 1, "embed_dim": 32, "hidden_size": hidden, "num_heads": 2, "mlp_ratio": 2,
+        vision = {"depth": 1, "embed_dim": hidden, "hidden_size": hidden, "num_heads": 2, "mlp_ratio": 2,
                   "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
     elif family == "qwen2.5-vl":
-        vision = {"depth": 2, "hidden_size": 32, "out_hidden_size": hidden, "intermediate_size": 64,
+        vision = {"depth": 2, "hidden_size": hidden, "out_hidden_size": hidden, "intermediate_size": 64,
                   "num_heads": 2, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
                   "window_size": 56, "fullatt_block_indexes": [1], "tokens_per_second": 2}
     else:
