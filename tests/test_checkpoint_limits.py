@@ -192,3 +192,37 @@ def test_ask_with_stderr_to_a_file_draws_no_bar(videos, tiny_models, tmp_path, m
     assert code == 0
     text = log.read_text()
     assert "Loading weights" not in text and "\r" not in text and "it/s" not in text, text
+
+
+@pytest.mark.parametrize("resample", [None, 2, 3, 0, 1])
+def test_the_resize_is_torchvisions_pixel_for_pixel(resample):
+    # Bicubic and bilinear go straight to torch's interpolate (no torchvision import); the rest through
+    # torchvision. Either way the pixels are torchvision's, which the processors use.
+    import numpy as np
+    import torch
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvF
+
+    from keyframe_qa.engines.resize import filter_name, resize_like_processor
+
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        height, width = (int(v) for v in rng.integers(40, 700, 2))
+        target_h, target_w = (int(v) for v in rng.integers(28, 900, 2))
+        image = (rng.random((height, width, 3)) * 255).astype(np.uint8)
+        expected = tvF.resize(torch.from_numpy(image).permute(2, 0, 1), [target_h, target_w],
+                              interpolation=InterpolationMode(filter_name(resample)), antialias=True)
+        assert np.array_equal(resize_like_processor(image, target_w, target_h, resample),
+                              expected.permute(1, 2, 0).numpy())
+
+
+def test_the_server_client_resizes_without_importing_torchvision(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from keyframe_qa.engines.resize import resize_like_processor; "
+            "resize_like_processor(np.zeros((240, 320, 3), np.uint8), 224, 168); "
+            "print('torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
