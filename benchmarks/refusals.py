@@ -27,7 +27,8 @@ TIMES = ",".join(f"{i * 0.001:.3f}" for i in range(10000))
 # (name, arguments after `ask VIDEO q`, expected exit code, what the issue reported before)
 CASES = [
     ("--fps 1e9", ["--fps", "1e9"], 2, "memory grew without limit"),
-    ("--candidates 1e9", ["--relevant", "4", "--candidates", "1e9"], 2, "looped duration x rate times, printed nothing"),
+    ("--candidates 1e9", ["--relevant", "4", "--candidates", "1e9"], 2,
+     "looped duration x rate times, printed nothing"),
     ("--every 0.000001", ["--every", "0.000001"], 2, "47 s, 2.3 GB before the usage error"),
     ("--num-frames 1000000", ["--num-frames", "1000000"], 2, "17 s, 1.2 GB before the usage error"),
     ("--at with 10,000 times", ["--at", TIMES], 2, "accepted: a 259k-token prompt, no warning"),

@@ -202,7 +202,8 @@ def warn_truncated(answers: Sequence[Answer], generation: GenerationSettings, wh
         return
     boxes = sum(len(a.boxes) for a in cut)
     kept = f", keeping the {counted(boxes, 'box', 'boxes')} before the cut" if boxes else ""
-    warn(f"{where}: {counted(len(cut), 'reply', 'replies')} stopped at --max-new-tokens {generation.max_new_tokens}{kept} "
+    warn(f"{where}: {counted(len(cut), 'reply', 'replies')} stopped at --max-new-tokens "
+         f"{generation.max_new_tokens}{kept} "
          f"(marked \"truncated\"): raise --max-new-tokens to get them whole")
 
 

@@ -275,8 +275,9 @@ def test_the_prompt_counter_is_exact_in_a_fresh_cli_process(exact_clips, tiny_mo
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["model"]["prompt_check"] == "exact"
-    probe = "import sys, keyframe_qa.engines.openai as o; o.PromptCounter.for_checkpoint(sys.argv[1]) or sys.exit(3); " \
-            "print(sorted(m for m in sys.modules if m.startswith('transformers')))"
+    probe = ("import sys, keyframe_qa.engines.openai as o; "
+             "o.PromptCounter.for_checkpoint(sys.argv[1]) or sys.exit(3); "
+             "print(sorted(m for m in sys.modules if m.startswith('transformers')))")
     done = subprocess.run([sys.executable, "-c", probe, tiny_model], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"  # the counter needs no transformers

@@ -504,7 +504,8 @@ def test_text_that_is_not_utf8_is_one_usage_error_in_every_command(capsys, video
     assert_one_line_error(err, "is not valid UTF-8 text (byte 0xe9 after 'caf')")
 
 
-@pytest.mark.parametrize("args", [["scenes", "{video}"], ["ask", "{video}", "q", "--at", "1"], ["when", "{video}", "x"]])
+@pytest.mark.parametrize("args", [["scenes", "{video}"], ["ask", "{video}", "q", "--at", "1"],
+                                  ["when", "{video}", "x"]])
 def test_a_closed_stdout_is_one_usage_error_before_any_work(videos, args):
     # `keyframe-qa ... >&-`: the process starts with no file descriptor 1, and Python with no sys.stdout.
     command = [sys.executable, "-m", "keyframe_qa", *[a.format(video=videos["plain.mp4"]) for a in args],
@@ -536,7 +537,8 @@ def test_a_still_image_is_refused_by_name(capsys, tmp_path, tiny_model, suffix, 
 
     picture = str(tmp_path / f"photo{suffix}")
     cv2.imwrite(picture, np.zeros((40, 60, 3), np.uint8))
-    args = [a.format(p=picture, tmp=tmp_path) for a in command] + (["--model", tiny_model] if command[0] == "ask" else [])
+    args = [a.format(p=picture, tmp=tmp_path) for a in command]
+    args += ["--model", tiny_model] if command[0] == "ask" else []
     code, _, err = run(capsys, *args)
     assert code == 1, err
     assert_one_line_error(err, f"photo{suffix} is a still image ({'PNG' if suffix == '.png' else 'JPEG'}), not a video")

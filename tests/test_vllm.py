@@ -115,7 +115,8 @@ def test_batch_at_concurrency_4_gives_the_in_process_answers(capsys, clips, vllm
     assert code == 0, err
 
     def lines(name):
-        return {json.loads(line)["video"]["path"]: json.loads(line) for line in (tmp_path / name).read_text().splitlines()}
+        records = [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+        return {record["video"]["path"]: record for record in records}
 
     served, local = lines("served.jsonl"), lines("local.jsonl")
     assert set(served) == set(local) == set(videos)

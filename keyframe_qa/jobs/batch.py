@@ -221,8 +221,9 @@ def summary_line(summary: BatchSummary, output: str) -> str:
                      f"{summary.max_new_tokens} (their lines give truncated_replies): raise --max-new-tokens to get "
                      f"them whole")
     if summary.approximate_times:
-        lines.append(f"{counted(summary.approximate_times, 'video')} {'was' if summary.approximate_times == 1 else 'were'} told approximate times in video mode (see their "
-                     f"model.time_fidelity): use --mode images, or evenly spaced frames within its max_fps")
+        were = "was" if summary.approximate_times == 1 else "were"
+        lines.append(f"{counted(summary.approximate_times, 'video')} {were} told approximate times in video mode "
+                     f"(see their model.time_fidelity): use --mode images, or evenly spaced frames within its max_fps")
     for video, error in summary.failures:
         lines.append(f"failed: {readable(video)}: {' '.join(error.split())[:300]}")
     if summary.failed > len(summary.failures):

@@ -282,10 +282,10 @@ class _Search:
             self._bar.close()
         if self.limit_reached:
             kept = sum(1 for m in moments if m["reason"] and LIMIT_REACHED in m["reason"])
+            keep = "moments keep their" if kept != 1 else "moment keeps its"
             warn(f"when: the probe limit was reached: {self.probe_limit} probes for {len(windows)} "
                  f"window{'s' if len(windows) != 1 else ''} ({PROBES_PER_WINDOW} a window, {MIN_PROBES} at least), "
-                 f"and the coarse pass named {len(merged)} spans; {kept} moment{'s keep their' if kept != 1 else ' keeps its'} "
-                 f"coarse boundaries (refined false)")
+                 f"and the coarse pass named {len(merged)} spans; {kept} {keep} coarse boundaries (refined false)")
         return moments
 
     def _coarse(self, window) -> list[tuple[float, float, str]]:

@@ -123,7 +123,8 @@ def _check_not_still(container, path: str) -> None:
     if name == "image2" or name.endswith("_pipe"):
         kind = name.replace("_pipe", "").replace("image2", "image").upper()
         raise VideoError(f"{path} is a still image ({kind}), not a video: keyframe-qa reads videos (to ask about a "
-                         f"picture, make it a one-frame video: ffmpeg -i {os.path.basename(path)} -frames:v 1 still.mp4)")
+                         f"picture, make it a one-frame video: ffmpeg -i {os.path.basename(path)} -frames:v 1 "
+                         f"still.mp4)")
 
 
 def check_times(info: VideoInfo, times: list[float]) -> None:
