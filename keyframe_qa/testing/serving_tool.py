@@ -34,17 +34,24 @@ def start_server(model: str, workdir: str, *extra: str):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=cache)
     log = open(os.path.join(workdir, f"serve-{port}.log"), "w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 180
+    if not wait_until_up(process, f"http://127.0.0.1:{port}/health", 180, "transformers serve", log.name):
+        process.kill()
+        raise RuntimeError("transformers serve did not start in 180 s")
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+def wait_until_up(process, url: str, seconds: float, name: str, log: str, pause: float = 0.3) -> bool:
+    """Whether `url` answered within `seconds` (a RuntimeError naming `log` when the server exits first)."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"transformers serve exited: see {log.name}")
+            raise RuntimeError(f"{name} exited ({process.returncode}): see {log}")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
-            return process, f"http://127.0.0.1:{port}/v1"
+            urllib.request.urlopen(url, timeout=2).read()
+            return True
         except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError("transformers serve did not start in 180 s")
+            time.sleep(pause)
+    return False
 
 
 def stop_server(process) -> None:

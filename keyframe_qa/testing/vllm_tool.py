@@ -20,11 +20,9 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from typing import Optional
 
-from .serving_tool import free_port
+from .serving_tool import free_port, wait_until_up
 
 VLLM_VERSION = "0.32.0"
 OVERRIDES = ("torch==2.13.0", "torchvision==0.28.0")
@@ -78,17 +76,10 @@ def start_vllm(python: str, model: str, workdir: str, *extra: str):
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     log = open(os.path.join(workdir, f"vllm-{port}.log"), "w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"vLLM exited ({process.returncode}): see {log.name}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read()
-            return process, f"http://127.0.0.1:{port}/v1"
-        except OSError:
-            time.sleep(1)
-    stop_vllm(process)
-    raise RuntimeError(f"vLLM did not start in {START_TIMEOUT_S} s: see {log.name}")
+    if not wait_until_up(process, f"http://127.0.0.1:{port}/v1/models", START_TIMEOUT_S, "vLLM", log.name, pause=1):
+        stop_vllm(process)
+        raise RuntimeError(f"vLLM did not start in {START_TIMEOUT_S} s: see {log.name}")
+    return process, f"http://127.0.0.1:{port}/v1"
 
 
 def stop_vllm(process) -> None:
