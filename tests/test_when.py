@@ -361,33 +361,29 @@ class _OracleServer:
         self.server.server_close()
 
 
-def test_the_search_through_a_real_http_server_finds_the_exact_frames(capsys, clips):
-    server = _OracleServer(47, 133)
+def _when_through(capsys, clip: str, server: "_OracleServer", *extra: str) -> tuple[dict, str]:
+    """`when` for the oracle's marker through its HTTP server (closed after): the report, and stderr."""
     try:
-        code, out, err = run(capsys, "when", clips["short.mp4"], "the marker", "--engine", "openai", "--base-url",
-                             server.url, "--model", "oracle", "--family", "qwen2-vl", "--window-frames", "21")
+        code, out, err = run(capsys, "when", clip, "the marker", "--engine", "openai", "--base-url", server.url,
+                             "--model", "oracle", "--family", "qwen2-vl", *extra)
     finally:
         server.close()
     assert code == 0, err
     report = json.loads(out)
     (moment,) = report["moments"]
     assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
+    return report, err
+
+
+def test_the_search_through_a_real_http_server_finds_the_exact_frames(capsys, clips):
+    report, _ = _when_through(capsys, clips["short.mp4"], _OracleServer(47, 133), "--window-frames", "21")
     assert report["probes_read_by"] == ["text"]  # this server returns no logprobs: the reply's first word
 
 
 @pytest.mark.parametrize("told", [False, True])
 def test_when_fits_its_windows_to_a_servers_image_limit(capsys, clips, told):
     server = _OracleServer(47, 133, max_images=16)
-    try:
-        code, out, err = run(capsys, "when", clips["short.mp4"], "the marker", "--engine", "openai", "--base-url",
-                             server.url, "--model", "oracle", "--family", "qwen2-vl",
-                             *(["--max-images", "16"] if told else []))
-    finally:
-        server.close()
-    assert code == 0, err
-    report = json.loads(out)
-    (moment,) = report["moments"]
-    assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
+    report, err = _when_through(capsys, clips["short.mp4"], server, *(["--max-images", "16"] if told else []))
     assert report["window_frames"] == 16 and all(p["frames"] <= 16 for p in report["passes"])
     source = "--max-images" if told else "the server's refusal"
     assert err.count("takes at most 16 images in one prompt") == 1

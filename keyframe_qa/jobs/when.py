@@ -58,7 +58,7 @@ NEITHER = "a probe answered neither yes nor no"
 PROBES_PER_WINDOW = 64
 MIN_PROBES = 256  # however few the windows: a short video may hold a dozen real moments
 PROBES_PER_MOMENT = 14  # what the plan announces per moment found (the 30-minute benchmark's figure)
-LIMIT_REACHED = "the probe limit was reached (64 probes a window, 256 at least)"
+LIMIT_REACHED = f"the probe limit was reached ({PROBES_PER_WINDOW} probes a window, {MIN_PROBES} at least)"
 
 # Everything one `when` needs: the video, the query, and the options as declared in options.py.
 WhenRequest = options_record("WhenRequest", (
