@@ -158,6 +158,30 @@ def _patch_times(times: list[float]) -> list[float]:
     return [(times[i] + times[i + 1]) / 2 for i in range(0, len(times), 2)]
 
 
+@pytest.mark.parametrize("times", [
+    [0.0, 0.5, 1.0, 1.5],  # even, 2 fps
+    [k / 30 for k in range(7, 19)],  # every frame of a 30 fps stretch
+    [0.3, 1.0, 1.1, 4.2, 5.0],  # uneven
+    [12.25],  # one frame (per frame)
+    [0.0, 604800.0],  # a week apart
+    [k * 0.001 for k in range(4)],  # 1000 fps
+])
+def test_the_video_metadata_tells_the_rate_to_the_bit_and_the_times_to_the_microsecond(times):
+    from transformers.video_utils import VideoMetadata
+
+    from keyframe_qa.model.time_positions import sampling_rate, video_metadata
+
+    told = video_metadata(times)
+    assert all(isinstance(index, int) for index in told["frames_indices"])  # vLLM refuses anything else
+    assert isinstance(told["total_num_frames"], int) and told["total_num_frames"] >= len(times)
+    # The processor's own arithmetic (HF's VideoMetadata): Qwen2.5-VL's rate, then Qwen3-VL's frame times.
+    metadata = VideoMetadata(**told)
+    assert metadata.sampled_fps == sampling_rate(times)
+    assert metadata.timestamps == pytest.approx(times, abs=5e-7, rel=0)
+    expected_rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 1.0
+    assert sampling_rate(times) == pytest.approx(expected_rate, rel=1e-12)
+
+
 def test_qwen3_prints_the_frames_real_times_for_uneven_times_and_scene_keyframes(videos, four_scenes, tiny_models):
     from keyframe_qa import extract_frames, load_model
     from keyframe_qa.video.probe import probe

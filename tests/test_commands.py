@@ -139,8 +139,11 @@ def test_ask_video_mode_passes_the_sampling_rate(capsys, videos, tiny_models, mo
     report = ask_json(capsys, videos["plain.mp4"], "What happens?", "--fps", "2", "--mode", "video", "--model",
                       tiny_models("qwen2.5-vl"), "--max-new-tokens", "2", "--max-visual-tokens", "2000")
     assert len(report["frames"]) == 12
-    assert seen and all(meta.fps == pytest.approx(2.0) for meta in seen)
-    assert seen[0].frames_indices[:3] == pytest.approx([0.0, 1.0, 2.0])  # times x rate: 0, 0.5 s, 1 s
+    assert seen and all(meta.sampled_fps == 2.0 for meta in seen)  # Qwen2.5-VL's rate, to the last bit
+    times = [frame["timestamp"] for frame in report["frames"]]
+    assert all(isinstance(index, int) for index in seen[0].frames_indices)  # whole numbers, as vLLM wants them
+    assert [index / seen[0].fps for index in seen[0].frames_indices] == pytest.approx(times, abs=5e-7)
+    assert times[:3] == pytest.approx([0.0, 0.5, 1.0])
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -291,7 +291,9 @@ def test_ask_when_with_the_real_engine(capsys, videos, tiny_model):
 
 class _OracleServer:
     """The stand-in behind a real local HTTP server speaking the OpenAI chat API (127.0.0.1, stops with the
-    test): it decodes the PNG frames the OpenAI engine sends and answers from their pixels."""
+    test): it decodes the PNG frames the OpenAI engine sends and answers from their pixels. A video (vLLM's
+    `data:video/jpeg` URL, its parts PNGs) is read as vLLM reads it: each frame's time is its frames_indices
+    entry over fps from `media_io_kwargs`, as Qwen3-VL is told; its /models says it is vLLM."""
 
     def __init__(self, first: int, last: int, max_images: int = 0):
         import http.server
@@ -306,21 +308,35 @@ class _OracleServer:
             def log_message(self, *args):
                 pass
 
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                data = json.dumps({"data": [{"id": "oracle", "owned_by": "vllm"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self):  # noqa: N802 - http.server's naming
                 import base64
 
                 import cv2
                 import numpy as np
 
+                def decoded(piece: str):
+                    picture = cv2.imdecode(np.frombuffer(base64.b64decode(piece), np.uint8), cv2.IMREAD_COLOR)
+                    return cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)
+
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 content = body["messages"][0]["content"]
                 content = content if isinstance(content, list) else [{"type": "text", "text": content}]
-                images, texts = [], []
+                images, texts, told = [], [], None
                 for part in content:
                     if part["type"] == "image_url":
-                        data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
-                        picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-                        images.append(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB))
+                        images.append(decoded(part["image_url"]["url"].split(",", 1)[1]))
+                    elif part["type"] == "video_url":
+                        images.extend(decoded(piece) for piece in part["video_url"]["url"].split(",")[1:])
+                        video = body["media_io_kwargs"]["video"]
+                        told = [index / video["fps"] for index in video["frames_indices"]]
                     else:
                         texts.append(part["text"])
                 if max_images and len(images) > max_images:
@@ -337,7 +353,7 @@ class _OracleServer:
                     return
                 # The frames' times, from their labels ("Frame 3 at 0:00:02.000:"), as a model reads them.
                 labels = re.findall(r"at (\d+):(\d\d):(\d\d(?:\.\d+)?)", "\n".join(texts))
-                times = [int(h) * 3600 + int(m) * 60 + float(sec) for h, m, sec in labels]
+                times = told or [int(h) * 3600 + int(m) * 60 + float(sec) for h, m, sec in labels]
                 from keyframe_qa.records import VisualPrompt
 
                 prompt = VisualPrompt(images=images, budgets=[], labels=[], mode="images", times=times or [0.0])
@@ -361,23 +377,41 @@ class _OracleServer:
         self.server.server_close()
 
 
-def _when_through(capsys, clip: str, server: "_OracleServer", *extra: str) -> tuple[dict, str]:
+def _when_through(capsys, clip: str, server: "_OracleServer", *extra: str, family: str = "qwen2-vl",
+                  first_last: tuple[int, int] = (47, 133)) -> tuple[dict, str]:
     """`when` for the oracle's marker through its HTTP server (closed after): the report, and stderr."""
     try:
         code, out, err = run(capsys, "when", clip, "the marker", "--engine", "openai", "--base-url", server.url,
-                             "--model", "oracle", "--family", "qwen2-vl", *extra)
+                             "--model", "oracle", "--family", family, *extra)
     finally:
         server.close()
     assert code == 0, err
     report = json.loads(out)
     (moment,) = report["moments"]
-    assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
+    assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == first_last
     return report, err
 
 
 def test_the_search_through_a_real_http_server_finds_the_exact_frames(capsys, clips):
     report, _ = _when_through(capsys, clips["short.mp4"], _OracleServer(47, 133), "--window-frames", "21")
     assert report["probes_read_by"] == ["text"]  # this server returns no logprobs: the reply's first word
+
+
+def test_when_in_video_mode_through_vllm_tells_each_window_its_true_times(capsys, clips):
+    # The oracle reads each frame's time from the media_io_kwargs, as vLLM tells Qwen3-VL: the spans it states
+    # fall on the marker's frames (470 to 533 at 10 fps) only if those are the frames' true times from their
+    # window's start (27 s here, not the video's).
+    report, _ = _when_through(capsys, clips["long.mkv"], _OracleServer(470, 533), "--mode", "video",
+                              family="qwen3-vl", first_last=(470, 533))
+    found = [p for p in report["passes"] if p["mode"] == "video" and p["spans"]]
+    assert found and all(p["origin"] > 0 for p in found)
+    for record in found:
+        # The reply's times are the window's (from 20 to 26 seconds, at 1 frame a second); the record's spans the
+        # video's.
+        stated = [float(value) for value in re.findall(r"[\d.]+", record["raw"])]
+        assert 47.0 <= stated[0] + record["origin"] and stated[-1] + record["origin"] <= 53.3 + 1e-6, record
+        assert record["spans"] == [[stated[0] + record["origin"], stated[-1] + record["origin"]]]
+    assert report["model"]["time_fidelity"]["status"] == "exact"
 
 
 @pytest.mark.parametrize("told", [False, True])

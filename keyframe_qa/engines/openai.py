@@ -1,7 +1,11 @@
 """The OpenAI engine: any OpenAI-compatible chat server (vLLM, SGLang, `transformers serve`) answers.
 
 Frames go as PNG images already at their budgeted size, so the server's own resize is a no-op and
-the visual tokens are the ones we planned. That is checked on every reply: the server's
+the visual tokens are the ones we planned. Video mode (vLLM only) sends the same frames as one video,
+`data:video/jpeg;base64,<png>,<png>,...` (vLLM decodes each part with PIL, which reads the format from
+the bytes: the pixels arrive exact), with the frames' true times in the request's `media_io_kwargs`
+(time_positions.video_metadata, what the in-process engine tells its processor); vLLM takes those
+only when started with --trust-request-mm-kwargs. That is checked on every reply: the server's
 `prompt_tokens` must equal our count of the same prompt, made with the checkpoint's own tokenizer
 and chat template when they are on this machine (`tokenizers` and `jinja2`, no torch), else with a
 lower bound. A mismatch means the server resized the frames, and is an error.
@@ -32,6 +36,7 @@ import numpy as np
 
 from ..model.prompt import prompt_parts
 from ..model.checkpoint import CheckpointInfo, checkpoint_files
+from ..model.time_positions import patch_times, video_metadata
 from ..errors import ImageLimit, KeyframeQAError, ModelError, UsageError, reason
 from ..records import GenerationSettings, Reply, VisualPrompt
 from .resize import resize_to_budget
@@ -43,15 +48,8 @@ MAX_REPLY_BYTES = 16 * 1024 * 1024  # a chat completion of thousands of tokens i
 MAX_ERROR_BYTES = 64 * 1024  # of an error's body: enough for its detail
 _SPECIAL_TOKEN = re.compile(r"<\|[^|<>]{1,40}\|>")
 IMAGE_PAD = "<|image_pad|>"
-
-
-
-def check_mode(mode: str) -> None:
-    """Servers take the frames as images only (a usage error for video mode, before any work where the
-    jobs call it early)."""
-    if mode != "images":
-        raise UsageError("--mode video is not available with --engine openai: the servers' video inputs take a "
-                         "video file, not the exact frames keyframe-qa picked; use --mode images")
+VIDEO_PAD = "<|video_pad|>"
+TRUST_FLAG = "--trust-request-mm-kwargs"
 
 class ReplyTimeout(Exception):
     """The whole exchange with the server outlasted --timeout."""
@@ -78,6 +76,7 @@ class OpenAIEngine:
         self._key = os.environ.get(spec.api_key_env) or None  # read here, sent in a header, never recorded
         self._optional = {"skip_special_tokens": False}  # asked for; dropped if the server refuses them
         self._logprobs: Optional[bool] = None  # whether the server returns first-token logprobs (unknown yet)
+        self._takes_video = False  # whether the server was found to take our frames as a video (asked once)
         self.counter = PromptCounter.for_checkpoint(self.model_id)
         started = time.perf_counter()
         self._post({"model": self.model_id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
@@ -92,19 +91,33 @@ class OpenAIEngine:
 
     def answer(self, prompt: VisualPrompt, questions: Sequence[str], settings: GenerationSettings) -> list[Reply]:
         """One request per question; the frames are encoded once for all of them."""
-        check_mode(prompt.mode)
-        urls = self._image_urls(prompt)
-        visual = [b.visual_tokens for b in prompt.budgets]
-        return [self._ask(prompt, question, urls, visual, settings) for question in questions]
+        media = self._media(prompt)
+        return [self._ask(prompt, question, media, settings) for question in questions]
+
+    def check_video(self) -> None:
+        """Refuse video mode, before any frame is sent, unless the server is vLLM and takes the frames' times
+        (`media_io_kwargs`, which it takes only when started with --trust-request-mm-kwargs). Asked once."""
+        if self._takes_video:
+            return
+        owner = self._owner()
+        if owner != "vllm":
+            said = f"its /models says owned_by {owner!r}" if owner else "its /models does not say it is vLLM"
+            raise UsageError(f"--mode video with --engine openai needs a vLLM server, the one that takes keyframe-qa's "
+                             f"exact frames with their true times; {self.base_url} is not one ({said}): use --mode "
+                             f"images")
+        self._post({"model": self.model_id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
+                    "temperature": 0, "media_io_kwargs": {"video": {"num_frames": -1}}})
+        self._takes_video = True
 
     def yes_probability(self, prompt: VisualPrompt, question: str) -> Optional[float]:
         """P(yes) / (P(yes) + P(no)) from the first reply token's logprobs, where the server returns them
         (vLLM and SGLang do); None when it does not, and the caller reads the reply's text instead."""
         if self._logprobs is False:
             return None
-        _, content = self._content(prompt, question, self._image_urls(prompt))
+        urls, extra = self._media(prompt)
+        _, content = self._content(prompt, question, urls)
         body = {"model": self.model_id, "messages": [{"role": "user", "content": content}], "max_tokens": 1,
-                "temperature": 0, "logprobs": True, "top_logprobs": 10}
+                "temperature": 0, "logprobs": True, "top_logprobs": 10, **extra}
         try:
             reply = self._post(body)
         except ModelError:
@@ -116,32 +129,55 @@ class OpenAIEngine:
         self._logprobs = probability is not None
         return probability
 
-    def _ask(self, prompt: VisualPrompt, question: str, urls: list, visual: list[int],
+    def _ask(self, prompt: VisualPrompt, question: str, media: tuple[list[str], dict],
              settings: GenerationSettings) -> Reply:
+        urls, extra = media
         parts, content = self._content(prompt, question, urls)
         body = {"model": self.model_id, "messages": [{"role": "user", "content": content}],
-                "max_tokens": settings.max_new_tokens, **_sampling(settings)}
+                "max_tokens": settings.max_new_tokens, **_sampling(settings), **extra}
         choice, text, prompt_tokens, completion_tokens = _completion(self._post(body), self.base_url)
-        self._check_prompt_tokens(prompt_tokens, parts, visual)
+        self._check_prompt_tokens(prompt_tokens, parts, prompt)
         return Reply(raw=text, text=_SPECIAL_TOKEN.sub("", text).strip(), prompt_tokens=prompt_tokens,
                      completion_tokens=completion_tokens, truncated=choice.get("finish_reason") == "length")
 
-    def _image_urls(self, prompt: VisualPrompt) -> list[str]:
-        # Resized as the in-process engine resizes (resize.py): the server keeps them, and sees the same pixels.
-        return [_png_data_url(resize_to_budget(image, budget, self.model_id))
+    def _media(self, prompt: VisualPrompt) -> tuple[list[str], dict]:
+        """(the data URLs the prompt's parts point at, the request's extra fields). Frames are resized as the
+        in-process engine resizes them (resize.py): the server keeps them, and sees the same pixels."""
+        pngs = [_png_base64(resize_to_budget(image, budget, self.model_id))
                 for image, budget in zip(prompt.images, prompt.budgets)]
+        if prompt.mode != "video":
+            return ["data:image/png;base64," + png for png in pngs], {}
+        self.check_video()
+        # num_frames -1: every frame sent (vLLM would otherwise keep 32 and say nothing).
+        told = {**video_metadata(prompt.times), "num_frames": -1}
+        return ["data:video/jpeg;base64," + ",".join(pngs)], {"media_io_kwargs": {"video": told}}
 
     @staticmethod
     def _content(prompt: VisualPrompt, question: str, urls: list[str]) -> tuple[list, list]:
         """(the prompt's parts, the user turn's content in the chat API's shape)."""
         parts = prompt_parts(prompt, question)
-        return parts, [{"type": "text", "text": value} if kind == "text"
-                       else {"type": "image_url", "image_url": {"url": urls[value]}} for kind, value in parts]
+        content: list[dict] = []
+        for kind, value in parts:
+            if kind == "text":
+                content.append({"type": "text", "text": value})
+            elif kind == "video":
+                content.append({"type": "video_url", "video_url": {"url": urls[0]}})
+            else:
+                content.append({"type": "image_url", "image_url": {"url": urls[value]}})
+        return parts, content
 
-    def _check_prompt_tokens(self, reported: int, parts: list, visual: list[int]) -> None:
+    def _check_prompt_tokens(self, reported: int, parts: list, prompt: VisualPrompt) -> None:
+        visual = [b.visual_tokens for b in prompt.budgets]
+        if prompt.mode == "video":
+            visual = [sum(visual)]  # one video: its tokens, placed per temporal patch
         if self.counter is not None:
-            expected, how = self.counter.count(parts, visual), ""
-            wrong = reported != expected
+            times = patch_times(video_metadata(prompt.times), self.family.temporal_patch_size) \
+                if prompt.mode == "video" and self.family.prints_times else None
+            expected, how = self.counter.count(parts, visual, times), ""
+            # Qwen3-VL's video markers: processors of transformers 5.10 and later expand the bare video token
+            # (vLLM follows the processor it runs); earlier ones replaced it with its vision start and end
+            # around it, two tokens fewer. Either is the frames we sent.
+            wrong = reported not in ((expected, expected - 2) if times is not None else (expected,))
         else:
             expected, how = sum(visual) + 2 * len(visual), "at least "
             wrong = reported < expected
@@ -190,8 +226,27 @@ class OpenAIEngine:
                 raise self._http_error(status, detail)
             return _decode_reply(data, self.base_url)
 
-    def _exchange(self, payload: bytes) -> tuple[int, bytes]:
-        """(status, body) of one POST. The whole exchange, from connecting to the last byte, must end
+    def _owner(self) -> Optional[str]:
+        """Who the server's /models says serves this model (`owned_by`: "vllm" for vLLM), or None when it does
+        not say (no list, not this model, not a string)."""
+        try:
+            status, data = self._exchange(None, "/models")
+        except (ReplyTimeout, OSError, http.client.HTTPException) as exc:
+            raise ModelError(f"cannot reach the server at {self.base_url}: {reason(exc, lower=True)}") from exc
+        if status >= 400:
+            return None
+        try:
+            listed = _decode_reply(data, self.base_url).get("data")
+        except KeyframeQAError:
+            return None
+        for entry in listed if isinstance(listed, list) else []:
+            if isinstance(entry, dict) and entry.get("id") == self.model_id:
+                owner = entry.get("owned_by")
+                return owner[:100] if isinstance(owner, str) else None
+        return None
+
+    def _exchange(self, payload: Optional[bytes], path: str = "/chat/completions") -> tuple[int, bytes]:
+        """(status, body) of one POST of `payload` to `path` (a GET without one). The whole exchange, from connecting to the last byte, must end
         within --timeout (a server that drips a byte a second is cut off, not waited for), and the
         body read is capped: MAX_REPLY_BYTES for a reply, MAX_ERROR_BYTES of an error's detail."""
         parts = urllib.parse.urlsplit(self.base_url)
@@ -216,9 +271,11 @@ class OpenAIEngine:
             sockets.append(connection.sock)
             if expired.is_set():
                 raise ReplyTimeout()
-            path = (parts.path.rstrip("/") or "") + "/chat/completions"
-            connection.request("POST", path + (f"?{parts.query}" if parts.query else ""), body=payload,
-                               headers=self._headers())
+            target = (parts.path.rstrip("/") or "") + path + (f"?{parts.query}" if parts.query else "")
+            if payload is None:
+                connection.request("GET", target, headers=self._headers())
+            else:
+                connection.request("POST", target, body=payload, headers=self._headers())
             response = connection.getresponse()
             limit = MAX_REPLY_BYTES if response.status < 400 else MAX_ERROR_BYTES
             data = response.read(limit + 1)
@@ -250,6 +307,10 @@ class OpenAIEngine:
         if code == 404 or (code == 400 and self.model_id in detail):
             return ModelError(f"{where}: model {self.model_id!r} is not served there, or the URL is not its /v1 "
                               f"endpoint ({detail})")
+        if code == 400 and "media_io_kwargs" in detail:
+            return UsageError(f"{where}: it refuses the frames' times in media_io_kwargs ({detail}); start vLLM with "
+                              f"{TRUST_FLAG} for --mode video (it then takes keyframe-qa's exact frames with their "
+                              f"true times), or use --mode images")
         limit = image_limit(detail) if code == 400 else None
         if limit is not None:
             return ImageLimit(f"{self.base_url} takes at most {limit} images in one prompt ({detail}): pick {limit} "
@@ -290,13 +351,13 @@ def _sampling(settings: GenerationSettings) -> dict:
     return fields
 
 
-def _png_data_url(image: np.ndarray) -> str:
+def _png_base64(image: np.ndarray) -> str:
     import cv2
 
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise KeyframeQAError("could not encode a frame as PNG")
-    return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
+    return base64.b64encode(encoded.tobytes()).decode("ascii")
 
 
 def _decode_reply(data: bytes, base_url: str) -> dict:
@@ -435,10 +496,19 @@ class PromptCounter:
                 raise
             return None
 
-    def count(self, parts: list, visual: list[int]) -> int:
-        """Tokens of the prompt made of `parts` (see model/prompt.py), `visual` tokens per image."""
+    def count(self, parts: list, visual: list[int], patch_times: Optional[Sequence[float]] = None) -> int:
+        """Tokens of the prompt made of `parts` (see model/prompt.py): `visual` tokens per image, or the one
+        video's tokens; with `patch_times` (Qwen3-VL), each temporal patch printed at its time before it."""
         content = [{"type": "text", "text": value} if kind == "text" else {"type": kind} for kind, value in parts]
         text = self.template.render(messages=[{"role": "user", "content": content}], add_generation_prompt=True)
+        if any(kind == "video" for kind, _ in parts):
+            if patch_times:
+                each = visual[0] // len(patch_times)
+                video = "".join(f"<{t:.1f} seconds><|vision_start|>{VIDEO_PAD * each}<|vision_end|>"
+                                for t in patch_times)
+            else:
+                video = VIDEO_PAD * visual[0]
+            text = text.replace(VIDEO_PAD, video, 1)
         pieces = text.split(IMAGE_PAD)
         expanded = pieces[0] + "".join(IMAGE_PAD * tokens + piece for tokens, piece in zip(visual, pieces[1:]))
         return len(self.tokenizer.encode(expanded, add_special_tokens=False).ids)

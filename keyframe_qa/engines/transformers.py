@@ -24,6 +24,7 @@ from ..model.budget import check_context
 from ..model.checkpoint import CheckpointInfo, inspect_checkpoint, missing_model_message
 from ..errors import ModelError, OutOfMemory, UsageError
 from ..model.families import Family
+from ..model.time_positions import video_metadata
 from ..records import GenerationSettings, Reply, VisualPrompt
 from .resize import resize_like_processor
 
@@ -360,27 +361,13 @@ def _eos_ids(config) -> set:
 
 
 def _video_metadata(prompt: VisualPrompt, pixels: list):
-    """Tell the processor the real sampling rate of the frames we pass.
-
-    Qwen2.5-VL turns it into seconds per temporal patch (without it the processor assumes
-    24 fps); Qwen3-VL prints frame times from frames_indices / fps, so passing each frame's time
-    times the rate makes those labels the real times in the video.
-    """
+    """Tell the processor when the frames we pass were taken (time_positions.video_metadata: the same
+    values the server engine sends vLLM). Without it Qwen2.5-VL assumes 24 fps for its seconds per
+    temporal patch, and Qwen3-VL prints times that are not the frames' own."""
     from transformers.video_utils import VideoMetadata
 
-    times = prompt.times
-    count = len(times)
-    span = times[-1] - times[0] if count > 1 else 0.0
-    rate = (count - 1) / span if span > 0 else 1.0
     height, width = pixels[0].shape[:2]
-    return VideoMetadata(
-        total_num_frames=count,
-        fps=rate,
-        width=width,
-        height=height,
-        duration=span,
-        frames_indices=[t * rate for t in times],
-    )
+    return VideoMetadata(width=width, height=height, **video_metadata(prompt.times))
 
 
 def _check_grid(grids: list, prompt: VisualPrompt, family: Family) -> None:

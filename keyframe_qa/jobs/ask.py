@@ -404,10 +404,6 @@ def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
     check_request(selection)
     check_record(request)
     check_when(request, selection)
-    if request.engine == "openai":
-        from ..engines.openai import check_mode
-
-        check_mode(request.mode)
 
 
 def check_when(request: AskRequest, selection: Optional[SelectionRequest] = None) -> None:

@@ -3,8 +3,8 @@
 1. Coarse pass: the video is cut into overlapping windows (selection/windows.py), and the model is asked
    when the query happens in each:
    - images mode (any engine, servers included): the window's frames as labelled images;
-   - video mode (in process, Qwen2.5-VL and Qwen3-VL, the families trained to ground time): the window's
-     frames as one video at 2 fps at most, with the family's own grounding prompt.
+   - video mode (Qwen2.5-VL and Qwen3-VL, the families trained to ground time; in process or through
+     vLLM): the window's frames as one video at 2 fps at most, with the family's own grounding prompt.
    Time is told relative to each window's start, in every mode: Qwen2.5-VL's temporal position ids can
    only count from the video's first frame, and the models were trained on clips that start at 0. The
    labels, the video-mode times text and Qwen3-VL's `<t seconds>` markers all say the same window-relative
@@ -157,13 +157,10 @@ def when_job(request, *, output: Optional[str] = None, html: Optional[str] = Non
 
 
 def _check_mode(request, checkpoint) -> None:
-    """Video mode is for the in-process engine and the families trained to ground time in a video."""
+    """Video mode is for the families trained to ground time in a video (in process, or through vLLM: the
+    server engine refuses any other server before the first frame is sent)."""
     if request.mode != "video":
         return
-    if request.engine == "openai":
-        from ..engines.openai import check_mode
-
-        check_mode(request.mode)
     if checkpoint.family.name not in VIDEO_FAMILIES:
         raise UsageError(f"when --mode video needs Qwen2.5-VL or Qwen3-VL, which were trained to find moments in "
                          f"a video; {checkpoint.model_id} is {checkpoint.family.name}, which is told no time in "

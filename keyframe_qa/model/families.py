@@ -22,6 +22,12 @@ class Family:
         """Side in pixels covered by one visual token: model input sides are multiples of this."""
         return self.patch_size * self.merge_size
 
+    @property
+    def prints_times(self) -> bool:
+        """Whether video mode prints each temporal patch's time before it (`<2.5 seconds>`, Qwen3-VL), where
+        Qwen2.5-VL tells time in its position ids and Qwen2-VL not at all."""
+        return self.name == "qwen3-vl"
+
 
 _BY_MODEL_TYPE = {
     "qwen2_vl": ("qwen2-vl", 14, "qwen2-vl"),

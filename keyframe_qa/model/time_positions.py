@@ -12,6 +12,10 @@
 - Qwen3-VL prints each patch's time as text (`<2.5 seconds>`, the mean of its two frames' times),
   which keyframe-qa makes the frames' real times: exact to the 0.1 s it prints.
 - Images mode labels each frame with its time in text: nothing to check.
+
+Both are told through the metadata the processor takes beside the frames (`video_metadata`), the same
+for every engine: the in-process processor gets it as a VideoMetadata, vLLM as the request's
+`media_io_kwargs`, and each then computes the same positions and printed times.
 """
 
 from __future__ import annotations
@@ -24,6 +28,49 @@ from .checkpoint import CheckpointInfo
 from ..timecodes import format_time
 
 
+# Frame indices are whole numbers to vLLM: each frame's time is told as `index / fps` with fps at least this
+# many ticks a second, so a time is told to within half a microsecond.
+TICKS_PER_SECOND = 1_000_000
+
+
+def sampling_rate(times: Sequence[float]) -> float:
+    """The one rate told for frames at `times`: frames less one over their span (1 for a single frame)."""
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return (len(times) - 1) / span if span > 0 else 1.0
+
+
+def video_metadata(times: Sequence[float]) -> dict:
+    """What the processor is told about a video of frames at `times` (seconds): `fps`, whole-number
+    `frames_indices`, `total_num_frames` and `duration`, so that
+
+    - Qwen2.5-VL's rate, `len(frames_indices) / total_num_frames * fps`, is `sampling_rate(times)` to the
+      last bit (fps and total_num_frames are that rate and the frame count times one power of two, which
+      a float multiplies and divides exactly): its position ids are the ones time_fidelity computes;
+    - Qwen3-VL's time of each frame, `frames_indices[i] / fps`, is `times[i]` to half a microsecond.
+
+    vLLM takes exactly these fields in `media_io_kwargs` (it wants whole-number indices and a
+    total_num_frames of at least the frames sent); the in-process engine passes the same values."""
+    count = len(times)
+    rate = sampling_rate(times)
+    scale = 1
+    while rate * scale < TICKS_PER_SECOND:
+        scale *= 2
+    fps = rate * scale
+    return {"fps": fps, "frames_indices": [round(t * fps) for t in times], "total_num_frames": count * scale,
+            "duration": times[-1] - times[0] if count > 1 else 0.0}
+
+
+def patch_times(metadata: dict, temporal_patch_size: int) -> list[float]:
+    """Qwen3-VL's time of each temporal patch, printed before it as `<t seconds>`, from `video_metadata`:
+    as its processor computes it, each frame at index / fps, the last frame repeated to fill the last
+    patch, and a patch at the mean of its first and last frame's times."""
+    indices = list(metadata["frames_indices"])
+    if len(indices) % temporal_patch_size:
+        indices += [indices[-1]] * (temporal_patch_size - len(indices) % temporal_patch_size)
+    seconds = [index / metadata["fps"] for index in indices]
+    return [(seconds[i] + seconds[i + temporal_patch_size - 1]) / 2 for i in range(0, len(seconds), temporal_patch_size)]
+
+
 def time_fidelity(checkpoint: CheckpointInfo, mode: str, times: Sequence[float], per_frame: bool = False
                   ) -> Optional[dict]:
     """The JSON `model.time_fidelity` for a video-mode prompt of frames at `times` (None when the
@@ -31,15 +78,14 @@ def time_fidelity(checkpoint: CheckpointInfo, mode: str, times: Sequence[float],
     family = checkpoint.family
     if mode != "video" or per_frame or len(times) < 2:
         return None
-    if family.name == "qwen3-vl":
+    if family.prints_times:
         return {"status": "exact", "how": "each temporal patch's time is printed in the prompt as text"}
     if family.name != "qwen2.5-vl":
         return None  # Qwen2-VL's temporal ids are plain patch indices: it is told no time at all
     per_second = checkpoint.tokens_per_second or 2.0
     patch = family.temporal_patch_size
     start = times[0]
-    span = times[-1] - start
-    rate = (len(times) - 1) / span if span > 0 else 1.0  # the one rate the engine tells the processor
+    rate = sampling_rate(times)  # the one rate every engine tells the processor (video_metadata)
     seconds_per_patch = patch / rate
     starts = [t - start for t in times[::patch]]  # when each temporal patch really begins
     # As the model computes them: second_per_grid_ts is a float32 tensor, so the ids are truncated float32
