@@ -21,6 +21,14 @@ class ModelError(KeyframeQAError):
     """The model cannot be found, loaded or run."""
 
 
+class ServerRefusal(ModelError):
+    """The server cannot serve what was asked, for any video: video mode from a server that is not vLLM, or
+    from a vLLM that does not take the frames' times. A usage error (exit code 2), and, as a ModelError, it
+    stops a batch at once instead of failing every video alike."""
+
+    exit_code = 2
+
+
 class ImageLimit(UsageError):
     """The server takes fewer images in one prompt than the request sends (vLLM's --limit-mm-per-prompt)."""
 

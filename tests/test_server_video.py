@@ -193,6 +193,15 @@ def test_video_mode_refuses_vllm_without_the_trust_flag_before_any_frame(capsys,
     assert server.videos == [] and server.posts == 2  # the reachability check, then the refused media_io_kwargs
 
 
+def test_a_batch_in_video_mode_against_another_server_stops_at_once(capsys, videos, tiny_model, front, tmp_path):
+    server = front(tiny_model, owner="sglang")
+    code, out, err = run(capsys, "batch", videos["plain.mp4"], videos["cut.mp4"], "-q", "q", "--at", "1,2", "--mode",
+                         "video", "--model", tiny_model, *served(server.url), "-o", str(tmp_path / "out.jsonl"))
+    assert code == 2, err
+    assert_one_line_error(err, "is not one (its /models says owned_by 'sglang'): use --mode images")
+    assert "failed:" not in err and server.videos == []  # one refusal for the run, not one failure per video
+
+
 def test_images_mode_needs_no_vllm(capsys, videos, tiny_model, front):
     # The check is video mode's alone: images go to any server, vLLM or not, trusted or not.
     server = front(tiny_model, owner="someone", trusted=False)

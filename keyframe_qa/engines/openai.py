@@ -37,7 +37,7 @@ import numpy as np
 from ..model.prompt import prompt_parts
 from ..model.checkpoint import CheckpointInfo, checkpoint_files
 from ..model.time_positions import patch_times, video_metadata
-from ..errors import ImageLimit, KeyframeQAError, ModelError, UsageError, reason
+from ..errors import ImageLimit, KeyframeQAError, ModelError, ServerRefusal, reason
 from ..records import GenerationSettings, Reply, VisualPrompt
 from .resize import resize_to_budget
 
@@ -102,7 +102,7 @@ class OpenAIEngine:
         owner = self._owner()
         if owner != "vllm":
             said = f"its /models says owned_by {owner!r}" if owner else "its /models does not say it is vLLM"
-            raise UsageError(f"--mode video with --engine openai needs a vLLM server, the one that takes keyframe-qa's "
+            raise ServerRefusal(f"--mode video with --engine openai needs a vLLM server, the one that takes keyframe-qa's "
                              f"exact frames with their true times; {self.base_url} is not one ({said}): use --mode "
                              f"images")
         self._post({"model": self.model_id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
@@ -143,11 +143,12 @@ class OpenAIEngine:
     def _media(self, prompt: VisualPrompt) -> tuple[list[str], dict]:
         """(the data URLs the prompt's parts point at, the request's extra fields). Frames are resized as the
         in-process engine resizes them (resize.py): the server keeps them, and sees the same pixels."""
+        if prompt.mode == "video":
+            self.check_video()
         pngs = [_png_base64(resize_to_budget(image, budget, self.model_id))
                 for image, budget in zip(prompt.images, prompt.budgets)]
         if prompt.mode != "video":
             return ["data:image/png;base64," + png for png in pngs], {}
-        self.check_video()
         # num_frames -1: every frame sent (vLLM would otherwise keep 32 and say nothing).
         told = {**video_metadata(prompt.times), "num_frames": -1}
         return ["data:video/jpeg;base64," + ",".join(pngs)], {"media_io_kwargs": {"video": told}}
@@ -308,7 +309,7 @@ class OpenAIEngine:
             return ModelError(f"{where}: model {self.model_id!r} is not served there, or the URL is not its /v1 "
                               f"endpoint ({detail})")
         if code == 400 and "media_io_kwargs" in detail:
-            return UsageError(f"{where}: it refuses the frames' times in media_io_kwargs ({detail}); start vLLM with "
+            return ServerRefusal(f"{where}: it refuses the frames' times in media_io_kwargs ({detail}); start vLLM with "
                               f"{TRUST_FLAG} for --mode video (it then takes keyframe-qa's exact frames with their "
                               f"true times), or use --mode images")
         limit = image_limit(detail) if code == 400 else None

@@ -63,14 +63,15 @@ def ensure_vllm() -> tuple[Optional[str], str]:
     return python, ""
 
 
-def start_vllm(python: str, model: str, workdir: str, *extra: str):
+def start_vllm(python: str, model: str, workdir: str, *extra: str, trust_request_kwargs: bool = True):
     """vLLM's OpenAI server on `model` on a free loopback port; returns (process, base URL). Its log goes to
-    `workdir`; the hub is never asked."""
+    `workdir`; the hub is never asked. Without `trust_request_kwargs` it is started as vLLM starts by default,
+    refusing a request's media_io_kwargs (video mode needs them)."""
     port = free_port()
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
                "--port", str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "8192",
-               "--limit-mm-per-prompt", f'{{"image": {IMAGE_LIMIT}, "video": 1}}', "--trust-request-mm-kwargs",
-               *extra]
+               "--limit-mm-per-prompt", f'{{"image": {IMAGE_LIMIT}, "video": 1}}',
+               *(["--trust-request-mm-kwargs"] if trust_request_kwargs else []), *extra]
     env = dict(os.environ, VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1",
                VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
