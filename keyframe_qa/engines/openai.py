@@ -102,9 +102,9 @@ class OpenAIEngine:
         owner = self._owner()
         if owner != "vllm":
             said = f"its /models says owned_by {owner!r}" if owner else "its /models does not say it is vLLM"
-            raise ServerRefusal(f"--mode video with --engine openai needs a vLLM server, the one that takes keyframe-qa's "
-                             f"exact frames with their true times; {self.base_url} is not one ({said}): use --mode "
-                             f"images")
+            raise ServerRefusal(f"--mode video with --engine openai needs a vLLM server, the one that takes "
+                                f"keyframe-qa's exact frames with their true times; {self.base_url} is not one "
+                                f"({said}): use --mode images")
         self._post({"model": self.model_id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
                     "temperature": 0, "media_io_kwargs": {"video": {"num_frames": -1}}})
         self._takes_video = True
@@ -210,8 +210,8 @@ class OpenAIEngine:
             except (OSError, http.client.HTTPException) as exc:
                 if again():
                     continue
-                raise ModelError(f"cannot reach the server at {self.base_url}: {reason(exc, lower=True)} (is it running, "
-                                 f"and is --base-url right?)") from exc
+                raise ModelError(f"cannot reach the server at {self.base_url}: {reason(exc, lower=True)} (is it "
+                                 f"running, and is --base-url right?)") from exc
             if status >= 400:
                 detail = _detail(data, status)
                 refused = [key for key in list(body) if key in self._optional and key in detail]
@@ -247,9 +247,10 @@ class OpenAIEngine:
         return None
 
     def _exchange(self, payload: Optional[bytes], path: str = "/chat/completions") -> tuple[int, bytes]:
-        """(status, body) of one POST of `payload` to `path` (a GET without one). The whole exchange, from connecting to the last byte, must end
-        within --timeout (a server that drips a byte a second is cut off, not waited for), and the
-        body read is capped: MAX_REPLY_BYTES for a reply, MAX_ERROR_BYTES of an error's detail."""
+        """(status, body) of one POST of `payload` to `path` (a GET without one). The whole exchange, from
+        connecting to the last byte, must end within --timeout (a server that drips a byte a second is cut
+        off, not waited for), and the body read is capped: MAX_REPLY_BYTES for a reply, MAX_ERROR_BYTES of
+        an error's detail."""
         parts = urllib.parse.urlsplit(self.base_url)
         connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         connection = connection_class(parts.hostname, parts.port, timeout=self.timeout)
@@ -309,9 +310,9 @@ class OpenAIEngine:
             return ModelError(f"{where}: model {self.model_id!r} is not served there, or the URL is not its /v1 "
                               f"endpoint ({detail})")
         if code == 400 and "media_io_kwargs" in detail:
-            return ServerRefusal(f"{where}: it refuses the frames' times in media_io_kwargs ({detail}); start vLLM with "
-                              f"{TRUST_FLAG} for --mode video (it then takes keyframe-qa's exact frames with their "
-                              f"true times), or use --mode images")
+            return ServerRefusal(f"{where}: it refuses the frames' times in media_io_kwargs ({detail}); start vLLM "
+                                 f"with {TRUST_FLAG} for --mode video (it then takes keyframe-qa's exact frames with "
+                                 f"their true times), or use --mode images")
         limit = image_limit(detail) if code == 400 else None
         if limit is not None:
             return ImageLimit(f"{self.base_url} takes at most {limit} images in one prompt ({detail}): pick {limit} "

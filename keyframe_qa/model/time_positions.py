@@ -68,7 +68,8 @@ def patch_times(metadata: dict, temporal_patch_size: int) -> list[float]:
     if len(indices) % temporal_patch_size:
         indices += [indices[-1]] * (temporal_patch_size - len(indices) % temporal_patch_size)
     seconds = [index / metadata["fps"] for index in indices]
-    return [(seconds[i] + seconds[i + temporal_patch_size - 1]) / 2 for i in range(0, len(seconds), temporal_patch_size)]
+    step = temporal_patch_size
+    return [(seconds[i] + seconds[i + step - 1]) / 2 for i in range(0, len(seconds), step)]
 
 
 def time_fidelity(checkpoint: CheckpointInfo, mode: str, times: Sequence[float], per_frame: bool = False
