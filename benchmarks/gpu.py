@@ -106,7 +106,7 @@ def parameter_counts(model) -> dict:
 
 def ask_split(torch, engine, hd: str, device: str, ceiling: dict, results: Results) -> None:
     """Warm `ask` latency and its parts, each against its floor."""
-    from keyframe_qa import AskRequest, ask, extract_frames
+    from keyframe_qa import AskRequest, EngineSpec, SelectionRequest, ask, extract_frames
     from keyframe_qa.answering import AnswerOptions, plan
     from keyframe_qa.model.prompt import build_prompt
     from keyframe_qa.model.generation import GenerationRequest, resolve_generation
@@ -144,8 +144,9 @@ def ask_split(torch, engine, hd: str, device: str, ceiling: dict, results: Resul
         many_s = timed(lambda: generate(NEW_TOKENS + 1), 3, sync)
     per_token_s = (many_s - one_s) / NEW_TOKENS
     answer_s = timed(lambda: engine.answer(prompt, [QUESTION], settings), 3, sync)
-    request = AskRequest(video=hd, questions=(QUESTION,), times=(1.0, 2.0), max_new_tokens=NEW_TOKENS,
-                         model_id=engine.model_id)
+    request = AskRequest(video=hd, questions=(QUESTION,), selection=SelectionRequest(times=(1.0, 2.0)),
+                         generation=GenerationRequest(max_new_tokens=NEW_TOKENS),
+                         engine=EngineSpec(model_id=engine.model_id))
     ask_s = timed(lambda: ask(request, engine=engine), 3, sync)
 
     counts = parameter_counts(model)
@@ -185,7 +186,7 @@ def ask_split(torch, engine, hd: str, device: str, ceiling: dict, results: Resul
 def batch_throughput(torch, engine, clips: list[str], sizes: list[int], device: str, ceiling: dict,
                      results: Results, folder: str) -> None:
     """batch over the clips at each batch size: videos/s, generated tokens/s, peak memory, roofline."""
-    from keyframe_qa import AskRequest
+    from keyframe_qa import AskRequest, EngineSpec, GenerationRequest, SelectionRequest
     from keyframe_qa.jobs.batch import run_batch
     from keyframe_qa.jobs.batch_inputs import BatchItem
 
@@ -195,9 +196,8 @@ def batch_throughput(torch, engine, clips: list[str], sizes: list[int], device: 
     step_floor = counts["language"] * element / ceiling["copy_bytes_per_s"]
     rows = []
     items = [BatchItem(video=clip) for clip in clips]
-    template = AskRequest(video="", questions=(QUESTION,), max_new_tokens=NEW_TOKENS, model_id=engine.model_id,
-                          selection=__import__("keyframe_qa.selection.select", fromlist=["x"]).SelectionRequest(
-                              num_frames=2))
+    template = AskRequest(video="", questions=(QUESTION,), generation=GenerationRequest(max_new_tokens=NEW_TOKENS),
+                          engine=EngineSpec(model_id=engine.model_id), selection=SelectionRequest(num_frames=2))
     engine.batches = []
     for size in sizes:
         output = os.path.join(folder, f"batch{size}.jsonl")

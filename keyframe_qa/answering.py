@@ -7,13 +7,13 @@ frames are then put to the engine by `answer_frames`.
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from .model.budget import check_context, pixel_limits, plan_request, prompt_tokens_lower_bound
 from .model.checkpoint import CheckpointInfo
 from .errors import UsageError
-from .options import options_record
+from .options import option
 from .grounding import FrameGeometry, find_boxes, grounding_prompt
 from .console import counted, warn
 from .model.prompt import build_prompt, image_label_text, video_times_text
@@ -22,12 +22,18 @@ from .model.text_tokens import text_counter
 from .timecodes import format_time
 
 
-# How frames are put to the model: the decoding settings resolved for it, and the answer and budget
-# options as declared in options.py.
-AnswerOptions = options_record("AnswerOptions", (
-    ("generation", GenerationSettings, field(metadata={"help": "decoding settings, resolved for the model"})),
-    "mode", "per_frame", "min_pixels", "max_pixels", "max_visual_tokens", "find",
-), "How frames are put to the model.", module=__name__)
+@dataclass(frozen=True)
+class AnswerOptions:
+    """How frames are put to the model: the decoding settings resolved for it, and the answer and budget
+    options (declared in options.py)."""
+
+    generation: GenerationSettings  # decoding settings, resolved for the model
+    mode: str = option("mode")  # "images" (each frame an image) or "video" (one video)
+    per_frame: bool = option("per_frame")  # every question about each frame on its own
+    min_pixels: Optional[int] = option("min_pixels")  # per-frame minimum; None: the checkpoint's
+    max_pixels: Optional[int] = option("max_pixels")  # per-frame maximum; None: the checkpoint's
+    max_visual_tokens: Optional[int] = option("max_visual_tokens")  # all frames together
+    find: Optional[str] = option("find")  # the object the grounding prompt asks boxes for
 
 
 def plan(options: AnswerOptions, checkpoint: CheckpointInfo, sizes: Sequence[tuple[int, int]], *,

@@ -14,7 +14,7 @@ from typing import Optional
 import click
 
 from .errors import KeyframeQAError
-from .options import ANSWER, BUDGET, ENGINE, GENERATION, RELEVANCE, SCENE, SELECTION, click_options, project
+from .options import ANSWER, BUDGET, ENGINE, GENERATION, RELEVANCE, SCENE, SELECTION, click_options, take
 from .timecodes import parse_time_list
 
 
@@ -40,9 +40,17 @@ def _selection(options: dict, **extra):
     from .selection.scenes import SceneOptions
     from .selection.select import SelectionRequest
 
-    picked = {name: options.pop(name) for name in SELECTION + RELEVANCE + SCENE + ("use_cache",)}
-    return project(picked, SelectionRequest, scene_options=project(picked, SceneOptions), show_progress=True,
-                   **extra)
+    scene_options = take(SceneOptions, options)
+    picked = {name: options.pop(name) for name in SELECTION + RELEVANCE + ("use_cache",)}
+    return SelectionRequest(**picked, scene_options=scene_options, show_progress=True, **extra)
+
+
+def _engine_and_generation(options: dict) -> dict:
+    """The EngineSpec and GenerationRequest of the parsed options, which they take out of `options`."""
+    from .engines import EngineSpec
+    from .model.generation import GenerationRequest
+
+    return {"engine": take(EngineSpec, options), "generation": take(GenerationRequest, options)}
 
 
 def _emit(text: str, output, report: Optional[dict] = None) -> None:
@@ -79,7 +87,8 @@ def _request(video, questions, options: dict, **files):
     from .jobs.ask import AskRequest
 
     selection = _selection(options)
-    return AskRequest(video=video, questions=tuple(questions), selection=selection, **options, **files)
+    return AskRequest(video=video, questions=tuple(questions), selection=selection,
+                      **_engine_and_generation(options), **options, **files)
 
 
 @cli.command()
@@ -123,7 +132,8 @@ def when(video, query, html_path, output, **options):
     from .jobs.when import WhenRequest, when_job
     from .outputs.report import to_json
 
-    report, target = when_job(WhenRequest(video=video, query=query, **options), output=output, html=html_path)
+    request = WhenRequest(video=video, query=query, **_engine_and_generation(options), **options)
+    report, target = when_job(request, output=output, html=html_path)
     _emit(to_json(report), target, report)
 
 
@@ -167,7 +177,7 @@ def scenes(video, as_csv, use_cache, output, **options):
     from .selection.scenes import SceneOptions
 
     target = _output(output, "-o", [video])
-    _emit(scenes_job(video, project(options, SceneOptions), use_cache=use_cache, as_csv=as_csv), target)
+    _emit(scenes_job(video, SceneOptions(**options), use_cache=use_cache, as_csv=as_csv), target)
 
 
 @cli.command()
@@ -196,28 +206,11 @@ def frames(video, out_dir, image_format, quality, max_side, query, device, **sel
               help="Write a self-contained HTML page of all comparisons here.")
 def compare(config_path, output, html_path):
     """Run the before/after comparisons of a YAML CONFIG (see configs/before_after.yaml)."""
-    from .jobs.compare import check_settings, config_inputs, run_compare
-    from .jobs.compare_config import load_config
-    from .engines import EngineSpec, build_engine, engine_checkpoint
-    from .outputs.html import render_compare
-    from .outputs.paths import check_distinct, write_output
+    from .jobs.compare import compare_job
     from .outputs.report import to_json
 
-    config = load_config(config_path)
-    inputs = config_inputs(config, config_path)
-    target = _output(output, "-o", inputs)
-    page = _output(html_path, "--html", inputs) if html_path else None
-    check_distinct([target, page])
-    spec = project(config.defaults, EngineSpec)
-    checkpoint = engine_checkpoint(spec)
-    check_settings(config, config_path, checkpoint)
-    engine = build_engine(spec, checkpoint)
-    report, views = run_compare(config, config_path, engine)
-    if html_path:
-        write_output(page, render_compare(config_path, engine.model_id, views))
-        report["html"] = html_path
+    report, target, failed = compare_job(config_path, output=output, html=html_path)
     _emit(to_json(report), target, report)
-    failed = [c["name"] for c in report["comparisons"] if c["status"] != "ok"]
     if failed:
         from .console import counted
 

@@ -1,10 +1,10 @@
 """Every user-facing option, declared once: its name, type, default, limits and help.
 
 The records that carry options (`AskRequest`, `SelectionRequest`, `SceneOptions`, `EngineSpec`,
-`GenerationRequest`, `AnswerOptions`) are made from these declarations by `record`; the CLI's click
-options (`click_options`) and the compare config's pydantic fields (`pydantic_fields`) read them too,
-and `check_value` is the one range check all three use. `project` copies the options one record shares
-with another, which is how a request becomes an engine spec or a generation request.
+`GenerationRequest`, `AnswerOptions`, `WhenRequest`) are written out as frozen dataclasses whose option
+fields are `option("name")`: the type is written there, the default and help come from here. The CLI's
+click options (`click_options`) and the compare config's pydantic fields (`pydantic_fields`) read the same
+declarations, and `check_value` is the one range check all three use.
 
 This module imports nothing heavy: click and pydantic are imported inside the functions that need them.
 """
@@ -260,45 +260,27 @@ def check_value(name: str, value: Any) -> Any:
 def check_record(record) -> None:
     """Check every declared option a record carries (the library's own callers get the CLI's checks)."""
     for item in dataclasses.fields(record):
-        if item.name in OPTIONS:
-            check_value(item.name, getattr(record, item.name))
+        if "option" in item.metadata:  # a field made by `option(...)`
+            check_value(item.metadata["option"], getattr(record, item.name))
 
 
-def options_record(class_name: str, items: tuple, doc: str, *, namespace: Optional[dict] = None,
-           module: str = __name__) -> type:
-    """A frozen dataclass whose fields are `items` in order: a declared option's name (its type, default and
-    help from OPTIONS; the help, the field's comment, is kept in its metadata), or (name, type, field) for a
-    field that is not an option (the video, the questions)."""
-    fields = []
-    for item in items:
-        if not isinstance(item, str):
-            fields.append(item)
-            continue
-        option = OPTIONS[item]
-        kind = option.kind if option.default is not None else Optional[option.kind]
-        fields.append((item, kind, dataclasses.field(default=option.default, metadata={"help": option.help})))
-    made = dataclasses.make_dataclass(class_name, fields, frozen=True, namespace=namespace or {})
-    made.__doc__ = doc
-    made.__module__ = module
-    made.__qualname__ = class_name
-    return made
+def option(name: str) -> Any:
+    """The dataclass field of declared option `name` in a record: its default from OPTIONS, its help kept
+    in the field's metadata (a record's field and its option share the name, which a test checks)."""
+    declared = OPTIONS[name]
+    return dataclasses.field(default=declared.default, metadata={"help": declared.help, "option": name})
 
 
-def project(source, target: type, **given):
-    """A `target` record built from the fields it shares with `source` (a record, a dict, or a compare
-    config model, whose keys may be the options' config names), plus `given`."""
-    values = {}
-    for item in dataclasses.fields(target):
-        if item.name in given:
-            continue
+def take(record: type, values: dict) -> Any:
+    """A `record` built from the entries of `values` (parsed options, or a compare config's keys, which may
+    be the options' config names) that it has fields for; those entries are removed from `values`."""
+    given = {}
+    for item in dataclasses.fields(record):
         key = OPTIONS[item.name].key if item.name in OPTIONS else item.name
-        if isinstance(source, dict):
-            found = source.get(item.name, source.get(key, dataclasses.MISSING))
-        else:
-            found = getattr(source, item.name, getattr(source, key, dataclasses.MISSING))
-        if found is not dataclasses.MISSING:
-            values[item.name] = found
-    return target(**values, **given)
+        for name in (item.name, key):
+            if name in values:
+                given[item.name] = values.pop(name)
+    return record(**given)
 
 
 def click_options(names: tuple, *, parsers: Optional[dict[str, Callable]] = None) -> Callable:

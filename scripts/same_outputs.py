@@ -158,10 +158,13 @@ def run_all() -> dict[str, str]:
                               text=True, timeout=900)
         parts = [f"rc {done.returncode}", "--- stdout", _text(done.stdout)]
         for file in files:
+            if not os.path.exists(os.path.join(WORK, file)):
+                parts += [f"--- {file} (not written)"]
+                continue
             with open(os.path.join(WORK, file)) as handle:
                 parts += [f"--- {file}", _text(handle.read())]
         for folder in ("frames", "frames2", "frames3", "annotated"):
-            if folder in args and os.path.isdir(os.path.join(WORK, folder)):
+            if folder in args[1:] and os.path.isdir(os.path.join(WORK, folder)):
                 parts += [f"--- {folder}/", *_digests(os.path.join(WORK, folder))]
         stderr = [line for line in done.stderr.splitlines() if not line.startswith(("warning: ", "Warning"))
                   or "keyframe" in line]

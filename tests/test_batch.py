@@ -169,7 +169,7 @@ def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, 
     import keyframe_qa.jobs.batch_work as batch_module
     from keyframe_qa.jobs.batch import run_batch
     from keyframe_qa.jobs.batch_inputs import BatchItem
-    from keyframe_qa.jobs.ask import AskRequest, load_model
+    from keyframe_qa import AskRequest, GenerationRequest, SelectionRequest, load_model
 
     events = []
     real_prepare, real_answer = batch_module.prepare, batch_module.answer_prepared
@@ -188,7 +188,8 @@ def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, 
     monkeypatch.setattr(batch_module, "prepare", prepare)
     monkeypatch.setattr(batch_module, "answer_prepared", answer)
     items = [BatchItem(video=videos["plain.mp4"]), BatchItem(video=videos["cut.mp4"])]
-    summary = run_batch(items, AskRequest(video="", questions=("q",), times=(1.0,), max_new_tokens=2),
+    summary = run_batch(items, AskRequest(video="", questions=("q",), selection=SelectionRequest(times=(1.0,)),
+                                          generation=GenerationRequest(max_new_tokens=2)),
                         str(tmp_path / "o.jsonl"), engine=load_model(tiny_model), progress=False)
     assert summary.done == 2
     assert events.index(("prepare", "cut.mp4")) < events.index(("answered", "plain.mp4"))

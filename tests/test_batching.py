@@ -12,7 +12,7 @@ from keyframe_qa.jobs.batch import iter_lines, run_batch
 from keyframe_qa.jobs.batch_inputs import collect_items
 from keyframe_qa.model.budget import plan_request
 from keyframe_qa.engines.transformers import QwenVLModel
-from keyframe_qa.jobs.ask import AskRequest
+from keyframe_qa import AskRequest, EngineSpec, GenerationRequest
 from keyframe_qa.records import GenerationSettings, VisualPrompt
 from keyframe_qa.selection.select import SelectionRequest
 from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
@@ -62,8 +62,8 @@ def test_a_batch_of_prompts_gives_the_replies_of_one_at_a_time(engine, mode):
 
 def test_batch_size_answers_every_video_as_one_at_a_time_does(mixed_sizes, tiny_model, tmp_path):
     items = collect_items([str(mixed_sizes)])
-    template = AskRequest(video="", questions=("What is it?",), model_id=tiny_model,
-                          selection=SelectionRequest(num_frames=2), max_new_tokens=6, device="cpu")
+    template = AskRequest(video="", questions=("What is it?",), engine=EngineSpec(model_id=tiny_model, device="cpu"),
+                          selection=SelectionRequest(num_frames=2), generation=GenerationRequest(max_new_tokens=6))
     one = run_batch(items, template, str(tmp_path / "one.jsonl"), progress=False)
     batched = run_batch(items, template, str(tmp_path / "batched.jsonl"), progress=False, batch_size=4)
     assert (one.done, one.failed, batched.done, batched.failed) == (5, 1, 5, 1)
@@ -162,8 +162,8 @@ def test_out_of_memory_again_after_the_retry_is_one_error_line(capsys, mixed_siz
 def batch_of_two(tiny_model, mixed_sizes, output):
     """clip3 (two 200x100 frames: 224 patches at 60 tokens, 112 at half) and clip4 (two 64x64: 32) in one batch."""
     items = collect_items([str(mixed_sizes / f"clip{n}.mp4") for n in (3, 4)])
-    template = AskRequest(video="", questions=("What is it?",), model_id=tiny_model,
-                          selection=SelectionRequest(num_frames=2), max_new_tokens=3, device="cpu",
+    template = AskRequest(video="", questions=("What is it?",), engine=EngineSpec(model_id=tiny_model, device="cpu"),
+                          selection=SelectionRequest(num_frames=2), generation=GenerationRequest(max_new_tokens=3),
                           max_visual_tokens=60)
     summary = run_batch(items, template, str(output), progress=False, batch_size=2)
     return summary, {os.path.basename(r["video"]["path"]): r for r in iter_lines(output)}

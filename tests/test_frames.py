@@ -11,7 +11,7 @@ import pytest
 from keyframe_qa.errors import UsageError
 from keyframe_qa.video.frames import read_frames
 from keyframe_qa.video.probe import check_times, probe
-from keyframe_qa.jobs.ask import extract_frames
+from keyframe_qa import extract_frames
 from keyframe_qa.testing.synthetic import frame_times_of, marker_corner, read_frame_number
 from tests.conftest import VIDEO_SPECS
 
@@ -117,7 +117,7 @@ def test_past_the_end_names_the_duration(videos):
     check_times(info, [6.0])  # exactly the end: the last frame
 
 
-def test_extract_frames_does_not_import_torch(videos):
+def test_extract_frames_imports_neither_torch_nor_the_model_code(videos):
     import subprocess
     import sys
 
@@ -126,6 +126,9 @@ def test_extract_frames_does_not_import_torch(videos):
         f"frames = keyframe_qa.extract_frames({videos['plain.mp4']!r}, [1.0, 2.0])\n"
         "assert [f.frame_number for f in frames] == [10, 20]\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(sys.modules)\n"
+        # Nor keyframe-qa's own model side: no engine, no checkpoint reader, no prompt builder.
+        "model = [m for m in sys.modules if m.startswith(('keyframe_qa.model', 'keyframe_qa.engines'))]\n"
+        "assert not model, model\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -384,9 +387,11 @@ def test_the_frames_command_keeps_no_pictures(videos, tmp_path):
 
 
 def test_ask_holds_only_budget_sized_frames_unless_a_full_size_output_is_asked(videos, tiny_model, tmp_path):
-    from keyframe_qa.jobs.ask import AskRequest, prepare
+    from keyframe_qa import AskRequest, EngineSpec, SelectionRequest
+    from keyframe_qa.jobs.ask import prepare
 
-    request = AskRequest(video=videos["plain.mp4"], questions=("what?",), times=(1.0, 2.0), model_id=tiny_model,
+    request = AskRequest(video=videos["plain.mp4"], questions=("what?",),
+                         selection=SelectionRequest(times=(1.0, 2.0)), engine=EngineSpec(model_id=tiny_model),
                          max_pixels=64 * 64)
     prepared = prepare(request)
     for frame, budget in zip(prepared.frames, prepared.budgets):

@@ -14,7 +14,7 @@ import pytest
 
 from keyframe_qa.jobs.batch import iter_lines, run_batch
 from keyframe_qa.jobs.batch_inputs import BatchItem
-from keyframe_qa.jobs.ask import AskRequest
+from keyframe_qa import AskRequest, EngineSpec, GenerationRequest, SelectionRequest
 from tests.test_batch import clip_copies, wait_for_lines
 from tests.test_cli import assert_one_line_error, run
 
@@ -77,8 +77,8 @@ def test_an_actor_killed_mid_run_loses_nothing_and_repeats_nothing(ray_cluster, 
         pytest.skip("finds the actor's process through /proc")
     folder = clip_copies(tmp_path / "many", videos["plain.mp4"], 6)
     items = [BatchItem(video=str(path)) for path in sorted(folder.iterdir())]
-    template = AskRequest(video="", questions=("Describe it.",), times=(1.0,), model_id=tiny_model,
-                          max_new_tokens=24)
+    template = AskRequest(video="", questions=("Describe it.",), selection=SelectionRequest(times=(1.0,)),
+                          engine=EngineSpec(model_id=tiny_model), generation=GenerationRequest(max_new_tokens=24))
     output = tmp_path / "out.jsonl"
     first_line, killed, outcome = threading.Event(), [], {}
 

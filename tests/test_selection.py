@@ -51,15 +51,16 @@ def test_scenes_selection_tags_frames_with_scene_indices(videos, tmp_path, monke
     assert selection.record["scenes_found"] == 2
 
 
-@pytest.mark.parametrize("request_kwargs, fragment", [
-    (dict(times=(1.0,), scenes=True), "--at and --scenes"),
-    (dict(every=1.0, fps=2.0), "--every and --fps"),
-    (dict(num_frames=3, every=1.0), "--every and --num-frames"),
-    (dict(every=0.0), "--every"), (dict(every=-1.0), "--every"), (dict(num_frames=0), "--num-frames"),
-    (dict(fps=0.0), "--fps"), (dict(scenes=True, scene_options=SceneOptions(max_scenes=0)), "--max-scenes"),
-    (dict(scenes=True, scene_options=SceneOptions(detector="magic")), "unknown detector"),
-    (dict(scenes=True, scene_options=SceneOptions(threshold=-1.0)), "--threshold"),
+@pytest.mark.parametrize("request_kwargs, scene_kwargs, fragment", [
+    (dict(times=(1.0,), scenes=True), {}, "--at and --scenes"),
+    (dict(every=1.0, fps=2.0), {}, "--every and --fps"),
+    (dict(num_frames=3, every=1.0), {}, "--every and --num-frames"),
+    (dict(every=0.0), {}, "--every"), (dict(every=-1.0), {}, "--every"), (dict(num_frames=0), {}, "--num-frames"),
+    (dict(fps=0.0), {}, "--fps"), (dict(scenes=True), dict(max_scenes=0), "--max-scenes"),
+    (dict(scenes=True), dict(detector="magic"), "unknown detector"),
+    (dict(scenes=True), dict(threshold=-1.0), "--threshold"),
 ])
-def test_bad_selections_are_usage_errors(request_kwargs, fragment):
+def test_bad_selections_cannot_be_made(request_kwargs, scene_kwargs, fragment):
+    # Checked when the records are made: no selection that cannot work exists to be passed on.
     with pytest.raises(UsageError, match=fragment):
-        check_request(SelectionRequest(**request_kwargs))
+        SelectionRequest(**request_kwargs, scene_options=SceneOptions(**scene_kwargs))

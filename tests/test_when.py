@@ -14,7 +14,7 @@ import re
 import pytest
 
 from keyframe_qa.errors import ModelError, UsageError
-from keyframe_qa.jobs.when import WhenRequest, find_moments
+from keyframe_qa import GenerationRequest, WhenRequest, find_moments
 from keyframe_qa.selection.windows import merge_spans, plan_windows
 from keyframe_qa.testing.oracle import PixelOracle
 from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
@@ -527,7 +527,8 @@ def _spy(engine) -> list:
 def _late_window_prompt(videos, engine):
     prompts = _spy(engine)
     report = find_moments(WhenRequest(video=videos["plain.mp4"], query="a red square", mode="video",
-                                      window_frames=4, max_new_tokens=4, refine=False), engine=engine)
+                                      window_frames=4, generation=GenerationRequest(max_new_tokens=4), refine=False),
+                          engine=engine)
     coarse = [p for p in prompts if p.mode == "video"]
     assert len(coarse) == len(report["passes"]) >= 2
     last = report["passes"][-1]

@@ -10,11 +10,12 @@ Exact frames, budgets, prompts and boxes are ours whichever engine answers; only
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence, runtime_checkable
 
 from ..model.checkpoint import CheckpointInfo
 from ..errors import UsageError
-from ..options import ENGINE, OPTIONS, check_record, options_record
+from ..options import OPTIONS, check_record, option
 from ..model.families import Family
 from ..records import GenerationSettings, Reply, VisualPrompt
 
@@ -54,9 +55,23 @@ class Engine(Protocol):
         the engine cannot tell (the caller then reads the reply's text)."""
 
 
-# Which engine to build, and how: the engine options as declared in options.py (the CLI, the library's
-# AskRequest and the compare config's `defaults` all carry them; `options.project` makes a spec of them).
-EngineSpec = options_record("EngineSpec", ENGINE, "Which engine to build, and how.", module=__name__)
+@dataclass(frozen=True)
+class EngineSpec:
+    """Which engine to build, and how (the engine options, declared in options.py; an `AskRequest`, a
+    `WhenRequest` and the compare config's `defaults` each hold one)."""
+
+    engine: str = option("engine")  # "transformers" (in process) or "openai" (a server)
+    model_id: Optional[str] = option("model_id")  # hub id, checkpoint folder, or the served model's name
+    device: str = option("device")  # auto, cpu, cuda or cuda:N (in process)
+    dtype: str = option("dtype")  # auto, bfloat16, float16 or float32 (in process)
+    base_url: Optional[str] = option("base_url")  # the server's /v1 URL (openai)
+    api_key_env: str = option("api_key_env")  # the environment variable holding the API key (openai)
+    family: Optional[str] = option("family")  # the model's family when its config is not here (openai)
+    timeout: float = option("timeout")  # seconds for one whole reply (openai)
+    max_images: Optional[int] = option("max_images")  # the most images the server takes in a prompt (openai)
+
+    def __post_init__(self) -> None:
+        check_record(self)
 
 
 def resolved(spec: EngineSpec) -> EngineSpec:

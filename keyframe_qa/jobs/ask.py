@@ -1,7 +1,6 @@
 """The ask pipeline: probe -> exact frames -> budget -> model -> boxes -> report.
 
-Nothing here imports torch: the model module is imported only when a model is needed, so
-`extract_frames` (frames at times, no model) stays light.
+Nothing here imports torch: the model module is imported only when a model is needed.
 """
 
 from __future__ import annotations
@@ -10,9 +9,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
-
 from ..answering import AnswerOptions, answer_frames, check_server_limits, check_text, plan, pixel_limits_record
-from ..options import BUDGET, GENERATION, check_record, project, options_record
+from ..options import check_record, option
 from ..model.checkpoint import CheckpointInfo
 from ..engines import EngineSpec, build_engine, check_spec, engine_checkpoint, warm_engine_imports
 from ..errors import KeyframeQAError, OutOfMemory, UsageError
@@ -30,37 +28,33 @@ from ..model.time_positions import fidelity_warning, time_fidelity
 from ..texts import check_prompt_text
 
 
-def _path(name: str, help_text: str):
-    return (name, Optional[str], field(default=None, metadata={"help": help_text}))
+@dataclass(frozen=True)
+class AskRequest:
+    """Everything one `ask` needs; the CLI builds it from options (declared in options.py: type, default,
+    limits, help). The values are checked when it is made; the files and the model, once, by `ask`."""
 
+    video: str  # path to the video file
+    questions: tuple[str, ...]  # asked about the same frames
+    selection: SelectionRequest = field(default_factory=SelectionRequest)  # which frames (default sampling)
+    engine: EngineSpec = field(default_factory=EngineSpec)  # which model answers, and where
+    generation: GenerationRequest = field(default_factory=GenerationRequest)  # decoding, as asked
+    per_frame: bool = option("per_frame")  # every question about each frame on its own
+    mode: str = option("mode")  # frames as images, or as one video
+    find: Optional[str] = option("find")  # locate this with the grounding prompt (boxes)
+    min_pixels: Optional[int] = option("min_pixels")  # per-frame minimum model-input pixels
+    max_pixels: Optional[int] = option("max_pixels")  # per-frame maximum model-input pixels
+    max_visual_tokens: Optional[int] = option("max_visual_tokens")  # all frames together
+    when: Optional[str] = option("when")  # find the moments this happens first, then ask about them
+    precision: str = option("precision")  # --when's boundaries: "frame" or seconds
+    refine: bool = option("refine")  # --when's single-frame probes
+    window_frames: int = option("window_frames")  # --when's frames per coarse window
+    save_frames: Optional[str] = None  # directory for PNGs of the frames
+    annotate: Optional[str] = None  # directory for frames with their boxes drawn
+    html: Optional[str] = None  # path of a self-contained HTML page of the run
+    output: Optional[str] = None  # where `ask` writes the JSON ("-": stdout); None: only returned
 
-# Everything one `ask` needs; the CLI builds it from options. Its option fields are declared once, in
-# options.py (type, default, limits, help); the others are the video, the questions and where files go.
-AskRequest = options_record("AskRequest", (
-    ("video", str, field(metadata={"help": "path to the video file"})),
-    ("questions", tuple, field(metadata={"help": "asked about the same frames"})),
-    "times",  # shorthand for selection=SelectionRequest(times=...)
-    ("selection", SelectionRequest, field(default_factory=SelectionRequest,
-                                          metadata={"help": "which frames (default sampling)"})),
-    "per_frame", "mode", "model_id", "device", "dtype", "engine", "base_url", "api_key_env", "family", "timeout",
-    "max_images",
-    *BUDGET, *GENERATION,
-    _path("save_frames", "directory for PNGs of the frames"),
-    "find", "when", "precision", "refine", "window_frames",
-    _path("annotate", "directory for frames with their boxes drawn"),
-    _path("html", "path of a self-contained HTML page of the run"),
-    _path("output", 'where `ask` writes the JSON ("-": stdout); None: only returned'),
-), "Everything one `ask` needs; the CLI builds it from options.", module=__name__)
-
-
-def extract_frames(video: str, times: Sequence[float]) -> list[Frame]:
-    """The frames on screen at `times` (seconds from the first frame), in display geometry.
-
-    Library entry point with no model: it does not import torch.
-    """
-    probed = probe(video)
-    check_times(probed.info, list(times))
-    return read_frames(probed, list(times))
+    def __post_init__(self) -> None:
+        check_record(self)
 
 
 def select_frames(probed: ProbedVideo, request: SelectionRequest) -> tuple[Selection, list[Frame]]:
@@ -86,7 +80,7 @@ def _shrinker(request: AskRequest, budgets: list):
     from ..engines import shrink_for_engine
 
     def shrink(frame: Frame) -> Frame:
-        image = shrink_for_engine(frame.image, budgets[frame.index], request.model_id)
+        image = shrink_for_engine(frame.image, budgets[frame.index], request.engine.model_id)
         return replace(frame, image=image, display_size=(frame.width, frame.height))
 
     return shrink
@@ -126,7 +120,7 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *,
     early = checkpoint or _checkpoint_here(request)
     if early is not None:
         early_options = answer_options(request, generation_settings(request, early, quiet=True))
-        if request.engine == "openai":
+        if request.engine.engine == "openai":
             check_server_limits(early_options, early)
         check_text(early_options, early, request.questions, selecting.times or ())
     started = time.perf_counter()
@@ -135,14 +129,14 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *,
     decode_started = time.perf_counter()
     frame_range = (early.limits.min_frames, early.limits.max_frames) if early is not None else None
     selection = select(probed, selecting, frame_range)
-    if request.engine == "openai" and request.mode == "images" and not request.per_frame:
+    if request.engine.engine == "openai" and request.mode == "images" and not request.per_frame:
         from ..engines.openai import check_images
 
-        check_images(len(selection.times), request.max_images, request.base_url)  # before a frame is decoded
-    checkpoint = early or engine_checkpoint(engine_spec(request))
+        check_images(len(selection.times), request.engine.max_images, request.engine.base_url)  # before a frame is decoded
+    checkpoint = early or engine_checkpoint(request.engine)
     generation = generation_settings(request, checkpoint)
     options = answer_options(request, generation)
-    if request.engine == "openai" and early is None:
+    if request.engine.engine == "openai" and early is None:
         check_server_limits(options, checkpoint)
     fidelity = time_fidelity(checkpoint, request.mode, selection.times, request.per_frame)
     warning = fidelity_warning(fidelity, request.video)
@@ -170,33 +164,24 @@ def _checkpoint_here(request: AskRequest) -> Optional[CheckpointInfo]:
     from ..engines import resolved
 
     try:
-        spec = resolved(engine_spec(request))
+        spec = resolved(request.engine)
         return engine_checkpoint(spec) if spec.model_id and inspect_local_checkpoint(spec.model_id) else None
     except KeyframeQAError:
         return None
 
 
-def generation_request(request: AskRequest) -> GenerationRequest:
-    """The decoding options of a request, as asked."""
-    return project(request, GenerationRequest)
-
-
 def generation_settings(request: AskRequest, checkpoint: CheckpointInfo, *, quiet: bool = False) -> GenerationSettings:
     """The decoding settings this request runs with on this checkpoint (see generation.py); `quiet` leaves
     the warning about them to the later call (the early checks need only the reply's length)."""
-    if request.sampling == "model" and checkpoint.generation_defaults is None and not quiet:
+    if request.generation.sampling == "model" and checkpoint.generation_defaults is None and not quiet:
         warn(f"{checkpoint.model_id} has no generation_config.json: --sampling model decodes greedily")
-    return resolve_generation(generation_request(request), checkpoint.generation_defaults, find=bool(request.find))
+    return resolve_generation(request.generation, checkpoint.generation_defaults, find=bool(request.find))
 
 
 def answer_options(request: AskRequest, generation: GenerationSettings) -> AnswerOptions:
     """How this request puts its frames to the model."""
-    return project(request, AnswerOptions, generation=generation)
-
-
-def engine_spec(request: AskRequest) -> EngineSpec:
-    """The engine a request names."""
-    return project(request, EngineSpec)
+    return AnswerOptions(generation, mode=request.mode, per_frame=request.per_frame, min_pixels=request.min_pixels,
+                         max_pixels=request.max_pixels, max_visual_tokens=request.max_visual_tokens, find=request.find)
 
 
 def check_outputs(request: AskRequest) -> None:
@@ -217,7 +202,7 @@ def ask(request: AskRequest, engine=None) -> dict:
     is read, loaded or contacted.
     """
     _check_request(request, selection_request(request))
-    check_spec(engine_spec(request))
+    check_spec(request.engine)
     check_path(request.video)
     check_outputs(request)
     if request.when is not None:
@@ -237,11 +222,15 @@ def ask_when(request, engine=None, *, warn_cut: bool = True) -> dict:
     from .when import WhenRequest, find_moments
 
     if engine is None:
-        engine = build_engine(engine_spec(request))
-    found = find_moments(project(request, WhenRequest, query=request.when), engine, progress=warn_cut)
+        engine = build_engine(request.engine)
+    asked_when = WhenRequest(video=request.video, query=request.when or "", engine=request.engine,
+                             generation=request.generation, min_pixels=request.min_pixels,
+                             max_pixels=request.max_pixels, max_visual_tokens=request.max_visual_tokens,
+                             precision=request.precision, refine=request.refine, window_frames=request.window_frames)
+    found = find_moments(asked_when, engine, progress=warn_cut)
     times = moment_frames(found, request.max_visual_tokens)
     if times:
-        asked = replace(request, times=tuple(times), selection=SelectionRequest(), when=None)
+        asked = replace(request, selection=SelectionRequest(times=tuple(times)), when=None)
         report = answer_prepared(prepare(asked, engine.checkpoint, checked=True, quiet=not warn_cut), engine,
                                  warn_cut=warn_cut)
     else:  # nothing found: nothing to ask about, and that is the answer
@@ -274,7 +263,7 @@ def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = Tr
     _check_frame_files(request, frames)  # a planted link or an input in a frame's name: refused before the model
     model_load_s = prepared.import_s
     if engine is None:
-        engine = build_engine(engine_spec(request), prepared.checkpoint)
+        engine = build_engine(request.engine, prepared.checkpoint)
         model_load_s += engine.load_seconds
     budgets, generation = prepared.budgets, prepared.generation
     if generation is None or prepared.checkpoint is None or prepared.checkpoint.family != engine.family:
@@ -367,15 +356,11 @@ def write_annotated(frames: Sequence[Frame], answers: Sequence[Answer], director
 def selection_request(request: AskRequest) -> SelectionRequest:
     """The request's SelectionRequest, with what it takes from the request (budget, mode, --relevant's texts)."""
     selection = request.selection
-    if request.times is not None:
-        if selection != SelectionRequest():
-            raise UsageError("give times either as `times` or inside `selection`, not both")
-        selection = SelectionRequest(times=tuple(request.times))
     # The default sampling is capped by the same budget the model stage will apply; --relevant scores frames
     # against the questions and the --find target, with its scorer where the model runs.
     queries = tuple(request.questions) + ((request.find,) if request.find else ())
     return replace(selection, mode=request.mode, max_visual_tokens=request.max_visual_tokens, queries=queries,
-                   device=request.device, dtype=request.dtype)
+                   device=request.engine.device, dtype=request.engine.dtype)
 
 
 def load_model(model_id: Optional[str] = None, *, device: str = "auto", dtype: str = "auto",
@@ -402,7 +387,6 @@ def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
     if not all(q.strip() for q in request.questions):
         raise UsageError("questions must not be empty")
     check_request(selection)
-    check_record(request)
     check_when(request, selection)
 
 
@@ -412,8 +396,7 @@ def check_when(request: AskRequest, selection: Optional[SelectionRequest] = None
     if request.when is not None:
         if not request.when.strip():
             raise UsageError("--when needs a description of what to find, e.g. --when \"a door opens\"")
-        if selection.times is not None or selection.scenes or selection.every is not None or \
-                selection.num_frames is not None or selection.fps is not None or selection.relevant is not None:
+        if selection.method != "default":
             raise UsageError("choose frames one way: --when finds them itself, without --at, --scenes, --every, "
                              "--num-frames, --fps or --relevant")
         if request.per_frame or request.mode == "video":

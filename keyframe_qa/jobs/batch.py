@@ -24,7 +24,7 @@ from ..model.checkpoint import CheckpointInfo
 from ..texts import readable
 from ..outputs.paths import OutputPath, check_output_file
 from ..outputs.results_file import ResultsFile, check_results_file, key_path
-from .ask import AskRequest, check_texts, check_when, engine_spec, selection_request
+from .ask import AskRequest, check_texts, check_when, selection_request
 from .batch_inputs import BatchItem, collect_items, distinct_items, item_request, settings_hash
 from ..selection.select import check_request
 from .local_runner import run_here
@@ -80,7 +80,7 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
     left-padded `generate` call (batching.py); greedy answers are the ones a batch size of 1 gives.
     """
     started = time.perf_counter()
-    spec = engine_spec(template)
+    spec = template.engine
     output, checkpoint = _check_start(items, template, spec, output, engine=engine, checkpoint=checkpoint,
                                       concurrency=concurrency, use_ray=use_ray, batch_size=batch_size, inputs=inputs)
     # Lines are held in memory until a video is answered (or the run ends): a run that fails to start
@@ -197,9 +197,7 @@ def _check_batchable(template: AskRequest, checkpoint: CheckpointInfo) -> None:
     """Refuse what a batch cannot honour: a seed gives each question its own sampled reply, and the rows
     of one batch sample together."""
     from ..model.generation import resolve_generation
-    from .ask import generation_request
-
-    settings = resolve_generation(generation_request(template), checkpoint.generation_defaults,
+    settings = resolve_generation(template.generation, checkpoint.generation_defaults,
                                   find=bool(template.find))
     if settings.do_sample and settings.seed is not None:
         raise UsageError("--seed with sampling needs --batch-size 1: in a batch, the rows sample together, so a "

@@ -182,7 +182,7 @@ def _manifest_questions(row: dict) -> tuple[str, ...]:
 
 def item_request(template: AskRequest, item: BatchItem) -> AskRequest:
     """The ask request for one item: the batch's settings with the manifest's overrides."""
-    request = replace(template, video=item.video, questions=item.questions or template.questions, times=None)
+    request = replace(template, video=item.video, questions=item.questions or template.questions)
     if item.times is not None:
         request = replace(request, selection=SelectionRequest(times=item.times))
     return request
@@ -191,6 +191,10 @@ def item_request(template: AskRequest, item: BatchItem) -> AskRequest:
 def settings_hash(request: AskRequest, model_id: str) -> str:
     """A short hash of everything that shapes a video's answer (not the video itself)."""
     settings = asdict(request)
+    # Hashed flat, as the request was before it held its engine and generation records: results files
+    # written then still resume.
+    settings.update(settings.pop("engine"), times=None)
+    settings.update(settings.pop("generation"))
     # The video is the line's key; where files go, and options declared as not changing an answer (where
     # the server lives, how long to wait for it, the scene cache), are left out.
     for key in ("video", "save_frames", "annotate", "html", "output", *UNHASHED):

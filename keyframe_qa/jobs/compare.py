@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, replace
+from typing import Optional
 
 from ..answering import AnswerOptions, answer_frames
 from ..model.budget import check_budget_settings
 from ..model.checkpoint import CheckpointInfo
 from .compare_config import CompareConfig, ConfigError, Comparison
 from ..errors import KeyframeQAError, ModelError, UsageError
-from ..options import project
+from ..options import take
 from ..video.frames import read_frames
 from ..model.generation import GenerationRequest, resolve_generation
 from ..video.probe import check_times, probe
 from ..console import Progress
 from ..records import Answer, Frame
+from ..outputs.paths import OutputPath
 from ..outputs.report import SCHEMA_VERSION, answer_record, frame_records, usage_record, video_record
 from ..timecodes import format_time
 
@@ -66,9 +68,11 @@ def _run_one(config: CompareConfig, comparison: Comparison, engine) -> tuple[dic
         frame = read_frames(probed, [moment])[0]
         frames.append(replace(frame, index=index))
         infos.append(probed.info)
-    generation = resolve_generation(project(settings, GenerationRequest), engine.checkpoint.generation_defaults,
+    generation = resolve_generation(take(GenerationRequest, dict(settings)), engine.checkpoint.generation_defaults,
                                     find=bool(comparison.find))
-    options = project(settings, AnswerOptions, generation=generation, find=comparison.find)
+    options = AnswerOptions(generation, mode=settings["mode"], min_pixels=settings["min_pixels"],
+                            max_pixels=settings["max_pixels"], max_visual_tokens=settings["max_visual_tokens"],
+                            find=comparison.find)
     labels = [f"{role} at {format_time(f.timestamp)}" for role, f in zip(ROLES, frames)]
     answers, budgets = answer_frames(engine, frames, comparison.questions, options, labels=labels,
                                      mention_labels=list(ROLES), where=f"comparison {comparison.name!r}")
@@ -84,6 +88,33 @@ def _run_one(config: CompareConfig, comparison: Comparison, engine) -> tuple[dic
         "generation": asdict(generation),
     }
     return record, frames, answers
+
+
+def compare_job(config_path: str, *, output: Optional[str] = None, html: Optional[str] = None,
+                progress: bool = True) -> tuple[dict, OutputPath, list[str]]:
+    """The `compare` command: the config read and every output checked before any video is read or the model
+    loads, then every comparison; returns the report, the checked JSON output and the names of the
+    comparisons that failed (each recorded with its `error`)."""
+    from ..engines import EngineSpec, build_engine, engine_checkpoint
+    from ..outputs.paths import check_distinct, check_output_file, write_output
+    from .compare_config import load_config
+
+    config = load_config(config_path)
+    inputs = config_inputs(config, config_path)
+    target = check_output_file(output or "-", "-o", inputs)
+    page = check_output_file(html, "--html", inputs) if html else None
+    check_distinct([target, page])
+    spec = take(EngineSpec, config.defaults.model_dump())
+    checkpoint = engine_checkpoint(spec)
+    check_settings(config, config_path, checkpoint)
+    engine = build_engine(spec, checkpoint)
+    report, views = run_compare(config, config_path, engine, progress=progress)
+    if html and page is not None:
+        from ..outputs.html import render_compare
+
+        write_output(page, render_compare(config_path, engine.model_id, views))
+        report["html"] = html
+    return report, target, [c["name"] for c in report["comparisons"] if c["status"] != "ok"]
 
 
 def check_settings(config: CompareConfig, config_path: str, checkpoint: CheckpointInfo) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -20,9 +20,19 @@ from ..records import Frame
 from ..selection.select import Selection, SelectionRequest, check_request, select
 from ..video.container import check_path
 from ..video.frames import read_frames
-from ..video.probe import ProbedVideo, probe
+from ..video.probe import ProbedVideo, check_times, probe
 
 INDEX_NAME = "frames.json"
+
+
+def extract_frames(video: str, times: Sequence[float]) -> list[Frame]:
+    """The frames on screen at `times` (seconds from the first frame), in display geometry.
+
+    Library entry point with no model: it imports neither torch nor keyframe-qa's model code.
+    """
+    probed = probe(video)
+    check_times(probed.info, list(times))
+    return read_frames(probed, list(times))
 
 
 def frames_job(video: str, request: SelectionRequest, out_dir: str, *, image_format: str = "png", quality: int = 95,

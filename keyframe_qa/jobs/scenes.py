@@ -6,14 +6,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import KeyframeQAError
 from ..outputs.report import scenes_csv, scenes_report, to_json
-from ..selection.scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
+from ..selection.scenes import SceneOptions, detect_scenes, keyframe_numbers, select_longest
 from ..video.container import check_path
 from ..video.probe import ProbedVideo, probe
 
 
 def scenes_job(video: str, options: SceneOptions, *, use_cache: bool = True, as_csv: bool = False) -> str:
     """The scenes report of `video` as text (JSON, or CSV with `as_csv`)."""
-    check_options(options)
     check_path(video)
     # The probe (frame index) runs beside detection rather than before it; both mostly wait on
     # FFmpeg with the GIL released. A bad file fails the probe with the more precise message.

@@ -37,9 +37,9 @@ from ..model.generation import GenerationRequest, resolve_generation
 from ..model.time_positions import time_fidelity
 from ..grounding import thinking_parts
 from ..moments import parse_moments
-from ..options import BUDGET, ENGINE, GENERATION, check_record, options_record, project, word_or_positive
+from ..options import check_record, option, word_or_positive
 from ..outputs.report import SCHEMA_VERSION, model_record, video_record
-from ..records import Frame
+from ..records import Frame, GenerationSettings
 from ..selection.windows import merge_spans, plan_windows
 from ..video.container import check_path
 from ..video.frames import read_frames
@@ -60,12 +60,32 @@ MIN_PROBES = 256  # however few the windows: a short video may hold a dozen real
 PROBES_PER_MOMENT = 14  # what the plan announces per moment found (the 30-minute benchmark's figure)
 LIMIT_REACHED = f"the probe limit was reached ({PROBES_PER_WINDOW} probes a window, {MIN_PROBES} at least)"
 
-# Everything one `when` needs: the video, the query, and the options as declared in options.py.
-WhenRequest = options_record("WhenRequest", (
-    ("video", str, field(metadata={"help": "path to the video file"})),
-    ("query", str, field(metadata={"help": "what happens, in words"})),
-    *ENGINE, *BUDGET, *GENERATION, "mode", "precision", "refine", "window_frames",
-), "Everything one `when` needs.", module=__name__)
+@dataclass(frozen=True)
+class WhenRequest:
+    """Everything one `when` needs: the video, the query, and the options (declared in options.py),
+    checked against their declarations when it is made."""
+
+    video: str  # path to the video file
+    query: str  # what happens, in words
+    engine: EngineSpec = field(default_factory=EngineSpec)  # which model answers, and where
+    generation: GenerationRequest = field(default_factory=GenerationRequest)  # decoding, as asked
+    min_pixels: Optional[int] = option("min_pixels")  # per-frame minimum model-input pixels
+    max_pixels: Optional[int] = option("max_pixels")  # per-frame maximum model-input pixels
+    max_visual_tokens: Optional[int] = option("max_visual_tokens")  # each window's frames together
+    mode: str = option("mode")  # the coarse pass's windows as images or as one video
+    precision: str = option("precision")  # "frame" (exact boundaries) or seconds
+    refine: bool = option("refine")  # single-frame probes at the boundaries
+    window_frames: int = option("window_frames")  # frames sampled per window of the coarse pass
+
+    def __post_init__(self) -> None:
+        check_record(self)
+
+
+def answer_options(request: WhenRequest, generation: GenerationSettings, mode: Optional[str] = None
+                   ) -> AnswerOptions:
+    """How the search puts its frames to the model: all together (never per frame), no grounding prompt."""
+    return AnswerOptions(generation, mode=mode or request.mode, per_frame=False, min_pixels=request.min_pixels,
+                         max_pixels=request.max_pixels, max_visual_tokens=request.max_visual_tokens, find=None)
 
 
 @dataclass(frozen=True)
@@ -79,30 +99,29 @@ class Boundary:
     probes: int  # single-frame probes spent on it
 
 
-def find_moments(request, engine=None, *, progress: bool = False) -> dict:
+def find_moments(request: WhenRequest, engine=None, *, progress: bool = False) -> dict:
     """Run one `when` request and return the JSON-ready report (schema_version 1).
 
     `progress`: the plan (calls and probes), the expected time once the first call is timed, and a bar
     (a line every 30 s in a log) on stderr."""
-    check_record(request)
     check_prompt_text(request.query, "the query")
     if not request.query or not request.query.strip():
         raise UsageError("give a description of what to find, e.g. keyframe-qa when video.mp4 \"a door opens\"")
     precision = _precision(request.precision)
     check_path(request.video)
-    checkpoint = engine.checkpoint if engine is not None else engine_checkpoint(project(request, EngineSpec))
+    checkpoint = engine.checkpoint if engine is not None else engine_checkpoint(request.engine)
     _check_mode(request, checkpoint)
-    generation = resolve_generation(project(request, GenerationRequest), checkpoint.generation_defaults)
+    generation = resolve_generation(request.generation, checkpoint.generation_defaults)
     # The query goes into every prompt: a text that cannot fit the model's context is refused here, before
     # the video is read or the model loads (text_tokens.py bounds it before tokenising).
-    check_text(project(request, AnswerOptions, generation=generation, per_frame=False, find=None), checkpoint,
+    check_text(answer_options(request, generation), checkpoint,
                [_coarse_question(request.query, request.mode)], [0.0] * request.window_frames)
     started = time.perf_counter()
     probed = probe(request.video)
     probed.index  # the search reads frames by number: the complete index
     load_started = time.perf_counter()
     if engine is None:
-        engine = build_engine(project(request, EngineSpec), checkpoint)
+        engine = build_engine(request.engine, checkpoint)
     load_s = time.perf_counter() - load_started
     search = _Search(request, probed, engine, generation, precision, progress=progress)
     moments = search.run()
@@ -249,7 +268,7 @@ class _Search:
 
     def run(self) -> list[dict]:
         frames = self.request.window_frames
-        limit = self.request.max_images if self.request.engine == "openai" else None
+        limit = self.request.engine.max_images if self.request.engine.engine == "openai" else None
         if limit is not None and limit < frames:
             frames = self._fit(frames, limit, "--max-images")
         while True:
@@ -426,7 +445,7 @@ class _Search:
 
     def _options(self, max_new_tokens: int, mode: str = "images"):
         generation = replace(self.generation, max_new_tokens=max_new_tokens)
-        return project(self.request, AnswerOptions, generation=generation, per_frame=False, find=None, mode=mode)
+        return answer_options(self.request, generation, mode)
 
     def _ask(self, frames: list[Frame], question: str, max_new_tokens: int, *, mode: str = "images",
              origin: float = 0.0):

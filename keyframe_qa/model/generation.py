@@ -7,30 +7,38 @@ QA and inspection runs compare. `--sampling model` takes the checkpoint's own ge
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
-from ..options import GENERATION, check_record, options_record
+from ..options import check_record, option
 from ..records import GenerationSettings
 
 DEFAULT_MAX_NEW_TOKENS = 256
 # Grounding replies list one object per box; the Qwen cookbooks allow 1024 tokens for them, and real
 # replies with a dozen objects need 300 to 1700.
 FIND_MAX_NEW_TOKENS = 1024
-# What the user asked for; None means "the default" (see `resolve_generation`). Its fields are the
-# decoding options as declared in options.py.
-GenerationRequest = options_record("GenerationRequest", GENERATION, "What the user asked for about decoding; None means "
-                           "\"the default\" (see `resolve_generation`).", module=__name__)
 
 
-def check_generation(request) -> None:
-    """Usage errors for settings no model can use (each option against its declaration)."""
-    check_record(request)
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What the user asked for about decoding (the options declared in options.py); None means "the
+    default" (see `resolve_generation`). Each value is checked against its declaration when it is made."""
+
+    sampling: str = option("sampling")  # greedy, or the checkpoint's generation config ("model")
+    max_new_tokens: Optional[int] = option("max_new_tokens")  # None: 256, or 1024 with --find
+    temperature: Optional[float] = option("temperature")  # 0: greedy
+    top_p: Optional[float] = option("top_p")  # nucleus mass
+    top_k: Optional[int] = option("top_k")  # the k likeliest tokens
+    repetition_penalty: Optional[float] = option("repetition_penalty")  # above 1 discourages repeats
+    seed: Optional[int] = option("seed")  # the same seed gives the same sampled answer
+
+    def __post_init__(self) -> None:
+        check_record(self)
 
 
-def resolve_generation(request, checkpoint_defaults: Optional[dict] = None, *,
+def resolve_generation(request: GenerationRequest, checkpoint_defaults: Optional[dict] = None, *,
                        find: bool = False) -> GenerationSettings:
     """The settings a run uses: greedy or the checkpoint's config, with explicit options on top."""
-    check_generation(request)
     defaults = checkpoint_defaults or {}
     if request.sampling == "model":
         do_sample = bool(defaults.get("do_sample", False))

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Sequence, Union
 
 from ..errors import UsageError, VideoError
-from ..options import DETECTOR_NAMES, MAX_RATE, OPTIONS, SCENE, check_record, options_record
+from ..options import DETECTOR_NAMES, MAX_RATE, OPTIONS, check_record, option
 from ..video.container import check_path
 from ..video.probe import ProbedVideo
 
@@ -33,21 +33,30 @@ DETECTORS = {
 assert tuple(DETECTORS) == DETECTOR_NAMES  # the option's choices are these detectors
 
 
-def _effective_threshold(self) -> float:
-    """The threshold used: the option, or the detector's default."""
-    return self.threshold if self.threshold is not None else DETECTORS[self.detector][2]
+@dataclass(frozen=True)
+class SceneOptions:
+    """How to find scenes and pick their keyframes (the scene options, declared in options.py), checked
+    when made: each value against its declaration, and the shortest scene's text read."""
 
+    detector: str = option("detector")  # PySceneDetect's detector: content, adaptive, threshold, hash, histogram
+    threshold: Optional[float] = option("threshold")  # None: the detector's own default
+    min_scene_len: str = option("min_scene_len")  # frames ("15") or seconds ("0.6s")
+    keyframe: str = option("keyframe")  # which frame stands for a scene: first, middle or sharpest
+    max_scenes: Optional[int] = option("max_scenes")  # keep the N longest scenes; None: all
 
-def _describe(self) -> dict:
-    """The detector record for JSON output."""
-    return {"name": self.detector, "threshold": self.effective_threshold,
-            "min_scene_len": _min_len_record(self.min_scene_len)}
+    def __post_init__(self) -> None:
+        check_record(self)
+        parse_min_scene_len(self.min_scene_len)
 
+    @property
+    def effective_threshold(self) -> float:
+        """The threshold used: the option, or the detector's default."""
+        return self.threshold if self.threshold is not None else DETECTORS[self.detector][2]
 
-# How to find scenes and pick their keyframes: the scene options as declared in options.py.
-SceneOptions = options_record("SceneOptions", SCENE, "How to find scenes and pick their keyframes.",
-                      namespace={"effective_threshold": property(_effective_threshold), "describe": _describe},
-                      module=__name__)
+    def describe(self) -> dict:
+        """The detector record for JSON output."""
+        return {"name": self.detector, "threshold": self.effective_threshold,
+                "min_scene_len": _min_len_record(self.min_scene_len)}
 
 
 @dataclass(frozen=True)
@@ -59,12 +68,6 @@ class Scene:
     end_frame: int
     start: float  # seconds from the first frame
     end: float
-
-
-def check_options(options: SceneOptions) -> None:
-    """Usage errors for impossible scene options (each against its declaration; the length read)."""
-    check_record(options)
-    parse_min_scene_len(options.min_scene_len)
 
 
 def _shown(text: str) -> str:
@@ -111,7 +114,6 @@ def detect_scenes(path: str, options: SceneOptions = SceneOptions(), *, use_cach
     """
     from ..outputs import cache
 
-    check_options(options)
     check_path(path)
     if use_cache:
         key = _cache_key(path, options)

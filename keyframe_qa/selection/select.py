@@ -9,10 +9,10 @@ from typing import Optional
 
 from ..errors import UsageError
 from ..texts import check_prompt_text
-from ..options import OPTIONS, RELEVANCE, SCENE, SELECTION, check_value, default, options_record
+from ..options import OPTIONS, RELEVANCE, SCENE, check_record, default, option
 from ..video.probe import ProbedVideo, check_times
 from ..records import VideoInfo
-from .scenes import SceneOptions, check_options, detect_scenes, keyframe_numbers, select_longest
+from .scenes import SceneOptions, detect_scenes, keyframe_numbers, select_longest
 
 # qwen-vl-utils' video sampling defaults, used when no selection is given.
 DEFAULT_FPS = 2.0
@@ -22,19 +22,59 @@ MIN_FRAMES, MAX_FRAMES = 4, 768
 MIN_TOKENS_PER_FRAME = {"images": 64, "video": 128}
 
 
-# At most one of times / scenes / every / num_frames / fps / relevant; none means the default sampling. The
-# options are declared in options.py; `mode` and `max_visual_tokens` come from the request (the default
-# sampling's budget cap and even frame counts), `queries`, `device` and `dtype` too (--relevant's texts and
-# where its scorer runs), `show_progress` from the caller.
-SelectionRequest = options_record("SelectionRequest", (
-    *SELECTION, *RELEVANCE,
-    ("queries", tuple, field(default=(), metadata={"help": "--relevant: the texts frames are scored against"})),
-    ("scene_options", SceneOptions, field(default_factory=SceneOptions, metadata={"help": "how scenes are found"})),
-    "use_cache",
-    ("show_progress", bool, field(default=False, metadata={"help": "a progress bar on stderr while detecting"})),
-    "mode", "max_visual_tokens", "device", "dtype",
-), "At most one of times / scenes / every / num_frames / fps / relevant; none means the default sampling.",
-    module=__name__)
+@dataclass(frozen=True)
+class SelectionRequest:
+    """Which frames: at most one of times / scenes / every / num_frames / fps / relevant (none: the default
+    sampling), checked when made. The options are declared in options.py; `mode` and `max_visual_tokens`
+    come from the ask request (the default sampling's budget cap and even frame counts), `queries`, `device`
+    and `dtype` too (--relevant's texts and where its scorer runs)."""
+
+    times: Optional[tuple[float, ...]] = option("times")  # seconds from the first frame
+    scenes: bool = option("scenes")  # one keyframe per scene
+    every: Optional[float] = option("every")  # a frame every this many seconds
+    num_frames: Optional[int] = option("num_frames")  # this many frames spread evenly
+    fps: Optional[float] = option("fps")  # this many frames a second
+    relevant: Optional[int] = option("relevant")  # this many frames most relevant to the queries
+    candidates: str = option("candidates")  # --relevant's candidates: "keyframes" or a rate
+    scorer: str = option("scorer")  # --relevant's image-text model
+    queries: tuple[str, ...] = ()  # --relevant: the texts frames are scored against
+    scene_options: SceneOptions = field(default_factory=SceneOptions)  # how scenes are found
+    use_cache: bool = option("use_cache")  # reuse cached scenes and embeddings
+    show_progress: bool = False  # a progress bar on stderr while detecting
+    mode: str = option("mode")  # images or video: the default sampling's even counts
+    max_visual_tokens: Optional[int] = option("max_visual_tokens")  # caps the default sampling
+    device: str = option("device")  # where --relevant's scorer runs
+    dtype: str = option("dtype")  # its dtype
+
+    def __post_init__(self) -> None:
+        check_record(self)
+        chosen = [name for name, value in (("--at", self.times), ("--scenes", self.scenes or None),
+                                           ("--every", self.every), ("--num-frames", self.num_frames),
+                                           ("--fps", self.fps), ("--relevant", self.relevant))
+                  if value is not None]
+        if len(chosen) > 1:
+            raise UsageError(f"choose frames one way: {' and '.join(chosen)} cannot be combined")
+        if self.times is not None and not all(math.isfinite(t) for t in self.times):
+            raise UsageError("--at times must be finite numbers of seconds")
+        if self.times is not None and not self.times:
+            raise UsageError("--at needs at least one time")
+        # An option of a way of choosing frames that was not chosen would be ignored without a word.
+        _check_unused([name for name in SCENE if getattr(self.scene_options, name) != default(name)], "--scenes",
+                      self.scenes)
+        _check_unused([name for name in RELEVANCE if getattr(self, name) != default(name)], "--relevant",
+                      self.relevant is not None)
+        if self.relevant is not None:
+            from .relevant import check_candidates
+
+            check_candidates(self.candidates)
+
+    @property
+    def method(self) -> str:
+        """How frames are chosen: at, scenes, every, num_frames, fps, relevant or default."""
+        for name in ("times", "every", "num_frames", "fps", "relevant"):
+            if getattr(self, name) is not None:
+                return "at" if name == "times" else name
+        return "scenes" if self.scenes else "default"
 
 
 @dataclass(frozen=True)
@@ -49,29 +89,11 @@ class Selection:
 
 
 def check_request(request: SelectionRequest, *, scorer=None) -> None:
-    """Usage errors for contradictory or impossible selections, before any decoding (`scorer`: an already
-    loaded --relevant scorer, whose checkpoint needs no reading)."""
-    chosen = [name for name, value in (("--at", request.times), ("--scenes", request.scenes or None),
-                                       ("--every", request.every), ("--num-frames", request.num_frames),
-                                       ("--fps", request.fps), ("--relevant", request.relevant))
-              if value is not None]
-    if len(chosen) > 1:
-        raise UsageError(f"choose frames one way: {' and '.join(chosen)} cannot be combined")
-    for name in ("every", "num_frames", "fps", "relevant"):
-        check_value(name, getattr(request, name))
+    """The checks of a selection that are not pure (its values were checked when it was made): --relevant
+    needs text to score against and an image-text scorer (its config is read unless `scorer`, an already
+    loaded one, is given). Run once, before the video is read."""
     if request.relevant is not None:
         _check_relevant(request, read_scorer=scorer is None)
-    if request.times is not None and not all(math.isfinite(t) for t in request.times):
-        raise UsageError("--at times must be finite numbers of seconds")
-    if request.times is not None and not request.times:
-        raise UsageError("--at needs at least one time")
-    if request.scenes:
-        check_options(request.scene_options)
-    # An option of a way of choosing frames that was not chosen would be ignored without a word.
-    _check_unused([name for name in SCENE if getattr(request.scene_options, name) != default(name)], "--scenes",
-                  request.scenes)
-    _check_unused([name for name in RELEVANCE if getattr(request, name) != default(name)], "--relevant",
-                  request.relevant is not None)
 
 
 def _check_unused(names: list[str], way: str, chosen: bool) -> None:
@@ -85,14 +107,11 @@ def _check_relevant(request: SelectionRequest, read_scorer: bool = True) -> None
     """--relevant's own refusals, before the video is read: no text to score against, a bad candidate set,
     a scorer that is missing or is not an image-text model (its config is read, nothing loads)."""
     from ..model.scorer_checkpoint import inspect_scorer
-    from .relevant import check_candidates
-
     for query in request.queries:
         check_prompt_text(query, "the text --relevant scores against")
     if not request.queries or not all(isinstance(q, str) and q.strip() for q in request.queries):
         raise UsageError("--relevant scores frames against text: give a question (or --find WHAT; with frames, "
                          "--query TEXT)")
-    check_candidates(request.candidates)
     if read_scorer:
         inspect_scorer(request.scorer)
 
@@ -104,7 +123,6 @@ def select(video: ProbedVideo, request: SelectionRequest,
     `frame_range`: the checkpoint's video processor's (min_frames, max_frames), which the default
     sampling keeps to in video mode instead of qwen-vl-utils' 4 to 768. `scorer`: --relevant's scorer,
     already loaded (else `request.scorer` is loaded, once per process)."""
-    check_request(request, scorer=scorer)
     if request.times is None:
         video.index  # sampling and scenes need every frame's time: built now if the container gave none
     info = video.info
