@@ -51,15 +51,29 @@ def main() -> None:
     cli = [sys.executable, "-m", "keyframe_qa"]
 
     questions = [part for q in QUESTIONS for part in ("-q", q)]
-    batch_wall, batch_cpu, _ = run_process(cli + ["batch", work, *questions, *OPTIONS, "--model", model,
-                                                  "-o", os.path.join(work, "out.jsonl")], cwd=ROOT)
+    batch_wall, batch_cpu, _ = run_process(
+        cli + ["batch", work, *questions, *OPTIONS, "--model", model, "-o", os.path.join(work, "out.jsonl")], cwd=ROOT
+    )
     with open(os.path.join(work, "out.jsonl")) as handle:
         lines = [json.loads(line) for line in handle]
     per_video = [line["timings"]["total_s"] for line in lines]
     batched_out = os.path.join(work, "batched.jsonl")
-    batched_wall, batched_cpu, _ = run_process(cli + ["batch", work, *questions, *OPTIONS, "--model", model,
-                                                      "--batch-size", str(args.batch_size), "-o", batched_out],
-                                               cwd=ROOT)
+    batched_wall, batched_cpu, _ = run_process(
+        cli
+        + [
+            "batch",
+            work,
+            *questions,
+            *OPTIONS,
+            "--model",
+            model,
+            "--batch-size",
+            str(args.batch_size),
+            "-o",
+            batched_out,
+        ],
+        cwd=ROOT,
+    )
     with open(batched_out) as handle:
         batched_lines = [json.loads(line) for line in handle]
 
@@ -70,19 +84,33 @@ def main() -> None:
     for clip in clips:
         wall, cpu, _ = run_process(cli + ["ask", clip, *QUESTIONS, *OPTIONS, "--model", model], cwd=ROOT)
         loop_wall, loop_cpu = loop_wall + wall, loop_cpu + cpu
-    print(json.dumps({
-        "clips": args.clips,
-        "batch": {"wall_s": round(batch_wall, 2), "cpu_s": round(batch_cpu, 2),
-                  "videos_per_s": round(args.clips / batch_wall, 3),
-                  "mean_s_per_video_once_loaded": round(sum(per_video) / len(per_video), 3)},
-        "ask_loop": {"wall_s": round(loop_wall, 2), "cpu_s": round(loop_cpu, 2),
-                     "videos_per_s": round(args.clips / loop_wall, 3)},
-        "speedup": round(loop_wall / batch_wall, 2),
-        f"batch_size_{args.batch_size}": {"wall_s": round(batched_wall, 2), "cpu_s": round(batched_cpu, 2),
-                                           "videos_per_s": round(args.clips / batched_wall, 3),
-                                           "vs_batch_size_1": round(batch_wall / batched_wall, 2),
-                                           "same_answers": answers(batched_lines) == answers(lines)},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "clips": args.clips,
+                "batch": {
+                    "wall_s": round(batch_wall, 2),
+                    "cpu_s": round(batch_cpu, 2),
+                    "videos_per_s": round(args.clips / batch_wall, 3),
+                    "mean_s_per_video_once_loaded": round(sum(per_video) / len(per_video), 3),
+                },
+                "ask_loop": {
+                    "wall_s": round(loop_wall, 2),
+                    "cpu_s": round(loop_cpu, 2),
+                    "videos_per_s": round(args.clips / loop_wall, 3),
+                },
+                "speedup": round(loop_wall / batch_wall, 2),
+                f"batch_size_{args.batch_size}": {
+                    "wall_s": round(batched_wall, 2),
+                    "cpu_s": round(batched_cpu, 2),
+                    "videos_per_s": round(args.clips / batched_wall, 3),
+                    "vs_batch_size_1": round(batch_wall / batched_wall, 2),
+                    "same_answers": answers(batched_lines) == answers(lines),
+                },
+            },
+            indent=2,
+        )
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -27,8 +27,9 @@ from timing import answered, bench_model, clip_copies, timed_batch  # noqa: E402
 
 
 def batch(clips_dir: str, output: str, model: str, new_tokens: int, extra: list[str]) -> float:
-    return timed_batch(clips_dir, output, model, ["--at", "0.5,1.5", "--max-new-tokens", str(new_tokens), *extra],
-                       cwd=ROOT)
+    return timed_batch(
+        clips_dir, output, model, ["--at", "0.5,1.5", "--max-new-tokens", str(new_tokens), *extra], cwd=ROOT
+    )
 
 
 def answers(output: str) -> dict:
@@ -47,8 +48,9 @@ def main() -> None:
 
     model = bench_model(ROOT)
     work = tempfile.mkdtemp(prefix="kfqa-engines-")
-    clips = clip_copies(work, args.clips, SyntheticSpec(width=336, height=224, frame_count=20, fps=10, gop=10,
-                                                        bframes=0))
+    clips = clip_copies(
+        work, args.clips, SyntheticSpec(width=336, height=224, frame_count=20, fps=10, gop=10, bframes=0)
+    )
 
     results = {}
     reference = None
@@ -56,22 +58,31 @@ def main() -> None:
         seconds = batch(clips, os.path.join(work, "local.jsonl"), model, args.new_tokens, [])
         results["in-process transformers engine"] = seconds
         reference = answers(os.path.join(work, "local.jsonl"))
-        for server_mode, server_args in (("server, one request at a time", []),
-                                         ("server, continuous batching", ["--continuous-batching"])):
+        for server_mode, server_args in (
+            ("server, one request at a time", []),
+            ("server, continuous batching", ["--continuous-batching"]),
+        ):
             process, url = start_server(model, work, *server_args)
             try:
                 for concurrency in (1, 4):
                     output = os.path.join(work, f"{len(results)}.jsonl")
-                    seconds = batch(clips, output, model, args.new_tokens,
-                                    ["--engine", "openai", "--base-url", url, "--concurrency", str(concurrency)])
+                    seconds = batch(
+                        clips,
+                        output,
+                        model,
+                        args.new_tokens,
+                        ["--engine", "openai", "--base-url", url, "--concurrency", str(concurrency)],
+                    )
                     assert answers(output) == reference, "every run must answer as the in-process engine does"
                     results[f"{server_mode}, --concurrency {concurrency}"] = seconds
             finally:
                 stop_server(process)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.clips} clips, 2 frames each, {args.new_tokens} new tokens, tiny Qwen2-VL on CPU "
-          f"({os.cpu_count()} cores); whole `keyframe-qa batch` processes")
+    print(
+        f"{args.clips} clips, 2 frames each, {args.new_tokens} new tokens, tiny Qwen2-VL on CPU "
+        f"({os.cpu_count()} cores); whole `keyframe-qa batch` processes"
+    )
     base = results["in-process transformers engine"]
     for name, seconds in results.items():
         print(f"  {name:58} {seconds:6.2f} s  {args.clips / seconds:5.2f} videos/s  {base / seconds:4.2f}x")

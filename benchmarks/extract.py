@@ -39,8 +39,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-from keyframe_qa.testing.synthetic import read_frame_number, stamp_frame_number, write_pictures  # noqa: E402
 from timing import run_process  # noqa: E402
+
+from keyframe_qa.testing.synthetic import read_frame_number, stamp_frame_number, write_pictures  # noqa: E402
 
 FPS, SECONDS, GOP_SECONDS = 25, 60, 8
 BAND = (0.0, 0.05)  # the frame-number cells: top 5% of the picture
@@ -126,8 +127,16 @@ def torchcodec_works() -> str:
         return "not installed"
     # Importing can succeed while decoding cannot load FFmpeg's libraries: open a real clip to know.
     clip = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_videos", "scenes.mp4")
-    check = subprocess.run([sys.executable, "-c", "import sys; from torchcodec.decoders import VideoDecoder; "
-                            "VideoDecoder(sys.argv[1])[0]", clip], capture_output=True, text=True)
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from torchcodec.decoders import VideoDecoder; VideoDecoder(sys.argv[1])[0]",
+            clip,
+        ],
+        capture_output=True,
+        text=True,
+    )
     return "" if check.returncode == 0 else (check.stderr.strip().splitlines() or ["cannot load"])[-1][:200]
 
 
@@ -172,8 +181,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     clip = ensure_clip()
-    approaches = [("keyframe-qa", KEYFRAME_QA), ("naive-opencv", NAIVE), ("ffmpeg-ss-loop", FFMPEG_LOOP),
-                  ("decode-floor", DECODE_FLOOR)]
+    approaches = [
+        ("keyframe-qa", KEYFRAME_QA),
+        ("naive-opencv", NAIVE),
+        ("ffmpeg-ss-loop", FFMPEG_LOOP),
+        ("decode-floor", DECODE_FLOOR),
+    ]
     if importlib.util.find_spec("decord") is not None:
         approaches.append(("decord", DECORD))
     why_not = torchcodec_works()
@@ -195,27 +208,46 @@ def main() -> None:
     results = {}
     for name, _ in approaches:
         exact, offsets = exact_count(images[name], TIMES)
-        results[name] = {"median_wall_s": round(statistics.median(walls[name]), 3),
-                         "median_cpu_s": round(statistics.median(cpus[name]), 3),
-                         "wall_runs_s": [round(t, 3) for t in walls[name]],
-                         "exact": f"{exact}/{len(TIMES)}", "frame_offsets": offsets}
+        results[name] = {
+            "median_wall_s": round(statistics.median(walls[name]), 3),
+            "median_cpu_s": round(statistics.median(cpus[name]), 3),
+            "wall_runs_s": [round(t, 3) for t in walls[name]],
+            "exact": f"{exact}/{len(TIMES)}",
+            "frame_offsets": offsets,
+        }
     ours = results["keyframe-qa"]
-    speedups = {f"speedup_vs_{name}": {"wall": round(result["median_wall_s"] / ours["median_wall_s"], 2),
-                                       "cpu": round(result["median_cpu_s"] / ours["median_cpu_s"], 2)}
-                for name, result in results.items() if name != "keyframe-qa"}
+    speedups = {
+        f"speedup_vs_{name}": {
+            "wall": round(result["median_wall_s"] / ours["median_wall_s"], 2),
+            "cpu": round(result["median_cpu_s"] / ours["median_cpu_s"], 2),
+        }
+        for name, result in results.items()
+        if name != "keyframe-qa"
+    }
     floor = results["decode-floor"]
     cores = os.cpu_count() or 1
     # The floor process's wall time is one thread; spread over every core, its decoding can go no faster than
     # its CPU seconds / cores, after an interpreter that imports av and numpy (measured here, once).
     imports, _, _ = run_process([sys.executable, "-c", "import av, numpy"], cwd=ROOT)
     best_wall = imports + floor["median_cpu_s"] / cores
-    print(json.dumps({"clip": os.path.relpath(clip, ROOT), "times": TIMES, "results": results, **speedups,
-                      "floor": {"cores": cores, "decode_cpu_s": floor["median_cpu_s"],
-                                "keyframe_qa_cpu_vs_floor_cpu": round(ours["median_cpu_s"] / floor["median_cpu_s"], 2),
-                                "best_wall_s_on_all_cores": round(best_wall, 3),
-                                "best_speedup_vs_naive_opencv": round(results["naive-opencv"]["median_wall_s"]
-                                                                      / best_wall, 2)}},
-                     indent=2))
+    print(
+        json.dumps(
+            {
+                "clip": os.path.relpath(clip, ROOT),
+                "times": TIMES,
+                "results": results,
+                **speedups,
+                "floor": {
+                    "cores": cores,
+                    "decode_cpu_s": floor["median_cpu_s"],
+                    "keyframe_qa_cpu_vs_floor_cpu": round(ours["median_cpu_s"] / floor["median_cpu_s"], 2),
+                    "best_wall_s_on_all_cores": round(best_wall, 3),
+                    "best_speedup_vs_naive_opencv": round(results["naive-opencv"]["median_wall_s"] / best_wall, 2),
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def ceilings(torch, device: str, tiny: bool) -> dict:
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     matmul_s = timed(lambda: a @ b, 10, sync)
-    return {"copy_bytes_per_s": 2 * size / copy_s, "bf16_flop_per_s": 2 * n ** 3 / matmul_s}
+    return {"copy_bytes_per_s": 2 * size / copy_s, "bf16_flop_per_s": 2 * n**3 / matmul_s}
 
 
 def make_clips(folder: str, count: int, tiny: bool) -> tuple[str, list[str]]:
@@ -100,16 +100,15 @@ def parameter_counts(model) -> dict:
     vision = sum(p.numel() for n, p in model.named_parameters() if ".visual." in f".{n}")
     embedding = model.get_input_embeddings().weight.numel()
     language = sum(p.numel() for n, p in model.named_parameters() if ".visual." not in f".{n}")
-    return {"vision": vision, "language": language, "embedding": embedding,
-            "language_matrices": language - embedding}
+    return {"vision": vision, "language": language, "embedding": embedding, "language_matrices": language - embedding}
 
 
 def ask_split(torch, engine, hd: str, device: str, ceiling: dict, results: Results) -> None:
     """Warm `ask` latency and its parts, each against its floor."""
     from keyframe_qa import AskRequest, EngineSpec, SelectionRequest, ask, extract_frames
     from keyframe_qa.answering import AnswerOptions, plan
-    from keyframe_qa.model.prompt import build_prompt
     from keyframe_qa.model.generation import GenerationRequest, resolve_generation
+    from keyframe_qa.model.prompt import build_prompt
 
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -117,8 +116,13 @@ def ask_split(torch, engine, hd: str, device: str, ceiling: dict, results: Resul
     decode_s = timed(lambda: extract_frames(hd, [1.0, 2.0]), 5, lambda: None)
     frames = extract_frames(hd, [1.0, 2.0])
     options = AnswerOptions(generation=settings)
-    budgets = plan(options, engine.checkpoint, [(f.width, f.height) for f in frames], questions=[QUESTION],
-                   times=[f.timestamp for f in frames])
+    budgets = plan(
+        options,
+        engine.checkpoint,
+        [(f.width, f.height) for f in frames],
+        questions=[QUESTION],
+        times=[f.timestamp for f in frames],
+    )
     prompt = build_prompt(frames, budgets, "images")
 
     def preprocess():
@@ -131,8 +135,7 @@ def ask_split(torch, engine, hd: str, device: str, ceiling: dict, results: Resul
     visual = sum(b.visual_tokens for b in budgets)
     patches = int(inputs["image_grid_thw"].prod(dim=1).sum())
     with torch.inference_mode():
-        vision_s = timed(lambda: model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"]), 5,
-                         sync)
+        vision_s = timed(lambda: model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"]), 5, sync)
         forward_s = timed(lambda: model(**inputs, use_cache=True, logits_to_keep=1), 5, sync)
 
         def generate(tokens: int):
@@ -144,9 +147,13 @@ def ask_split(torch, engine, hd: str, device: str, ceiling: dict, results: Resul
         many_s = timed(lambda: generate(NEW_TOKENS + 1), 3, sync)
     per_token_s = (many_s - one_s) / NEW_TOKENS
     answer_s = timed(lambda: engine.answer(prompt, [QUESTION], settings), 3, sync)
-    request = AskRequest(video=hd, questions=(QUESTION,), selection=SelectionRequest(times=(1.0, 2.0)),
-                         generation=GenerationRequest(max_new_tokens=NEW_TOKENS),
-                         engine=EngineSpec(model_id=engine.model_id))
+    request = AskRequest(
+        video=hd,
+        questions=(QUESTION,),
+        selection=SelectionRequest(times=(1.0, 2.0)),
+        generation=GenerationRequest(max_new_tokens=NEW_TOKENS),
+        engine=EngineSpec(model_id=engine.model_id),
+    )
     ask_s = timed(lambda: ask(request, engine=engine), 3, sync)
 
     counts = parameter_counts(model)
@@ -158,33 +165,52 @@ def ask_split(torch, engine, hd: str, device: str, ceiling: dict, results: Resul
     kv_bytes = 2 * layers * kv_width * (prompt_tokens + NEW_TOKENS // 2) * element
     decode_floor = (counts["language"] * element + kv_bytes) / ceiling["copy_bytes_per_s"]
     # Prefill: matrices over every prompt token, causal attention, the head for one position.
-    prefill_flops = 2 * counts["language_matrices"] * prompt_tokens + 2 * layers * prompt_tokens ** 2 * hidden \
+    prefill_flops = (
+        2 * counts["language_matrices"] * prompt_tokens
+        + 2 * layers * prompt_tokens**2 * hidden
         + 2 * counts["embedding"]
+    )
     vision_config = model.config.vision_config
     per_image = patches // len(frames)
-    vision_flops = 2 * counts["vision"] * patches + 4 * vision_config.depth * len(frames) * per_image ** 2 * \
-        vision_config.embed_dim
+    vision_flops = (
+        2 * counts["vision"] * patches + 4 * vision_config.depth * len(frames) * per_image**2 * vision_config.embed_dim
+    )
     prefill_s = max(forward_s - vision_s, 1e-9)
     split = {
-        "frames": "2 x 720p", "prompt_tokens": prompt_tokens, "visual_tokens": visual, "vision_patches": patches,
-        "new_tokens": NEW_TOKENS, "attention": model.config._attn_implementation,
-        "decode_frames_s": decode_s, "preprocess_s": preprocess_s, "vision_s": vision_s, "prefill_s": prefill_s,
-        "per_token_s": per_token_s, "engine_answer_s": answer_s, "warm_ask_s": ask_s,
-        "floors": {"vision_s": vision_flops / ceiling["bf16_flop_per_s"],
-                   "prefill_s": prefill_flops / ceiling["bf16_flop_per_s"], "per_token_s": decode_floor},
+        "frames": "2 x 720p",
+        "prompt_tokens": prompt_tokens,
+        "visual_tokens": visual,
+        "vision_patches": patches,
+        "new_tokens": NEW_TOKENS,
+        "attention": model.config._attn_implementation,
+        "decode_frames_s": decode_s,
+        "preprocess_s": preprocess_s,
+        "vision_s": vision_s,
+        "prefill_s": prefill_s,
+        "per_token_s": per_token_s,
+        "engine_answer_s": answer_s,
+        "warm_ask_s": ask_s,
+        "floors": {
+            "vision_s": vision_flops / ceiling["bf16_flop_per_s"],
+            "prefill_s": prefill_flops / ceiling["bf16_flop_per_s"],
+            "per_token_s": decode_floor,
+        },
     }
     floor_total = split["floors"]["vision_s"] + split["floors"]["prefill_s"] + NEW_TOKENS * decode_floor
     split["floors"]["model_total_s"] = floor_total
-    split["ratios"] = {"vision": vision_s / split["floors"]["vision_s"],
-                       "prefill": prefill_s / split["floors"]["prefill_s"],
-                       "per_token": per_token_s / decode_floor,
-                       "warm_ask_over_model_floor": ask_s / floor_total,
-                       "engine_answer_over_model_floor": answer_s / floor_total}
+    split["ratios"] = {
+        "vision": vision_s / split["floors"]["vision_s"],
+        "prefill": prefill_s / split["floors"]["prefill_s"],
+        "per_token": per_token_s / decode_floor,
+        "warm_ask_over_model_floor": ask_s / floor_total,
+        "engine_answer_over_model_floor": answer_s / floor_total,
+    }
     results.put("ask", split)
 
 
-def batch_throughput(torch, engine, clips: list[str], sizes: list[int], device: str, ceiling: dict,
-                     results: Results, folder: str) -> None:
+def batch_throughput(
+    torch, engine, clips: list[str], sizes: list[int], device: str, ceiling: dict, results: Results, folder: str
+) -> None:
     """batch over the clips at each batch size: videos/s, generated tokens/s, peak memory, roofline."""
     from keyframe_qa import AskRequest, EngineSpec, GenerationRequest, SelectionRequest
     from keyframe_qa.jobs.batch import run_batch
@@ -196,8 +222,13 @@ def batch_throughput(torch, engine, clips: list[str], sizes: list[int], device: 
     step_floor = counts["language"] * element / ceiling["copy_bytes_per_s"]
     rows = []
     items = [BatchItem(video=clip) for clip in clips]
-    template = AskRequest(video="", questions=(QUESTION,), generation=GenerationRequest(max_new_tokens=NEW_TOKENS),
-                          engine=EngineSpec(model_id=engine.model_id), selection=SelectionRequest(num_frames=2))
+    template = AskRequest(
+        video="",
+        questions=(QUESTION,),
+        generation=GenerationRequest(max_new_tokens=NEW_TOKENS),
+        engine=EngineSpec(model_id=engine.model_id),
+        selection=SelectionRequest(num_frames=2),
+    )
     engine.batches = []
     for size in sizes:
         output = os.path.join(folder, f"batch{size}.jsonl")
@@ -210,11 +241,17 @@ def batch_throughput(torch, engine, clips: list[str], sizes: list[int], device: 
         with open(output) as handle:
             lines = [json.loads(line) for line in handle]
         generated = sum(r["usage"]["completion_tokens"] for r in lines if r["status"] == "ok")
-        row = {"batch_size": size, "videos": summary.done, "failed": summary.failed, "wall_s": wall,
-               "videos_per_s": summary.done / wall, "generated_tokens_per_s": generated / wall,
-               "decode_roofline_tokens_per_s": size / step_floor,
-               "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else None,
-               "generate_calls": len(summary.batches) or summary.done}
+        row = {
+            "batch_size": size,
+            "videos": summary.done,
+            "failed": summary.failed,
+            "wall_s": wall,
+            "videos_per_s": summary.done / wall,
+            "generated_tokens_per_s": generated / wall,
+            "decode_roofline_tokens_per_s": size / step_floor,
+            "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+            "generate_calls": len(summary.batches) or summary.done,
+        }
         row["tokens_per_s_over_roofline"] = row["generated_tokens_per_s"] / row["decode_roofline_tokens_per_s"]
         rows.append(row)
         results.put("batch", rows)
@@ -224,8 +261,8 @@ def static_cache_compile(torch, engine, hd: str, device: str, results: Results, 
     """Per-token decode with a static KV cache and torch.compile, against the dynamic cache (time-limited)."""
     from keyframe_qa import extract_frames
     from keyframe_qa.answering import AnswerOptions, plan
-    from keyframe_qa.model.prompt import build_prompt
     from keyframe_qa.model.generation import GenerationRequest, resolve_generation
+    from keyframe_qa.model.prompt import build_prompt
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     settings = resolve_generation(GenerationRequest(max_new_tokens=NEW_TOKENS), None)
@@ -284,9 +321,15 @@ def main() -> None:
 
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
     results = Results(os.path.join(args.out, "gpu.json"))
-    results.put("environment", {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
-                                "torch": torch.__version__, "transformers": transformers.__version__,
-                                "cpus": os.cpu_count()})
+    results.put(
+        "environment",
+        {
+            "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "cpus": os.cpu_count(),
+        },
+    )
     ceiling = ceilings(torch, device, args.tiny)
     results.put("ceilings", ceiling)
     work = tempfile.mkdtemp(prefix="kfqa-gpu-work-")
@@ -300,9 +343,13 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     engine = load_model(model_path, device=device, dtype="bfloat16" if device == "cuda" else "float32")
-    loaded = {"build_s": built_s, "load_s": time.perf_counter() - started,
-              "parameters": parameter_counts(engine.model), "attention": engine.attention,
-              "memory_after_load_gib": torch.cuda.memory_allocated() / 2 ** 30 if device == "cuda" else None}
+    loaded = {
+        "build_s": built_s,
+        "load_s": time.perf_counter() - started,
+        "parameters": parameter_counts(engine.model),
+        "attention": engine.attention,
+        "memory_after_load_gib": torch.cuda.memory_allocated() / 2**30 if device == "cuda" else None,
+    }
     results.put("model", loaded)
     skip = set(filter(None, args.skip.split(",")))
     if "ask" not in skip:

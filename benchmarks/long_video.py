@@ -53,9 +53,26 @@ def ensure_clip() -> str:
     if not os.path.exists(CLIP):
         os.makedirs(os.path.dirname(CLIP), exist_ok=True)
         print("making the 30-minute clip (once)...", file=sys.stderr)
-        subprocess.run([ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i",
-                        "testsrc2=size=1280x720:rate=30:duration=1800", "-c:v", "libx264", "-preset", "ultrafast",
-                        "-g", "250", CLIP + ".part.mp4"], check=True)
+        subprocess.run(
+            [
+                ffmpeg(),
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=30:duration=1800",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "250",
+                CLIP + ".part.mp4",
+            ],
+            check=True,
+        )
         os.replace(CLIP + ".part.mp4", CLIP)
     return CLIP
 
@@ -81,6 +98,7 @@ def drop_page_cache() -> bool:
         return True
     except OSError:
         return False
+
 
 PLAIN_PYAV = """
 import sys, av
@@ -111,12 +129,33 @@ def read_image(path: str) -> np.ndarray:
 
 def one_timestamp(clip: str, folder: str, cold: bool, repeats: int, torchcodec: bool) -> dict:
     """Median wall seconds of each tool for the frame at AT, and whether each gave the same frame."""
-    keyframe_qa = [os.path.join(os.path.dirname(sys.executable), "keyframe-qa"), "frames", clip, "--at", str(AT),
-                   "--out", os.path.join(folder, "kqa")]
+    keyframe_qa = [
+        os.path.join(os.path.dirname(sys.executable), "keyframe-qa"),
+        "frames",
+        clip,
+        "--at",
+        str(AT),
+        "--out",
+        os.path.join(folder, "kqa"),
+    ]
     tools = {
         "keyframe-qa": (keyframe_qa, os.path.join(folder, "kqa", f"frame_000_{AT:010.3f}s.png")),
-        "ffmpeg -ss": ([ffmpeg(), "-v", "error", "-y", "-ss", str(AT), "-i", clip, "-frames:v", "1",
-                        os.path.join(folder, "ffmpeg.png")], os.path.join(folder, "ffmpeg.png")),
+        "ffmpeg -ss": (
+            [
+                ffmpeg(),
+                "-v",
+                "error",
+                "-y",
+                "-ss",
+                str(AT),
+                "-i",
+                clip,
+                "-frames:v",
+                "1",
+                os.path.join(folder, "ffmpeg.png"),
+            ],
+            os.path.join(folder, "ffmpeg.png"),
+        ),
     }
     plain = os.path.join(folder, "plain.png")
     tools["plain PyAV script"] = ([sys.executable, "-c", PLAIN_PYAV, clip, plain, str(AT)], plain)
@@ -137,8 +176,11 @@ def one_timestamp(clip: str, folder: str, cold: bool, repeats: int, torchcodec: 
     result = {}
     for name, (_, output) in tools.items():
         median = statistics.median(walls[name])
-        result[name] = {"median_s": round(median, 3), "runs_s": [round(w, 3) for w in walls[name]],
-                        "frame_offset": closest(read_image(output), neighbours) if output else None}
+        result[name] = {
+            "median_s": round(median, 3),
+            "runs_s": [round(w, 3) for w in walls[name]],
+            "frame_offset": closest(read_image(output), neighbours) if output else None,
+        }
     base = result["ffmpeg -ss"]["median_s"]
     for name in result:
         result[name]["x_ffmpeg"] = round(result[name]["median_s"] / base, 2)
@@ -162,8 +204,17 @@ def closest(image: np.ndarray, neighbours: list[np.ndarray]) -> int:
 
 def memory(clip: str, folder: str, every: str) -> dict:
     out = os.path.join(folder, f"every_{every}")
-    command = [os.path.join(os.path.dirname(sys.executable), "keyframe-qa"), "frames", clip, "--every", every,
-               "--format", "jpg", "--out", out]
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "keyframe-qa"),
+        "frames",
+        clip,
+        "--every",
+        every,
+        "--format",
+        "jpg",
+        "--out",
+        out,
+    ]
     wall, peak = measure(command)
     count = len([name for name in os.listdir(out) if name.endswith(".jpg")])
     subprocess.run(["rm", "-rf", out], check=True)
@@ -172,9 +223,13 @@ def memory(clip: str, folder: str, every: str) -> dict:
 
 def import_time() -> dict:
     """Cumulative import time of the modules the `frames` command loads, from -X importtime."""
-    code = "import keyframe_qa.cli, keyframe_qa.video.probe, keyframe_qa.video.frames, keyframe_qa.jobs.ask, keyframe_qa.outputs.report"
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
-                            cwd=ROOT, check=True)
+    code = (
+        "import keyframe_qa.cli, keyframe_qa.video.probe, keyframe_qa.video.frames, keyframe_qa.jobs.ask, "
+        "keyframe_qa.outputs.report"
+    )
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     top = {}
     for line in result.stderr.splitlines():
         parts = [p.strip() for p in line.split("|")]

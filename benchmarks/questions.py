@@ -21,6 +21,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+
 def build(path: str, layers: int) -> None:
     from keyframe_qa.testing.tiny_model import build_tiny_checkpoint
 
@@ -40,8 +41,8 @@ def main() -> None:
 
     import torch
 
-    from keyframe_qa.model.budget import plan_budget
     from keyframe_qa.jobs.ask import extract_frames, load_model
+    from keyframe_qa.model.budget import plan_budget
     from keyframe_qa.records import GenerationSettings, VisualPrompt
 
     path = os.path.join(ROOT, ".bench", f"qwen2-vl-2b-random-{args.layers}l")
@@ -52,11 +53,14 @@ def main() -> None:
     clip = os.path.join(ROOT, "sample_videos", "bigbuckbunny.mp4")
     times = [1.0 + i * 3.0 / max(1, args.frames - 1) for i in range(args.frames)]
     frames = extract_frames(clip, times)
-    budgets = plan_budget([(f.width, f.height) for f in frames], model.family,
-                          max_visual_tokens=args.max_visual_tokens)
+    budgets = plan_budget([(f.width, f.height) for f in frames], model.family, max_visual_tokens=args.max_visual_tokens)
     prompt = VisualPrompt(
-        images=[f.image for f in frames], budgets=budgets,
-        labels=[f"frame {i + 1}" for i in range(len(frames))], mode="images", times=times)
+        images=[f.image for f in frames],
+        budgets=budgets,
+        labels=[f"frame {i + 1}" for i in range(len(frames))],
+        mode="images",
+        times=times,
+    )
     questions = [f"Question {i + 1}: what changes between the frames?" for i in range(args.questions)]
 
     def timed(call):
@@ -72,15 +76,24 @@ def main() -> None:
     model.answer(prompt, questions[:1], GenerationSettings(max_new_tokens=2, do_sample=False))  # warm-up
     separate_s, separate = timed(lambda: [model.answer(prompt, [q], settings)[0] for q in questions])
     shared_s, shared = timed(lambda: model.answer(prompt, questions, settings))
-    print(json.dumps({
-        "model": f"Qwen2-VL-2B architecture, random weights, {args.layers} layers, {model.dtype_name}",
-        "device": model.device, "frames": len(frames), "visual_tokens": sum(b.visual_tokens for b in budgets),
-        "prompt_tokens": shared[0].prompt_tokens, "questions": len(questions),
-        "new_tokens_each": shared[0].completion_tokens,
-        "one_prompt_each_s": round(separate_s, 2), "shared_prefix_s": round(shared_s, 2),
-        "speedup": round(separate_s / shared_s, 2),
-        "same_replies": [r.raw for r in shared] == [r.raw for r in separate],
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "model": f"Qwen2-VL-2B architecture, random weights, {args.layers} layers, {model.dtype_name}",
+                "device": model.device,
+                "frames": len(frames),
+                "visual_tokens": sum(b.visual_tokens for b in budgets),
+                "prompt_tokens": shared[0].prompt_tokens,
+                "questions": len(questions),
+                "new_tokens_each": shared[0].completion_tokens,
+                "one_prompt_each_s": round(separate_s, 2),
+                "shared_prefix_s": round(shared_s, 2),
+                "speedup": round(separate_s / shared_s, 2),
+                "same_replies": [r.raw for r in shared] == [r.raw for r in separate],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

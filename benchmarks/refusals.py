@@ -27,13 +27,21 @@ TIMES = ",".join(f"{i * 0.001:.3f}" for i in range(10000))
 # (name, arguments after `ask VIDEO q`, expected exit code, what the issue reported before)
 CASES = [
     ("--fps 1e9", ["--fps", "1e9"], 2, "memory grew without limit"),
-    ("--candidates 1e9", ["--relevant", "4", "--candidates", "1e9"], 2,
-     "looped duration x rate times, printed nothing"),
+    (
+        "--candidates 1e9",
+        ["--relevant", "4", "--candidates", "1e9"],
+        2,
+        "looped duration x rate times, printed nothing",
+    ),
     ("--every 0.000001", ["--every", "0.000001"], 2, "47 s, 2.3 GB before the usage error"),
     ("--num-frames 1000000", ["--num-frames", "1000000"], 2, "17 s, 1.2 GB before the usage error"),
     ("--at with 10,000 times", ["--at", TIMES], 2, "accepted: a 259k-token prompt, no warning"),
-    ("prompt over the context", ["--num-frames", "100", "--min-pixels", "1000000", "--max-visual-tokens", "1000000"],
-     2, "decoded, loaded, then failed in the model"),
+    (
+        "prompt over the context",
+        ["--num-frames", "100", "--min-pixels", "1000000", "--max-visual-tokens", "1000000"],
+        2,
+        "decoded, loaded, then failed in the model",
+    ),
     ("400-digit --num-frames", ["--num-frames", "9" * 400], 2, "unexpected OverflowError, exit 1"),
     ("-o the input video", ["--at", "1", "-o", VIDEO], 2, "replaced the input video"),
     ("-o /dev/full", ["--at", "1", "-o", "/dev/full"], 1, "as root: replaced the device node"),
@@ -63,15 +71,29 @@ class _EndlessReply(http.server.BaseHTTPRequestHandler):
 
 # Runs one command and reports that child's own peak RSS (KB) as its last stderr line: each case gets
 # a fresh RUSAGE_CHILDREN, so one case's peak never hides another's.
-_MEASURE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
+_MEASURE = (
+    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)"
+)
 
 
-def run_case(args: list[str], model: str, *, video: str = VIDEO, question: str = "q",
-             command: list[str] = None) -> tuple[int, float, float, str]:
+def run_case(
+    args: list[str], model: str, *, video: str = VIDEO, question: str = "q", command: list[str] = None
+) -> tuple[int, float, float, str]:
     """(exit code, wall seconds, peak RSS in MB, the last line the CLI printed on stderr)."""
-    command = command or [sys.executable, "-m", "keyframe_qa", "ask", video, question, "--model", model,
-                          "--max-new-tokens", "2", *args]
+    command = command or [
+        sys.executable,
+        "-m",
+        "keyframe_qa",
+        "ask",
+        video,
+        question,
+        "--model",
+        model,
+        "--max-new-tokens",
+        "2",
+        *args,
+    ]
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - started
@@ -121,8 +143,9 @@ def _round_two(model: str, cache: str):
     output = os.path.join(cache, "huge-question-results.jsonl")
     if os.path.exists(output):
         os.unlink(output)
-    result = run_case([], model, command=[sys.executable, "-m", "keyframe_qa", "batch", manifest, "--model", model,
-                                          "-o", output])
+    result = run_case(
+        [], model, command=[sys.executable, "-m", "keyframe_qa", "batch", manifest, "--model", model, "-o", output]
+    )
     (line,) = [json.loads(text) for text in open(output)]
     assert result[0] == 1 and line["status"] == "error" and "a question takes at least" in line["error"], result
     yield "10 MB manifest question", result, "46 s, 3.4 GB before its row error"

@@ -56,9 +56,14 @@ def child(args) -> dict:
         numbers = candidate_numbers(probed, args.candidates)
         embeddings = _embed(probed, numbers, scorer)
         wall = time.perf_counter() - started
-        return {"candidates": args.candidates, "scored": len(numbers), "wall_s": round(wall, 1),
-                "per_second": round(len(numbers) / wall, 1), "dim": int(embeddings.shape[1]),
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        return {
+            "candidates": args.candidates,
+            "scored": len(numbers),
+            "wall_s": round(wall, 1),
+            "per_second": round(len(numbers) / wall, 1),
+            "dim": int(embeddings.shape[1]),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        }
     if args.part == "decode":  # ours, the candidates decoded and shrunk, no scorer
         from dataclasses import replace
 
@@ -67,12 +72,23 @@ def child(args) -> dict:
 
         started = time.perf_counter()
         numbers = candidate_numbers(probed, args.candidates)
-        decoded = sum(1 for _ in iter_frames(probed, [probed.frame_time(n) for n in numbers],
-                                             convert=lambda f: replace(f, image=_shrink(f.image, 224))))
+        decoded = sum(
+            1
+            for _ in iter_frames(
+                probed,
+                [probed.frame_time(n) for n in numbers],
+                convert=lambda f: replace(f, image=_shrink(f.image, 224)),
+            )
+        )
         wall = time.perf_counter() - started
-        return {"candidates": args.candidates, "scored": decoded, "wall_s": round(wall, 1),
-                "per_second": round(decoded / wall, 1), "scorer": "none: decode and shrink only",
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        return {
+            "candidates": args.candidates,
+            "scored": decoded,
+            "wall_s": round(wall, 1),
+            "per_second": round(decoded / wall, 1),
+            "scorer": "none: decode and shrink only",
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        }
     if args.part == "opencv":  # the peer: read every frame, keep one a second
         import cv2
         import numpy as np
@@ -99,10 +115,15 @@ def child(args) -> dict:
             ours = read_frames(probed, [probed.frame_time(k) for k in around])
             errors = [float(np.abs(f.image.astype(int) - image.astype(int)).mean()) for f in ours]
             offsets.append(around[errors.index(min(errors))] - n)
-        return {"candidates": "1 (OpenCV: every frame grabbed, one a second retrieved)", "scored": kept,
-                "wall_s": round(wall, 1), "per_second": round(kept / wall, 1), "frame_offsets": offsets,
-                "scorer": "none: decode only",
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        return {
+            "candidates": "1 (OpenCV: every frame grabbed, one a second retrieved)",
+            "scored": kept,
+            "wall_s": round(wall, 1),
+            "per_second": round(kept / wall, 1),
+            "frame_offsets": offsets,
+            "scorer": "none: decode only",
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        }
     raise SystemExit(f"unknown part {args.part}")
 
 
@@ -141,14 +162,27 @@ def main() -> None:
         model = os.path.join(folder, "vlm")
         subprocess.run([sys.executable, "-c", BUILD, json.dumps(scorers), model], check=True, cwd=ROOT)
         for candidates in ("keyframes", "1"):
-            _, _, out = measured([sys.executable, __file__, "--part", "decode", "--clip", clip, "--candidates",
-                                  candidates])
+            _, _, out = measured(
+                [sys.executable, __file__, "--part", "decode", "--clip", clip, "--candidates", candidates]
+            )
             result["scoring"].append(json.loads(out))
             print(out.strip(), file=sys.stderr)
         for kind, path in scorers.items():
             for candidates in ("keyframes", "1"):
-                _, _, out = measured([sys.executable, __file__, "--part", "score", "--clip", clip, "--scorer", path,
-                                      "--candidates", candidates])
+                _, _, out = measured(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--part",
+                        "score",
+                        "--clip",
+                        clip,
+                        "--scorer",
+                        path,
+                        "--candidates",
+                        candidates,
+                    ]
+                )
                 row = dict(json.loads(out), scorer=f"{kind} base (random weights, CPU float32)")
                 result["scoring"].append(row)
                 print(json.dumps(row), file=sys.stderr)
@@ -159,20 +193,33 @@ def main() -> None:
             scorer = scorers.get("clip") or next(iter(scorers.values()))
             env = dict(os.environ, KEYFRAME_QA_CACHE_DIR=os.path.join(folder, "cache"))
             base = [sys.executable, "-m", "keyframe_qa", "ask", clip, "--model", model, "--max-new-tokens", "8"]
-            for name, extra in (("--num-frames 16", ["What is shown?", "--num-frames", "16"]),
-                                ("--relevant 16 (keyframes, cache empty)",
-                                 ["What is shown?", "--relevant", "16", "--scorer", scorer, "--candidates", "keyframes"]),
-                                ("--relevant 16 (keyframes), a second question: from the cache",
-                                 ["Is anything moving?", "--relevant", "16", "--scorer", scorer, "--candidates",
-                                  "keyframes"]),
-                                ("--relevant 16 (1 fps, cache empty)",
-                                 ["What is shown?", "--relevant", "16", "--scorer", scorer, "--candidates", "1"]),
-                                ("--relevant 16 (1 fps), a second question: from the cache",
-                                 ["Is anything moving?", "--relevant", "16", "--scorer", scorer, "--candidates", "1"])):
+            for name, extra in (
+                ("--num-frames 16", ["What is shown?", "--num-frames", "16"]),
+                (
+                    "--relevant 16 (keyframes, cache empty)",
+                    ["What is shown?", "--relevant", "16", "--scorer", scorer, "--candidates", "keyframes"],
+                ),
+                (
+                    "--relevant 16 (keyframes), a second question: from the cache",
+                    ["Is anything moving?", "--relevant", "16", "--scorer", scorer, "--candidates", "keyframes"],
+                ),
+                (
+                    "--relevant 16 (1 fps, cache empty)",
+                    ["What is shown?", "--relevant", "16", "--scorer", scorer, "--candidates", "1"],
+                ),
+                (
+                    "--relevant 16 (1 fps), a second question: from the cache",
+                    ["Is anything moving?", "--relevant", "16", "--scorer", scorer, "--candidates", "1"],
+                ),
+            ):
                 wall, rss, out = measured(base + extra, env)
                 selection = json.loads(out)["selection"]
-                result["ask"][name] = {"wall_s": round(wall, 1), "peak_rss_mb": round(rss),
-                                       "cache": selection.get("cache"), "scored": selection.get("scored")}
+                result["ask"][name] = {
+                    "wall_s": round(wall, 1),
+                    "peak_rss_mb": round(rss),
+                    "cache": selection.get("cache"),
+                    "scored": selection.get("scored"),
+                }
                 print(name, result["ask"][name], file=sys.stderr)
     print(json.dumps(result, indent=2))
 

@@ -23,8 +23,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from keyframe_qa.grounding import FrameGeometry, find_boxes  # noqa: E402
-from keyframe_qa.moments import parse_moments  # noqa: E402
+from keyframe_qa.replies.boxes import FrameGeometry, find_boxes  # noqa: E402
+from keyframe_qa.replies.moments import parse_moments  # noqa: E402
 
 KB, MB = 1 << 10, 1 << 20
 FRAMES = [FrameGeometry(i, (280, 280), (320, 240), f"0:00:0{i}.000") for i in range(4)]
@@ -98,8 +98,11 @@ def main() -> None:
         # Linear: the time per megabyte stays flat from 64 KB (past the fixed costs) to the largest size; a
         # quadratic parser's grows as the size does.
         base = min(3, len(per_mb) - 1)
-        print(f"{shape:28s} s/MB at the largest size against {sizes[base] // KB} KB: "
-              f"{per_mb[-1] / per_mb[base]:.2f}x (a quadratic parser: {sizes[-1] / sizes[base]:.0f}x)\n", flush=True)
+        print(
+            f"{shape:28s} s/MB at the largest size against {sizes[base] // KB} KB: "
+            f"{per_mb[-1] / per_mb[base]:.2f}x (a quadratic parser: {sizes[-1] / sizes[base]:.0f}x)\n",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

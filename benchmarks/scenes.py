@@ -59,8 +59,19 @@ def main() -> None:
     env = dict(os.environ, KEYFRAME_QA_CACHE_DIR=os.path.join(work, "cache"))
     contenders = {
         "keyframe-qa": [sys.executable, "-m", "keyframe_qa", "scenes", clip, "--no-cache"],
-        "pyscenedetect-cli": [scenedetect_cli, "-q", "-i", clip, "-o", work, "detect-content", "list-scenes",
-                              "-f", "scenes.csv", "--skip-cuts"],
+        "pyscenedetect-cli": [
+            scenedetect_cli,
+            "-q",
+            "-i",
+            clip,
+            "-o",
+            work,
+            "detect-content",
+            "list-scenes",
+            "-f",
+            "scenes.csv",
+            "--skip-cuts",
+        ],
         "decode": [sys.executable, "-c", DECODE, clip],
         "decode+bgr": [sys.executable, "-c", DECODE_BGR, clip],
     }
@@ -79,18 +90,24 @@ def main() -> None:
     # The CLI numbers frames from 1 and gives inclusive ends; ours count from 0 with exclusive ends.
     theirs = [(int(r["Start Frame"]) - 1, int(r["End Frame"])) for r in rows]
     medians = {name: round(statistics.median(values), 3) for name, values in walls.items()}
-    print(json.dumps({
-        "clip": os.path.relpath(clip, ROOT),
-        "median_wall_s": medians,
-        "median_cpu_s": {name: round(statistics.median(values), 3) for name, values in cpus.items()},
-        "wall_runs_s": {name: [round(v, 3) for v in values] for name, values in walls.items()},
-        "keyframe_qa_vs_pyscenedetect_cli": round(medians["keyframe-qa"] / medians["pyscenedetect-cli"], 2),
-        "keyframe_qa_vs_pure_decode": round(medians["keyframe-qa"] / medians["decode"], 2),
-        "keyframe_qa_vs_decode_bgr": round(medians["keyframe-qa"] / medians["decode+bgr"], 2),
-        "decode_bgr_vs_pure_decode": round(medians["decode+bgr"] / medians["decode"], 2),
-        "scenes": len(ours), "identical_cuts": ours == theirs,
-        "cuts": [start for start, _ in ours[1:]],
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "clip": os.path.relpath(clip, ROOT),
+                "median_wall_s": medians,
+                "median_cpu_s": {name: round(statistics.median(values), 3) for name, values in cpus.items()},
+                "wall_runs_s": {name: [round(v, 3) for v in values] for name, values in walls.items()},
+                "keyframe_qa_vs_pyscenedetect_cli": round(medians["keyframe-qa"] / medians["pyscenedetect-cli"], 2),
+                "keyframe_qa_vs_pure_decode": round(medians["keyframe-qa"] / medians["decode"], 2),
+                "keyframe_qa_vs_decode_bgr": round(medians["keyframe-qa"] / medians["decode+bgr"], 2),
+                "decode_bgr_vs_pure_decode": round(medians["decode+bgr"] / medians["decode"], 2),
+                "scenes": len(ours),
+                "identical_cuts": ours == theirs,
+                "cuts": [start for start, _ in ours[1:]],
+            },
+            indent=2,
+        )
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -18,16 +18,29 @@ def run_process(command: list[str], *, cwd: str, env: Optional[dict] = None) -> 
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), result.stdout
 
 
-def timed_batch(clips: str, output: str, model: str, options: list[str], *, cwd: str,
-                env: Optional[dict] = None) -> float:
+def timed_batch(
+    clips: str, output: str, model: str, options: list[str], *, cwd: str, env: Optional[dict] = None
+) -> float:
     """Seconds for one whole `keyframe-qa batch` process over `clips` (a fresh output file each time)."""
     import os
     import sys
 
     if os.path.exists(output):
         os.unlink(output)
-    command = [sys.executable, "-m", "keyframe_qa", "batch", clips, "-q", "Describe what you see.", "--model", model,
-               "-o", output, *options]
+    command = [
+        sys.executable,
+        "-m",
+        "keyframe_qa",
+        "batch",
+        clips,
+        "-q",
+        "Describe what you see.",
+        "--model",
+        model,
+        "-o",
+        output,
+        *options,
+    ]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env)
     elapsed = time.perf_counter() - started

@@ -36,8 +36,10 @@ def vllm_model() -> str:
 
 
 def counts(output: str) -> dict:
-    return {os.path.basename(r["video"]["path"]): (r["usage"]["prompt_tokens"], r["usage"]["completion_tokens"])
-            for r in answered(output)}
+    return {
+        os.path.basename(r["video"]["path"]): (r["usage"]["prompt_tokens"], r["usage"]["completion_tokens"])
+        for r in answered(output)
+    }
 
 
 def main() -> None:
@@ -54,28 +56,37 @@ def main() -> None:
         sys.exit(f"vLLM cannot be installed here: {why}")
     model = vllm_model()
     work = tempfile.mkdtemp(prefix="kfqa-vllm-")
-    clips = clip_copies(work, args.clips, SyntheticSpec(width=336, height=224, frame_count=20, fps=10, gop=10,
-                                                        bframes=0))
+    clips = clip_copies(
+        work, args.clips, SyntheticSpec(width=336, height=224, frame_count=20, fps=10, gop=10, bframes=0)
+    )
     options = ["--at", "0.5,1.5", "--max-new-tokens", str(args.new_tokens)]
     results = {}
     try:
-        results["in-process transformers engine"] = timed_batch(clips, os.path.join(work, "local.jsonl"), model,
-                                                                options, cwd=ROOT)
+        results["in-process transformers engine"] = timed_batch(
+            clips, os.path.join(work, "local.jsonl"), model, options, cwd=ROOT
+        )
         reference = counts(os.path.join(work, "local.jsonl"))
         process, url = start_vllm(python, model, work)
         try:
             for concurrency in (1, 4, 8):
                 output = os.path.join(work, f"vllm-{concurrency}.jsonl")
-                seconds = timed_batch(clips, output, model, [*options, "--engine", "openai", "--base-url", url,
-                                                             "--concurrency", str(concurrency)], cwd=ROOT)
+                seconds = timed_batch(
+                    clips,
+                    output,
+                    model,
+                    [*options, "--engine", "openai", "--base-url", url, "--concurrency", str(concurrency)],
+                    cwd=ROOT,
+                )
                 assert counts(output) == reference, "every run must answer as the in-process engine does"
                 results[f"vLLM CPU, --concurrency {concurrency}"] = seconds
         finally:
             stop_vllm(process)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.clips} clips, 2 frames each, {args.new_tokens} new tokens, tiny Qwen2-VL (heads of 32) on CPU "
-          f"({os.cpu_count()} cores); whole `keyframe-qa batch` processes")
+    print(
+        f"{args.clips} clips, 2 frames each, {args.new_tokens} new tokens, tiny Qwen2-VL (heads of 32) on CPU "
+        f"({os.cpu_count()} cores); whole `keyframe-qa batch` processes"
+    )
     base = results["in-process transformers engine"]
     for name, seconds in results.items():
         print(f"  {name:40} {seconds:6.2f} s  {args.clips / seconds:5.2f} videos/s  {base / seconds:4.2f}x")

@@ -57,11 +57,32 @@ def ensure_clip(minutes: float) -> str:
         start, end = event_times(minutes)
         x, y, w, h = BOX
         print(f"making the {minutes:g}-minute clip (once)...", file=sys.stderr)
-        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
-                        f"testsrc2=size=320x240:rate={FPS}:duration={minutes * 60:g}", "-vf",
-                        f"drawbox=x={x}:y={y}:w={w}:h={h}:color=red:t=fill:enable='between(t,{start},{end})'",
-                        "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-bf", "2", "-pix_fmt", "yuv420p",
-                        clip + ".part.mp4"], check=True)
+        subprocess.run(
+            [
+                imageio_ffmpeg.get_ffmpeg_exe(),
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=size=320x240:rate={FPS}:duration={minutes * 60:g}",
+                "-vf",
+                f"drawbox=x={x}:y={y}:w={w}:h={h}:color=red:t=fill:enable='between(t,{start},{end})'",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "60",
+                "-bf",
+                "2",
+                "-pix_fmt",
+                "yuv420p",
+                clip + ".part.mp4",
+            ],
+            check=True,
+        )
         os.replace(clip + ".part.mp4", clip)
     return clip
 
@@ -88,26 +109,38 @@ def search(minutes: float) -> dict:
         (moment,) = report["moments"]
         coarse_calls = len(report["passes"])
         rows[name] = {
-            "calls": report["usage"]["calls"], "coarse_calls": coarse_calls,
-            "probes": report["usage"]["calls"] - coarse_calls, "frames_decoded": len(oracle.seen),
-            "visual_tokens": report["usage"]["visual_tokens"], "wall_s": round(wall, 2),
+            "calls": report["usage"]["calls"],
+            "coarse_calls": coarse_calls,
+            "probes": report["usage"]["calls"] - coarse_calls,
+            "frames_decoded": len(oracle.seen),
+            "visual_tokens": report["usage"]["visual_tokens"],
+            "wall_s": round(wall, 2),
             "first_frame_error": moment["first_frame"]["frame_number"] - first,
             "last_frame_error": moment["last_frame"]["frame_number"] - last,
         }
     count = round(minutes * 60 * FPS)
-    rows["dense scan (counted)"] = {"calls": count, "frames_decoded": count, "first_frame_error": 0,
-                                    "last_frame_error": 0}
-    return {"minutes": minutes, "frames": count, "event_frames": [first, last], "runs": rows,
-            "calls_vs_dense": round(count / rows["when (refined)"]["calls"], 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    rows["dense scan (counted)"] = {
+        "calls": count,
+        "frames_decoded": count,
+        "first_frame_error": 0,
+        "last_frame_error": 0,
+    }
+    return {
+        "minutes": minutes,
+        "frames": count,
+        "event_frames": [first, last],
+        "runs": rows,
+        "calls_vs_dense": round(count / rows["when (refined)"]["calls"], 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def model_cost(device: str, result: dict) -> dict:
     """One coarse call (a window's frames of the longest clip) and one probe, timed on the 2B architecture."""
     from keyframe_qa import extract_frames, load_model
     from keyframe_qa.answering import AnswerOptions, answer_frames
-    from keyframe_qa.records import GenerationSettings
     from keyframe_qa.options import OPTIONS
+    from keyframe_qa.records import GenerationSettings
     from keyframe_qa.testing.tiny_model import build_tiny_checkpoint
 
     longest = max(result["lengths"], key=lambda row: row["minutes"])
@@ -125,15 +158,23 @@ def model_cost(device: str, result: dict) -> dict:
                 answer_frames(engine, chosen, ["When does a red box appear?"], options, warn_cut=False)
             started = time.perf_counter()
             answers, budgets = answer_frames(engine, chosen, ["When does a red box appear?"], options, warn_cut=False)
-            timings[name] = {"s": round(time.perf_counter() - started, 3), "frames": len(chosen),
-                             "visual_tokens": sum(b.visual_tokens for b in budgets),
-                             "new_tokens": answers[0].completion_tokens}
+            timings[name] = {
+                "s": round(time.perf_counter() - started, 3),
+                "frames": len(chosen),
+                "visual_tokens": sum(b.visual_tokens for b in budgets),
+                "new_tokens": answers[0].completion_tokens,
+            }
     refined = longest["runs"]["when (refined)"]
     estimate = refined["coarse_calls"] * timings["coarse_call"]["s"] + refined["probes"] * timings["probe"]["s"]
     dense = longest["frames"] * timings["probe"]["s"]
-    return {"device": device, "model": "Qwen2-VL-2B architecture, random bf16 weights", **timings,
-            "search_model_s": round(estimate, 1), "dense_scan_model_s": round(dense, 1),
-            "coarse_pass_alone_s": round(refined["coarse_calls"] * timings["coarse_call"]["s"], 1)}
+    return {
+        "device": device,
+        "model": "Qwen2-VL-2B architecture, random bf16 weights",
+        **timings,
+        "search_model_s": round(estimate, 1),
+        "dense_scan_model_s": round(dense, 1),
+        "coarse_pass_alone_s": round(refined["coarse_calls"] * timings["coarse_call"]["s"], 1),
+    }
 
 
 def main() -> None:

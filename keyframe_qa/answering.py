@@ -7,18 +7,19 @@ frames are then put to the engine by `answer_frames`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
-from .model.budget import check_context, pixel_limits, plan_request, prompt_tokens_lower_bound
-from .model.checkpoint import CheckpointInfo
-from .errors import UsageError
-from .options import option
-from .grounding import FrameGeometry, find_boxes, grounding_prompt
 from .console import counted, warn
+from .errors import UsageError
+from .model.budget import check_context, plan_request, prompt_tokens_lower_bound
+from .model.checkpoint import CheckpointInfo
 from .model.prompt import build_prompt, image_label_text, video_times_text
+from .model.text_tokens import text_counter, utf8_length
+from .options import option
 from .records import Answer, Frame, FrameBudget, GenerationSettings
-from .model.text_tokens import text_counter
+from .replies.boxes import FrameGeometry, find_boxes, grounding_prompt
 from .timecodes import format_time
 
 
@@ -36,55 +37,42 @@ class AnswerOptions:
     find: Optional[str] = option("find")  # the object the grounding prompt asks boxes for
 
 
-def plan(options: AnswerOptions, checkpoint: CheckpointInfo, sizes: Sequence[tuple[int, int]], *,
-         questions: Sequence[str] = (), times: Optional[Sequence[float]] = None) -> list[FrameBudget]:
+def plan(
+    options: AnswerOptions,
+    checkpoint: CheckpointInfo,
+    sizes: Sequence[tuple[int, int]],
+    *,
+    questions: Sequence[str] = (),
+    times: Optional[Sequence[float]] = None,
+) -> list[FrameBudget]:
     """Each frame's budget for this model, and a refusal if a prompt cannot fit its context.
 
     With `questions` and the frames' `times`, the prompt's text (the questions, the --find prompt, the
     frames' labels) counts too (text_tokens.py: bounded, then tokenised; no torch)."""
-    budgets = plan_request(sizes, checkpoint.family, mode=options.mode, per_frame=options.per_frame,
-                           min_pixels=options.min_pixels, max_pixels=options.max_pixels,
-                           max_visual_tokens=options.max_visual_tokens,
-                           checkpoint_pixels=checkpoint.limits.pixels(options.mode))
+    budgets = plan_request(
+        sizes,
+        checkpoint.family,
+        mode=options.mode,
+        per_frame=options.per_frame,
+        min_pixels=options.min_pixels,
+        max_pixels=options.max_pixels,
+        max_visual_tokens=options.max_visual_tokens,
+        checkpoint_pixels=checkpoint.limits.pixels(options.mode),
+    )
     question, labels = text_at_least(options, checkpoint, questions, times if times is not None else [])
     if options.per_frame:
-        longest = max(prompt_tokens_lower_bound([b], options.mode) + (labels[i] if labels else 0)
-                      for i, b in enumerate(budgets))
+        longest = max(
+            prompt_tokens_lower_bound([b], options.mode) + (labels[i] if labels else 0) for i, b in enumerate(budgets)
+        )
     else:
         longest = prompt_tokens_lower_bound(budgets, options.mode) + sum(labels)
     check_context(longest + question, options.generation.max_new_tokens, checkpoint.context_length)
     return budgets
 
 
-def pixel_limits_record(options: AnswerOptions, checkpoint: CheckpointInfo) -> dict:
-    """The JSON `model.pixel_limits`: each per-frame limit and where it came from (option, checkpoint,
-    default)."""
-    (low, low_source), (high, high_source) = pixel_limits(checkpoint.family, options.mode, options.min_pixels,
-                                                          options.max_pixels, checkpoint.limits.pixels(options.mode))
-    return {"min_pixels": {"value": low, "source": low_source}, "max_pixels": {"value": high, "source": high_source}}
-
-
-def check_server_limits(options: AnswerOptions, checkpoint: CheckpointInfo) -> None:
-    """Refuse, before any work, per-frame limits outside what the served checkpoint's processor takes:
-    the server would resize the frames (and its prompt would not be the one planned). In process the
-    same options are honoured: the engine tells the processor the size it was given."""
-    low_stated, high_stated = checkpoint.limits.pixels(options.mode)
-    where = "processor config"
-    how = (f"raise the server's limit (vLLM: --mm-processor-kwargs '{{\"max_pixels\": {options.max_pixels}}}'; "
-           f"or size.longest_edge in the checkpoint's {where})")
-    if options.max_pixels is not None and high_stated is not None and options.max_pixels > high_stated:
-        raise UsageError(f"--max-pixels {options.max_pixels} is above the {high_stated} pixels per frame that "
-                         f"{checkpoint.model_id}'s processor takes (size.longest_edge in its {where}): the server "
-                         f"would shrink the frames. Lower --max-pixels, or {how}")
-    if options.min_pixels is not None and low_stated is not None and options.min_pixels < low_stated:
-        raise UsageError(f"--min-pixels {options.min_pixels} is below the {low_stated} pixels per frame that "
-                         f"{checkpoint.model_id}'s processor enlarges smaller frames to (size.shortest_edge in its "
-                         f"{where}): the server would enlarge them. Raise --min-pixels, or lower the server's "
-                         f"(vLLM: --mm-processor-kwargs '{{\"min_pixels\": {options.min_pixels}}}')")
-
-
-def check_text(options: AnswerOptions, checkpoint: CheckpointInfo, questions: Sequence[str],
-               times: Sequence[float]) -> None:
+def check_text(
+    options: AnswerOptions, checkpoint: CheckpointInfo, questions: Sequence[str], times: Sequence[float]
+) -> None:
     """Refuse, before the video is even probed, a prompt whose text alone (with one visual token and two
     markers per frame, the least a frame can cost) cannot fit the model's context. (More frames than
     the budget can give a visual token each is refused by the selection, after the cheap probe.)"""
@@ -96,26 +84,35 @@ def check_text(options: AnswerOptions, checkpoint: CheckpointInfo, questions: Se
         frames = count + (2 if options.mode == "video" else 2 * count) + sum(labels)
     context, reply = checkpoint.context_length, options.generation.max_new_tokens
     if context is not None and count > 1 and frames + reply > context:
-        raise UsageError(f"{count} times: their frames and labels alone take at least {frames} tokens, with up to "
-                         f"{reply} for the reply over the model's context of {context} tokens "
-                         f"(max_position_embeddings in its config): give fewer times")
+        raise UsageError(
+            f"{count} times: their frames and labels alone take at least {frames} tokens, with up to "
+            f"{reply} for the reply over the model's context of {context} tokens "
+            f"(max_position_embeddings in its config): give fewer times"
+        )
     if context is not None and question + reply > context:
-        raise UsageError(f"a question takes at least {question} tokens ({_size(max(questions, key=len, default=''))} of "
-                         f"text), with up to {reply} for the reply over the model's context of {context} tokens: "
-                         f"shorten it")
+        raise UsageError(
+            f"a question takes at least {question} tokens ({_size(max(questions, key=len, default=''))} of "
+            f"text), with up to {reply} for the reply over the model's context of {context} tokens: "
+            f"shorten it"
+        )
     check_context(frames + question, reply, context)
 
 
 def _size(text: str) -> str:
-    from .model.text_tokens import utf8_length
 
     size = utf8_length(text)
-    return f"{size / 1024 / 1024:.1f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KiB" \
-        if size >= 1024 else f"{size} bytes"
+    return (
+        f"{size / 1024 / 1024:.1f} MiB"
+        if size >= 1024 * 1024
+        else f"{size / 1024:.0f} KiB"
+        if size >= 1024
+        else f"{size} bytes"
+    )
 
 
-def text_at_least(options: AnswerOptions, checkpoint: CheckpointInfo, questions: Sequence[str],
-                  times: Sequence[float]) -> tuple[int, list[int]]:
+def text_at_least(
+    options: AnswerOptions, checkpoint: CheckpointInfo, questions: Sequence[str], times: Sequence[float]
+) -> tuple[int, list[int]]:
     """(tokens of the longest question, tokens of each frame's label text), as lower bounds.
 
     Each question goes in its own prompt after the frames; a label is counted with the requested time,
@@ -136,17 +133,27 @@ def text_at_least(options: AnswerOptions, checkpoint: CheckpointInfo, questions:
     return question, [max(0, counter.count(label, context) - slack) for label in labels]
 
 
-def yes_probability(engine, frames: Sequence[Frame], question: str, options: AnswerOptions
-                    ) -> tuple[Optional[float], list[FrameBudget]]:
+def yes_probability(
+    engine, frames: Sequence[Frame], question: str, options: AnswerOptions
+) -> tuple[Optional[float], list[FrameBudget]]:
     """(P(yes) for `question` about `frames` as the engine's first reply token tells it, or None; the budgets)."""
     budgets = plan(options, engine.checkpoint, [(f.width, f.height) for f in frames])
     return engine.yes_probability(build_prompt(frames, budgets, options.mode), question), budgets
 
 
-def answer_frames(engine, frames: Sequence[Frame], questions: Sequence[str], options: AnswerOptions, *,
-                  budgets: Optional[Sequence[FrameBudget]] = None, labels: Optional[Sequence[str]] = None,
-                  mention_labels: Optional[Sequence[str]] = None, where: str = "",
-                  warn_cut: bool = True, origin: float = 0.0) -> tuple[list[Answer], list]:
+def answer_frames(
+    engine,
+    frames: Sequence[Frame],
+    questions: Sequence[str],
+    options: AnswerOptions,
+    *,
+    budgets: Optional[Sequence[FrameBudget]] = None,
+    labels: Optional[Sequence[str]] = None,
+    mention_labels: Optional[Sequence[str]] = None,
+    where: str = "",
+    warn_cut: bool = True,
+    origin: float = 0.0,
+) -> tuple[list[Answer], list]:
     """Put the questions (and the --find prompt) about `frames` to `engine`; returns (answers, budgets).
 
     `labels` name the frames in the prompt (default "frame 2 at 0:00:05.500"); `mention_labels` are
@@ -166,21 +173,30 @@ def answer_frames(engine, frames: Sequence[Frame], questions: Sequence[str], opt
         for position, frame in enumerate(frames):
             prompt = build_prompt([frame], [budgets[position]], options.mode)
             replies = engine.answer(prompt, questions, options.generation)
-            answers.extend(make_answers(questions, replies, engine.family, [frame], [budgets[position]],
-                                        frame.index, find=find))
+            answers.extend(
+                make_answers(questions, replies, engine.family, [frame], [budgets[position]], frame.index, find=find)
+            )
     else:
         prompt = build_prompt(frames, budgets, options.mode, labels=labels, origin=origin)
         replies = engine.answer(prompt, questions, options.generation)
-        answers = make_answers(questions, replies, engine.family, frames, budgets, None,
-                               mention_labels=mention_labels, find=find)
+        answers = make_answers(
+            questions, replies, engine.family, frames, budgets, None, mention_labels=mention_labels, find=find
+        )
     if warn_cut:  # a batch counts its truncated replies and says so once, in its summary
         warn_truncated(answers, options.generation, where)
     return answers, budgets
 
 
-def make_answers(questions, replies, family, frames, budgets, frame_index: Optional[int],
-                 mention_labels: Optional[Sequence[str]] = None,
-                 find: Optional[tuple[str, str]] = None) -> list[Answer]:
+def make_answers(
+    questions,
+    replies,
+    family,
+    frames,
+    budgets,
+    frame_index: Optional[int],
+    mention_labels: Optional[Sequence[str]] = None,
+    find: Optional[tuple[str, str]] = None,
+) -> list[Answer]:
     """Answers from replies, with their boxes tied to frames (`frame_index` for per-frame questions).
 
     `find` is (grounding prompt, object asked for): that question's answer records the object.
@@ -208,18 +224,27 @@ def warn_truncated(answers: Sequence[Answer], generation: GenerationSettings, wh
         return
     boxes = sum(len(a.boxes) for a in cut)
     kept = f", keeping the {counted(boxes, 'box', 'boxes')} before the cut" if boxes else ""
-    warn(f"{where}: {counted(len(cut), 'reply', 'replies')} stopped at --max-new-tokens "
-         f"{generation.max_new_tokens}{kept} "
-         f"(marked \"truncated\"): raise --max-new-tokens to get them whole")
+    warn(
+        f"{where}: {counted(len(cut), 'reply', 'replies')} stopped at --max-new-tokens "
+        f"{generation.max_new_tokens}{kept} "
+        f'(marked "truncated"): raise --max-new-tokens to get them whole'
+    )
 
 
-def _boxes(raw: str, family, frames: Sequence[Frame], budgets: Sequence[FrameBudget],
-           frame_index: Optional[int], mention_labels: Optional[Sequence[str]] = None):
+def _boxes(
+    raw: str,
+    family,
+    frames: Sequence[Frame],
+    budgets: Sequence[FrameBudget],
+    frame_index: Optional[int],
+    mention_labels: Optional[Sequence[str]] = None,
+):
     # A frame can be named by its time label, or by the label the prompt gave it (BEFORE, AFTER).
     labels = mention_labels if mention_labels is not None else [format_time(f.timestamp) for f in frames]
     geometry = [
-        FrameGeometry(index=f.index, input_size=(b.input_width, b.input_height), frame_size=(f.width, f.height),
-                      label=label)
+        FrameGeometry(
+            index=f.index, input_size=(b.input_width, b.input_height), frame_size=(f.width, f.height), label=label
+        )
         for f, b, label in zip(frames, budgets, labels)
     ]
     return find_boxes(raw, family, geometry, asked_about=frame_index)

@@ -6,6 +6,7 @@ KEYFRAME_QA_DEBUG=1 shows the traceback too. stdout carries only the JSON.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -55,7 +56,7 @@ def _engine_and_generation(options: dict) -> dict:
 
 def _emit(text: str, output, report: Optional[dict] = None) -> None:
     """Write a result to its checked output (stdout when none), and say every file the run wrote."""
-    from .outputs.paths import write_output
+    from .files.paths import write_output
 
     write_output(output, text)
     _wrote(report or {}, None if output.is_stdout else output.given)
@@ -77,7 +78,7 @@ def _say(text: str) -> None:
 
 
 def _output(path, option: str, inputs):
-    from .outputs.paths import check_output_file
+    from .files.paths import check_output_file
 
     return check_output_file(path or "-", option, inputs)
 
@@ -87,8 +88,14 @@ def _request(video, questions, options: dict, **files):
     from .jobs.ask import AskRequest
 
     selection = _selection(options)
-    return AskRequest(video=video, questions=tuple(questions), selection=selection,
-                      **_engine_and_generation(options), **options, **files)
+    return AskRequest(
+        video=video,
+        questions=tuple(questions),
+        selection=selection,
+        **_engine_and_generation(options),
+        **options,
+        **files,
+    )
 
 
 @cli.command()
@@ -96,25 +103,25 @@ def _request(video, questions, options: dict, **files):
 @click.argument("questions", nargs=-1)
 @selection_options
 @answer_options
-@click.option("--annotate", type=str, default=None,
-              help="Write the frames with their boxes drawn here (PNG).")
-@click.option("--html", "html_path", type=str, default=None,
-              help="Write a self-contained HTML page of the run here.")
+@click.option("--annotate", type=str, default=None, help="Write the frames with their boxes drawn here (PNG).")
+@click.option("--html", "html_path", type=str, default=None, help="Write a self-contained HTML page of the run here.")
 @click.option("--save-frames", type=str, default=None, help="Write the frames as PNG here.")
 @click_options(("when", "precision", "refine", "window_frames"))
-@click.option("-o", "--output", type=str, default=None,
-              help="Write the JSON here (atomically) instead of stdout; - for stdout.")
+@click.option(
+    "-o", "--output", type=str, default=None, help="Write the JSON here (atomically) instead of stdout; - for stdout."
+)
 def ask(video, questions, annotate, html_path, save_frames, output, **options):
     """Ask QUESTIONS about frames of VIDEO: at given times, sampled, or one per scene.
 
     Boxes in replies come back in pixels of the displayed frame; --find asks for them directly.
     With no frame selection, frames are sampled like qwen-vl-utils (2 fps, capped by the budget).
     """
-    from .outputs.paths import names_stdout
+    from .files.paths import names_stdout
     from .jobs.ask import ask as run_ask
 
-    request = _request(video, questions, options, annotate=annotate, html=html_path, save_frames=save_frames,
-                       output=output or "-")
+    request = _request(
+        video, questions, options, annotate=annotate, html=html_path, save_frames=save_frames, output=output or "-"
+    )
     report = run_ask(request)
     _wrote(report, None if names_stdout(output) else output)
 
@@ -123,10 +130,16 @@ def ask(video, questions, annotate, html_path, save_frames, output, **options):
 @click.argument("video", type=str)
 @click.argument("query")
 @click_options(ENGINE + BUDGET + GENERATION + ("mode", "precision", "refine", "window_frames"))
-@click.option("--html", "html_path", type=str, default=None,
-              help="Write a page with the video's timeline, the moments on it, and their first and last frames.")
-@click.option("-o", "--output", type=str, default=None,
-              help="Write the JSON here (atomically) instead of stdout; - for stdout.")
+@click.option(
+    "--html",
+    "html_path",
+    type=str,
+    default=None,
+    help="Write a page with the video's timeline, the moments on it, and their first and last frames.",
+)
+@click.option(
+    "-o", "--output", type=str, default=None, help="Write the JSON here (atomically) instead of stdout; - for stdout."
+)
 def when(video, query, html_path, output, **options):
     """Find the moments QUERY happens in VIDEO, down to the exact first and last frame."""
     from .jobs.when import WhenRequest, when_job
@@ -142,22 +155,35 @@ def when(video, query, html_path, output, **options):
 @click.option("-q", "--question", "questions", multiple=True, help="A question for every video (repeatable).")
 @selection_options
 @answer_options
-@click.option("-o", "--output", required=True, type=str,
-              help="Results, one JSON line per video (- for stdout, without resume).")
+@click.option(
+    "-o", "--output", required=True, type=str, help="Results, one JSON line per video (- for stdout, without resume)."
+)
 @click.option("--overwrite", is_flag=True, help="Start afresh instead of resuming the output (results files only).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first video that fails.")
 @click_options(("when", "precision", "refine", "window_frames", "concurrency"))
-@click.option("--ray", "use_ray", is_flag=True,
-              help="Run on a Ray cluster ($RAY_ADDRESS, else `ray start` here, else a local one); "
-                   "--concurrency is then the number of engine actors.")
+@click.option(
+    "--ray",
+    "use_ray",
+    is_flag=True,
+    help="Run on a Ray cluster ($RAY_ADDRESS, else `ray start` here, else a local one); "
+    "--concurrency is then the number of engine actors.",
+)
 @click_options(("batch_size",))
 def batch(inputs, questions, output, overwrite, fail_fast, concurrency, use_ray, batch_size, **options):
     """Answer questions about many videos with one model load: INPUTS are files, folders, globs or
     .csv/.jsonl manifests (columns video, at, question). Reruns resume."""
     from .jobs.batch import batch_job, summary_line
 
-    summary = batch_job(inputs, _request("", questions, options), output, concurrency=concurrency, use_ray=use_ray,
-                        overwrite=overwrite, fail_fast=fail_fast, batch_size=batch_size)
+    summary = batch_job(
+        inputs,
+        _request("", questions, options),
+        output,
+        concurrency=concurrency,
+        use_ray=use_ray,
+        overwrite=overwrite,
+        fail_fast=fail_fast,
+        batch_size=batch_size,
+    )
     _say(summary_line(summary, output))
     if summary.interrupted:
         raise click.exceptions.Exit(130)
@@ -189,10 +215,10 @@ def frames(video, out_dir, image_format, quality, max_side, query, device, **sel
     """Write frames of VIDEO as images plus a frames.json index (no VLM; --relevant loads its scorer)."""
     from .jobs.frames import frames_job
 
-    request = _selection(selection, max_visual_tokens=None, queries=(query,) if query is not None else (),
-                         device=device)
-    index, count = frames_job(video, request, out_dir, image_format=image_format, quality=quality,
-                              max_side=max_side)
+    request = _selection(
+        selection, max_visual_tokens=None, queries=(query,) if query is not None else (), device=device
+    )
+    index, count = frames_job(video, request, out_dir, image_format=image_format, quality=quality, max_side=max_side)
     from .console import counted
 
     _say(f"wrote {counted(count, 'frame')} and {index}")
@@ -200,10 +226,12 @@ def frames(video, out_dir, image_format, quality, max_side, query, device, **sel
 
 @cli.command()
 @click.argument("config_path", metavar="CONFIG")
-@click.option("-o", "--output", type=str, default=None,
-              help="Write the JSON report here (atomically) instead of stdout.")
-@click.option("--html", "html_path", type=str, default=None,
-              help="Write a self-contained HTML page of all comparisons here.")
+@click.option(
+    "-o", "--output", type=str, default=None, help="Write the JSON report here (atomically) instead of stdout."
+)
+@click.option(
+    "--html", "html_path", type=str, default=None, help="Write a self-contained HTML page of all comparisons here."
+)
 def compare(config_path, output, html_path):
     """Run the before/after comparisons of a YAML CONFIG (see configs/before_after.yaml)."""
     from .jobs.compare import compare_job
@@ -214,8 +242,9 @@ def compare(config_path, output, html_path):
     if failed:
         from .console import counted
 
-        click.echo(f"Error: {counted(len(failed), 'comparison')} failed: {', '.join(failed)} (see their `error`)",
-                   err=True)
+        click.echo(
+            f"Error: {counted(len(failed), 'comparison')} failed: {', '.join(failed)} (see their `error`)", err=True
+        )
         raise click.exceptions.Exit(1)
 
 
@@ -275,7 +304,6 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     # OpenCV's FFmpeg (PySceneDetect's reader) prints its own log lines about bad files; ours is one line.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    import logging
 
     logging.getLogger("pyscenedetect").setLevel(logging.CRITICAL)
 

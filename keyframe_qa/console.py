@@ -44,8 +44,16 @@ class Progress:
     A bar redrawn into a log file is thousands of carriage-return updates; a log wants a few lines.
     """
 
-    def __init__(self, total: Optional[int], *, desc: str, unit: str, initial: int = 0, enabled: bool = True,
-                 interval: Optional[float] = None):
+    def __init__(
+        self,
+        total: Optional[int],
+        *,
+        desc: str,
+        unit: str,
+        initial: int = 0,
+        enabled: bool = True,
+        interval: Optional[float] = None,
+    ):
         self.total, self.desc, self.unit, self.count = total, desc, unit, initial
         self._postfix: dict = {}
         self._bar = None
@@ -88,12 +96,13 @@ class Progress:
         left = ""
         if self.total and 0 < self.count < self.total:
             left = f", about {duration_text(elapsed / self.count * (self.total - self.count))} left"
-        print(f"{self.desc}: {self.count}{of} {self.unit}s{extra} after {elapsed:.0f}s{left}", file=sys.stderr,
-              flush=True)
+        print(
+            f"{self.desc}: {self.count}{of} {self.unit}s{extra} after {elapsed:.0f}s{left}", file=sys.stderr, flush=True
+        )
 
 
 def counted(count: int, word: str, many: str = "") -> str:
-    """"1 reply", "3 replies": a count with its noun in the right number (`many`: the plural, when it is not
+    """ "1 reply", "3 replies": a count with its noun in the right number (`many`: the plural, when it is not
     the word with an s)."""
     return f"{count} {word if count == 1 else many or word + 's'}"
 

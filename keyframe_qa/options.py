@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Literal, Optional
 
-MAX_SEED = 2 ** 32 - 1
+MAX_SEED = 2**32 - 1
 # Every numeric option has a largest value: the largest that can still change a result. Larger ones are
 # refused before any work, naming it, instead of looping over them (a rate of 1e9 frames a second once
 # looped duration x rate times before anything was printed).
 MAX_RATE = 1000.0  # frames a second: past the fastest slow-motion video (960 fps); also above any video's rate
 LONGEST_SECONDS = 7 * 24 * 3600.0  # a week: longer than any video, so a longer step or precision means the same
-MAX_TOKENS = 2 ** 20  # about a million tokens: past the longest context of any Qwen-VL (Qwen3-VL's 1M)
+MAX_TOKENS = 2**20  # about a million tokens: past the longest context of any Qwen-VL (Qwen3-VL's 1M)
 MAX_FRAMES = MAX_TOKENS  # frames in one request: each needs a visual token of the budget at least
 MAX_PIXELS = 16384 * 16384  # model-input pixels of one frame: past a 16K video's frame (15360 x 8640)
 MAX_SIDE = 16384  # pixels on an image's side
@@ -73,94 +74,261 @@ def _positive(name, help_text, *, high: float, default=None, **extra) -> Option:
     return Option(name, float, default, help_text, low=0, low_open=True, high=high, **extra)
 
 
-OPTIONS: dict[str, Option] = {o.name: o for o in (
-    # --- which frames (SelectionRequest, SceneOptions) -------------------------------------------
-    Option("times", tuple, None, "Comma list of times: 5.5 | 1:05.5 | 00:01:05.500 (from the first frame).",
-           flag="--at", metavar="TIMES"),
-    Option("scenes", bool, False, "One keyframe per scene found by PySceneDetect."),
-    _positive("every", "A frame every SECONDS.", metavar="SECONDS", high=LONGEST_SECONDS),
-    _count("num_frames", "N frames spread evenly.", high=MAX_FRAMES),
-    _positive("fps", "F frames per second.", metavar="F", high=MAX_RATE),
-    _count("relevant", "N frames most relevant to the questions (or --find, or frames --query), covering the "
-           "video: candidates scored by --scorer, chosen by BOLT's inverse-transform sampling.", high=MAX_FRAMES),
-    Option("candidates", str, "1", "Frames --relevant scores: keyframes (I-frames only), or a RATE in frames a "
-           "second (exact frames from the index).", metavar="keyframes|RATE", low=0, low_open=True, high=MAX_RATE),
-    Option("scorer", str, "openai/clip-vit-base-patch32", "--relevant's image-text model: a CLIP or SigLIP hub id "
-           "or checkpoint folder.", metavar="ID|PATH"),
-    Option("query", str, None, "frames --relevant: what the frames should show.", metavar="TEXT"),
-    Option("detector", str, "content", "Scene detector (with --scenes).", choices=DETECTOR_NAMES),
-    _positive("threshold", "Detector threshold [default: the detector's].", high=MAX_THRESHOLD),
-    # Its number is frames, or seconds with an s: `high` bounds the seconds (frames: at MAX_RATE).
-    Option("min_scene_len", str, "15", "Shortest scene: frames (15) or seconds (0.6s).", low=0, low_open=True,
-           high=LONGEST_SECONDS),
-    Option("keyframe", str, "middle", "Which frame stands for a scene; sharpest = highest Laplacian variance.",
-           choices=KEYFRAME_CHOICES),
-    _count("max_scenes", "Keep the N longest scenes.", high=MAX_FRAMES),
-    Option("use_cache", bool, True, "Detect scenes and embed --relevant's candidates again instead of using the "
-           "cache.", flag="--no-cache",
-           hashed=False),
-    # --- how the frames are put to the model (AnswerOptions) --------------------------------------
-    Option("per_frame", bool, False, "Ask every question about each frame on its own."),
-    Option("mode", str, "images", "Frames as several images in one turn, or as one video.",
-           choices=("images", "video"), config="settings"),
-    Option("find", str, None, "Locate WHAT with the model's grounding prompt (boxes).", metavar="WHAT"),
-    # --- which engine (EngineSpec) ------------------------------------------------------------------
-    Option("model_id", str, None, "Hub id or checkpoint folder [default: $KEYFRAME_QA_MODEL or "
-           "Qwen/Qwen2-VL-2B-Instruct]; with --engine openai, the served model's name.", flag="--model",
-           metavar="ID|PATH", config="defaults", config_name="model"),
-    Option("engine", str, "transformers", "Load the model here, or ask an OpenAI-compatible server.",
-           choices=("transformers", "openai"), config="defaults"),
-    Option("base_url", str, None, "openai engine: the server's URL, e.g. http://localhost:8000/v1.",
-           metavar="URL", config="defaults", hashed=False),
-    Option("api_key_env", str, "OPENAI_API_KEY", "openai engine: the environment variable holding the API key "
-           "(never recorded).", metavar="NAME", config="defaults", hashed=False),
-    Option("family", str, None, "openai engine: the model's family, when its config is not on this machine.",
-           choices=FAMILY_NAMES, config="defaults"),
-    _positive("timeout", "openai engine: seconds to wait for one whole reply.", default=600.0, config="defaults",
-              hashed=False, high=MAX_TIMEOUT),
-    _count("max_images", "openai engine: the most images the server takes in one prompt (vLLM's "
-           "--limit-mm-per-prompt); when's windows fit it, more frames are refused before any work [default: "
-           "learnt from the server's refusal].", config="defaults", hashed=False, high=MAX_FRAMES),
-    Option("device", str, "auto", "auto | cpu | cuda | cuda:N", config="defaults"),
-    Option("dtype", str, "auto", "auto = bfloat16 on GPUs that have it, float32 on CPU.",
-           choices=("auto", "bfloat16", "float16", "float32"), config="defaults"),
-    # --- the budget ----------------------------------------------------------------------------------
-    _count("min_pixels", "Per-frame minimum model-input pixels [default: the checkpoint's, else 4 tokens].",
-           config="settings", high=MAX_PIXELS),
-    _count("max_pixels", "Per-frame maximum model-input pixels [default: the checkpoint's, else 16384 tokens].",
-           config="settings", high=MAX_PIXELS),
-    _count("max_visual_tokens", "Visual tokens for all frames together (split evenly, never exceeded).",
-           default=DEFAULT_MAX_VISUAL_TOKENS, config="settings", high=MAX_TOKENS),
-    # --- decoding (GenerationRequest) ------------------------------------------------------------
-    _count("max_new_tokens", "Longest reply in tokens [default: 256; 1024 with --find].", config="settings",
-           high=MAX_TOKENS),
-    Option("sampling", str, "greedy", "greedy: the same answer every time; model: the checkpoint's generation "
-           "config.", choices=("greedy", "model"), config="settings"),
-    Option("temperature", float, None, "Sample at this temperature (0: greedy).", low=0, high=MAX_TEMPERATURE,
-           config="settings"),
-    Option("top_p", float, None, "Sample from this nucleus mass.", low=0, low_open=True, high=1, config="settings"),
-    _count("top_k", "Sample among the K likeliest tokens.", metavar="K", config="settings", high=MAX_TOKENS),
-    _positive("repetition_penalty", "Above 1 discourages repeats.", config="settings", high=MAX_PENALTY),
-    Option("seed", int, None, "Seed for sampling: the same seed gives the same sampled answer.", low=0,
-           high=MAX_SEED, config="settings"),
-    # --- the temporal search (when) -------------------------------------------------------------
-    Option("when", str, None, "Find the moments WHAT happens first (as `keyframe-qa when`), then ask about the "
-           "first, middle and last frame of each.", metavar="WHAT"),
-    Option("precision", str, "frame", "How exact the boundaries: frame (the exact first and last frame) or SECONDS.",
-           metavar="frame|SECONDS", low=0, low_open=True, high=LONGEST_SECONDS),
-    Option("refine", bool, True, "Keep the coarse pass's boundaries (no single-frame probes).", flag="--no-refine"),
-    Option("window_frames", int, 32, "Frames sampled per window of the coarse pass.", low=2, high=768,
-           metavar="N"),
-    # --- batch runs -------------------------------------------------------------------------------
-    Option("concurrency", int, 1, "Videos answered at once (--engine openai, or --ray actors): keeps N requests "
-           "in flight for the server.", low=1, high=1024, metavar="N"),
-    Option("batch_size", int, 1, "Prompts generated together in one left-padded batch (in-process model); greedy "
-           "answers are the same as one at a time.", low=1, high=1024, metavar="N"),
-    # --- frame images (the frames command) -----------------------------------------------------------
-    Option("image_format", str, "png", "Image format of the frames.", flag="--format", choices=("png", "jpg")),
-    Option("quality", int, 95, "JPEG quality.", low=1, high=100),
-    _count("max_side", "Shrink so the longer side is at most N.", high=MAX_SIDE),
-)}
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        # --- which frames (SelectionRequest, SceneOptions) -------------------------------------------
+        Option(
+            "times",
+            tuple,
+            None,
+            "Comma list of times: 5.5 | 1:05.5 | 00:01:05.500 (from the first frame).",
+            flag="--at",
+            metavar="TIMES",
+        ),
+        Option("scenes", bool, False, "One keyframe per scene found by PySceneDetect."),
+        _positive("every", "A frame every SECONDS.", metavar="SECONDS", high=LONGEST_SECONDS),
+        _count("num_frames", "N frames spread evenly.", high=MAX_FRAMES),
+        _positive("fps", "F frames per second.", metavar="F", high=MAX_RATE),
+        _count(
+            "relevant",
+            "N frames most relevant to the questions (or --find, or frames --query), covering the "
+            "video: candidates scored by --scorer, chosen by BOLT's inverse-transform sampling.",
+            high=MAX_FRAMES,
+        ),
+        Option(
+            "candidates",
+            str,
+            "1",
+            "Frames --relevant scores: keyframes (I-frames only), or a RATE in frames a "
+            "second (exact frames from the index).",
+            metavar="keyframes|RATE",
+            low=0,
+            low_open=True,
+            high=MAX_RATE,
+        ),
+        Option(
+            "scorer",
+            str,
+            "openai/clip-vit-base-patch32",
+            "--relevant's image-text model: a CLIP or SigLIP hub id or checkpoint folder.",
+            metavar="ID|PATH",
+        ),
+        Option("query", str, None, "frames --relevant: what the frames should show.", metavar="TEXT"),
+        Option("detector", str, "content", "Scene detector (with --scenes).", choices=DETECTOR_NAMES),
+        _positive("threshold", "Detector threshold [default: the detector's].", high=MAX_THRESHOLD),
+        # Its number is frames, or seconds with an s: `high` bounds the seconds (frames: at MAX_RATE).
+        Option(
+            "min_scene_len",
+            str,
+            "15",
+            "Shortest scene: frames (15) or seconds (0.6s).",
+            low=0,
+            low_open=True,
+            high=LONGEST_SECONDS,
+        ),
+        Option(
+            "keyframe",
+            str,
+            "middle",
+            "Which frame stands for a scene; sharpest = highest Laplacian variance.",
+            choices=KEYFRAME_CHOICES,
+        ),
+        _count("max_scenes", "Keep the N longest scenes.", high=MAX_FRAMES),
+        Option(
+            "use_cache",
+            bool,
+            True,
+            "Detect scenes and embed --relevant's candidates again instead of using the cache.",
+            flag="--no-cache",
+            hashed=False,
+        ),
+        # --- how the frames are put to the model (AnswerOptions) --------------------------------------
+        Option("per_frame", bool, False, "Ask every question about each frame on its own."),
+        Option(
+            "mode",
+            str,
+            "images",
+            "Frames as several images in one turn, or as one video.",
+            choices=("images", "video"),
+            config="settings",
+        ),
+        Option("find", str, None, "Locate WHAT with the model's grounding prompt (boxes).", metavar="WHAT"),
+        # --- which engine (EngineSpec) ------------------------------------------------------------------
+        Option(
+            "model_id",
+            str,
+            None,
+            "Hub id or checkpoint folder [default: $KEYFRAME_QA_MODEL or "
+            "Qwen/Qwen2-VL-2B-Instruct]; with --engine openai, the served model's name.",
+            flag="--model",
+            metavar="ID|PATH",
+            config="defaults",
+            config_name="model",
+        ),
+        Option(
+            "engine",
+            str,
+            "transformers",
+            "Load the model here, or ask an OpenAI-compatible server.",
+            choices=("transformers", "openai"),
+            config="defaults",
+        ),
+        Option(
+            "base_url",
+            str,
+            None,
+            "openai engine: the server's URL, e.g. http://localhost:8000/v1.",
+            metavar="URL",
+            config="defaults",
+            hashed=False,
+        ),
+        Option(
+            "api_key_env",
+            str,
+            "OPENAI_API_KEY",
+            "openai engine: the environment variable holding the API key (never recorded).",
+            metavar="NAME",
+            config="defaults",
+            hashed=False,
+        ),
+        Option(
+            "family",
+            str,
+            None,
+            "openai engine: the model's family, when its config is not on this machine.",
+            choices=FAMILY_NAMES,
+            config="defaults",
+        ),
+        _positive(
+            "timeout",
+            "openai engine: seconds to wait for one whole reply.",
+            default=600.0,
+            config="defaults",
+            hashed=False,
+            high=MAX_TIMEOUT,
+        ),
+        _count(
+            "max_images",
+            "openai engine: the most images the server takes in one prompt (vLLM's "
+            "--limit-mm-per-prompt); when's windows fit it, more frames are refused before any work [default: "
+            "learnt from the server's refusal].",
+            config="defaults",
+            hashed=False,
+            high=MAX_FRAMES,
+        ),
+        Option("device", str, "auto", "auto | cpu | cuda | cuda:N", config="defaults"),
+        Option(
+            "dtype",
+            str,
+            "auto",
+            "auto = bfloat16 on GPUs that have it, float32 on CPU.",
+            choices=("auto", "bfloat16", "float16", "float32"),
+            config="defaults",
+        ),
+        # --- the budget ----------------------------------------------------------------------------------
+        _count(
+            "min_pixels",
+            "Per-frame minimum model-input pixels [default: the checkpoint's, else 4 tokens].",
+            config="settings",
+            high=MAX_PIXELS,
+        ),
+        _count(
+            "max_pixels",
+            "Per-frame maximum model-input pixels [default: the checkpoint's, else 16384 tokens].",
+            config="settings",
+            high=MAX_PIXELS,
+        ),
+        _count(
+            "max_visual_tokens",
+            "Visual tokens for all frames together (split evenly, never exceeded).",
+            default=DEFAULT_MAX_VISUAL_TOKENS,
+            config="settings",
+            high=MAX_TOKENS,
+        ),
+        # --- decoding (GenerationRequest) ------------------------------------------------------------
+        _count(
+            "max_new_tokens",
+            "Longest reply in tokens [default: 256; 1024 with --find].",
+            config="settings",
+            high=MAX_TOKENS,
+        ),
+        Option(
+            "sampling",
+            str,
+            "greedy",
+            "greedy: the same answer every time; model: the checkpoint's generation config.",
+            choices=("greedy", "model"),
+            config="settings",
+        ),
+        Option(
+            "temperature",
+            float,
+            None,
+            "Sample at this temperature (0: greedy).",
+            low=0,
+            high=MAX_TEMPERATURE,
+            config="settings",
+        ),
+        Option("top_p", float, None, "Sample from this nucleus mass.", low=0, low_open=True, high=1, config="settings"),
+        _count("top_k", "Sample among the K likeliest tokens.", metavar="K", config="settings", high=MAX_TOKENS),
+        _positive("repetition_penalty", "Above 1 discourages repeats.", config="settings", high=MAX_PENALTY),
+        Option(
+            "seed",
+            int,
+            None,
+            "Seed for sampling: the same seed gives the same sampled answer.",
+            low=0,
+            high=MAX_SEED,
+            config="settings",
+        ),
+        # --- the temporal search (when) -------------------------------------------------------------
+        Option(
+            "when",
+            str,
+            None,
+            "Find the moments WHAT happens first (as `keyframe-qa when`), then ask about the "
+            "first, middle and last frame of each.",
+            metavar="WHAT",
+        ),
+        Option(
+            "precision",
+            str,
+            "frame",
+            "How exact the boundaries: frame (the exact first and last frame) or SECONDS.",
+            metavar="frame|SECONDS",
+            low=0,
+            low_open=True,
+            high=LONGEST_SECONDS,
+        ),
+        Option("refine", bool, True, "Keep the coarse pass's boundaries (no single-frame probes).", flag="--no-refine"),
+        Option("window_frames", int, 32, "Frames sampled per window of the coarse pass.", low=2, high=768, metavar="N"),
+        # --- batch runs -------------------------------------------------------------------------------
+        Option(
+            "concurrency",
+            int,
+            1,
+            "Videos answered at once (--engine openai, or --ray actors): keeps N requests in flight for the server.",
+            low=1,
+            high=1024,
+            metavar="N",
+        ),
+        Option(
+            "batch_size",
+            int,
+            1,
+            "Prompts generated together in one left-padded batch (in-process model); greedy "
+            "answers are the same as one at a time.",
+            low=1,
+            high=1024,
+            metavar="N",
+        ),
+        # --- frame images (the frames command) -----------------------------------------------------------
+        Option("image_format", str, "png", "Image format of the frames.", flag="--format", choices=("png", "jpg")),
+        Option("quality", int, 95, "JPEG quality.", low=1, high=100),
+        _count("max_side", "Shrink so the longer side is at most N.", high=MAX_SIDE),
+    )
+}
 
 SELECTION = ("times", "scenes", "every", "num_frames", "fps", "relevant")
 RELEVANCE = ("candidates", "scorer")
@@ -169,8 +337,22 @@ ENGINE = ("engine", "model_id", "device", "dtype", "base_url", "api_key_env", "f
 GENERATION = ("sampling", "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
 BUDGET = ("min_pixels", "max_pixels", "max_visual_tokens")
 # The order `ask --help` lists them in (and AskRequest's fields).
-ANSWER = ("per_frame", "find", "mode", "model_id", "engine", "base_url", "api_key_env", "family", "timeout",
-          "max_images", "device", "dtype", *BUDGET, *GENERATION)
+ANSWER = (
+    "per_frame",
+    "find",
+    "mode",
+    "model_id",
+    "engine",
+    "base_url",
+    "api_key_env",
+    "family",
+    "timeout",
+    "max_images",
+    "device",
+    "dtype",
+    *BUDGET,
+    *GENERATION,
+)
 
 
 def default(name: str) -> Any:
@@ -185,8 +367,9 @@ def limits_text(option: Option) -> str:
     parts = []
     if option.low is not None:
         low = int(option.low) if option.kind is int else option.low
-        parts.append(f"above {low:g}" if option.low_open else f"at least {low:g}" if option.kind is int or low
-                     else "0 or more")
+        parts.append(
+            f"above {low:g}" if option.low_open else f"at least {low:g}" if option.kind is int or low else "0 or more"
+        )
     if option.high is not None:
         high = int(option.high) if option.kind is int else option.high
         parts.append(f"at most {high}" if option.kind is int else f"at most {high:g}")
@@ -216,8 +399,9 @@ def word_or_positive(name: str, text: str, word: str, what: str) -> Optional[flo
     except (TypeError, ValueError):
         number = math.nan
     if not _within(OPTIONS[name], number):
-        raise UsageError(f"{OPTIONS[name].cli_flag} must be {word} or {what} {limits_text(OPTIONS[name])}, "
-                         f"not {text!r}")
+        raise UsageError(
+            f"{OPTIONS[name].cli_flag} must be {word} or {what} {limits_text(OPTIONS[name])}, not {text!r}"
+        )
     return number
 
 
@@ -242,16 +426,24 @@ def check_value(name: str, value: Any) -> Any:
     if option.choices:
         wrong = value not in option.choices
     elif option.kind in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                (option.kind is int and not isinstance(value, int)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (option.kind is int and not isinstance(value, int))
+        ):
             wrong = True
         else:  # Python compares a whole number of any size with these limits exactly
-            wrong = not _within(option, value) if isinstance(value, float) else \
-                (option.low is not None and (value <= option.low if option.low_open else value < option.low)) \
+            wrong = (
+                not _within(option, value)
+                if isinstance(value, float)
+                else (option.low is not None and (value <= option.low if option.low_open else value < option.low))
                 or (option.high is not None and value > option.high)
+            )
     if wrong and option.choices:
-        raise UsageError(f"unknown {option.name.replace('_', ' ')} {value!r} ({option.cli_flag}): use one of "
-                         f"{', '.join(option.choices)}")
+        raise UsageError(
+            f"unknown {option.name.replace('_', ' ')} {value!r} ({option.cli_flag}): use one of "
+            f"{', '.join(option.choices)}"
+        )
     if wrong:
         raise UsageError(f"{option.cli_flag} must be {limits_text(option)}")
     return value
@@ -300,8 +492,9 @@ def click_options(names: tuple, *, parsers: Optional[dict[str, Callable]] = None
             if option.kind is bool:
                 flag = option.cli_flag
                 # A flag that turns a True default off (--no-cache) is stored under the option's name.
-                command = click.option(flag, name, is_flag=True, flag_value=not option.default,
-                                       default=option.default, help=option.help)(command)
+                command = click.option(
+                    flag, name, is_flag=True, flag_value=not option.default, default=option.default, help=option.help
+                )(command)
                 continue
             if name in parsers:
                 kwargs["callback"] = _parsed(parsers[name])
@@ -353,8 +546,7 @@ def _Checked(name: str):  # noqa: N802 - a click ParamType, made lazily (click i
                 try:
                     number = int(value) if option.kind is int else float(value)
                 except (TypeError, ValueError):
-                    self.fail(f"{value!r} is not {'a whole number' if option.kind is int else 'a number'}", param,
-                              ctx)
+                    self.fail(f"{value!r} is not {'a whole number' if option.kind is int else 'a number'}", param, ctx)
             try:
                 return check_value(name, number)
             except UsageError as exc:
@@ -367,7 +559,6 @@ def pydantic_fields(names: tuple, *, with_defaults: bool) -> dict:
     """pydantic field definitions (for `create_model`) of the declared options `names`, keyed by their
     config names: typed and bounded by the declarations (pydantic's own messages), described by their
     help. Without defaults every field is optional (an override layer)."""
-    from typing import Literal
 
     from pydantic import Field
 
@@ -391,4 +582,3 @@ def pydantic_fields(names: tuple, *, with_defaults: bool) -> dict:
         annotation = kind if (with_defaults and option.default is not None) else Optional[kind]
         fields[option.key] = (annotation, Field(value_default, description=option.help, **bounds))
     return fields
-

@@ -27,13 +27,15 @@ def check_prompt_text(text: object, what: str) -> str:
     except UnicodeEncodeError as exc:
         start = exc.start
     try:
-        raw = os.fsencode(text[start:start + 1])
+        raw = os.fsencode(text[start : start + 1])
         byte = f"byte 0x{raw[0]:02x}" if raw else "a character"
     except UnicodeEncodeError:
         byte = f"the lone surrogate U+{ord(text[start]):04X}"
-    before = text[max(0, start - 20):start]
-    raise UsageError(f"{what} is not valid UTF-8 text ({byte} after {before!r}): give it in UTF-8 (a shell's "
-                     f"locale such as LANG=C.UTF-8, or the manifest saved as UTF-8)")
+    before = text[max(0, start - 20) : start]
+    raise UsageError(
+        f"{what} is not valid UTF-8 text ({byte} after {before!r}): give it in UTF-8 (a shell's "
+        f"locale such as LANG=C.UTF-8, or the manifest saved as UTF-8)"
+    )
 
 
 def is_valid(text: str) -> bool:

@@ -50,7 +50,7 @@ def _shown(raw: str) -> str:
 
 def parse_time_list(text: str) -> list[float]:
     """Parse a comma-separated list of times (see `parse_time`), keeping the user's order."""
-    parts = [part for part in text.split(",")]
+    parts = text.split(",")
     if not any(part.strip() for part in parts):
         raise UsageError("--at needs at least one time, e.g. --at 5.5,1:10")
     return [parse_time(part) for part in parts]

@@ -37,26 +37,55 @@ def cases(model: str, scorer: str) -> list[tuple[str, list[str], list[str]]]:
     return [
         ("frames", ["frames", scenes, "--at", "1,0:05.5", "--out", "frames"], []),
         ("frames-scenes", ["frames", bunny, "--scenes", "--max-side", "64", "--out", "frames2"], []),
-        ("frames-relevant", ["frames", scenes, "--relevant", "3", "--query", "a red square", "--scorer", scorer,
-                             "--out", "frames3"], []),
+        (
+            "frames-relevant",
+            ["frames", scenes, "--relevant", "3", "--query", "a red square", "--scorer", scorer, "--out", "frames3"],
+            [],
+        ),
         ("scenes", ["scenes", scenes], []),
         ("scenes-csv", ["scenes", bunny, "--detector", "adaptive", "--csv"], []),
         ("ask-at", ["ask", scenes, "--at", "1,6", "What changed?", "Which colour?", *m], []),
         ("ask-rotated", ["ask", phone, "--num-frames", "3", "Which way up?", *m, "--max-visual-tokens", "256"], []),
-        ("ask-scenes-find", ["ask", bunny, "--scenes", "--max-scenes", "2", "--find", "a rabbit", *m,
-                             "--annotate", "annotated"], []),
+        (
+            "ask-scenes-find",
+            ["ask", bunny, "--scenes", "--max-scenes", "2", "--find", "a rabbit", *m, "--annotate", "annotated"],
+            [],
+        ),
         ("ask-video", ["ask", scenes, "--fps", "1", "--mode", "video", "What happens?", *m], []),
-        ("ask-per-frame", ["ask", scenes, "--every", "3", "--per-frame", "What is it?", *m, "--sampling", "model",
-                           "--seed", "7", "--temperature", "0.8"], []),
+        (
+            "ask-per-frame",
+            [
+                "ask",
+                scenes,
+                "--every",
+                "3",
+                "--per-frame",
+                "What is it?",
+                *m,
+                "--sampling",
+                "model",
+                "--seed",
+                "7",
+                "--temperature",
+                "0.8",
+            ],
+            [],
+        ),
         ("ask-relevant", ["ask", scenes, "--relevant", "2", "--scorer", scorer, "Where is the red square?", *m], []),
         ("ask-default", ["ask", phone, "What is it?", *m, "-o", "ask.json"], ["ask.json"]),
         ("ask-when", ["ask", scenes, "--when", "the red square", "What colour?", *m, "--window-frames", "4"], []),
         ("when", ["when", scenes, "the background turns blue", *m, "--window-frames", "6"], []),
         ("when-seconds", ["when", bunny, "a rabbit", *m, "--precision", "0.5", "--no-refine"], []),
-        ("batch", ["batch", SAMPLES, "-q", "What is it?", "--num-frames", "2", *m, "-o", "batch.jsonl"],
-         ["batch.jsonl"]),
-        ("batch-resume", ["batch", SAMPLES, "-q", "What is it?", "--num-frames", "2", *m, "-o", "batch.jsonl"],
-         ["batch.jsonl"]),
+        (
+            "batch",
+            ["batch", SAMPLES, "-q", "What is it?", "--num-frames", "2", *m, "-o", "batch.jsonl"],
+            ["batch.jsonl"],
+        ),
+        (
+            "batch-resume",
+            ["batch", SAMPLES, "-q", "What is it?", "--num-frames", "2", *m, "-o", "batch.jsonl"],
+            ["batch.jsonl"],
+        ),
         ("compare", ["compare", config, "-o", "compare.json"], ["compare.json"]),
         # Error paths: the line and the exit code.
         ("bad-time", ["ask", scenes, "--at", "1,x", "q", *m], []),
@@ -150,12 +179,19 @@ def run_all() -> dict[str, str]:
     model = build_tiny_checkpoint(os.path.join(WORK, "model"), "qwen2-vl", seed=0)
     scorer = build_tiny_scorer(os.path.join(WORK, "scorer"), "siglip", seed=0)
     _config(model)
-    env = dict(os.environ, XDG_CACHE_HOME=os.path.join(WORK, "cache"), KEYFRAME_QA_DEBUG="", HF_HUB_OFFLINE="1",
-               TRANSFORMERS_VERBOSITY="error", COLUMNS="100")
+    env = dict(
+        os.environ,
+        XDG_CACHE_HOME=os.path.join(WORK, "cache"),
+        KEYFRAME_QA_DEBUG="",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_VERBOSITY="error",
+        COLUMNS="100",
+    )
     seen = {}
     for name, args, files in cases(model, scorer):
-        done = subprocess.run([sys.executable, "-m", "keyframe_qa", *args], cwd=WORK, env=env, capture_output=True,
-                              text=True, timeout=900)
+        done = subprocess.run(
+            [sys.executable, "-m", "keyframe_qa", *args], cwd=WORK, env=env, capture_output=True, text=True, timeout=900
+        )
         parts = [f"rc {done.returncode}", "--- stdout", _text(done.stdout)]
         for file in files:
             if not os.path.exists(os.path.join(WORK, file)):
@@ -166,8 +202,11 @@ def run_all() -> dict[str, str]:
         for folder in ("frames", "frames2", "frames3", "annotated"):
             if folder in args[1:] and os.path.isdir(os.path.join(WORK, folder)):
                 parts += [f"--- {folder}/", *_digests(os.path.join(WORK, folder))]
-        stderr = [line for line in done.stderr.splitlines() if not line.startswith(("warning: ", "Warning"))
-                  or "keyframe" in line]
+        stderr = [
+            line
+            for line in done.stderr.splitlines()
+            if not line.startswith(("warning: ", "Warning")) or "keyframe" in line
+        ]
         parts += ["--- stderr", _text("\n".join(stderr))]
         seen[name] = "\n".join(parts) + "\n"
         print(f"{name}: rc {done.returncode}", file=sys.stderr)
@@ -193,8 +232,9 @@ def main() -> int:
             before = handle.read()
         if before != text:
             differ += 1
-            sys.stdout.writelines(difflib.unified_diff(before.splitlines(True), text.splitlines(True),
-                                                       f"before/{name}", f"after/{name}"))
+            sys.stdout.writelines(
+                difflib.unified_diff(before.splitlines(True), text.splitlines(True), f"before/{name}", f"after/{name}")
+            )
     print(f"{len(seen) - differ} of {len(seen)} cases the same")
     return 1 if differ else 0
 

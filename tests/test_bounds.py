@@ -13,14 +13,21 @@ import keyframe_qa.jobs.when as when_module
 from keyframe_qa.cli import cli
 from keyframe_qa.errors import UsageError
 from keyframe_qa.options import OPTIONS, check_value, limits_text
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers import assert_one_line_error, run
 
 # A text option whose value holds a number (--candidates keyframes|RATE): its limits bound that number.
-NUMERIC = [name for name, option in OPTIONS.items()
-           if option.kind in (int, float) or (option.kind is str and option.high is not None)]
+NUMERIC = [
+    name
+    for name, option in OPTIONS.items()
+    if option.kind in (int, float) or (option.kind is str and option.high is not None)
+]
 # What else a command needs before it reads the option at all.
-CONTEXT = {"candidates": ["--relevant", "2", "--query", "x"], "threshold": ["--scenes"], "max_scenes": ["--scenes"],
-           "min_scene_len": ["--scenes"]}
+CONTEXT = {
+    "candidates": ["--relevant", "2", "--query", "x"],
+    "threshold": ["--scenes"],
+    "max_scenes": ["--scenes"],
+    "min_scene_len": ["--scenes"],
+}
 PREFERRED = ("frames", "when", "ask", "batch")  # the cheapest command that takes the option
 
 
@@ -52,7 +59,7 @@ def test_the_library_check_refuses_past_the_largest(name):
     option = OPTIONS[name]
     value = option.kind(option.high)
     assert check_value(name, value) == value
-    for huge in (option.high + 1, 10 ** 300 if option.kind is int else 1e300):
+    for huge in (option.high + 1, 10**300 if option.kind is int else 1e300):
         with pytest.raises(UsageError, match="at most"):
             check_value(name, huge)
 
@@ -60,6 +67,7 @@ def test_the_library_check_refuses_past_the_largest(name):
 @pytest.fixture()
 def no_work(monkeypatch):
     """Fail if a video is probed or a model built."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("work started before the option was refused")
 
@@ -73,17 +81,19 @@ def no_work(monkeypatch):
 
 @pytest.mark.parametrize("value", [1e9, 1e300])
 @pytest.mark.parametrize("name", NUMERIC)
-def test_a_huge_value_of_every_numeric_option_is_refused_on_the_command_line(capsys, videos, tiny_model, tmp_path,
-                                                                            no_work, name, value):
+def test_a_huge_value_of_every_numeric_option_is_refused_on_the_command_line(
+    capsys, videos, tiny_model, tmp_path, no_work, name, value
+):
     option = OPTIONS[name]
     if value <= option.high:
         pytest.skip(f"{option.cli_flag} takes {value:g} (it is at most {option.high:g})")
     command = _command(option)
-    args = {"frames": [videos["plain.mp4"], "--out", str(tmp_path / "f")],
-            "when": [videos["plain.mp4"], "a door", "--model", tiny_model],
-            "ask": [videos["plain.mp4"], "q?", "--model", tiny_model, "--at", "1"],
-            "batch": [videos["plain.mp4"], "-q", "q?", "--model", tiny_model, "--at", "1", "-o",
-                      str(tmp_path / "r.jsonl")]}[command]
+    args = {
+        "frames": [videos["plain.mp4"], "--out", str(tmp_path / "f")],
+        "when": [videos["plain.mp4"], "a door", "--model", tiny_model],
+        "ask": [videos["plain.mp4"], "q?", "--model", tiny_model, "--at", "1"],
+        "batch": [videos["plain.mp4"], "-q", "q?", "--model", tiny_model, "--at", "1", "-o", str(tmp_path / "r.jsonl")],
+    }[command]
     code, out, err = run(capsys, command, *args, *CONTEXT.get(name, []), option.cli_flag, _spelled(option, value))
     assert code == 2, err
     assert_one_line_error(err, option.cli_flag)
@@ -92,12 +102,26 @@ def test_a_huge_value_of_every_numeric_option_is_refused_on_the_command_line(cap
     assert out == ""
 
 
-def test_candidates_above_the_video_rate_are_refused_before_the_scorer_loads(capsys, videos, tiny_scorers, tmp_path,
-                                                                             monkeypatch):
+def test_candidates_above_the_video_rate_are_refused_before_the_scorer_loads(
+    capsys, videos, tiny_scorers, tmp_path, monkeypatch
+):
     import keyframe_qa.engines.scorer as scorer_module
 
     monkeypatch.setattr(scorer_module, "load_scorer", lambda *a, **k: pytest.fail("the scorer loaded"))
-    code, out, err = run(capsys, "frames", videos["plain.mp4"], "--out", str(tmp_path / "f"), "--relevant", "2",
-                         "--query", "x", "--candidates", "500", "--scorer", tiny_scorers("clip"))
+    code, out, err = run(
+        capsys,
+        "frames",
+        videos["plain.mp4"],
+        "--out",
+        str(tmp_path / "f"),
+        "--relevant",
+        "2",
+        "--query",
+        "x",
+        "--candidates",
+        "500",
+        "--scorer",
+        tiny_scorers("clip"),
+    )
     assert code == 2, err
     assert_one_line_error(err, "use --candidates 10 or less (every frame)")

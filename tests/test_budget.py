@@ -3,8 +3,8 @@ import math
 import pytest
 from qwen_vl_utils import smart_resize as reference_smart_resize
 
-from keyframe_qa.model.budget import plan_budget, smart_resize
 from keyframe_qa.errors import UsageError
+from keyframe_qa.model.budget import plan_budget, smart_resize
 from keyframe_qa.model.families import family_from_config
 
 QWEN2 = family_from_config({"model_type": "qwen2_vl"})
@@ -12,8 +12,10 @@ QWEN3 = family_from_config({"model_type": "qwen3_vl"})
 
 
 @pytest.mark.parametrize("factor", [28, 32])
-@pytest.mark.parametrize("width, height", [(320, 240), (1920, 1080), (1024, 576), (704, 576), (176, 144),
-                                           (3840, 2160), (60, 40), (1080, 1920), (1000, 10)])
+@pytest.mark.parametrize(
+    "width, height",
+    [(320, 240), (1920, 1080), (1024, 576), (704, 576), (176, 144), (3840, 2160), (60, 40), (1080, 1920), (1000, 10)],
+)
 @pytest.mark.parametrize("tokens", [(4, 16384), (128, 768), (16, 64), (1, 1)])
 def test_smart_resize_matches_qwen_vl_utils(factor, width, height, tokens):
     low, high = tokens[0] * factor * factor, tokens[1] * factor * factor
@@ -59,8 +61,10 @@ def test_video_tokens_are_paid_per_pair_of_frames():
     assert sum(b.visual_tokens for b in budgets) == 2 * per_patch
 
 
-@pytest.mark.parametrize("kwargs", [dict(min_pixels=10_000, max_pixels=5_000), dict(max_pixels=100),
-                                    dict(max_visual_tokens=0), dict(mode="audio")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(min_pixels=10_000, max_pixels=5_000), dict(max_pixels=100), dict(max_visual_tokens=0), dict(mode="audio")],
+)
 def test_impossible_budgets_are_usage_errors(kwargs):
     with pytest.raises(UsageError):
         plan_budget([(640, 480)], QWEN2, **kwargs)

@@ -13,8 +13,7 @@ import sys
 import pytest
 
 from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
-from tests.test_cli import assert_one_line_error, run
-from tests.test_engines import assert_same_generation, openai_args
+from tests.helpers import _patch_times, assert_one_line_error, assert_same_generation, openai_args, run
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +47,9 @@ def test_a_1080p_frame_gets_the_checkpoints_own_size_in_both_engines(capsys, ful
     assert_same_generation(served["answers"], local["answers"])
 
 
-def test_a_larger_max_pixels_works_in_process_and_is_refused_with_a_server(capsys, full_hd, tiny_model,
-                                                                           openai_server, monkeypatch):
+def test_a_larger_max_pixels_works_in_process_and_is_refused_with_a_server(
+    capsys, full_hd, tiny_model, openai_server, monkeypatch
+):
     import keyframe_qa.jobs.ask as pipeline
 
     common = [full_hd, "q", "--at", "0.5", "--model", tiny_model, "--max-new-tokens", "2", "--max-pixels", "2200000"]
@@ -69,22 +69,51 @@ def test_a_larger_max_pixels_works_in_process_and_is_refused_with_a_server(capsy
     assert "--mm-processor-kwargs" in err
 
 
-def test_a_batch_against_a_server_refuses_a_larger_max_pixels_up_front(capsys, full_hd, tiny_model, openai_server,
-                                                                       tmp_path):
+def test_a_batch_against_a_server_refuses_a_larger_max_pixels_up_front(
+    capsys, full_hd, tiny_model, openai_server, tmp_path
+):
     output = tmp_path / "out.jsonl"
-    code, _, err = run(capsys, "batch", full_hd, "-q", "q", "--at", "0.5", "--model", tiny_model, "--max-pixels",
-                       "2200000", *openai_args(openai_server), "-o", str(output))
+    code, _, err = run(
+        capsys,
+        "batch",
+        full_hd,
+        "-q",
+        "q",
+        "--at",
+        "0.5",
+        "--model",
+        tiny_model,
+        "--max-pixels",
+        "2200000",
+        *openai_args(openai_server),
+        "-o",
+        str(output),
+    )
     assert code == 2 and "is above the 1003520 pixels per frame" in err
     assert not output.exists()
 
 
 def test_video_mode_uses_the_checkpoints_video_limits(capsys, videos, tiny_model):
-    code, out, err = run(capsys, "ask", videos["plain.mp4"], "q", "--num-frames", "2", "--mode", "video",
-                         "--model", tiny_model, "--max-new-tokens", "2")
+    code, out, err = run(
+        capsys,
+        "ask",
+        videos["plain.mp4"],
+        "q",
+        "--num-frames",
+        "2",
+        "--mode",
+        "video",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "2",
+    )
     assert code == 0, err
     limits = json.loads(out)["model"]["pixel_limits"]
-    assert limits == {"min_pixels": {"value": 100352, "source": "checkpoint"},
-                      "max_pixels": {"value": 602112, "source": "checkpoint"}}
+    assert limits == {
+        "min_pixels": {"value": 100352, "source": "checkpoint"},
+        "max_pixels": {"value": 602112, "source": "checkpoint"},
+    }
 
 
 def test_without_limits_in_its_config_the_defaults_apply_and_say_so(capsys, videos, tiny_model, tmp_path):
@@ -95,8 +124,9 @@ def test_without_limits_in_its_config_the_defaults_apply_and_say_so(capsys, vide
     config = json.loads((bare / "processor_config.json").read_text())
     config["image_processor"].pop("size")
     (bare / "processor_config.json").write_text(json.dumps(config))
-    code, out, err = run(capsys, "ask", videos["plain.mp4"], "q", "--at", "1", "--model", str(bare),
-                         "--max-new-tokens", "2")
+    code, out, err = run(
+        capsys, "ask", videos["plain.mp4"], "q", "--at", "1", "--model", str(bare), "--max-new-tokens", "2"
+    )
     assert code == 0, err
     assert json.loads(out)["model"]["pixel_limits"]["max_pixels"] == {"value": 16384 * 28 * 28, "source": "default"}
 
@@ -107,8 +137,22 @@ def test_without_limits_in_its_config_the_defaults_apply_and_say_so(capsys, vide
 def test_qwen25_video_mode_above_its_time_resolution_warns_and_says_so(capsys, videos, tiny_models):
     model = tiny_models("qwen2.5-vl")
     capsys.readouterr()
-    code, out, err = run(capsys, "ask", videos["plain.mp4"], "q", "--fps", "5", "--mode", "video", "--model", model,
-                         "--max-new-tokens", "2", "--max-visual-tokens", "4000")
+    code, out, err = run(
+        capsys,
+        "ask",
+        videos["plain.mp4"],
+        "q",
+        "--fps",
+        "5",
+        "--mode",
+        "video",
+        "--model",
+        model,
+        "--max-new-tokens",
+        "2",
+        "--max-visual-tokens",
+        "4000",
+    )
     assert code == 0, err
     fidelity = json.loads(out)["model"]["time_fidelity"]
     # 30 frames at 5 fps: 15 temporal patches placed at int(k * 2 * 0.4) -> 12 distinct positions.
@@ -120,8 +164,20 @@ def test_qwen25_video_mode_above_its_time_resolution_warns_and_says_so(capsys, v
 def test_qwen25_uneven_times_in_video_mode_warn(capsys, videos, tiny_models):
     model = tiny_models("qwen2.5-vl")
     capsys.readouterr()
-    code, out, err = run(capsys, "ask", videos["plain.mp4"], "q", "--at", "0,0.5,4,4.5", "--mode", "video",
-                         "--model", model, "--max-new-tokens", "2")
+    code, out, err = run(
+        capsys,
+        "ask",
+        videos["plain.mp4"],
+        "q",
+        "--at",
+        "0,0.5,4,4.5",
+        "--mode",
+        "video",
+        "--model",
+        model,
+        "--max-new-tokens",
+        "2",
+    )
     assert code == 0, err
     fidelity = json.loads(out)["model"]["time_fidelity"]
     assert fidelity["status"] == "approximate" and "unevenly spaced" in fidelity["note"]
@@ -132,8 +188,20 @@ def test_qwen25_uneven_times_in_video_mode_warn(capsys, videos, tiny_models):
 def test_qwen25_even_frames_within_its_resolution_are_exact(capsys, videos, tiny_models):
     model = tiny_models("qwen2.5-vl")
     capsys.readouterr()
-    code, out, err = run(capsys, "ask", videos["plain.mp4"], "q", "--fps", "2", "--mode", "video", "--model", model,
-                         "--max-new-tokens", "2")
+    code, out, err = run(
+        capsys,
+        "ask",
+        videos["plain.mp4"],
+        "q",
+        "--fps",
+        "2",
+        "--mode",
+        "video",
+        "--model",
+        model,
+        "--max-new-tokens",
+        "2",
+    )
     assert code == 0, err
     fidelity = json.loads(out)["model"]["time_fidelity"]
     assert fidelity["status"] == "exact" and fidelity["distinct_positions"] == fidelity["patches"]
@@ -141,31 +209,27 @@ def test_qwen25_even_frames_within_its_resolution_are_exact(capsys, videos, tiny
 
 
 def _time_markers(engine, frames) -> list[float]:
-    from keyframe_qa.model.prompt import build_prompt
     from keyframe_qa.model.budget import plan_budget
+    from keyframe_qa.model.prompt import build_prompt
 
-    budgets = plan_budget([(f.width, f.height) for f in frames], engine.family, mode="video",
-                          max_visual_tokens=2000)
+    budgets = plan_budget([(f.width, f.height) for f in frames], engine.family, mode="video", max_visual_tokens=2000)
     prompt = build_prompt(frames, budgets, "video")
     inputs = engine._encode_rows([(prompt, "When?", engine.model_inputs(prompt))])
     text = engine.tokenizer.decode(inputs["input_ids"][0].tolist())
     return [float(value) for value in re.findall(r"<([0-9.]+) seconds>", text)]
 
 
-def _patch_times(times: list[float]) -> list[float]:
-    if len(times) % 2:
-        times = times + times[-1:]  # the processor repeats the last frame to fill its patch
-    return [(times[i] + times[i + 1]) / 2 for i in range(0, len(times), 2)]
-
-
-@pytest.mark.parametrize("times", [
-    [0.0, 0.5, 1.0, 1.5],  # even, 2 fps
-    [k / 30 for k in range(7, 19)],  # every frame of a 30 fps stretch
-    [0.3, 1.0, 1.1, 4.2, 5.0],  # uneven
-    [12.25],  # one frame (per frame)
-    [0.0, 604800.0],  # a week apart
-    [k * 0.001 for k in range(4)],  # 1000 fps
-])
+@pytest.mark.parametrize(
+    "times",
+    [
+        [0.0, 0.5, 1.0, 1.5],  # even, 2 fps
+        [k / 30 for k in range(7, 19)],  # every frame of a 30 fps stretch
+        [0.3, 1.0, 1.1, 4.2, 5.0],  # uneven
+        [12.25],  # one frame (per frame)
+        [0.0, 604800.0],  # a week apart
+        [k * 0.001 for k in range(4)],  # 1000 fps
+    ],
+)
 def test_the_video_metadata_tells_the_rate_to_the_bit_and_the_times_to_the_microsecond(times):
     from transformers.video_utils import VideoMetadata
 
@@ -184,9 +248,9 @@ def test_the_video_metadata_tells_the_rate_to_the_bit_and_the_times_to_the_micro
 
 def test_qwen3_prints_the_frames_real_times_for_uneven_times_and_scene_keyframes(videos, four_scenes, tiny_models):
     from keyframe_qa import extract_frames, load_model
-    from keyframe_qa.video.probe import probe
     from keyframe_qa.jobs.ask import select_frames
     from keyframe_qa.selection.select import SelectionRequest
+    from keyframe_qa.video.probe import probe
 
     engine = load_model(tiny_models("qwen3-vl"))
     uneven = [0.3, 1.0, 1.1, 4.2, 5.0]
@@ -211,8 +275,21 @@ def test_ask_with_stderr_to_a_file_draws_no_bar(videos, tiny_models, tmp_path, m
     log = tmp_path / "stderr.log"
     with open(log, "w") as handle:
         monkeypatch.setattr(sys, "stderr", handle)
-        code = main(["ask", videos["plain.mp4"], "q", "--at", "1", "--model", model, "--max-new-tokens", "2",
-                     "-o", str(tmp_path / "out.json")])
+        code = main(
+            [
+                "ask",
+                videos["plain.mp4"],
+                "q",
+                "--at",
+                "1",
+                "--model",
+                model,
+                "--max-new-tokens",
+                "2",
+                "-o",
+                str(tmp_path / "out.json"),
+            ]
+        )
     assert code == 0
     text = log.read_text()
     assert "Loading weights" not in text and "\r" not in text and "it/s" not in text, text
@@ -234,19 +311,26 @@ def test_the_resize_is_torchvisions_pixel_for_pixel(resample):
         height, width = (int(v) for v in rng.integers(40, 700, 2))
         target_h, target_w = (int(v) for v in rng.integers(28, 900, 2))
         image = (rng.random((height, width, 3)) * 255).astype(np.uint8)
-        expected = tvF.resize(torch.from_numpy(image).permute(2, 0, 1), [target_h, target_w],
-                              interpolation=InterpolationMode(filter_name(resample)), antialias=True)
-        assert np.array_equal(resize_like_processor(image, target_w, target_h, resample),
-                              expected.permute(1, 2, 0).numpy())
+        expected = tvF.resize(
+            torch.from_numpy(image).permute(2, 0, 1),
+            [target_h, target_w],
+            interpolation=InterpolationMode(filter_name(resample)),
+            antialias=True,
+        )
+        assert np.array_equal(
+            resize_like_processor(image, target_w, target_h, resample), expected.permute(1, 2, 0).numpy()
+        )
 
 
 def test_the_server_client_resizes_without_importing_torchvision(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np; from keyframe_qa.engines.resize import resize_like_processor; "
-            "resize_like_processor(np.zeros((240, 320, 3), np.uint8), 224, 168); "
-            "print('torchvision' in sys.modules)")
+    code = (
+        "import sys, numpy as np; from keyframe_qa.engines.resize import resize_like_processor; "
+        "resize_like_processor(np.zeros((240, 320, 3), np.uint8), 224, 168); "
+        "print('torchvision' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

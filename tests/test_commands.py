@@ -11,7 +11,7 @@ import cv2
 import pytest
 
 from keyframe_qa.testing.synthetic import read_frame_number
-from tests.test_cli import assert_one_line_error, ask_json, run
+from tests.helpers import ask_json, assert_one_line_error, run
 
 
 @pytest.fixture(autouse=True)
@@ -27,16 +27,38 @@ def test_scenes_command_json(capsys, videos):
     assert report["detector"] == {"name": "content", "threshold": 27.0, "min_scene_len": {"frames": 15}}
     assert report["video"]["frame_count"] == 50
     assert report["scenes"] == [
-        {"index": 0, "start_frame": 0, "end_frame": 25, "start": 0.0, "end": 2.5,
-         "keyframes": [{"frame_number": 0, "timestamp": 0.0}]},
-        {"index": 1, "start_frame": 25, "end_frame": 50, "start": 2.5, "end": 5.0,
-         "keyframes": [{"frame_number": 25, "timestamp": 2.5}]},
+        {
+            "index": 0,
+            "start_frame": 0,
+            "end_frame": 25,
+            "start": 0.0,
+            "end": 2.5,
+            "keyframes": [{"frame_number": 0, "timestamp": 0.0}],
+        },
+        {
+            "index": 1,
+            "start_frame": 25,
+            "end_frame": 50,
+            "start": 2.5,
+            "end": 5.0,
+            "keyframes": [{"frame_number": 25, "timestamp": 2.5}],
+        },
     ]
 
 
 def test_scenes_command_csv_and_max_scenes(capsys, videos):
-    code, out, err = run(capsys, "scenes", videos["cut.mp4"], "--csv", "--max-scenes", "1", "--detector", "histogram",
-                         "--min-scene-len", "0.5s")
+    code, out, err = run(
+        capsys,
+        "scenes",
+        videos["cut.mp4"],
+        "--csv",
+        "--max-scenes",
+        "1",
+        "--detector",
+        "histogram",
+        "--min-scene-len",
+        "0.5s",
+    )
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 1
@@ -93,8 +115,21 @@ def test_frames_command_writes_images_and_index(capsys, videos, tmp_path):
 
 def test_frames_command_jpeg_and_max_side(capsys, videos, tmp_path):
     out_dir = tmp_path / "previews"
-    code, out, err = run(capsys, "frames", videos["sar.mp4"], "--at", "0.1", "--out", str(out_dir), "--format", "jpg",
-                         "--quality", "70", "--max-side", "256")
+    code, out, err = run(
+        capsys,
+        "frames",
+        videos["sar.mp4"],
+        "--at",
+        "0.1",
+        "--out",
+        str(out_dir),
+        "--format",
+        "jpg",
+        "--quality",
+        "70",
+        "--max-side",
+        "256",
+    )
     assert code == 0, err
     (record,) = json.loads((out_dir / "frames.json").read_text())["frames"]
     image = cv2.imread(str(out_dir / record["file"]))
@@ -113,18 +148,40 @@ def test_frames_command_by_scene(capsys, videos, tmp_path):
 
 
 def test_ask_per_scene_per_frame(capsys, videos, tiny_model):
-    report = ask_json(capsys, videos["cut.mp4"], "What colour is the background?", "Is there text?", "--scenes",
-                      "--per-frame", "--model", tiny_model, "--max-new-tokens", "3")
+    report = ask_json(
+        capsys,
+        videos["cut.mp4"],
+        "What colour is the background?",
+        "Is there text?",
+        "--scenes",
+        "--per-frame",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "3",
+    )
     assert [(f["scene"], f["frame_number"]) for f in report["frames"]] == [(0, 12), (1, 37)]
     assert [(a["frame"], a["question"]) for a in report["answers"]] == [
-        (0, "What colour is the background?"), (0, "Is there text?"),
-        (1, "What colour is the background?"), (1, "Is there text?")]
+        (0, "What colour is the background?"),
+        (0, "Is there text?"),
+        (1, "What colour is the background?"),
+        (1, "Is there text?"),
+    ]
     assert report["selection"]["method"] == "scenes" and report["selection"]["per_frame"] is True
 
 
 def test_ask_without_selection_samples_and_says_so(capsys, videos, tiny_model):
-    report = ask_json(capsys, videos["plain.mp4"], "What happens?", "--model", tiny_model, "--max-new-tokens", "2",
-                      "--max-visual-tokens", "640")
+    report = ask_json(
+        capsys,
+        videos["plain.mp4"],
+        "What happens?",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "2",
+        "--max-visual-tokens",
+        "640",
+    )
     assert report["selection"]["method"] == "default"
     assert len(report["frames"]) == 10  # 12 at 2 fps, capped to 640 // 64
     assert report["usage"]["visual_tokens"] <= 640
@@ -135,9 +192,24 @@ def test_ask_video_mode_passes_the_sampling_rate(capsys, videos, tiny_models, mo
 
     seen = []
     real = model_module._video_metadata
-    monkeypatch.setattr(model_module, "_video_metadata", lambda prompt, pixels: seen.append(real(prompt, pixels)) or seen[-1])
-    report = ask_json(capsys, videos["plain.mp4"], "What happens?", "--fps", "2", "--mode", "video", "--model",
-                      tiny_models("qwen2.5-vl"), "--max-new-tokens", "2", "--max-visual-tokens", "2000")
+    monkeypatch.setattr(
+        model_module, "_video_metadata", lambda prompt, pixels: seen.append(real(prompt, pixels)) or seen[-1]
+    )
+    report = ask_json(
+        capsys,
+        videos["plain.mp4"],
+        "What happens?",
+        "--fps",
+        "2",
+        "--mode",
+        "video",
+        "--model",
+        tiny_models("qwen2.5-vl"),
+        "--max-new-tokens",
+        "2",
+        "--max-visual-tokens",
+        "2000",
+    )
     assert len(report["frames"]) == 12
     assert seen and all(meta.sampled_fps == 2.0 for meta in seen)  # Qwen2.5-VL's rate, to the last bit
     times = [frame["timestamp"] for frame in report["frames"]]
@@ -146,20 +218,23 @@ def test_ask_video_mode_passes_the_sampling_rate(capsys, videos, tiny_models, mo
     assert times[:3] == pytest.approx([0.0, 0.5, 1.0])
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["ask", "{plain}", "q", "--at", "1", "--scenes"], "--at and --scenes cannot be combined"),
-    (["ask", "{plain}", "q", "--every", "1", "--num-frames", "3"], "cannot be combined"),
-    (["ask", "{plain}", "q", "--fps", "0"], "--fps"),
-    (["ask", "{plain}", "q", "--num-frames", "-2"], "--num-frames"),
-    (["ask", "{plain}", "q", "--scenes", "--max-scenes", "0"], "--max-scenes"),
-    (["scenes", "{plain}", "--max-scenes", "0"], "--max-scenes"),
-    (["scenes", "{plain}", "--detector", "magic"], "--detector"),
-    (["scenes", "{plain}", "--min-scene-len", "soon"], "--min-scene-len"),
-    (["scenes", "{plain}", "--threshold", "-3"], "--threshold"),
-    (["frames", "{plain}", "--every", "-1", "--out", "{tmp}"], "--every"),
-    (["frames", "{plain}", "--at", "1", "--fps", "2", "--out", "{tmp}"], "cannot be combined"),
-    (["frames", "{plain}", "--at", "1"], "--out"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["ask", "{plain}", "q", "--at", "1", "--scenes"], "--at and --scenes cannot be combined"),
+        (["ask", "{plain}", "q", "--every", "1", "--num-frames", "3"], "cannot be combined"),
+        (["ask", "{plain}", "q", "--fps", "0"], "--fps"),
+        (["ask", "{plain}", "q", "--num-frames", "-2"], "--num-frames"),
+        (["ask", "{plain}", "q", "--scenes", "--max-scenes", "0"], "--max-scenes"),
+        (["scenes", "{plain}", "--max-scenes", "0"], "--max-scenes"),
+        (["scenes", "{plain}", "--detector", "magic"], "--detector"),
+        (["scenes", "{plain}", "--min-scene-len", "soon"], "--min-scene-len"),
+        (["scenes", "{plain}", "--threshold", "-3"], "--threshold"),
+        (["frames", "{plain}", "--every", "-1", "--out", "{tmp}"], "--every"),
+        (["frames", "{plain}", "--at", "1", "--fps", "2", "--out", "{tmp}"], "cannot be combined"),
+        (["frames", "{plain}", "--at", "1"], "--out"),
+    ],
+)
 def test_selection_usage_errors_exit_2(capsys, videos, tiny_model, tmp_path, args, fragment):
     filled = [a.format(plain=videos["plain.mp4"], tmp=str(tmp_path / "o")) for a in args]
     if filled[0] == "ask":

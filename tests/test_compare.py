@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 
 from keyframe_qa.jobs.compare_config import ConfigError, json_schema, load_config
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers import assert_one_line_error, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +28,9 @@ def write(folder, text):
 
 
 def test_every_config_error_is_reported_together(capsys, config_dir):
-    path = write(config_dir, """
+    path = write(
+        config_dir,
+        """
 defaults:
   colour: red
 comparisons:
@@ -44,12 +46,13 @@ comparisons:
     after: 2
     questions: ["What changed?"]
     tyop: 3
-""")
+""",
+    )
     code, out, err = run(capsys, "compare", path)
     assert code == 2 and out == ""
     lines = err.strip().splitlines()
     assert lines[0] == f"Error: invalid config {path} (4 problems):"
-    assert set(line.strip() for line in lines[1:]) == {
+    assert {line.strip() for line in lines[1:]} == {
         "defaults.colour: unknown key",
         "comparisons.0.before: cannot read time '1:75': minutes and seconds must be below 60",
         f"comparisons.1.before_video: video not found: {config_dir / 'nowhere.mp4'}",
@@ -57,14 +60,19 @@ comparisons:
     }
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("comparisons: []", "comparisons: List should have at least 1 item"),
-    ("comparisons:\n  - name: x\n    video: cut.mp4\n    before: 1\n    after: 2\n", "give `questions` or `find`"),
-    ("comparisons:\n  - name: x\n    before_video: cut.mp4\n    before: 1\n    after: 2\n    questions: [q]",
-     "give both `before_video` and `after_video`"),
-    ("comparisons: [\n  oops", "line "),
-    ("- just a list", "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("comparisons: []", "comparisons: List should have at least 1 item"),
+        ("comparisons:\n  - name: x\n    video: cut.mp4\n    before: 1\n    after: 2\n", "give `questions` or `find`"),
+        (
+            "comparisons:\n  - name: x\n    before_video: cut.mp4\n    before: 1\n    after: 2\n    questions: [q]",
+            "give both `before_video` and `after_video`",
+        ),
+        ("comparisons: [\n  oops", "line "),
+        ("- just a list", "must be a mapping"),
+    ],
+)
 def test_config_shapes_that_are_wrong(config_dir, text, fragment):
     with pytest.raises(ConfigError) as caught:
         load_config(write(config_dir, text))
@@ -77,7 +85,9 @@ def test_missing_config_file(capsys, tmp_path):
 
 
 def test_compare_on_one_video_and_on_two(capsys, config_dir, tiny_model, tmp_path):
-    path = write(config_dir, f"""
+    path = write(
+        config_dir,
+        f"""
 defaults:
   model: {tiny_model}
   max_new_tokens: 3
@@ -94,7 +104,8 @@ comparisons:
     after: 0.5
     find: red square
     overrides: {{max_visual_tokens: 100}}
-""")
+""",
+    )
     code, out, err = run(capsys, "compare", path, "--html", str(tmp_path / "page.html"))
     assert code == 0, err
     report = json.loads(out)
@@ -117,12 +128,15 @@ comparisons:
 
 
 def test_a_failing_comparison_is_recorded_and_the_rest_run(capsys, config_dir, tiny_model):
-    path = write(config_dir, f"""
+    path = write(
+        config_dir,
+        f"""
 defaults: {{model: {tiny_model}, max_new_tokens: 2}}
 comparisons:
   - {{name: too late, video: cut.mp4, before: 1, after: 99, questions: [q]}}
   - {{name: fine, video: cut.mp4, before: 1, after: 2, questions: [q]}}
-""")
+""",
+    )
     code, out, err = run(capsys, "compare", path)
     assert code == 1
     late, fine = json.loads(out)["comparisons"]
@@ -135,13 +149,17 @@ def test_shipped_example_config_is_valid_and_its_schema_is_current():
     config = load_config(os.path.join(ROOT, "configs", "before_after.yaml"))
     assert len(config.comparisons) == 2
     with open(os.path.join(ROOT, "configs", "before_after.schema.json")) as handle:
-        assert json.load(handle) == json_schema(), "regenerate: python -m keyframe_qa.jobs.compare_config > configs/before_after.schema.json"
+        assert json.load(handle) == json_schema(), (
+            "regenerate: python -m keyframe_qa.jobs.compare_config > configs/before_after.schema.json"
+        )
 
 
 def test_a_key_given_twice_is_a_config_error(capsys, tmp_path):
     path = tmp_path / "twice.yaml"
-    path.write_text("defaults:\n  max_new_tokens: 2\n  max_new_tokens: 4\ncomparisons:\n"
-                    "  - {name: a, video: x.mp4, before: 1, after: 2, questions: [q], name: b}\n")
+    path.write_text(
+        "defaults:\n  max_new_tokens: 2\n  max_new_tokens: 4\ncomparisons:\n"
+        "  - {name: a, video: x.mp4, before: 1, after: 2, questions: [q], name: b}\n"
+    )
     code, out, err = run(capsys, "compare", str(path))
     assert code == 2
     assert "line 3: 'max_new_tokens' is given twice (first on line 2)" in err

@@ -20,10 +20,9 @@ from collections import Counter
 import pytest
 
 from keyframe_qa.jobs.batch import iter_lines
-from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
 from keyframe_qa.testing.serving_tool import free_port, start_server, stop_server
-from tests.test_batch import clip_copies, wait_for_lines
-from tests.test_cli import assert_one_line_error, run
+from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
+from tests.helpers import assert_one_line_error, assert_same_generation, clip_copies, openai_args, run, wait_for_lines
 
 SECRET = "sk-keyframe-qa-test-secret"
 
@@ -41,27 +40,21 @@ def exact_clips(tmp_path_factory):
     return paths
 
 
-def assert_same_generation(served: list, local: list) -> None:
-    """The server generated what the in-process engine generated, token for token.
-
-    `transformers serve` passes a Qwen reply through its response parser with the decoded prompt as
-    prefix; on the tiny model's random output (no <|im_end|>) that hands back the tail of the generation
-    prompt ("<|im_start|>assistant") before the generated text. So the server's text ends with ours.
-    """
-    assert len(served) == len(local)
-    for mine, theirs in zip(local, served):
-        assert mine["raw"] and theirs["raw"].endswith(mine["raw"]), (theirs["raw"], mine["raw"])
-
-
-def openai_args(url, *extra):
-    return ["--engine", "openai", "--base-url", url, *extra]
-
-
-def test_the_server_gives_the_local_engines_prompt_tokens_and_greedy_answers(capsys, monkeypatch, exact_clips,
-                                                                           tiny_model, openai_server):
+def test_the_server_gives_the_local_engines_prompt_tokens_and_greedy_answers(
+    capsys, monkeypatch, exact_clips, tiny_model, openai_server
+):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    common = [exact_clips[0], "What is in the frames?", "Is there a cut?", "--at", "0.5,1.5", "--model", tiny_model,
-              "--max-new-tokens", "8"]
+    common = [
+        exact_clips[0],
+        "What is in the frames?",
+        "Is there a cut?",
+        "--at",
+        "0.5,1.5",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "8",
+    ]
     code, out, err = run(capsys, "ask", *common)
     assert code == 0, err
     local = json.loads(out)
@@ -78,13 +71,23 @@ def test_the_server_gives_the_local_engines_prompt_tokens_and_greedy_answers(cap
     assert [a["truncated"] for a in served["answers"]] == [a["truncated"] for a in local["answers"]]
 
 
-def test_batch_with_concurrency_4_answers_every_video_as_the_local_engine_does(capsys, exact_clips, tiny_model,
-                                                                              openai_server, tmp_path):
+def test_batch_with_concurrency_4_answers_every_video_as_the_local_engine_does(
+    capsys, exact_clips, tiny_model, openai_server, tmp_path
+):
     common = ["-q", "Describe it.", "--at", "1", "--model", tiny_model, "--max-new-tokens", "6"]
     code, out, err = run(capsys, "batch", *exact_clips, *common, "-o", str(tmp_path / "local.jsonl"))
     assert code == 0, err
-    code, out, err = run(capsys, "batch", *exact_clips, *common, *openai_args(openai_server), "--concurrency", "4",
-                         "-o", str(tmp_path / "served.jsonl"))
+    code, out, err = run(
+        capsys,
+        "batch",
+        *exact_clips,
+        *common,
+        *openai_args(openai_server),
+        "--concurrency",
+        "4",
+        "-o",
+        str(tmp_path / "served.jsonl"),
+    )
     assert code == 0, err
     local = {r["video"]["path"]: r for r in iter_lines(str(tmp_path / "local.jsonl"))}
     served = {r["video"]["path"]: r for r in iter_lines(str(tmp_path / "served.jsonl"))}
@@ -92,51 +95,100 @@ def test_batch_with_concurrency_4_answers_every_video_as_the_local_engine_does(c
     for path, record in served.items():
         assert_same_generation(record["answers"], local[path]["answers"])
         assert record["usage"] == local[path]["usage"]
-    code, out, err = run(capsys, "batch", *exact_clips, *common, *openai_args(openai_server), "--concurrency", "4",
-                         "-o", str(tmp_path / "served.jsonl"))
+    code, out, err = run(
+        capsys,
+        "batch",
+        *exact_clips,
+        *common,
+        *openai_args(openai_server),
+        "--concurrency",
+        "4",
+        "-o",
+        str(tmp_path / "served.jsonl"),
+    )
     assert code == 0 and "0 answered, 0 failed, 6 already done" in err  # resume keeps its meaning
 
 
 def test_a_dead_port_is_one_line(capsys, videos, tiny_model):
     url = f"http://127.0.0.1:{free_port()}/v1"
-    code, out, err = run(capsys, "ask", videos["plain.mp4"], "q?", "--at", "1", "--model", tiny_model,
-                         *openai_args(url))
+    code, out, err = run(
+        capsys, "ask", videos["plain.mp4"], "q?", "--at", "1", "--model", tiny_model, *openai_args(url)
+    )
     assert code == 1
     assert_one_line_error(err, f"cannot reach the server at {url}: connection refused")
 
 
 def test_a_model_the_server_does_not_serve_is_one_line(capsys, videos, openai_server):
-    code, out, err = run(capsys, "ask", videos["plain.mp4"], "q?", "--at", "1", "--model", "someone/other-vl",
-                         "--family", "qwen2.5-vl", *openai_args(openai_server))
+    code, out, err = run(
+        capsys,
+        "ask",
+        videos["plain.mp4"],
+        "q?",
+        "--at",
+        "1",
+        "--model",
+        "someone/other-vl",
+        "--family",
+        "qwen2.5-vl",
+        *openai_args(openai_server),
+    )
     assert code == 1
     assert_one_line_error(err, "model 'someone/other-vl' is not served there")
 
 
 def test_the_family_is_read_from_the_config_or_given_never_guessed(capsys, videos, openai_server):
-    code, out, err = run(capsys, "ask", videos["plain.mp4"], "q?", "--at", "1", "--model", "Qwen/Qwen2-VL-2B-Instruct",
-                         *openai_args(openai_server))
+    code, out, err = run(
+        capsys,
+        "ask",
+        videos["plain.mp4"],
+        "q?",
+        "--at",
+        "1",
+        "--model",
+        "Qwen/Qwen2-VL-2B-Instruct",
+        *openai_args(openai_server),
+    )
     assert code == 2  # the name says Qwen2-VL, but no config of it is here: no guess
     assert_one_line_error(err, "give --family qwen2-vl, qwen2.5-vl or qwen3-vl")
 
 
 def test_a_server_that_resizes_the_frames_is_an_error(capsys, exact_clips, tiny_model, openai_server):
     # The tiny processor's longest_edge is 1003520 pixels: a budget above it makes the server shrink.
-    code, out, err = run(capsys, "ask", exact_clips[0], "q?", "--at", "1", "--model", tiny_model,
-                         "--min-pixels", "1300000", "--max-new-tokens", "2", *openai_args(openai_server))
+    code, out, err = run(
+        capsys,
+        "ask",
+        exact_clips[0],
+        "q?",
+        "--at",
+        "1",
+        "--model",
+        tiny_model,
+        "--min-pixels",
+        "1300000",
+        "--max-new-tokens",
+        "2",
+        *openai_args(openai_server),
+    )
     assert code == 1
     assert_one_line_error(err, "it resized the frames")
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--engine", "openai"], "--engine openai needs --base-url"),
-    (["--engine", "openai", "--base-url", "localhost:8000"], "must start with http://"),
-    (["--engine", "openai", "--base-url", "http://127.0.0.1:99999/v1"], "a port that is not a number from 1 to 65535"),
-    (["--engine", "openai", "--base-url", "http://127.0.0.1:0/v1"], "has port 0"),
-    (["--engine", "openai", "--base-url", "http://127.0.0.1:x/v1"], "a port that is not a number"),
-    (["--engine", "openai", "--base-url", "http:///v1"], "names no host"),
-    (["--engine", "openai", "--base-url", "http://local host/v1"], "holds a space"),
-    (["--base-url", "http://127.0.0.1:9/v1"], "--base-url, --family and --max-images go with --engine openai"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--engine", "openai"], "--engine openai needs --base-url"),
+        (["--engine", "openai", "--base-url", "localhost:8000"], "must start with http://"),
+        (
+            ["--engine", "openai", "--base-url", "http://127.0.0.1:99999/v1"],
+            "a port that is not a number from 1 to 65535",
+        ),
+        (["--engine", "openai", "--base-url", "http://127.0.0.1:0/v1"], "has port 0"),
+        (["--engine", "openai", "--base-url", "http://127.0.0.1:x/v1"], "a port that is not a number"),
+        (["--engine", "openai", "--base-url", "http:///v1"], "names no host"),
+        (["--engine", "openai", "--base-url", "http://local host/v1"], "holds a space"),
+        (["--base-url", "http://127.0.0.1:9/v1"], "--base-url, --family and --max-images go with --engine openai"),
+    ],
+)
 def test_engine_usage_errors(capsys, videos, tiny_model, args, fragment):
     code, out, err = run(capsys, "ask", videos["plain.mp4"], "q?", "--at", "1", "--model", tiny_model, *args)
     assert code == 2, err
@@ -144,8 +196,21 @@ def test_engine_usage_errors(capsys, videos, tiny_model, args, fragment):
 
 
 def test_concurrency_needs_a_server_engine(capsys, videos, tiny_model, tmp_path):
-    code, out, err = run(capsys, "batch", videos["plain.mp4"], "-q", "q", "--at", "1", "--model", tiny_model,
-                         "--concurrency", "4", "-o", str(tmp_path / "o.jsonl"))
+    code, out, err = run(
+        capsys,
+        "batch",
+        videos["plain.mp4"],
+        "-q",
+        "q",
+        "--at",
+        "1",
+        "--model",
+        tiny_model,
+        "--concurrency",
+        "4",
+        "-o",
+        str(tmp_path / "o.jsonl"),
+    )
     assert code == 2
     assert_one_line_error(err, "--concurrency above 1 needs --engine openai")
 
@@ -165,8 +230,9 @@ class _FlakyProxy(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b'{"detail": "busy"}')
             return
-        request = urllib.request.Request(cls.upstream + self.path.removeprefix("/v1"), data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            cls.upstream + self.path.removeprefix("/v1"), data=body, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=120) as reply:
                 status, data = reply.status, reply.read()
@@ -187,8 +253,19 @@ def test_transient_503s_are_retried(capsys, exact_clips, tiny_model, openai_serv
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{proxy.server_address[1]}/v1"
-        code, out, err = run(capsys, "ask", exact_clips[0], "q?", "--at", "1", "--model", tiny_model,
-                             "--max-new-tokens", "2", *openai_args(url))
+        code, out, err = run(
+            capsys,
+            "ask",
+            exact_clips[0],
+            "q?",
+            "--at",
+            "1",
+            "--model",
+            tiny_model,
+            "--max-new-tokens",
+            "2",
+            *openai_args(url),
+        )
     finally:
         proxy.shutdown()
         proxy.server_close()
@@ -196,16 +273,34 @@ def test_transient_503s_are_retried(capsys, exact_clips, tiny_model, openai_serv
     assert _FlakyProxy.refusals == 2 and json.loads(out)["answers"][0]["answer"] is not None
 
 
-def test_a_server_killed_mid_batch_stops_the_run_and_a_rerun_resumes(exact_clips, tiny_model, openai_server,
-                                                                    tmp_path):
+def test_a_server_killed_mid_batch_stops_the_run_and_a_rerun_resumes(exact_clips, tiny_model, openai_server, tmp_path):
     process, url = start_server(tiny_model, str(tmp_path))
     clips = clip_copies(tmp_path / "clips", exact_clips[0], 10)
     output = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "keyframe_qa", "batch", str(clips), "-q", "Describe it in detail.", "--at", "1",
-               "--model", tiny_model, "--max-new-tokens", "40", "--engine", "openai", "--concurrency", "2",
-               "-o", str(output)]
-    batch = subprocess.Popen(command + ["--base-url", url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "keyframe_qa",
+        "batch",
+        str(clips),
+        "-q",
+        "Describe it in detail.",
+        "--at",
+        "1",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "40",
+        "--engine",
+        "openai",
+        "--concurrency",
+        "2",
+        "-o",
+        str(output),
+    ]
+    batch = subprocess.Popen(
+        command + ["--base-url", url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for_lines(output, 2, batch, 120)
         stop_server(process)
@@ -224,8 +319,17 @@ def test_a_server_killed_mid_batch_stops_the_run_and_a_rerun_resumes(exact_clips
 
 
 def test_a_reply_slower_than_the_timeout_is_one_line(capsys, exact_clips, tiny_model, openai_server):
-    code, out, err = run(capsys, "ask", exact_clips[0], "q?", "--at", "1", "--model", tiny_model,
-                         *openai_args(openai_server, "--timeout", "0.001"))
+    code, out, err = run(
+        capsys,
+        "ask",
+        exact_clips[0],
+        "q?",
+        "--at",
+        "1",
+        "--model",
+        tiny_model,
+        *openai_args(openai_server, "--timeout", "0.001"),
+    )
     assert code == 1
     assert_one_line_error(err, "did not answer within 0.001s (raise --timeout")
 
@@ -245,8 +349,9 @@ class _KeyedFront(_FlakyProxy):
         super().do_POST()
 
 
-def test_the_key_comes_from_the_named_variable_and_a_refused_key_is_one_line(capsys, monkeypatch, exact_clips,
-                                                                            tiny_model, openai_server):
+def test_the_key_comes_from_the_named_variable_and_a_refused_key_is_one_line(
+    capsys, monkeypatch, exact_clips, tiny_model, openai_server
+):
     _KeyedFront.upstream, _KeyedFront.refusals, _KeyedFront.key = openai_server, 2, SECRET  # no 503s here
     front = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _KeyedFront)
     threading.Thread(target=front.serve_forever, daemon=True).start()
@@ -269,14 +374,33 @@ def test_the_key_comes_from_the_named_variable_and_a_refused_key_is_one_line(cap
 def test_the_prompt_counter_is_exact_in_a_fresh_cli_process(exact_clips, tiny_model, openai_server):
     # In a process of its own, where nothing else imported jinja2.ext first (transformers does, in the tests'),
     # the server engine's prompt check must still be exact.
-    done = subprocess.run([sys.executable, "-m", "keyframe_qa", "ask", exact_clips[0], "q", "--at", "1", "--model",
-                           tiny_model, "--max-new-tokens", "2", *openai_args(openai_server)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keyframe_qa",
+            "ask",
+            exact_clips[0],
+            "q",
+            "--at",
+            "1",
+            "--model",
+            tiny_model,
+            "--max-new-tokens",
+            "2",
+            *openai_args(openai_server),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["model"]["prompt_check"] == "exact"
-    probe = ("import sys, keyframe_qa.engines.openai as o; "
-             "o.PromptCounter.for_checkpoint(sys.argv[1]) or sys.exit(3); "
-             "print(sorted(m for m in sys.modules if m.startswith('transformers')))")
+    probe = (
+        "import sys, keyframe_qa.engines.openai as o; "
+        "o.PromptCounter.for_checkpoint(sys.argv[1]) or sys.exit(3); "
+        "print(sorted(m for m in sys.modules if m.startswith('transformers')))"
+    )
     done = subprocess.run([sys.executable, "-c", probe, tiny_model], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"  # the counter needs no transformers

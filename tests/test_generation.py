@@ -11,10 +11,17 @@ import pytest
 
 from keyframe_qa.model.generation import GenerationRequest, resolve_generation
 from keyframe_qa.records import GenerationSettings
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers import assert_one_line_error, run
 
-GREEDY_RECORD = {"max_new_tokens": 256, "do_sample": False, "temperature": None, "top_p": None, "top_k": None,
-                 "repetition_penalty": None, "seed": None}
+GREEDY_RECORD = {
+    "max_new_tokens": 256,
+    "do_sample": False,
+    "temperature": None,
+    "top_p": None,
+    "top_k": None,
+    "repetition_penalty": None,
+    "seed": None,
+}
 
 
 def ask_report(capsys, *args):
@@ -31,17 +38,20 @@ def test_greedy_is_the_default_and_recorded(capsys, videos, tiny_model):
 
 
 def test_find_defaults_to_1024_new_tokens_unless_told(capsys, videos, tiny_model):
-    report, _ = ask_report(capsys, videos["plain.mp4"], "--find", "car", "--at", "1", "--model", tiny_model,
-                           "--max-visual-tokens", "100")
+    report, _ = ask_report(
+        capsys, videos["plain.mp4"], "--find", "car", "--at", "1", "--model", tiny_model, "--max-visual-tokens", "100"
+    )
     assert report["model"]["generation"]["max_new_tokens"] == 1024
-    report, _ = ask_report(capsys, videos["plain.mp4"], "--find", "car", "--at", "1", "--model", tiny_model,
-                           "--max-new-tokens", "5")
+    report, _ = ask_report(
+        capsys, videos["plain.mp4"], "--find", "car", "--at", "1", "--model", tiny_model, "--max-new-tokens", "5"
+    )
     assert report["model"]["generation"]["max_new_tokens"] == 5
 
 
 def test_a_reply_cut_at_the_limit_is_flagged_with_one_warning(capsys, videos, tiny_model):
-    report, err = ask_report(capsys, videos["plain.mp4"], "q1?", "q2?", "--at", "1", "--model", tiny_model,
-                             "--max-new-tokens", "4")
+    report, err = ask_report(
+        capsys, videos["plain.mp4"], "q1?", "q2?", "--at", "1", "--model", tiny_model, "--max-new-tokens", "4"
+    )
     assert [a["truncated"] for a in report["answers"]] == [True, True]
     assert all(a["answer"] is not None for a in report["answers"])
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
@@ -51,17 +61,18 @@ def test_a_reply_cut_at_the_limit_is_flagged_with_one_warning(capsys, videos, ti
 
 def test_a_reply_that_ends_on_its_own_is_not_truncated(videos, tiny_model):
     """Make the token the tiny model says first its end-of-sequence token: the reply then ends by itself."""
+    from keyframe_qa.jobs.ask import load_model
     from keyframe_qa.model.budget import plan_budget
+    from keyframe_qa.records import VisualPrompt
     from keyframe_qa.video.frames import read_frames
     from keyframe_qa.video.probe import probe
-    from keyframe_qa.records import VisualPrompt
-    from keyframe_qa.jobs.ask import load_model
 
     model = load_model(tiny_model)
     frames = read_frames(probe(videos["plain.mp4"]), [1.0])
     budgets = plan_budget([(f.width, f.height) for f in frames], model.family, max_visual_tokens=100)
-    prompt = VisualPrompt(images=[f.image for f in frames], budgets=budgets, labels=["frame 1"], mode="images",
-                          times=[1.0])
+    prompt = VisualPrompt(
+        images=[f.image for f in frames], budgets=budgets, labels=["frame 1"], mode="images", times=[1.0]
+    )
     first = model.answer(prompt, ["q?"], GenerationSettings(max_new_tokens=1, do_sample=False))[0]
     assert first.truncated and first.completion_tokens == 1
     token = model.tokenizer.encode(first.raw, add_special_tokens=False)[0]
@@ -71,11 +82,34 @@ def test_a_reply_that_ends_on_its_own_is_not_truncated(videos, tiny_model):
 
 
 def test_sampling_options_are_recorded_and_a_seed_repeats_the_answer(capsys, videos, tiny_model):
-    args = [videos["plain.mp4"], "q?", "--at", "1", "--model", tiny_model, "--max-new-tokens", "12",
-            "--temperature", "1.5", "--top-p", "0.95", "--top-k", "200", "--repetition-penalty", "1.1"]
+    args = [
+        videos["plain.mp4"],
+        "q?",
+        "--at",
+        "1",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "12",
+        "--temperature",
+        "1.5",
+        "--top-p",
+        "0.95",
+        "--top-k",
+        "200",
+        "--repetition-penalty",
+        "1.1",
+    ]
     first, _ = ask_report(capsys, *args, "--seed", "7")
-    assert first["model"]["generation"] == {"max_new_tokens": 12, "do_sample": True, "temperature": 1.5,
-                                            "top_p": 0.95, "top_k": 200, "repetition_penalty": 1.1, "seed": 7}
+    assert first["model"]["generation"] == {
+        "max_new_tokens": 12,
+        "do_sample": True,
+        "temperature": 1.5,
+        "top_p": 0.95,
+        "top_k": 200,
+        "repetition_penalty": 1.1,
+        "seed": 7,
+    }
     again, _ = ask_report(capsys, *args, "--seed", "7")
     other, _ = ask_report(capsys, *args, "--seed", "8")
     assert again["answers"][0]["raw"] == first["answers"][0]["raw"]
@@ -91,8 +125,15 @@ def test_sampling_model_uses_the_checkpoints_generation_config(capsys, videos, t
     (sampler / "generation_config.json").write_text(json.dumps(config))
     base = [videos["plain.mp4"], "q?", "--at", "1", "--model", str(sampler), "--max-new-tokens", "3"]
     report, _ = ask_report(capsys, *base, "--sampling", "model", "--seed", "1")
-    assert report["model"]["generation"] == {"max_new_tokens": 3, "do_sample": True, "temperature": 0.7,
-                                             "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05, "seed": 1}
+    assert report["model"]["generation"] == {
+        "max_new_tokens": 3,
+        "do_sample": True,
+        "temperature": 0.7,
+        "top_p": 0.8,
+        "top_k": 20,
+        "repetition_penalty": 1.05,
+        "seed": 1,
+    }
     report, _ = ask_report(capsys, *base, "--sampling", "model", "--temperature", "0")
     assert report["model"]["generation"]["do_sample"] is False  # an explicit option wins
     report, _ = ask_report(capsys, *base)  # without --sampling model the checkpoint's sampling is not used
@@ -110,15 +151,18 @@ def test_resolution_rules():
     assert (model.temperature, model.top_p, model.top_k) == (0.7, 0.5, 20)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--temperature", "-1"], "--temperature"),
-    (["--top-p", "1.5"], "--top-p must be above 0 and at most 1"),
-    (["--top-p", "0"], "--top-p"),
-    (["--top-k", "0"], "--top-k"),
-    (["--repetition-penalty", "nan"], "--repetition-penalty"),
-    (["--seed", "-1"], "--seed"),
-    (["--sampling", "beam"], "--sampling"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--temperature", "-1"], "--temperature"),
+        (["--top-p", "1.5"], "--top-p must be above 0 and at most 1"),
+        (["--top-p", "0"], "--top-p"),
+        (["--top-k", "0"], "--top-k"),
+        (["--repetition-penalty", "nan"], "--repetition-penalty"),
+        (["--seed", "-1"], "--seed"),
+        (["--sampling", "beam"], "--sampling"),
+    ],
+)
 def test_bad_generation_options_are_usage_errors(capsys, videos, tiny_model, args, fragment):
     code, out, err = run(capsys, "ask", videos["plain.mp4"], "q?", "--at", "1", "--model", tiny_model, *args)
     assert code == 2, err
@@ -127,14 +171,23 @@ def test_bad_generation_options_are_usage_errors(capsys, videos, tiny_model, arg
 
 def test_compare_configs_take_the_same_settings(capsys, tmp_path, videos, tiny_model):
     config = tmp_path / "c.yaml"
-    config.write_text(f"defaults:\n  model: {tiny_model}\n  max_new_tokens: 4\n  temperature: 1.2\n  seed: 3\n"
-                      f"comparisons:\n  - name: a\n    video: {videos['plain.mp4']}\n    before: 1\n    after: 2\n"
-                      f"    questions: [q]\n    overrides: {{top_k: 50}}\n")
+    config.write_text(
+        f"defaults:\n  model: {tiny_model}\n  max_new_tokens: 4\n  temperature: 1.2\n  seed: 3\n"
+        f"comparisons:\n  - name: a\n    video: {videos['plain.mp4']}\n    before: 1\n    after: 2\n"
+        f"    questions: [q]\n    overrides: {{top_k: 50}}\n"
+    )
     code, out, err = run(capsys, "compare", str(config))
     assert code == 0, err
     (comparison,) = json.loads(out)["comparisons"]
-    assert comparison["generation"] == {"max_new_tokens": 4, "do_sample": True, "temperature": 1.2, "top_p": None,
-                                        "top_k": 50, "repetition_penalty": None, "seed": 3}
+    assert comparison["generation"] == {
+        "max_new_tokens": 4,
+        "do_sample": True,
+        "temperature": 1.2,
+        "top_p": None,
+        "top_k": 50,
+        "repetition_penalty": None,
+        "seed": 3,
+    }
     config.write_text(config.read_text().replace("seed: 3", "seed: 3\n  top_p: 2"))
     code, out, err = run(capsys, "compare", str(config))
     assert code == 2 and "defaults.top_p: Input should be less than or equal to 1" in err
@@ -160,14 +213,14 @@ def _frame(width, height):
 @pytest.mark.parametrize("family", ["qwen2-vl", "qwen2.5-vl", "qwen3-vl"])
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))
 def test_model_input_pixels_equal_the_processors_own_resize(tiny_models, family, geometry):
-    from keyframe_qa.model.budget import plan_budget
     from keyframe_qa.engines.transformers import _check_grid
-    from keyframe_qa.records import VisualPrompt
     from keyframe_qa.jobs.ask import load_model
+    from keyframe_qa.model.budget import plan_budget
+    from keyframe_qa.records import VisualPrompt
 
     model = load_model(tiny_models(family))
     (width, height), min_tokens = GEOMETRIES[geometry]
-    unit = model.family.factor ** 2
+    unit = model.family.factor**2
     low = (min_tokens or 4) * unit
     high = (300 if geometry == "shrink" else 16384) * unit
     image = _frame(width, height)
@@ -182,8 +235,9 @@ def test_model_input_pixels_equal_the_processors_own_resize(tiny_models, family,
     (ours,) = model.model_inputs(prompt)
     processor = model.processor.image_processor
     mine = processor(images=[ours], do_resize=False, return_tensors="pt")
-    reference = processor(images=[image], do_resize=True, size={"shortest_edge": low, "longest_edge": high},
-                          return_tensors="pt")
+    reference = processor(
+        images=[image], do_resize=True, size={"shortest_edge": low, "longest_edge": high}, return_tensors="pt"
+    )
     assert mine["image_grid_thw"].tolist() == reference["image_grid_thw"].tolist()
     _check_grid(mine["image_grid_thw"].tolist(), prompt, model.family)
     # pixel_values are normalised: (x / 255 - mean) / std; back to 0-255 levels per channel.
@@ -193,9 +247,9 @@ def test_model_input_pixels_equal_the_processors_own_resize(tiny_models, family,
 
 
 def test_video_frames_use_the_video_processors_resize(tiny_models):
+    from keyframe_qa.jobs.ask import load_model
     from keyframe_qa.model.budget import plan_budget
     from keyframe_qa.records import VisualPrompt
-    from keyframe_qa.jobs.ask import load_model
 
     model = load_model(tiny_models("qwen2-vl"))
     frames = [_frame(1280, 720), _frame(1280, 720)]
@@ -204,11 +258,16 @@ def test_video_frames_use_the_video_processors_resize(tiny_models):
     ours = model.model_inputs(prompt)
     assert all(o.shape == (budgets[0].input_height, budgets[0].input_width, 3) for o in ours)
     video = model.processor.video_processor
-    unit = model.family.factor ** 2
+    unit = model.family.factor**2
     # The bounds the budget used for a pair of frames with 200 tokens: the processor lands on the same size.
     high = 200 * unit
-    reference = video(videos=[np.stack(frames)], do_resize=True, do_sample_frames=False,
-                      size={"shortest_edge": min(128 * unit, high), "longest_edge": high}, return_tensors="pt")
+    reference = video(
+        videos=[np.stack(frames)],
+        do_resize=True,
+        do_sample_frames=False,
+        size={"shortest_edge": min(128 * unit, high), "longest_edge": high},
+        return_tensors="pt",
+    )
     mine = video(videos=[np.stack(ours)], do_resize=False, do_sample_frames=False, return_tensors="pt")
     assert mine["video_grid_thw"].tolist() == reference["video_grid_thw"].tolist()
     levels = (mine["pixel_values_videos"] - reference["pixel_values_videos"]).abs().max().item()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from keyframe_qa.grounding import parse_boxes
+from keyframe_qa.replies.boxes import parse_boxes
 
 FRAME = (1280, 720)
 
@@ -41,7 +41,9 @@ def test_truncated_json_list_keeps_complete_boxes():
     assert [b.label for b in boxes] == ["a"]
 
 
-@pytest.mark.parametrize("reply", ["", "no boxes here", "[{]", '{"bbox_2d": "nope"}', "(1,2),(3", "```json\n{", "\x00\xff"])
+@pytest.mark.parametrize(
+    "reply", ["", "no boxes here", "[{]", '{"bbox_2d": "nope"}', "(1,2),(3", "```json\n{", "\x00\xff"]
+)
 @pytest.mark.parametrize("fmt", ["qwen2-vl", "qwen2.5-vl", "qwen3-vl"])
 def test_garbage_gives_no_box_and_no_exception(reply, fmt):
     assert parse_boxes(reply, fmt, (640, 352), FRAME) == []
@@ -52,7 +54,7 @@ def test_garbage_gives_no_box_and_no_exception(reply, fmt):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from keyframe_qa.grounding import FrameGeometry, find_boxes, grounding_prompt  # noqa: E402
+from keyframe_qa.replies.boxes import FrameGeometry, find_boxes, grounding_prompt  # noqa: E402
 
 
 def test_points_are_zero_size_boxes_flagged_as_points():
@@ -69,8 +71,10 @@ def test_qwen2_5_vl_bare_single_object_and_prose_around_it():
 
 
 def test_qwen2_vl_several_boxes_after_one_object_share_its_label():
-    reply = ("<|object_ref_start|>bike<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>"
-             "<|box_start|>(10,20),(30,40)<|box_end|> and <|box_start|>(5,5),(6,6)<|box_end|>")
+    reply = (
+        "<|object_ref_start|>bike<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>"
+        "<|box_start|>(10,20),(30,40)<|box_end|> and <|box_start|>(5,5),(6,6)<|box_end|>"
+    )
     labels = [b.label for b in parse_boxes(reply, "qwen2-vl", (1000, 1000), (1000, 1000))]
     assert labels == ["bike", "bike", ""]
 
@@ -94,8 +98,10 @@ def test_unknown_family_is_an_error():
 
 # ---- frame attribution ------------------------------------------------------------------------------------
 
-THREE = [FrameGeometry(i, (644, 364), (1280, 720), label) for i, label in
-         enumerate(["0:00:01.000", "0:00:05.500", "0:00:09.000"])]
+THREE = [
+    FrameGeometry(i, (644, 364), (1280, 720), label)
+    for i, label in enumerate(["0:00:01.000", "0:00:05.500", "0:00:09.000"])
+]
 
 
 def test_a_frame_named_in_the_json_object_wins():
@@ -106,9 +112,11 @@ def test_a_frame_named_in_the_json_object_wins():
 
 
 def test_the_last_frame_mentioned_before_the_box_is_used():
-    reply = ("In Frame 1 there is no car. In Frame 2: <|object_ref_start|>car<|object_ref_end|>"
-             "<|box_start|>(0,0),(500,500)<|box_end|>. At 0:00:09.000 a <|object_ref_start|>bus<|object_ref_end|>"
-             "<|box_start|>(500,500),(1000,1000)<|box_end|>")
+    reply = (
+        "In Frame 1 there is no car. In Frame 2: <|object_ref_start|>car<|object_ref_end|>"
+        "<|box_start|>(0,0),(500,500)<|box_end|>. At 0:00:09.000 a <|object_ref_start|>bus<|object_ref_end|>"
+        "<|box_start|>(500,500),(1000,1000)<|box_end|>"
+    )
     car, bus = find_boxes(reply, "qwen2-vl", THREE)
     assert (car.frame, car.frame_source) == (1, "mentioned")
     assert (bus.frame, bus.frame_source) == (2, "mentioned")
@@ -137,12 +145,19 @@ def test_each_box_is_mapped_with_its_own_frames_size():
 
 
 def test_grounding_prompts_follow_the_family():
-    assert "JSON" in grounding_prompt("red car", "qwen2.5-vl", 1) and '"red car"' in grounding_prompt("red car", "qwen3-vl", 1)
-    assert "frame" in grounding_prompt("red car", "qwen3-vl", 3) and "frame" not in grounding_prompt("red car", "qwen3-vl", 1)
-    assert "JSON" not in grounding_prompt("red car", "qwen2-vl", 2) and "Frame 2" in grounding_prompt("x", "qwen2-vl", 2)
+    assert "JSON" in grounding_prompt("red car", "qwen2.5-vl", 1) and '"red car"' in grounding_prompt(
+        "red car", "qwen3-vl", 1
+    )
+    assert "frame" in grounding_prompt("red car", "qwen3-vl", 3) and "frame" not in grounding_prompt(
+        "red car", "qwen3-vl", 1
+    )
+    assert "JSON" not in grounding_prompt("red car", "qwen2-vl", 2) and "Frame 2" in grounding_prompt(
+        "x", "qwen2-vl", 2
+    )
 
 
 # ---- properties -------------------------------------------------------------------------------------------
+
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(), st.sampled_from(["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]))
@@ -208,28 +223,34 @@ def test_single_quotes_and_python_literals():
 
 
 def test_boxes_inside_tool_call_arguments_as_an_object_and_as_a_string():
-    reply = ('I will zoom in.\n<tool_call>\n{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [100, 200, 300, 400],'
-             ' "label": "street sign"}}\n</tool_call>\nThen:\n<tool_call>{"name": "crop", "arguments": '
-             '"{\\"bbox_2d\\": [1, 2, 3, 4]}"}</tool_call>')
-    assert boxes_of(reply) == [("street sign", (100.0, 200.0, 300.0, 400.0), "box"),
-                               ("", (1.0, 2.0, 3.0, 4.0), "box")]
+    reply = (
+        'I will zoom in.\n<tool_call>\n{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [100, 200, 300, 400],'
+        ' "label": "street sign"}}\n</tool_call>\nThen:\n<tool_call>{"name": "crop", "arguments": '
+        '"{\\"bbox_2d\\": [1, 2, 3, 4]}"}</tool_call>'
+    )
+    assert boxes_of(reply) == [("street sign", (100.0, 200.0, 300.0, 400.0), "box"), ("", (1.0, 2.0, 3.0, 4.0), "box")]
 
 
 def test_boxes_nested_in_an_objects_key_and_in_several_blocks():
-    reply = ('Cars:\n```json\n{"objects": [{"bbox_2d": [1, 1, 2, 2], "label": "car"}]}\n```\n'
-             'People:\n```json\n[{"bbox_2d": [3, 3, 4, 4], "label": "person"}]\n```')
+    reply = (
+        'Cars:\n```json\n{"objects": [{"bbox_2d": [1, 1, 2, 2], "label": "car"}]}\n```\n'
+        'People:\n```json\n[{"bbox_2d": [3, 3, 4, 4], "label": "person"}]\n```'
+    )
     assert [label for label, _, _ in boxes_of(reply)] == ["car", "person"]
 
 
-@pytest.mark.parametrize("fields, label", [
-    ({"label": "L", "name": "N", "description": "D"}, "L"),
-    ({"text_content": "T", "name": "N"}, "T"),
-    ({"name": "N", "description": "D"}, "N"),
-    ({"name_en": "E", "description": "D"}, "E"),
-    ({"names": {"zh": "车", "en": "car"}, "description": "D"}, "car"),
-    ({"description": "a red car"}, "a red car"),
-    ({"label": "", "name": "N"}, "N"),
-])
+@pytest.mark.parametrize(
+    "fields, label",
+    [
+        ({"label": "L", "name": "N", "description": "D"}, "L"),
+        ({"text_content": "T", "name": "N"}, "T"),
+        ({"name": "N", "description": "D"}, "N"),
+        ({"name_en": "E", "description": "D"}, "E"),
+        ({"names": {"zh": "车", "en": "car"}, "description": "D"}, "car"),
+        ({"description": "a red car"}, "a red car"),
+        ({"label": "", "name": "N"}, "N"),
+    ],
+)
 def test_labels_under_other_keys_with_label_first(fields, label):
     reply = json.dumps([dict(bbox_2d=[1, 2, 3, 4], **fields)], ensure_ascii=False)
     assert boxes_of(reply)[0][0] == label
@@ -237,21 +258,29 @@ def test_labels_under_other_keys_with_label_first(fields, label):
 
 def test_the_plain_line_format():
     reply = "120,40,380,300 dog\n400, 50, 600, 280 cat on the sofa\n- 10,10,20,20 toy\nThat is all."
-    assert boxes_of(reply) == [("dog", (120.0, 40.0, 380.0, 300.0), "box"),
-                               ("cat on the sofa", (400.0, 50.0, 600.0, 280.0), "box"),
-                               ("toy", (10.0, 10.0, 20.0, 20.0), "box")]
+    assert boxes_of(reply) == [
+        ("dog", (120.0, 40.0, 380.0, 300.0), "box"),
+        ("cat on the sofa", (400.0, 50.0, 600.0, 280.0), "box"),
+        ("toy", (10.0, 10.0, 20.0, 20.0), "box"),
+    ]
 
 
 def test_qwen2_vl_text_without_special_tokens_keeps_its_labels():
     reply = "red car(100,200),(500,600) and the dog(10,20),(30,40),(50,60),(70,80). Frame 2: bike(1,2),(3,4)"
     found = [(b.label, b.bbox) for b in parse_boxes(reply, "qwen2-vl", INPUT, SPACE)]
-    assert found == [("red car", (100.0, 200.0, 500.0, 600.0)), ("the dog", (10.0, 20.0, 30.0, 40.0)),
-                     ("the dog", (50.0, 60.0, 70.0, 80.0)), ("bike", (1.0, 2.0, 3.0, 4.0))]
+    assert found == [
+        ("red car", (100.0, 200.0, 500.0, 600.0)),
+        ("the dog", (10.0, 20.0, 30.0, 40.0)),
+        ("the dog", (50.0, 60.0, 70.0, 80.0)),
+        ("bike", (1.0, 2.0, 3.0, 4.0)),
+    ]
 
 
 def test_a_stray_brace_keeps_every_complete_object():
-    reply = ('Here { are the boxes: {"bbox_2d": [1, 2, 3, 4], "label": "a"} and {"bbox_2d": [5, 6, 7, 8], '
-             '"label": "b"} and a broken {"bbox_2d": [9, 9')
+    reply = (
+        'Here { are the boxes: {"bbox_2d": [1, 2, 3, 4], "label": "a"} and {"bbox_2d": [5, 6, 7, 8], '
+        '"label": "b"} and a broken {"bbox_2d": [9, 9'
+    )
     assert [label for label, _, _ in boxes_of(reply)] == ["a", "b"]
 
 

@@ -21,7 +21,7 @@ import pytest
 
 import keyframe_qa.jobs.ask as pipeline_module
 from keyframe_qa.jobs.batch import iter_lines
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers import assert_one_line_error, run
 
 LATIN1 = os.fsdecode(b"caf\xe9.mp4")
 
@@ -29,8 +29,10 @@ LATIN1 = os.fsdecode(b"caf\xe9.mp4")
 @pytest.fixture()
 def forbid(monkeypatch):
     """forbid("probe", "read_selected", "build_engine"): fail if the pipeline starts that work."""
+
     def apply(*names):
         for name in names:
+
             def forbidden(*args, _name=name, **kwargs):
                 raise AssertionError(f"{_name} ran before the request was refused")
 
@@ -90,8 +92,14 @@ class Hostile(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _number(self):
-        self._reply(json.dumps({"choices": [{"message": {"content": 42}, "finish_reason": "stop"}],
-                                "usage": {"prompt_tokens": 5, "completion_tokens": 1}}).encode())
+        self._reply(
+            json.dumps(
+                {
+                    "choices": [{"message": {"content": 42}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+                }
+            ).encode()
+        )
 
     def _deep(self):
         self._reply(b"[" * 200_000 + b"]" * 200_000)
@@ -100,8 +108,9 @@ class Hostile(http.server.BaseHTTPRequestHandler):
         self._reply(b"[1, 2, 3]")
 
     def _bad_usage(self):
-        self._reply(json.dumps({"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": "many"}})
-                    .encode())
+        self._reply(
+            json.dumps({"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": "many"}}).encode()
+        )
 
 
 @pytest.fixture()
@@ -122,17 +131,35 @@ def hostile():
 
 
 def _ask_server(capsys, videos, url, *extra):
-    return run(capsys, "ask", videos["plain.mp4"], "q", "--at", "1", "--engine", "openai", "--base-url", url,
-               "--model", "served", "--family", "qwen2-vl", *extra)
+    return run(
+        capsys,
+        "ask",
+        videos["plain.mp4"],
+        "q",
+        "--at",
+        "1",
+        "--engine",
+        "openai",
+        "--base-url",
+        url,
+        "--model",
+        "served",
+        "--family",
+        "qwen2-vl",
+        *extra,
+    )
 
 
-@pytest.mark.parametrize("mode, fragment", [
-    ("endless", "sent a reply larger than 16 MiB"),
-    ("number", "its content is a JSON number, not text"),
-    ("deep", "nested too deeply"),
-    ("list", "a JSON list, not an object"),
-    ("bad_usage", "usage.prompt_tokens is not a count"),
-])
+@pytest.mark.parametrize(
+    "mode, fragment",
+    [
+        ("endless", "sent a reply larger than 16 MiB"),
+        ("number", "its content is a JSON number, not text"),
+        ("deep", "nested too deeply"),
+        ("list", "a JSON list, not an object"),
+        ("bad_usage", "usage.prompt_tokens is not a count"),
+    ],
+)
 def test_odd_or_endless_replies_are_one_line(capsys, videos, hostile, mode, fragment):
     code, _, err = _ask_server(capsys, videos, hostile(mode))
     assert code == 1
@@ -167,8 +194,20 @@ def test_an_api_key_no_header_can_carry_is_a_usage_error(capsys, videos, hostile
 
 def test_the_server_engine_reads_keyframe_qa_model(capsys, videos, openai_server, tiny_model, monkeypatch):
     monkeypatch.setenv("KEYFRAME_QA_MODEL", tiny_model)
-    code, out, err = run(capsys, "ask", videos["plain.mp4"], "q", "--at", "1", "--engine", "openai", "--base-url",
-                         openai_server, "--max-new-tokens", "2")
+    code, out, err = run(
+        capsys,
+        "ask",
+        videos["plain.mp4"],
+        "q",
+        "--at",
+        "1",
+        "--engine",
+        "openai",
+        "--base-url",
+        openai_server,
+        "--max-new-tokens",
+        "2",
+    )
     assert code == 0, err
     assert json.loads(out)["model"]["id"] == tiny_model
 
@@ -181,14 +220,21 @@ def test_an_empty_keyframe_qa_model_is_a_usage_error(capsys, videos, monkeypatch
     assert_one_line_error(err, "KEYFRAME_QA_MODEL is set but empty")
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["ask", "{video}", "q", "--at", "1", "--model", ""], "--model is empty"),
-    (["ask", "{video}", "q", "--at", "1", "--model", "  "], "--model is empty"),
-    (["frames", "{video}", "--relevant", "2", "--query", "x", "--scorer", "", "--out", "{tmp}/f"], "--scorer is empty"),
-    (["ask", "{video}", "q", "--relevant", "2", "--scorer", " "], "--scorer is empty"),
-])
-def test_an_empty_model_or_scorer_is_a_usage_error_like_an_empty_variable(capsys, videos, tmp_path, forbid, args,
-                                                                          fragment):
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["ask", "{video}", "q", "--at", "1", "--model", ""], "--model is empty"),
+        (["ask", "{video}", "q", "--at", "1", "--model", "  "], "--model is empty"),
+        (
+            ["frames", "{video}", "--relevant", "2", "--query", "x", "--scorer", "", "--out", "{tmp}/f"],
+            "--scorer is empty",
+        ),
+        (["ask", "{video}", "q", "--relevant", "2", "--scorer", " "], "--scorer is empty"),
+    ],
+)
+def test_an_empty_model_or_scorer_is_a_usage_error_like_an_empty_variable(
+    capsys, videos, tmp_path, forbid, args, fragment
+):
     forbid("probe", "build_engine")
     code, _, err = run(capsys, *[a.format(video=videos["plain.mp4"], tmp=tmp_path) for a in args])
     assert code == 2, err
@@ -224,7 +270,8 @@ def test_ten_thousand_times_on_matroska_are_refused_before_the_probe(capsys, vid
 
 
 def test_a_ten_megabyte_manifest_question_is_a_row_error_without_tokenising_or_probing(
-        capsys, videos, tiny_model, tmp_path, monkeypatch):
+    capsys, videos, tiny_model, tmp_path, monkeypatch
+):
     import keyframe_qa.answering as answering
     import keyframe_qa.model.text_tokens as text_tokens
 
@@ -233,16 +280,26 @@ def test_a_ten_megabyte_manifest_question_is_a_row_error_without_tokenising_or_p
     monkeypatch.setattr(pipeline_module, "probe", lambda path: probed.append(path) or real_probe(path))
     counter = text_tokens.text_counter(tiny_model)
     encoded = []
-    monkeypatch.setattr(answering, "text_counter", lambda model_id: text_tokens.TextCounter(
-        counter.max_token_bytes, lambda text: encoded.append(len(text)) or counter.encode(text)))
+    monkeypatch.setattr(
+        answering,
+        "text_counter",
+        lambda model_id: text_tokens.TextCounter(
+            counter.max_token_bytes, lambda text: encoded.append(len(text)) or counter.encode(text)
+        ),
+    )
     huge = tmp_path / "huge.mp4"
     shutil.copy(videos["plain.mp4"], huge)
     manifest = tmp_path / "rows.jsonl"
-    manifest.write_text(json.dumps({"video": str(huge), "at": 1, "question": "x" * 10_000_000}) + "\n" +
-                        json.dumps({"video": videos["cut.mp4"], "at": 1, "question": "What is it?"}) + "\n")
+    manifest.write_text(
+        json.dumps({"video": str(huge), "at": 1, "question": "x" * 10_000_000})
+        + "\n"
+        + json.dumps({"video": videos["cut.mp4"], "at": 1, "question": "What is it?"})
+        + "\n"
+    )
     output = tmp_path / "out.jsonl"
-    code, _, err = run(capsys, "batch", str(manifest), "--model", tiny_model, "--max-new-tokens", "2", "-o",
-                       str(output))
+    code, _, err = run(
+        capsys, "batch", str(manifest), "--model", tiny_model, "--max-new-tokens", "2", "-o", str(output)
+    )
     assert code == 1, err
     lines = {os.path.basename(r["video"]["path"]): r for r in iter_lines(str(output))}
     assert lines["huge.mp4"]["status"] == "error" and "a question takes at least" in lines["huge.mp4"]["error"]
@@ -263,8 +320,9 @@ def test_a_manifest_time_with_thousands_of_digits_is_a_row_error(capsys, videos,
     manifest = tmp_path / "rows.csv"
     manifest.write_text(f"video,at,question\n{videos['plain.mp4']},{'9' * 5000},q\n{videos['cut.mp4']},1,q\n")
     output = tmp_path / "out.jsonl"
-    code, _, err = run(capsys, "batch", str(manifest), "--model", tiny_model, "--max-new-tokens", "2", "-o",
-                       str(output))
+    code, _, err = run(
+        capsys, "batch", str(manifest), "--model", tiny_model, "--max-new-tokens", "2", "-o", str(output)
+    )
     assert code == 1
     assert sorted(r["status"] for r in iter_lines(str(output))) == ["error", "ok"]
 
@@ -282,9 +340,24 @@ def test_a_latin1_name_is_answered_and_recoverable(capsys, videos, tiny_model, t
     video = tmp_path / LATIN1
     shutil.copy(videos["plain.mp4"], video)
     output = tmp_path / "out.json"
-    code, _, err = run(capsys, "ask", str(video), "q", "--at", "1", "--model", tiny_model, "--max-new-tokens", "2",
-                       "-o", str(output), "--save-frames", str(tmp_path / "frames"), "--html",
-                       str(tmp_path / "page.html"))
+    code, _, err = run(
+        capsys,
+        "ask",
+        str(video),
+        "q",
+        "--at",
+        "1",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "2",
+        "-o",
+        str(output),
+        "--save-frames",
+        str(tmp_path / "frames"),
+        "--html",
+        str(tmp_path / "page.html"),
+    )
     assert code == 0, err
     report = json.loads(_valid_utf8(output))
     assert report["video"]["path"].endswith("caf\ufffd.mp4")
@@ -298,8 +371,20 @@ def test_a_batch_answers_every_video_whatever_its_name_and_resumes(capsys, video
     for name in (LATIN1, "plain.mp4", os.fsdecode(b"\xff\xfe.mkv")):
         shutil.copy(videos["plain.mp4"], folder / name)
     output = tmp_path / "out.jsonl"
-    args = ["batch", str(folder), "-q", "q", "--at", "1", "--model", tiny_model, "--max-new-tokens", "2", "-o",
-            str(output)]
+    args = [
+        "batch",
+        str(folder),
+        "-q",
+        "q",
+        "--at",
+        "1",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "2",
+        "-o",
+        str(output),
+    ]
     code, _, err = run(capsys, *args)
     assert code == 0, err
     _valid_utf8(output)
@@ -307,8 +392,9 @@ def test_a_batch_answers_every_video_whatever_its_name_and_resumes(capsys, video
     assert [r["status"] for r in lines] == ["ok"] * 3
     from keyframe_qa.outputs.jsontext import path_of
 
-    assert sorted(os.path.basename(path_of(r["video"])) for r in lines) == \
-        sorted([LATIN1, "plain.mp4", os.fsdecode(b"\xff\xfe.mkv")])
+    assert sorted(os.path.basename(path_of(r["video"])) for r in lines) == sorted(
+        [LATIN1, "plain.mp4", os.fsdecode(b"\xff\xfe.mkv")]
+    )
     code, _, err = run(capsys, *args)
     assert code == 0 and "0 answered, 0 failed, 3 already done" in err
 
@@ -336,14 +422,28 @@ def test_a_batch_counts_truncations_once_and_names_its_failures(capsys, videos, 
         shutil.copy(videos["plain.mp4"], folder / f"ok{number}.mp4")
     (folder / "broken.mp4").write_text("not a video\n" * 50)
     output = tmp_path / "out.jsonl"
-    code, _, err = run(capsys, "batch", str(folder), "-q", "Describe it in detail.", "--at", "1", "--model",
-                       tiny_model, "--max-new-tokens", "1", "-o", str(output))
+    code, _, err = run(
+        capsys,
+        "batch",
+        str(folder),
+        "-q",
+        "Describe it in detail.",
+        "--at",
+        "1",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "1",
+        "-o",
+        str(output),
+    )
     assert code == 1
     lines = err.strip().splitlines()
     assert not [line for line in lines if line.startswith("warning:")]  # no line per video
     assert "3 videos had replies stopped at --max-new-tokens 1" in err
-    assert any(line.startswith("failed: ") and "broken.mp4" in line and "not a readable video" in line
-               for line in lines)
+    assert any(
+        line.startswith("failed: ") and "broken.mp4" in line and "not a readable video" in line for line in lines
+    )
     assert lines[-1].startswith("3 answered, 1 failed")
     assert all(r["truncated_replies"] == 1 for r in iter_lines(str(output)) if r["status"] == "ok")
 
@@ -363,8 +463,11 @@ def test_warnings_go_above_a_progress_bar_not_onto_it(monkeypatch):
     bar.close()
     text = stream.getvalue()
     assert "warning: something to know" in text
-    assert not [piece for piece in text.replace("\r", "\n").split("\n")
-                if "warning:" in piece and not piece.startswith("warning:")], text
+    assert not [
+        piece
+        for piece in text.replace("\r", "\n").split("\n")
+        if "warning:" in piece and not piece.startswith("warning:")
+    ], text
 
 
 def test_a_run_that_fails_to_start_leaves_the_results_file_as_it_was(capsys, videos, tmp_path, monkeypatch):
@@ -375,8 +478,20 @@ def test_a_run_that_fails_to_start_leaves_the_results_file_as_it_was(capsys, vid
     old = json.dumps({"schema_version": 1, "video": {"path": "/v/a.mp4"}, "status": "ok", "settings": "s"}) + "\n"
     output.write_text(old)
     dead = ["--engine", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--family", "qwen2-vl"]
-    code, _, err = run(capsys, "batch", videos["plain.mp4"], videos["broken.mp4"] if "broken.mp4" in videos else
-                       videos["cut.mp4"], "-q", "q", "--at", "1", *dead, "-o", str(output), "--overwrite")
+    code, _, err = run(
+        capsys,
+        "batch",
+        videos["plain.mp4"],
+        videos["broken.mp4"] if "broken.mp4" in videos else videos["cut.mp4"],
+        "-q",
+        "q",
+        "--at",
+        "1",
+        *dead,
+        "-o",
+        str(output),
+        "--overwrite",
+    )
     assert code == 1 and "cannot reach the server" in err
     assert output.read_text() == old  # --overwrite empties only once a video is answered
     fresh = tmp_path / "new.jsonl"
@@ -392,8 +507,10 @@ def test_an_output_path_ending_in_a_slash_is_a_folder(capsys, videos, tmp_path, 
     assert not (tmp_path / "newdir").exists()
 
 
-@pytest.mark.parametrize("what, fragment", [("fifo", "is a named pipe (FIFO), not a video file"),
-                                            ("/dev/zero", "is a character device, not a video file")])
+@pytest.mark.parametrize(
+    "what, fragment",
+    [("fifo", "is a named pipe (FIFO), not a video file"), ("/dev/zero", "is a character device, not a video file")],
+)
 def test_a_pipe_or_a_device_as_the_video_says_what_it_is(capsys, tmp_path, what, fragment):
     path = what
     if what == "fifo":
@@ -409,9 +526,23 @@ def test_an_ordinary_webm_prints_no_index_jargon(capsys, tmp_path):
     import imageio_ffmpeg
 
     webm = tmp_path / "clip.webm"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
-                    "testsrc=duration=4:size=320x240:rate=10", "-c:v", "libvpx-vp9", "-b:v", "200k", str(webm)],
-                   check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=duration=4:size=320x240:rate=10",
+            "-c:v",
+            "libvpx-vp9",
+            "-b:v",
+            "200k",
+            str(webm),
+        ],
+        check=True,
+    )
     code, _, err = run(capsys, "frames", str(webm), "--at", "1.5,3", "--out", str(tmp_path / "out"))
     assert code == 0, err
     assert "warning" not in err and "seek windows" not in err
@@ -423,8 +554,9 @@ def test_an_ordinary_webm_prints_no_index_jargon(capsys, tmp_path):
 
 def test_decode_time_is_decoding_only(capsys, videos, tiny_model, monkeypatch):
     monkeypatch.setattr(pipeline_module, "warm_engine_imports", lambda: time.sleep(1.0))
-    code, out, err = run(capsys, "ask", videos["plain.mp4"], "q", "--at", "1", "--model", tiny_model,
-                         "--max-new-tokens", "2")
+    code, out, err = run(
+        capsys, "ask", videos["plain.mp4"], "q", "--at", "1", "--model", tiny_model, "--max-new-tokens", "2"
+    )
     assert code == 0, err
     timings = json.loads(out)["timings"]
     assert timings["decode_s"] < 1.0 <= timings["model_load_s"]  # the import went to the model's load
@@ -449,9 +581,30 @@ def test_a_disk_that_fills_mid_batch_names_the_file(videos, tiny_model, tmp_path
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
         resource.setrlimit(resource.RLIMIT_FSIZE, (1500, 1500))  # less than one result line
 
-    result = subprocess.run([sys.executable, "-m", "keyframe_qa", "batch", videos["plain.mp4"], videos["cut.mp4"],
-                             "-q", "q", "--at", "1", "--model", tiny_model, "--max-new-tokens", "2", "-o", str(output)],
-                            capture_output=True, text=True, preexec_fn=small_files, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keyframe_qa",
+            "batch",
+            videos["plain.mp4"],
+            videos["cut.mp4"],
+            "-q",
+            "q",
+            "--at",
+            "1",
+            "--model",
+            tiny_model,
+            "--max-new-tokens",
+            "2",
+            "-o",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+        timeout=300,
+    )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: cannot write") and str(output) in last and "file too large" in last
@@ -465,8 +618,18 @@ def test_manifest_rows_are_bounded(capsys, videos, tiny_model, tmp_path):
     csv_manifest = tmp_path / "rows.csv"
     csv_manifest.write_text(f"video,at,question\n{videos['plain.mp4']},1,{'y' * 10_000_000}\n")
     output = tmp_path / "out.jsonl"
-    code, _, err = run(capsys, "batch", str(manifest), str(csv_manifest), "--model", tiny_model,
-                       "--max-new-tokens", "2", "-o", str(output))
+    code, _, err = run(
+        capsys,
+        "batch",
+        str(manifest),
+        str(csv_manifest),
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "2",
+        "-o",
+        str(output),
+    )
     assert code == 1, err
     lines = list(iter_lines(str(output)))
     errors = sorted(r["error"] for r in lines if r["status"] == "error")
@@ -486,17 +649,19 @@ def test_a_manifest_line_nested_too_deeply_is_one_line(capsys, tmp_path, tiny_mo
 NOT_UTF8 = os.fsdecode(b"caf\xe9?")  # a question typed in a latin-1 shell
 
 
-@pytest.mark.parametrize("args", [
-    ["ask", "{video}", NOT_UTF8, "--at", "1"],
-    ["ask", "{video}", "q", "--find", NOT_UTF8, "--at", "1"],
-    ["ask", "{video}", "q", "--when", NOT_UTF8],
-    ["ask", "{video}", "q", "--relevant", "2", "--find", NOT_UTF8],
-    ["when", "{video}", NOT_UTF8],
-    ["frames", "{video}", "--relevant", "2", "--query", NOT_UTF8, "--out", "{tmp}/f"],
-    ["batch", "{video}", "-q", NOT_UTF8, "--at", "1", "-o", "{tmp}/r.jsonl"],
-])
-def test_text_that_is_not_utf8_is_one_usage_error_in_every_command(capsys, videos, tiny_model, tmp_path, forbid,
-                                                                    args):
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ask", "{video}", NOT_UTF8, "--at", "1"],
+        ["ask", "{video}", "q", "--find", NOT_UTF8, "--at", "1"],
+        ["ask", "{video}", "q", "--when", NOT_UTF8],
+        ["ask", "{video}", "q", "--relevant", "2", "--find", NOT_UTF8],
+        ["when", "{video}", NOT_UTF8],
+        ["frames", "{video}", "--relevant", "2", "--query", NOT_UTF8, "--out", "{tmp}/f"],
+        ["batch", "{video}", "-q", NOT_UTF8, "--at", "1", "-o", "{tmp}/r.jsonl"],
+    ],
+)
+def test_text_that_is_not_utf8_is_one_usage_error_in_every_command(capsys, videos, tiny_model, tmp_path, forbid, args):
     forbid("probe", "build_engine")
     args = [a.format(video=videos["plain.mp4"], tmp=tmp_path) for a in args]
     code, out, err = run(capsys, *args, "--model", tiny_model) if args[0] != "frames" else run(capsys, *args)
@@ -504,21 +669,32 @@ def test_text_that_is_not_utf8_is_one_usage_error_in_every_command(capsys, video
     assert_one_line_error(err, "is not valid UTF-8 text (byte 0xe9 after 'caf')")
 
 
-@pytest.mark.parametrize("args", [["scenes", "{video}"], ["ask", "{video}", "q", "--at", "1"],
-                                  ["when", "{video}", "x"]])
+@pytest.mark.parametrize(
+    "args", [["scenes", "{video}"], ["ask", "{video}", "q", "--at", "1"], ["when", "{video}", "x"]]
+)
 def test_a_closed_stdout_is_one_usage_error_before_any_work(videos, args):
     # `keyframe-qa ... >&-`: the process starts with no file descriptor 1, and Python with no sys.stdout.
-    command = [sys.executable, "-m", "keyframe_qa", *[a.format(video=videos["plain.mp4"]) for a in args],
-               "--model", "/nonexistent"] if args[0] != "scenes" else \
-        [sys.executable, "-m", "keyframe_qa", *[a.format(video=videos["plain.mp4"]) for a in args]]
+    command = (
+        [
+            sys.executable,
+            "-m",
+            "keyframe_qa",
+            *[a.format(video=videos["plain.mp4"]) for a in args],
+            "--model",
+            "/nonexistent",
+        ]
+        if args[0] != "scenes"
+        else [sys.executable, "-m", "keyframe_qa", *[a.format(video=videos["plain.mp4"]) for a in args]]
+    )
     done = subprocess.run(command, preexec_fn=lambda: os.close(1), stderr=subprocess.PIPE, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == "Error: standard output is closed: give -o FILE to write the result to a file"
 
 
 @pytest.mark.parametrize("option", ["--annotate", "--save-frames", "--html", "-o"])
-def test_an_output_where_nothing_can_be_written_is_refused_before_the_model_loads(capsys, videos, tiny_model, forbid,
-                                                                                 option):
+def test_an_output_where_nothing_can_be_written_is_refused_before_the_model_loads(
+    capsys, videos, tiny_model, forbid, option
+):
     # Root passes every permission check on /proc, yet nothing can be created there.
     forbid("probe", "build_engine")
     target = "/proc/keyframe-qa-test" + (".html" if option == "--html" else ".json" if option == "-o" else "")
@@ -529,8 +705,9 @@ def test_an_output_where_nothing_can_be_written_is_refused_before_the_model_load
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
-@pytest.mark.parametrize("command", [["frames", "{p}", "--at", "0", "--out", "{tmp}/f"], ["scenes", "{p}"],
-                                     ["ask", "{p}", "q", "--at", "0"]])
+@pytest.mark.parametrize(
+    "command", [["frames", "{p}", "--at", "0", "--out", "{tmp}/f"], ["scenes", "{p}"], ["ask", "{p}", "q", "--at", "0"]]
+)
 def test_a_still_image_is_refused_by_name(capsys, tmp_path, tiny_model, suffix, command):
     import cv2
     import numpy as np
@@ -544,12 +721,15 @@ def test_a_still_image_is_refused_by_name(capsys, tmp_path, tiny_model, suffix, 
     assert_one_line_error(err, f"photo{suffix} is a still image ({'PNG' if suffix == '.png' else 'JPEG'}), not a video")
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--threshold", "30"], "--threshold goes with --scenes: add --scenes, or leave it out"),
-    (["--keyframe", "sharpest", "--max-scenes", "3"], "--keyframe and --max-scenes go with --scenes"),
-    (["--candidates", "keyframes"], "--candidates goes with --relevant"),
-    (["--query", "x"], "--query goes with --relevant"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--threshold", "30"], "--threshold goes with --scenes: add --scenes, or leave it out"),
+        (["--keyframe", "sharpest", "--max-scenes", "3"], "--keyframe and --max-scenes go with --scenes"),
+        (["--candidates", "keyframes"], "--candidates goes with --relevant"),
+        (["--query", "x"], "--query goes with --relevant"),
+    ],
+)
 def test_an_option_of_a_way_not_chosen_is_a_usage_error(capsys, videos, tmp_path, args, fragment):
     code, _, err = run(capsys, "frames", videos["plain.mp4"], "--at", "1", *args, "--out", str(tmp_path / "f"))
     assert code == 2, err
@@ -560,6 +740,8 @@ def test_an_option_of_a_way_not_chosen_is_a_usage_error(capsys, videos, tmp_path
 def test_frames_without_a_selection_says_what_it_writes(capsys, videos, tmp_path):
     code, _, err = run(capsys, "frames", videos["plain.mp4"], "--out", str(tmp_path / "f"))
     assert code == 0, err
-    assert "no frames chosen (--at, --every, --num-frames, --fps, --scenes or --relevant): writing 12 sampled like " \
-           "qwen-vl-utils (2 a second)" in err
+    assert (
+        "no frames chosen (--at, --every, --num-frames, --fps, --scenes or --relevant): writing 12 sampled like "
+        "qwen-vl-utils (2 a second)" in err
+    )
     assert "wrote 12 frames and" in err

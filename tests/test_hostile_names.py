@@ -11,7 +11,7 @@ import stat
 
 import pytest
 
-from tests.test_outputs import IS_ROOT, NOBODY, USERS, run_cli, sandbox, snapshot, watched  # noqa: F401
+from tests.helpers import IS_ROOT, NOBODY, USERS, run_cli, snapshot, watched
 
 FRAME_AT_1 = "frame_000_000001.000s.png"  # the name `--at 1` gets in cut.mp4 (10 fps)
 
@@ -39,8 +39,9 @@ def test_frames_never_write_through_a_link_at_a_name_we_chose(sandbox, user, tar
     code, _, err = run_cli(user, ["frames", "v.mp4", "--at", "1", "--out", "out"], sandbox)
     _one_error(code, err, 1, "is a symlink")
     after = snapshot(watched(sandbox) + [os.path.join(out, FRAME_AT_1)])
-    assert {k: v for k, v in after.items() if k != os.path.join(sandbox, "out")} == \
-        {k: v for k, v in before.items() if k != os.path.join(sandbox, "out")}
+    assert {k: v for k, v in after.items() if k != os.path.join(sandbox, "out")} == {
+        k: v for k, v in before.items() if k != os.path.join(sandbox, "out")
+    }
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
@@ -57,8 +58,9 @@ def test_ask_refuses_a_planted_frame_link_before_the_model_loads(sandbox, tiny_m
         raise AssertionError("the model was loaded")
 
     monkeypatch.setattr(pipeline, "build_engine", no_model)
-    code, _, err = run_cli("self", ["ask", "v.mp4", "q", "--at", "1", "--model", tiny_model, option, "out",
-                                    "-o", "a.json"], sandbox)
+    code, _, err = run_cli(
+        "self", ["ask", "v.mp4", "q", "--at", "1", "--model", tiny_model, option, "out", "-o", "a.json"], sandbox
+    )
     _one_error(code, err, 1, "is a symlink")
     assert snapshot(watched(sandbox)) == {**before, os.path.join(sandbox, "out"): snapshot([out])[out]}
     assert not os.path.exists(os.path.join(sandbox, "a.json"))
@@ -144,18 +146,25 @@ def test_a_cache_entry_planted_as_a_link_is_replaced_never_followed(sandbox, cac
     again, err = _scenes(user, sandbox)
     assert again["scenes"] == fresh["scenes"]
     assert f"ignoring the scenes cache entry {entry} (it is a symlink)" in err
-    assert snapshot(watched(sandbox)) == {**before, os.path.join(sandbox, "cache"): before[os.path.join(sandbox, "cache")]}
+    assert snapshot(watched(sandbox)) == {
+        **before,
+        os.path.join(sandbox, "cache"): before[os.path.join(sandbox, "cache")],
+    }
     assert not os.path.islink(entry) and json.load(open(entry))["payload"]  # replaced by a real entry
 
 
-@pytest.mark.parametrize("tamper, why", [
-    (lambda e: e["payload"][0].update(end_frame="twenty"), "is not an integer"),
-    (lambda e: e["payload"][-1].update(end_frame=10 ** 6), "past the video's last frame"),
-    (lambda e: e["payload"].reverse(), "does not follow on"),
-    (lambda e: e.update(key={"path": "/other/video.mp4"}), "not a keyframe-qa entry"),
-    (lambda e: e.update(payload=None), "no scene list"),
-    (lambda e: e.update(payload=[[[[]]]] * 3), "does not have the fields"),
-], ids=["wrong-type", "past-the-end", "out-of-order", "foreign-key", "no-list", "nested"])
+@pytest.mark.parametrize(
+    "tamper, why",
+    [
+        (lambda e: e["payload"][0].update(end_frame="twenty"), "is not an integer"),
+        (lambda e: e["payload"][-1].update(end_frame=10**6), "past the video's last frame"),
+        (lambda e: e["payload"].reverse(), "does not follow on"),
+        (lambda e: e.update(key={"path": "/other/video.mp4"}), "not a keyframe-qa entry"),
+        (lambda e: e.update(payload=None), "no scene list"),
+        (lambda e: e.update(payload=[[[[]]]] * 3), "does not have the fields"),
+    ],
+    ids=["wrong-type", "past-the-end", "out-of-order", "foreign-key", "no-list", "nested"],
+)
 def test_a_wrong_cache_entry_is_ignored_with_one_warning_then_replaced(sandbox, cache_root, tamper, why):
     fresh, _ = _scenes("self", sandbox)
     entry = _entry(cache_root)
@@ -187,7 +196,7 @@ def test_damaged_or_huge_cache_entries_are_ignored(sandbox, cache_root):
 
 
 def test_an_entry_too_large_to_be_read_back_is_not_written(cache_root, monkeypatch, capsys):
-    from keyframe_qa.outputs import cache
+    from keyframe_qa.files import cache
 
     monkeypatch.setattr(cache, "MAX_ENTRY_BYTES", 1024)
     cache.write_entry("relevance", "big.json", {"k": 1}, {"embeddings": "A" * 2048})

@@ -38,7 +38,7 @@ def _imports(module: str, path: str) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -65,8 +65,9 @@ def test_no_product_module_imports_the_test_fixtures():
 def test_the_light_stages_never_import_torch_or_transformers(stage):
     modules = [m for m in MODULES if m.startswith(f"keyframe_qa.{stage}")]
     assert modules
-    heavy = {m: sorted(n for n in IMPORTS[m] if n.split(".")[0] in ("torch", "torchvision", "transformers"))
-             for m in modules}
+    heavy = {
+        m: sorted(n for n in IMPORTS[m] if n.split(".")[0] in ("torch", "torchvision", "transformers")) for m in modules
+    }
     assert not {m: n for m, n in heavy.items() if n}
 
 
@@ -88,7 +89,7 @@ def test_there_is_no_import_cycle_even_inside_functions():
             if nxt == node.rpartition(".")[0]:
                 continue
             if state.get(nxt) == 1:
-                cycles.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+                cycles.append(path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt])
             elif nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = 2
@@ -107,11 +108,13 @@ def test_the_engines_do_not_import_the_module_that_drives_them():
 
 def test_the_frames_command_imports_no_model_code(tmp_path):
     clip = os.path.join(os.path.dirname(PACKAGE), "sample_videos", "bigbuckbunny.mp4")
-    code = ("import sys\nfrom keyframe_qa.cli import main\n"
-            f"assert main(['frames', {clip!r}, '--at', '1', '--out', {str(tmp_path)!r}]) == 0\n"
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'scenedetect', "
-            "'pydantic', 'tokenizers', 'yaml') or m.startswith(('keyframe_qa.answering', 'keyframe_qa.grounding', "
-            "'keyframe_qa.jobs.ask', 'keyframe_qa.engines', 'keyframe_qa.model')))\nprint(heavy)")
+    code = (
+        "import sys\nfrom keyframe_qa.cli import main\n"
+        f"assert main(['frames', {clip!r}, '--at', '1', '--out', {str(tmp_path)!r}]) == 0\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'scenedetect', "
+        "'pydantic', 'tokenizers', 'yaml') or m.startswith(('keyframe_qa.answering', 'keyframe_qa.replies', "
+        "'keyframe_qa.jobs.ask', 'keyframe_qa.engines', 'keyframe_qa.model')))\nprint(heavy)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
@@ -123,8 +126,9 @@ def test_the_wheel_leaves_the_fixtures_out(tmp_path):
     if uv.returncode != 0:
         pytest.skip("uv is not installed")
     root = os.path.dirname(PACKAGE)
-    built = subprocess.run(["uv", "build", "--wheel", "--out-dir", str(tmp_path), root], capture_output=True,
-                           text=True, timeout=300)
+    built = subprocess.run(
+        ["uv", "build", "--wheel", "--out-dir", str(tmp_path), root], capture_output=True, text=True, timeout=300
+    )
     assert built.returncode == 0, built.stderr
     (wheel,) = [name for name in os.listdir(tmp_path) if name.endswith(".whl")]
     names = zipfile.ZipFile(tmp_path / wheel).namelist()

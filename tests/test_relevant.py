@@ -10,7 +10,8 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keyframe_qa.selection.relevance import select_relevant
 from keyframe_qa.selection.relevant import candidate_numbers
@@ -18,7 +19,7 @@ from keyframe_qa.selection.select import SelectionRequest, select
 from keyframe_qa.testing.oracle import ColourScorer
 from keyframe_qa.testing.synthetic import draw_frame, write_pictures
 from keyframe_qa.video.probe import probe
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers import assert_one_line_error, run
 
 SEGMENT = (120, 179)  # frames showing the green square: 12.0 s to 17.9 s of a 30 s clip at 10 fps
 
@@ -79,6 +80,7 @@ def test_one_peak_takes_most_frames_and_the_rest_is_still_covered(total, count, 
 
 # --- end to end on a clip, the selection under test (a scorer that scores by colour) --------------------
 
+
 @pytest.mark.parametrize("candidates", ["keyframes", "1", "2"])
 def test_relevant_picks_the_green_stretch_and_covers_the_rest(segment_clip, candidates):
     from keyframe_qa.jobs.ask import read_selected
@@ -131,16 +133,31 @@ def test_a_damaged_cache_entry_is_ignored_with_one_warning_and_replaced(segment_
     capsys.readouterr()
     again = select(probed, SelectionRequest(relevant=6, queries=("green",)), scorer=ColourScorer())
     assert again.record["cache"] == "miss" and str(entry) in capsys.readouterr().err
-    assert select(probed, SelectionRequest(relevant=6, queries=("green",)), scorer=ColourScorer()).record["cache"] == "hit"
+    assert (
+        select(probed, SelectionRequest(relevant=6, queries=("green",)), scorer=ColourScorer()).record["cache"] == "hit"
+    )
 
 
 # --- the real scorers (tiny random CLIP and SigLIP) ------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["clip", "siglip"])
 def test_frames_relevant_with_a_real_scorer_and_its_cache(capsys, segment_clip, tiny_scorers, tmp_path, kind):
     scorer = tiny_scorers(kind)
-    common = ["frames", segment_clip, "--relevant", "5", "--query", "a green square", "--scorer", scorer,
-              "--device", "cpu", "--candidates", "keyframes"]
+    common = [
+        "frames",
+        segment_clip,
+        "--relevant",
+        "5",
+        "--query",
+        "a green square",
+        "--scorer",
+        scorer,
+        "--device",
+        "cpu",
+        "--candidates",
+        "keyframes",
+    ]
     code, _, err = run(capsys, *common, "--out", str(tmp_path / "a"))
     assert code == 0, err
     index = json.loads((tmp_path / "a" / "frames.json").read_text())
@@ -174,8 +191,21 @@ def test_a_changed_video_or_scorer_misses_the_cache(capsys, segment_clip, tiny_s
     first = build_tiny_scorer(str(tmp_path / "scorer"), "clip", seed=1)
 
     def cache_state(scorer):
-        code, _, err = run(capsys, "frames", str(video), "--relevant", "3", "--query", "green", "--scorer", scorer,
-                           "--out", str(tmp_path / "out"), "--candidates", "keyframes")
+        code, _, err = run(
+            capsys,
+            "frames",
+            str(video),
+            "--relevant",
+            "3",
+            "--query",
+            "green",
+            "--scorer",
+            scorer,
+            "--out",
+            str(tmp_path / "out"),
+            "--candidates",
+            "keyframes",
+        )
         assert code == 0, err
         return json.loads((tmp_path / "out" / "frames.json").read_text())["selection"]["cache"]
 
@@ -191,14 +221,30 @@ def test_a_changed_video_or_scorer_misses_the_cache(capsys, segment_clip, tiny_s
 
 def test_ask_relevant_with_the_html_curve(capsys, segment_clip, tiny_scorers, tiny_model, tmp_path):
     page = tmp_path / "page.html"
-    code, out, err = run(capsys, "ask", segment_clip, "Is there a green square?", "--relevant", "4", "--scorer",
-                         tiny_scorers("clip"), "--model", tiny_model, "--max-new-tokens", "3", "--html", str(page))
+    code, out, err = run(
+        capsys,
+        "ask",
+        segment_clip,
+        "Is there a green square?",
+        "--relevant",
+        "4",
+        "--scorer",
+        tiny_scorers("clip"),
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "3",
+        "--html",
+        str(page),
+    )
     assert code == 0, err
     report = json.loads(out)
-    assert report["selection"]["method"] == "relevant" and report["selection"]["queries"] == ["Is there a green square?"]
+    assert report["selection"]["method"] == "relevant" and report["selection"]["queries"] == [
+        "Is there a green square?"
+    ]
     assert len(report["frames"]) == 4 and all("relevance" in f for f in report["frames"])
     text = page.read_text()
-    assert "<polyline" in text and text.count('<circle cx=') == 4 and "relevance" in text
+    assert "<polyline" in text and text.count("<circle cx=") == 4 and "relevance" in text
     # Axes: relevance 0, 0.5 and 1; the 30 s of video ticked every 5 s; and a key to the marks.
     import re
 
@@ -214,42 +260,74 @@ def test_batch_relevant_gives_each_video_its_frames(capsys, segment_clip, tiny_s
     for name in ("a.mp4", "b.mp4"):
         (folder / name).write_bytes(open(segment_clip, "rb").read())
     output = tmp_path / "out.jsonl"
-    code, _, err = run(capsys, "batch", str(folder), "-q", "green?", "--relevant", "3", "--scorer",
-                       tiny_scorers("siglip"), "--model", tiny_model, "--max-new-tokens", "3", "-o", str(output))
+    code, _, err = run(
+        capsys,
+        "batch",
+        str(folder),
+        "-q",
+        "green?",
+        "--relevant",
+        "3",
+        "--scorer",
+        tiny_scorers("siglip"),
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "3",
+        "-o",
+        str(output),
+    )
     assert code == 0, err
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(lines) == 2 and all(line["selection"]["method"] == "relevant" for line in lines)
     assert all(len(line["frames"]) == 3 for line in lines)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--relevant", "40", "--candidates", "keyframes"], "more than the 15 candidate frames"),
-    (["--relevant", "4", "--num-frames", "4"], "--num-frames and --relevant cannot be combined"),
-    (["--relevant", "4", "--candidates", "often"], "--candidates must be keyframes or a rate"),
-    (["--relevant", "0"], "--relevant"),
-    (["--relevant", "400"], "has only 300"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--relevant", "40", "--candidates", "keyframes"], "more than the 15 candidate frames"),
+        (["--relevant", "4", "--num-frames", "4"], "--num-frames and --relevant cannot be combined"),
+        (["--relevant", "4", "--candidates", "often"], "--candidates must be keyframes or a rate"),
+        (["--relevant", "0"], "--relevant"),
+        (["--relevant", "400"], "has only 300"),
+    ],
+)
 def test_usage_errors(capsys, segment_clip, tiny_scorers, tiny_model, args, fragment):
-    code, _, err = run(capsys, "ask", segment_clip, "q", *args, "--scorer", tiny_scorers("siglip"), "--model",
-                       tiny_model)
+    code, _, err = run(
+        capsys, "ask", segment_clip, "q", *args, "--scorer", tiny_scorers("siglip"), "--model", tiny_model
+    )
     assert code == 2
     assert_one_line_error(err, fragment)
 
 
 def test_a_scorer_that_is_not_an_image_text_model_is_refused_before_the_video_is_read(
-        capsys, segment_clip, tiny_model, tmp_path, monkeypatch):
+    capsys, segment_clip, tiny_model, tmp_path, monkeypatch
+):
     import keyframe_qa.jobs.ask as ask_module
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the video was probed")
 
     monkeypatch.setattr(ask_module, "probe", forbidden)
-    code, _, err = run(capsys, "ask", segment_clip, "q", "--relevant", "4", "--scorer", tiny_model, "--model",
-                       tiny_model)
+    code, _, err = run(
+        capsys, "ask", segment_clip, "q", "--relevant", "4", "--scorer", tiny_model, "--model", tiny_model
+    )
     assert code == 2
     assert_one_line_error(err, "not an image-text embedding model")
-    code, _, err = run(capsys, "frames", segment_clip, "--relevant", "4", "--query", "q", "--scorer", tiny_model,
-                       "--out", str(tmp_path / "o"))
+    code, _, err = run(
+        capsys,
+        "frames",
+        segment_clip,
+        "--relevant",
+        "4",
+        "--query",
+        "q",
+        "--scorer",
+        tiny_model,
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert code == 2 and not (tmp_path / "o").exists()
     assert_one_line_error(err, "not an image-text embedding model")
 
@@ -257,17 +335,21 @@ def test_a_scorer_that_is_not_an_image_text_model_is_refused_before_the_video_is
 def test_a_scorer_missing_offline_is_the_missing_model_error(capsys, segment_clip, tiny_model, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    code, _, err = run(capsys, "ask", segment_clip, "q", "--relevant", "4", "--scorer", "nobody/no-such-scorer",
-                       "--model", tiny_model)
+    code, _, err = run(
+        capsys, "ask", segment_clip, "q", "--relevant", "4", "--scorer", "nobody/no-such-scorer", "--model", tiny_model
+    )
     assert code == 1
     assert_one_line_error(err, "model 'nobody/no-such-scorer' not found")
     assert "pass --scorer /path/to/checkpoint" in err and "--model" not in err
 
 
-@pytest.mark.parametrize("command", [
-    ["frames", "{clip}", "--relevant", "4", "--out", "{out}"],
-    ["ask", "{clip}", "q", "--relevant", "4", "--when", "x"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["frames", "{clip}", "--relevant", "4", "--out", "{out}"],
+        ["ask", "{clip}", "q", "--relevant", "4", "--when", "x"],
+    ],
+)
 def test_relevant_needs_its_text_and_goes_alone(capsys, segment_clip, tiny_scorers, tiny_model, tmp_path, command):
     args = [a.format(clip=segment_clip, out=str(tmp_path / "o")) for a in command]
     extra = ["--model", tiny_model] if args[0] == "ask" else []
@@ -276,8 +358,9 @@ def test_relevant_needs_its_text_and_goes_alone(capsys, segment_clip, tiny_score
     assert_one_line_error(err, "--query TEXT" if args[0] == "frames" else "without --at")
 
 
-def test_more_frames_than_candidates_is_refused_before_the_scorer_loads(capsys, segment_clip, tiny_scorers,
-                                                                        monkeypatch, tmp_path):
+def test_more_frames_than_candidates_is_refused_before_the_scorer_loads(
+    capsys, segment_clip, tiny_scorers, monkeypatch, tmp_path
+):
     import keyframe_qa.engines.scorer as scorer_module
 
     def forbidden(*args, **kwargs):
@@ -286,8 +369,21 @@ def test_more_frames_than_candidates_is_refused_before_the_scorer_loads(capsys, 
     scorer = tiny_scorers("clip")
     capsys.readouterr()  # building it (once a session) may have written to stderr
     monkeypatch.setattr(scorer_module, "load_scorer", forbidden)
-    code, _, err = run(capsys, "frames", segment_clip, "--relevant", "16", "--candidates", "keyframes", "--query",
-                       "q", "--scorer", scorer, "--out", str(tmp_path / "o"))
+    code, _, err = run(
+        capsys,
+        "frames",
+        segment_clip,
+        "--relevant",
+        "16",
+        "--candidates",
+        "keyframes",
+        "--query",
+        "q",
+        "--scorer",
+        scorer,
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert code == 2
     assert_one_line_error(err, "more than the 15 candidate frames")
 
@@ -301,11 +397,24 @@ def test_a_scorer_whose_embeddings_are_nan_is_a_clear_error(capsys, segment_clip
     broken = tmp_path / "nan-scorer"
     shutil.copytree(tiny_scorers("clip"), broken)
     weights = load_file(str(broken / "model.safetensors"))
-    weights = {name: torch.full_like(t, float("nan")) if "visual_projection" in name else t
-               for name, t in weights.items()}
+    weights = {
+        name: torch.full_like(t, float("nan")) if "visual_projection" in name else t for name, t in weights.items()
+    }
     save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
-    code, out, err = run(capsys, "ask", segment_clip, "q", "--relevant", "3", "--scorer", str(broken), "--model",
-                         "unused", "--candidates", "keyframes")
+    code, out, err = run(
+        capsys,
+        "ask",
+        segment_clip,
+        "q",
+        "--relevant",
+        "3",
+        "--scorer",
+        str(broken),
+        "--model",
+        "unused",
+        "--candidates",
+        "keyframes",
+    )
     assert code == 1, err
     assert_one_line_error(err, "gave embeddings that are not numbers (NaN or infinite) for 15 of 15 candidate frames")
     assert out == ""
@@ -322,8 +431,9 @@ def test_no_nan_reaches_the_json_we_write(capsys):
 
 
 @pytest.mark.parametrize("where", ["preprocessor", "config"])
-def test_a_scorer_asking_for_huge_inputs_is_refused_before_the_video_is_read(capsys, segment_clip, tiny_scorers,
-                                                                               tmp_path, monkeypatch, where):
+def test_a_scorer_asking_for_huge_inputs_is_refused_before_the_video_is_read(
+    capsys, segment_clip, tiny_scorers, tmp_path, monkeypatch, where
+):
     import shutil
 
     import keyframe_qa.jobs.frames as frames_module
@@ -338,7 +448,18 @@ def test_a_scorer_asking_for_huge_inputs_is_refused_before_the_video_is_read(cap
     else:
         data["vision_config"]["image_size"] = 100000
     (huge / name).write_text(json.dumps(data))
-    code, _, err = run(capsys, "frames", segment_clip, "--relevant", "2", "--query", "q", "--scorer", str(huge),
-                       "--out", str(tmp_path / "o"))
+    code, _, err = run(
+        capsys,
+        "frames",
+        segment_clip,
+        "--relevant",
+        "2",
+        "--query",
+        "q",
+        "--scorer",
+        str(huge),
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert code == 2, err
     assert_one_line_error(err, "asks for inputs 100000 pixels on a side")

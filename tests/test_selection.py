@@ -3,9 +3,9 @@
 import pytest
 
 from keyframe_qa.errors import UsageError
-from keyframe_qa.video.probe import probe
 from keyframe_qa.selection.scenes import SceneOptions
-from keyframe_qa.selection.select import SelectionRequest, check_request, select
+from keyframe_qa.selection.select import SelectionRequest, select
+from keyframe_qa.video.probe import probe
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +51,21 @@ def test_scenes_selection_tags_frames_with_scene_indices(videos, tmp_path, monke
     assert selection.record["scenes_found"] == 2
 
 
-@pytest.mark.parametrize("request_kwargs, scene_kwargs, fragment", [
-    (dict(times=(1.0,), scenes=True), {}, "--at and --scenes"),
-    (dict(every=1.0, fps=2.0), {}, "--every and --fps"),
-    (dict(num_frames=3, every=1.0), {}, "--every and --num-frames"),
-    (dict(every=0.0), {}, "--every"), (dict(every=-1.0), {}, "--every"), (dict(num_frames=0), {}, "--num-frames"),
-    (dict(fps=0.0), {}, "--fps"), (dict(scenes=True), dict(max_scenes=0), "--max-scenes"),
-    (dict(scenes=True), dict(detector="magic"), "unknown detector"),
-    (dict(scenes=True), dict(threshold=-1.0), "--threshold"),
-])
+@pytest.mark.parametrize(
+    "request_kwargs, scene_kwargs, fragment",
+    [
+        (dict(times=(1.0,), scenes=True), {}, "--at and --scenes"),
+        (dict(every=1.0, fps=2.0), {}, "--every and --fps"),
+        (dict(num_frames=3, every=1.0), {}, "--every and --num-frames"),
+        (dict(every=0.0), {}, "--every"),
+        (dict(every=-1.0), {}, "--every"),
+        (dict(num_frames=0), {}, "--num-frames"),
+        (dict(fps=0.0), {}, "--fps"),
+        (dict(scenes=True), dict(max_scenes=0), "--max-scenes"),
+        (dict(scenes=True), dict(detector="magic"), "unknown detector"),
+        (dict(scenes=True), dict(threshold=-1.0), "--threshold"),
+    ],
+)
 def test_bad_selections_cannot_be_made(request_kwargs, scene_kwargs, fragment):
     # Checked when the records are made: no selection that cannot work exists to be passed on.
     with pytest.raises(UsageError, match=fragment):

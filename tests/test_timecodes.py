@@ -6,8 +6,18 @@ from keyframe_qa.timecodes import format_time, parse_time, parse_time_list
 
 @pytest.mark.parametrize(
     "text, seconds",
-    [("5.5", 5.5), ("10", 10.0), (".25", 0.25), ("0", 0.0), ("1:05.5", 65.5), ("01:05", 65.0),
-     ("00:01:05.500", 65.5), ("1:00:00", 3600.0), ("2:03:04.250", 7384.25), (" 7 ", 7.0)],
+    [
+        ("5.5", 5.5),
+        ("10", 10.0),
+        (".25", 0.25),
+        ("0", 0.0),
+        ("1:05.5", 65.5),
+        ("01:05", 65.0),
+        ("00:01:05.500", 65.5),
+        ("1:00:00", 3600.0),
+        ("2:03:04.250", 7384.25),
+        (" 7 ", 7.0),
+    ],
 )
 def test_parse_time_accepts_seconds_and_clock_forms(text, seconds):
     assert parse_time(text) == pytest.approx(seconds)

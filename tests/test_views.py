@@ -10,9 +10,9 @@ import pytest
 
 from keyframe_qa.outputs.annotate import draw_boxes
 from keyframe_qa.outputs.html import render_html
-from keyframe_qa.video.probe import probe
 from keyframe_qa.records import Answer, Box
-from tests.test_cli import assert_one_line_error, ask_json, run
+from keyframe_qa.video.probe import probe
+from tests.helpers import ask_json, assert_one_line_error, run
 
 
 @pytest.mark.parametrize("background", [10, 245])
@@ -52,8 +52,11 @@ def test_model_text_is_escaped_in_the_html(videos):
 
     frames = read_frames(video, [1.0, 2.0])
     evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-    answers = [Answer(question=f"Q {evil}", answer=f"It is {evil}", raw=evil,
-                      boxes=(Box(evil, 1, (10.0, 10.0, 100.0, 100.0)),))]
+    answers = [
+        Answer(
+            question=f"Q {evil}", answer=f"It is {evil}", raw=evil, boxes=(Box(evil, 1, (10.0, 10.0, 100.0, 100.0)),)
+        )
+    ]
     page = render_html(video.info, frames, answers, model_id=evil)
     parsed = _Collector()
     parsed.feed(page)
@@ -67,9 +70,22 @@ def test_model_text_is_escaped_in_the_html(videos):
 
 
 def test_find_annotate_and_html_end_to_end(capsys, videos, tiny_model, tmp_path):
-    report = ask_json(capsys, videos["cut.mp4"], "--find", "red square", "--at", "1,3", "--model", tiny_model,
-                      "--max-new-tokens", "4", "--annotate", str(tmp_path / "annotated"),
-                      "--html", str(tmp_path / "page.html"))
+    report = ask_json(
+        capsys,
+        videos["cut.mp4"],
+        "--find",
+        "red square",
+        "--at",
+        "1,3",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "4",
+        "--annotate",
+        str(tmp_path / "annotated"),
+        "--html",
+        str(tmp_path / "page.html"),
+    )
     (answer,) = report["answers"]
     assert answer["find"] == "red square"
     assert '"red square"' in answer["question"] and "Frame 2" in answer["question"]
@@ -88,8 +104,19 @@ def test_find_annotate_and_html_end_to_end(capsys, videos, tiny_model, tmp_path)
 
 
 def test_the_page_shows_the_time_asked_when_it_differs_from_the_frames(capsys, videos, tiny_model, tmp_path):
-    ask_json(capsys, videos["plain.mp4"], "q?", "--at", "0.55", "--model", tiny_model, "--max-new-tokens", "2",
-             "--html", str(tmp_path / "page.html"))
+    ask_json(
+        capsys,
+        videos["plain.mp4"],
+        "q?",
+        "--at",
+        "0.55",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "2",
+        "--html",
+        str(tmp_path / "page.html"),
+    )
     parsed = _Collector()
     parsed.feed((tmp_path / "page.html").read_text())
     assert "Frame 1 at 0:00:00.500 (asked for 0:00:00.550; frame 5)" in " ".join(parsed.text)
@@ -97,7 +124,7 @@ def test_the_page_shows_the_time_asked_when_it_differs_from_the_frames(capsys, v
 
 def _plate_height(image: np.ndarray) -> int:
     """Rows of the dark label plate: on a white frame, rows holding a long run of near-black pixels."""
-    dark = (image.max(axis=2) < 60)
+    dark = image.max(axis=2) < 60
     return int(sum(1 for row in dark if row.sum() >= 20))
 
 
@@ -120,8 +147,20 @@ def test_box_labels_stay_readable_on_thumbnails_of_large_frames():
 
 
 def test_find_with_questions_and_per_frame(capsys, videos, tiny_models):
-    report = ask_json(capsys, videos["plain.mp4"], "What is it?", "--find", "marker", "--every", "3", "--per-frame",
-                      "--model", tiny_models("qwen2.5-vl"), "--max-new-tokens", "3")
+    report = ask_json(
+        capsys,
+        videos["plain.mp4"],
+        "What is it?",
+        "--find",
+        "marker",
+        "--every",
+        "3",
+        "--per-frame",
+        "--model",
+        tiny_models("qwen2.5-vl"),
+        "--max-new-tokens",
+        "3",
+    )
     assert [(a["frame"], "find" in a) for a in report["answers"]] == [(0, False), (0, True), (1, False), (1, True)]
     assert "frame" not in report["answers"][1]["question"].split("JSON")[1]  # one frame per prompt: no frame key
 

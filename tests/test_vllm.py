@@ -21,11 +21,9 @@ import sys
 import pytest
 
 from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers import assert_one_line_error, fresh_cli, run, same_reply, served_args
 
 pytestmark = pytest.mark.slow
-
-END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +48,12 @@ def vllm_server(vllm_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("vllm-clips")
-    specs = {"small.mp4": SyntheticSpec(width=336, height=224, frame_count=40, fps=10, gop=10),
-             "hd.mp4": SyntheticSpec(width=1920, height=1080, frame_count=4, fps=2, gop=2),
-             # 30 s: windows of 32 frames at 1 a second, more than the server's 16 images a prompt.
-             "long.mp4": SyntheticSpec(width=336, height=224, frame_count=300, fps=10, gop=30)}
+    specs = {
+        "small.mp4": SyntheticSpec(width=336, height=224, frame_count=40, fps=10, gop=10),
+        "hd.mp4": SyntheticSpec(width=1920, height=1080, frame_count=4, fps=2, gop=2),
+        # 30 s: windows of 32 frames at 1 a second, more than the server's 16 images a prompt.
+        "long.mp4": SyntheticSpec(width=336, height=224, frame_count=300, fps=10, gop=30),
+    }
     paths = {}
     for name, spec in specs.items():
         paths[name] = str(folder / name)
@@ -63,35 +63,28 @@ def clips(tmp_path_factory) -> dict:
     return paths
 
 
-def served_args(url: str) -> list[str]:
-    return ["--engine", "openai", "--base-url", url]
-
-
-def same_reply(served: str, local: str) -> bool:
-    """vLLM's text is the in-process reply, but for the end token (left out) and an incomplete UTF-8 character
-    at the very end (held back)."""
-    for end in END_TOKENS:
-        local = local.removesuffix(end)
-    local, served = local.rstrip("\ufffd"), served.rstrip("\ufffd")
-    return served == local or (len(local) - len(served) <= 1 and local.startswith(served))
-
-
-def fresh_cli(*args: str) -> dict:
-    """The CLI in a process of its own (nothing imported before it), its JSON."""
-    done = subprocess.run([sys.executable, "-m", "keyframe_qa", *args], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-@pytest.mark.parametrize("clip, times, extra", [
-    ("small.mp4", "0.5,1.5", []),
-    ("hd.mp4", "1", []),  # a 1080p frame, shrunk to its budget on our side (the server must not resize it again)
-    ("small.mp4", "1", ["--find", "the marker", "--max-new-tokens", "24"]),
-])
-def test_vllm_gives_the_in_process_prompt_tokens_and_greedy_tokens(capsys, clips, vllm_model, vllm_server, clip,
-                                                                   times, extra):
-    common = [clips[clip], "What is in the frames?", "--at", times, "--model", vllm_model, "--max-new-tokens", "8",
-              *extra]
+@pytest.mark.parametrize(
+    "clip, times, extra",
+    [
+        ("small.mp4", "0.5,1.5", []),
+        ("hd.mp4", "1", []),  # a 1080p frame, shrunk to its budget on our side (the server must not resize it again)
+        ("small.mp4", "1", ["--find", "the marker", "--max-new-tokens", "24"]),
+    ],
+)
+def test_vllm_gives_the_in_process_prompt_tokens_and_greedy_tokens(
+    capsys, clips, vllm_model, vllm_server, clip, times, extra
+):
+    common = [
+        clips[clip],
+        "What is in the frames?",
+        "--at",
+        times,
+        "--model",
+        vllm_model,
+        "--max-new-tokens",
+        "8",
+        *extra,
+    ]
     served = fresh_cli("ask", *common, *served_args(vllm_server))
     code, out, err = run(capsys, "ask", *common)
     assert code == 0, err
@@ -108,8 +101,9 @@ def test_batch_at_concurrency_4_gives_the_in_process_answers(capsys, clips, vllm
     folder = os.path.dirname(clips["small.mp4"])
     videos = [clips["small.mp4"]] + [os.path.join(folder, f"copy{n}.mp4") for n in range(3)]
     common = [*videos, "-q", "Describe it.", "--at", "1", "--model", vllm_model, "--max-new-tokens", "8"]
-    code, _, err = run(capsys, "batch", *common, *served_args(vllm_server), "--concurrency", "4", "-o",
-                       str(tmp_path / "served.jsonl"))
+    code, _, err = run(
+        capsys, "batch", *common, *served_args(vllm_server), "--concurrency", "4", "-o", str(tmp_path / "served.jsonl")
+    )
     assert code == 0, err
     code, _, err = run(capsys, "batch", *common, "-o", str(tmp_path / "local.jsonl"))
     assert code == 0, err
@@ -126,9 +120,24 @@ def test_batch_at_concurrency_4_gives_the_in_process_answers(capsys, clips, vllm
 
 
 def test_when_with_default_options_fits_the_servers_16_image_limit(clips, vllm_model, vllm_server):
-    done = subprocess.run([sys.executable, "-m", "keyframe_qa", "when", clips["long.mp4"], "a red square", "--model",
-                           vllm_model, "--max-new-tokens", "16", *served_args(vllm_server)],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keyframe_qa",
+            "when",
+            clips["long.mp4"],
+            "a red square",
+            "--model",
+            vllm_model,
+            "--max-new-tokens",
+            "16",
+            *served_args(vllm_server),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["window_frames"] == 16 and all(p["frames"] <= 16 for p in report["passes"])
@@ -138,8 +147,18 @@ def test_when_with_default_options_fits_the_servers_16_image_limit(clips, vllm_m
 
 
 def test_more_frames_than_the_server_takes_is_one_clear_refusal(capsys, clips, vllm_model, vllm_server):
-    common = ["ask", clips["small.mp4"], "q", "--num-frames", "20", "--model", vllm_model, "--max-new-tokens", "2",
-              *served_args(vllm_server)]
+    common = [
+        "ask",
+        clips["small.mp4"],
+        "q",
+        "--num-frames",
+        "20",
+        "--model",
+        vllm_model,
+        "--max-new-tokens",
+        "2",
+        *served_args(vllm_server),
+    ]
     code, _, err = run(capsys, *common)
     assert code == 2
     assert_one_line_error(err, "takes at most 16 images in one prompt")

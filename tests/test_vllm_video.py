@@ -19,8 +19,7 @@ import urllib.request
 import pytest
 
 from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
-from tests.test_cli import assert_one_line_error, run
-from tests.test_vllm import fresh_cli, same_reply, served_args
+from tests.helpers import assert_one_line_error, fresh_cli, run, same_reply, served_args
 
 pytestmark = pytest.mark.slow
 
@@ -57,12 +56,16 @@ def clip(tmp_path_factory) -> str:
     return path
 
 
-@pytest.mark.parametrize("selection, status", [
-    (["--fps", "2"], "exact"),  # even frames, within the 4 fps Qwen2.5-VL tells apart
-    (["--at", "0,1,1.1,4.2,5"], "approximate"),  # uneven: one rate cannot describe them, and both engines say so
-])
-def test_video_mode_gives_the_in_process_prompt_greedy_tokens_and_time_fidelity(capsys, clip, model, server,
-                                                                              selection, status):
+@pytest.mark.parametrize(
+    "selection, status",
+    [
+        (["--fps", "2"], "exact"),  # even frames, within the 4 fps Qwen2.5-VL tells apart
+        (["--at", "0,1,1.1,4.2,5"], "approximate"),  # uneven: one rate cannot describe them, and both engines say so
+    ],
+)
+def test_video_mode_gives_the_in_process_prompt_greedy_tokens_and_time_fidelity(
+    capsys, clip, model, server, selection, status
+):
     common = [clip, "What happens?", *selection, "--mode", "video", "--model", model, "--max-new-tokens", "8"]
     served = fresh_cli("ask", *common, *served_args(server))
     code, out, err = run(capsys, "ask", *common)
@@ -86,8 +89,9 @@ def test_vllm_computes_the_in_process_log_probabilities_from_our_times(clip, mod
 
     local = load_model(model)
     frames = extract_frames(clip, [0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
-    prompt = build_prompt(frames, plan_budget([(f.width, f.height) for f in frames], local.family, mode="video"),
-                          "video")
+    prompt = build_prompt(
+        frames, plan_budget([(f.width, f.height) for f in frames], local.family, mode="video"), "video"
+    )
     inputs = local._encode_rows([(prompt, "What happens?", local.model_inputs(prompt))])
     with torch.inference_mode():
         logprobs = torch.log_softmax(local.model(**inputs).logits[0, -1].float(), dim=-1)
@@ -97,12 +101,22 @@ def test_vllm_computes_the_in_process_log_probabilities_from_our_times(clip, mod
     engine = build_engine(EngineSpec(engine="openai", model_id=model, base_url=server))
     urls, extra = engine._media(prompt)
     _, content = engine._content(prompt, "What happens?", urls)
-    body = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 1, "temperature": 0,
-            "logprobs": True, "top_logprobs": 5, **extra}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": 1,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 5,
+        **extra,
+    }
 
     def first_token(request: dict) -> list[float]:
-        posted = urllib.request.Request(server + "/chat/completions", data=json.dumps(request).encode(),
-                                        headers={"Content-Type": "application/json"})
+        posted = urllib.request.Request(
+            server + "/chat/completions",
+            data=json.dumps(request).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(posted, timeout=300) as reply:
             entries = json.load(reply)["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
         return [entry["logprob"] for entry in entries]
@@ -115,9 +129,26 @@ def test_vllm_computes_the_in_process_log_probabilities_from_our_times(clip, mod
 
 
 def test_when_in_video_mode_with_default_options(clip, model, server):
-    done = subprocess.run([sys.executable, "-m", "keyframe_qa", "when", clip, "a red square", "--mode", "video",
-                           "--model", model, "--max-new-tokens", "16", *served_args(server)],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keyframe_qa",
+            "when",
+            clip,
+            "a red square",
+            "--mode",
+            "video",
+            "--model",
+            model,
+            "--max-new-tokens",
+            "16",
+            *served_args(server),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["model"]["prompt_check"] == "exact" and report["model"]["mode"] == "video"

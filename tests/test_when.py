@@ -13,19 +13,21 @@ import re
 
 import pytest
 
-from keyframe_qa.errors import ModelError, UsageError
 from keyframe_qa import GenerationRequest, WhenRequest, find_moments
+from keyframe_qa.errors import ModelError, UsageError
 from keyframe_qa.selection.windows import merge_spans, plan_windows
 from keyframe_qa.testing.oracle import PixelOracle
 from keyframe_qa.testing.synthetic import SyntheticSpec, write_video
-from tests.test_cli import assert_one_line_error, run
+from tests.helpers import assert_one_line_error, run
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("when")
-    specs = {"short.mp4": SyntheticSpec(frame_count=200, fps=10, gop=12, bframes=2),
-             "long.mkv": SyntheticSpec(frame_count=900, fps=10, gop=30, bframes=2)}
+    specs = {
+        "short.mp4": SyntheticSpec(frame_count=200, fps=10, gop=12, bframes=2),
+        "long.mkv": SyntheticSpec(frame_count=900, fps=10, gop=30, bframes=2),
+    }
     paths = {}
     for name, spec in specs.items():
         paths[name] = str(folder / name)
@@ -127,12 +129,15 @@ def test_an_engine_that_fails_mid_search_stops_it(clips):
         find_moments(WhenRequest(video=clips["short.mp4"], query="x"), engine=Failing(47, 133))
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["   "], "give a description"),
-    (["x", "--precision", "fast"], "--precision must be frame or a number of seconds"),
-    (["x", "--precision", "-1"], "--precision must be frame"),
-    (["x", "--window-frames", "1"], "--window-frames"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["   "], "give a description"),
+        (["x", "--precision", "fast"], "--precision must be frame or a number of seconds"),
+        (["x", "--precision", "-1"], "--precision must be frame"),
+        (["x", "--window-frames", "1"], "--window-frames"),
+    ],
+)
 def test_usage_errors(capsys, clips, tiny_model, args, fragment):
     code, _, err = run(capsys, "when", clips["short.mp4"], *args, "--model", tiny_model)
     assert code == 2
@@ -140,8 +145,18 @@ def test_usage_errors(capsys, clips, tiny_model, args, fragment):
 
 
 def test_the_real_engine_runs_the_same_path(capsys, videos, tiny_model):
-    code, out, err = run(capsys, "when", videos["plain.mp4"], "a red square", "--model", tiny_model,
-                         "--max-new-tokens", "16", "--window-frames", "4")
+    code, out, err = run(
+        capsys,
+        "when",
+        videos["plain.mp4"],
+        "a red square",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "16",
+        "--window-frames",
+        "4",
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["model"]["engine"] == "transformers" and report["video"]["frame_count"] == 60
@@ -151,9 +166,22 @@ def test_the_real_engine_runs_the_same_path(capsys, videos, tiny_model):
 
 
 def test_through_a_real_server(capsys, videos, tiny_model, openai_server):
-    code, out, err = run(capsys, "when", videos["plain.mp4"], "a red square", "--model", tiny_model,
-                         "--max-new-tokens", "8", "--window-frames", "2", "--engine", "openai", "--base-url",
-                         openai_server)
+    code, out, err = run(
+        capsys,
+        "when",
+        videos["plain.mp4"],
+        "a red square",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "8",
+        "--window-frames",
+        "2",
+        "--engine",
+        "openai",
+        "--base-url",
+        openai_server,
+    )
     assert code == 0, err
     assert json.loads(out)["model"]["engine"] == "openai"
 
@@ -162,8 +190,20 @@ def test_a_server_that_is_not_there_is_one_line(capsys, clips, monkeypatch):
     import keyframe_qa.engines.openai as openai_engine
 
     monkeypatch.setattr(openai_engine, "BACKOFF_S", 0.01)  # the retries still happen, without the waits
-    code, _, err = run(capsys, "when", clips["short.mp4"], "x", "--engine", "openai", "--base-url",
-                       "http://127.0.0.1:9/v1", "--model", "m", "--family", "qwen2-vl")
+    code, _, err = run(
+        capsys,
+        "when",
+        clips["short.mp4"],
+        "x",
+        "--engine",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "m",
+        "--family",
+        "qwen2-vl",
+    )
     assert code == 1
     assert_one_line_error(err, "cannot reach the server")
 
@@ -210,13 +250,28 @@ def test_the_in_process_engine_reads_yes_against_no_from_the_first_tokens_logits
     assert again == probability  # one forward pass, deterministic
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ({"choices": [{"logprobs": {"content": [{"top_logprobs": [{"token": "Yes", "logprob": -0.1},
-                                                               {"token": " no", "logprob": -2.4}]}]}}]}, 0.909),
-    ({"choices": [{"logprobs": {"content": [{"top_logprobs": [{"token": "maybe", "logprob": -0.1}]}]}}]}, None),
-    ({"choices": [{"message": {"content": "yes"}}]}, None),
-    ({"choices": [{"logprobs": {"content": [{"top_logprobs": [{"token": "yes", "logprob": "high"}]}]}}]}, None),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        (
+            {
+                "choices": [
+                    {
+                        "logprobs": {
+                            "content": [
+                                {"top_logprobs": [{"token": "Yes", "logprob": -0.1}, {"token": " no", "logprob": -2.4}]}
+                            ]
+                        }
+                    }
+                ]
+            },
+            0.909,
+        ),
+        ({"choices": [{"logprobs": {"content": [{"top_logprobs": [{"token": "maybe", "logprob": -0.1}]}]}}]}, None),
+        ({"choices": [{"message": {"content": "yes"}}]}, None),
+        ({"choices": [{"logprobs": {"content": [{"top_logprobs": [{"token": "yes", "logprob": "high"}]}]}}]}, None),
+    ],
+)
 def test_server_logprobs_are_read_when_given(reply, expected):
     from keyframe_qa.engines.openai import _yes_from_logprobs
 
@@ -228,8 +283,12 @@ def test_the_html_page_shows_the_timeline_and_each_moments_frames(clips, tmp_pat
     from keyframe_qa.jobs.when import when_job
 
     page = tmp_path / "when.html"
-    report, _ = when_job(WhenRequest(video=clips["short.mp4"], query="<b>the marker</b>"), html=str(page),
-                         output=str(tmp_path / "when.json"), engine=PixelOracle(47, 133))
+    report, _ = when_job(
+        WhenRequest(video=clips["short.mp4"], query="<b>the marker</b>"),
+        html=str(page),
+        output=str(tmp_path / "when.json"),
+        engine=PixelOracle(47, 133),
+    )
     text = page.read_text()
     assert report["html"] == str(page)
     assert "&lt;b&gt;the marker&lt;/b&gt;" in text and "<b>the marker</b>" not in text  # the query is escaped
@@ -256,23 +315,29 @@ def test_ask_when_finds_the_moment_then_asks_about_its_first_middle_and_last_fra
     from keyframe_qa import AskRequest, ask
 
     oracle = PixelOracle(47, 133)
-    report = ask(AskRequest(video=clips["short.mp4"], questions=("What happens?", "Who is there?"),
-                            when="the marker"), engine=oracle)
+    report = ask(
+        AskRequest(video=clips["short.mp4"], questions=("What happens?", "Who is there?"), when="the marker"),
+        engine=oracle,
+    )
     assert [f["frame_number"] for f in report["frames"]] == [47, 90, 133]
     assert [a["question"] for a in report["answers"]] == ["What happens?", "Who is there?"]
     (moment,) = report["when"]["moments"]
     assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
-    nothing = ask(AskRequest(video=clips["short.mp4"], questions=("q",), when="a dragon"),
-                  engine=PixelOracle(10_000, 10_001))
+    nothing = ask(
+        AskRequest(video=clips["short.mp4"], questions=("q",), when="a dragon"), engine=PixelOracle(10_000, 10_001)
+    )
     assert nothing["frames"] == [] and nothing["answers"] == [] and nothing["when"]["moments"] == []
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    (["--at", "1"], "--when finds them itself"),
-    (["--scenes"], "--when finds them itself"),
-    (["--per-frame"], "without --per-frame"),
-    (["--mode", "video"], "without --per-frame and --mode video"),
-])
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--at", "1"], "--when finds them itself"),
+        (["--scenes"], "--when finds them itself"),
+        (["--per-frame"], "without --per-frame"),
+        (["--mode", "video"], "without --per-frame and --mode video"),
+    ],
+)
 def test_ask_when_refuses_a_second_way_to_choose_frames(capsys, clips, tiny_model, extra, fragment):
     code, _, err = run(capsys, "ask", clips["short.mp4"], "q", "--when", "x", *extra, "--model", tiny_model)
     assert code == 2
@@ -280,8 +345,18 @@ def test_ask_when_refuses_a_second_way_to_choose_frames(capsys, clips, tiny_mode
 
 
 def test_ask_when_with_the_real_engine(capsys, videos, tiny_model):
-    code, out, err = run(capsys, "ask", videos["plain.mp4"], "What happens?", "--when", "a red square", "--model",
-                         tiny_model, "--max-new-tokens", "8")
+    code, out, err = run(
+        capsys,
+        "ask",
+        videos["plain.mp4"],
+        "What happens?",
+        "--when",
+        "a red square",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "8",
+    )
     assert code == 0, err
     report = json.loads(out)
     moments = report["when"]["moments"]  # a random model: noise, but the shape holds
@@ -342,9 +417,16 @@ class _OracleServer:
                 if max_images and len(images) > max_images:
                     # vLLM's refusal, word for word, as --limit-mm-per-prompt '{"image": N}' makes it.
                     owner.refused += 1
-                    data = json.dumps({"error": {"message": f"At most {max_images} image(s) may be provided in one "
-                                                            f"prompt. (parameter=image)", "type": "BadRequestError",
-                                                 "code": 400}}).encode()
+                    data = json.dumps(
+                        {
+                            "error": {
+                                "message": f"At most {max_images} image(s) may be provided in one "
+                                f"prompt. (parameter=image)",
+                                "type": "BadRequestError",
+                                "code": 400,
+                            }
+                        }
+                    ).encode()
                     self.send_response(400)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
@@ -358,9 +440,10 @@ class _OracleServer:
 
                 prompt = VisualPrompt(images=images, budgets=[], labels=[], mode="images", times=times or [0.0])
                 (reply,) = oracle.answer(prompt, [texts[-1]], None)
-                answer = {"choices": [{"message": {"role": "assistant", "content": reply.raw},
-                                       "finish_reason": "stop"}],
-                          "usage": {"prompt_tokens": 100_000, "completion_tokens": 1}}
+                answer = {
+                    "choices": [{"message": {"role": "assistant", "content": reply.raw}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 100_000, "completion_tokens": 1},
+                }
                 data = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -377,12 +460,31 @@ class _OracleServer:
         self.server.server_close()
 
 
-def _when_through(capsys, clip: str, server: "_OracleServer", *extra: str, family: str = "qwen2-vl",
-                  first_last: tuple[int, int] = (47, 133)) -> tuple[dict, str]:
+def _when_through(
+    capsys,
+    clip: str,
+    server: _OracleServer,
+    *extra: str,
+    family: str = "qwen2-vl",
+    first_last: tuple[int, int] = (47, 133),
+) -> tuple[dict, str]:
     """`when` for the oracle's marker through its HTTP server (closed after): the report, and stderr."""
     try:
-        code, out, err = run(capsys, "when", clip, "the marker", "--engine", "openai", "--base-url", server.url,
-                             "--model", "oracle", "--family", family, *extra)
+        code, out, err = run(
+            capsys,
+            "when",
+            clip,
+            "the marker",
+            "--engine",
+            "openai",
+            "--base-url",
+            server.url,
+            "--model",
+            "oracle",
+            "--family",
+            family,
+            *extra,
+        )
     finally:
         server.close()
     assert code == 0, err
@@ -401,8 +503,9 @@ def test_when_in_video_mode_through_vllm_tells_each_window_its_true_times(capsys
     # The oracle reads each frame's time from the media_io_kwargs, as vLLM tells Qwen3-VL: the spans it states
     # fall on the marker's frames (470 to 533 at 10 fps) only if those are the frames' true times from their
     # window's start (27 s here, not the video's).
-    report, _ = _when_through(capsys, clips["long.mkv"], _OracleServer(470, 533), "--mode", "video",
-                              family="qwen3-vl", first_last=(470, 533))
+    report, _ = _when_through(
+        capsys, clips["long.mkv"], _OracleServer(470, 533), "--mode", "video", family="qwen3-vl", first_last=(470, 533)
+    )
     found = [p for p in report["passes"] if p["mode"] == "video" and p["spans"]]
     assert found and all(p["origin"] > 0 for p in found)
     for record in found:
@@ -421,8 +524,9 @@ def test_when_fits_its_windows_to_a_servers_image_limit(capsys, clips, told):
     assert report["window_frames"] == 16 and all(p["frames"] <= 16 for p in report["passes"])
     source = "--max-images" if told else "the server's refusal"
     assert err.count("takes at most 16 images in one prompt") == 1
-    assert f"when: the server takes at most 16 images in one prompt ({source}): windows of 16 frames instead of 32" \
-        in err
+    assert (
+        f"when: the server takes at most 16 images in one prompt ({source}): windows of 16 frames instead of 32" in err
+    )
     assert server.refused == (0 if told else 1)
 
 
@@ -430,8 +534,21 @@ def test_ask_with_more_frames_than_a_server_takes_is_refused(capsys, clips, monk
     import keyframe_qa.jobs.ask as ask_module
 
     server = _OracleServer(47, 133, max_images=16)
-    common = ["ask", clips["short.mp4"], "q", "--num-frames", "20", "--engine", "openai", "--base-url", server.url,
-              "--model", "oracle", "--family", "qwen2-vl"]
+    common = [
+        "ask",
+        clips["short.mp4"],
+        "q",
+        "--num-frames",
+        "20",
+        "--engine",
+        "openai",
+        "--base-url",
+        server.url,
+        "--model",
+        "oracle",
+        "--family",
+        "qwen2-vl",
+    ]
     try:
         code, out, err = run(capsys, *common)  # the server's refusal, read
         assert code == 2 and server.refused == 1
@@ -460,20 +577,35 @@ def test_batch_when_gives_each_video_its_moments_and_resumes(clips, tmp_path):
         shutil.copy(clips["short.mp4"], videos[-1])
     output = str(tmp_path / "out.jsonl")
     template = AskRequest(video="", questions=("What happens?",), when="the marker")
-    summary = run_batch([BatchItem(video=v) for v in videos], template, output, engine=PixelOracle(47, 133),
-                        progress=False)
+    summary = run_batch(
+        [BatchItem(video=v) for v in videos], template, output, engine=PixelOracle(47, 133), progress=False
+    )
     assert (summary.done, summary.failed) == (2, 0)
     for line in iter_lines(output):
         assert [f["frame_number"] for f in line["frames"]] == [47, 90, 133]
         assert line["when"]["moments"][0]["first_frame"]["frame_number"] == 47
-    again = run_batch([BatchItem(video=v) for v in videos], template, output, engine=PixelOracle(47, 133),
-                      progress=False)
+    again = run_batch(
+        [BatchItem(video=v) for v in videos], template, output, engine=PixelOracle(47, 133), progress=False
+    )
     assert (again.done, again.skipped) == (0, 2)
 
 
 def test_batch_when_refuses_a_second_way_to_choose_frames(capsys, clips, tiny_model, tmp_path):
-    code, _, err = run(capsys, "batch", clips["short.mp4"], "-q", "q", "--when", "x", "--at", "1", "--model",
-                       tiny_model, "-o", str(tmp_path / "o.jsonl"))
+    code, _, err = run(
+        capsys,
+        "batch",
+        clips["short.mp4"],
+        "-q",
+        "q",
+        "--when",
+        "x",
+        "--at",
+        "1",
+        "--model",
+        tiny_model,
+        "-o",
+        str(tmp_path / "o.jsonl"),
+    )
     assert code == 2
     assert_one_line_error(err, "--when finds them itself")
     assert not (tmp_path / "o.jsonl").exists()
@@ -481,8 +613,21 @@ def test_batch_when_refuses_a_second_way_to_choose_frames(capsys, clips, tiny_mo
 
 def test_batch_when_with_the_real_engine(capsys, videos, tiny_model, tmp_path):
     output = tmp_path / "out.jsonl"
-    code, _, err = run(capsys, "batch", videos["plain.mp4"], "-q", "What happens?", "--when", "a red square",
-                       "--model", tiny_model, "--max-new-tokens", "8", "-o", str(output))
+    code, _, err = run(
+        capsys,
+        "batch",
+        videos["plain.mp4"],
+        "-q",
+        "What happens?",
+        "--when",
+        "a red square",
+        "--model",
+        tiny_model,
+        "--max-new-tokens",
+        "8",
+        "-o",
+        str(output),
+    )
     assert code == 0, err
     (line,) = [json.loads(text) for text in output.read_text().splitlines()]
     assert line["status"] == "ok" and line["when"]["query"] == "a red square" and line["when"]["passes"]
@@ -494,8 +639,9 @@ def test_batch_when_with_the_real_engine(capsys, videos, tiny_model, tmp_path):
 @pytest.mark.parametrize("clip, first, last, window_frames", [("short.mp4", 47, 133, 32), ("long.mkv", 300, 520, 16)])
 def test_video_mode_finds_the_exact_frames_with_times_told_from_each_window(clips, clip, first, last, window_frames):
     oracle = PixelOracle(first, last, family="qwen2.5-vl")
-    report = find_moments(WhenRequest(video=clips[clip], query="the marker", mode="video",
-                                      window_frames=window_frames), engine=oracle)
+    report = find_moments(
+        WhenRequest(video=clips[clip], query="the marker", mode="video", window_frames=window_frames), engine=oracle
+    )
     (moment,) = report["moments"]
     assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (first, last)
     assert moment["refined"] is True and moment["probes"] <= _probe_bound(10, 1.0)  # both clips: 1 fps windows
@@ -526,9 +672,17 @@ def _spy(engine) -> list:
 
 def _late_window_prompt(videos, engine):
     prompts = _spy(engine)
-    report = find_moments(WhenRequest(video=videos["plain.mp4"], query="a red square", mode="video",
-                                      window_frames=4, generation=GenerationRequest(max_new_tokens=4), refine=False),
-                          engine=engine)
+    report = find_moments(
+        WhenRequest(
+            video=videos["plain.mp4"],
+            query="a red square",
+            mode="video",
+            window_frames=4,
+            generation=GenerationRequest(max_new_tokens=4),
+            refine=False,
+        ),
+        engine=engine,
+    )
     coarse = [p for p in prompts if p.mode == "video"]
     assert len(coarse) == len(report["passes"]) >= 2
     last = report["passes"][-1]
@@ -538,7 +692,7 @@ def _late_window_prompt(videos, engine):
 
 def test_qwen3_markers_in_the_encoded_prompt_are_the_window_relative_times(videos, tiny_models):
     from keyframe_qa import load_model
-    from tests.test_checkpoint_limits import _patch_times
+    from tests.helpers import _patch_times
 
     engine = load_model(tiny_models("qwen3-vl"))
     prompt, last = _late_window_prompt(videos, engine)
@@ -566,8 +720,12 @@ def test_qwen25_temporal_position_ids_follow_the_window_relative_seconds(videos,
     inputs = engine._encode_rows([(prompt, "When?", engine.model_inputs(prompt))])
     with torch.no_grad():
         positions, _ = engine.model.model.get_rope_index(
-            inputs["input_ids"], inputs["mm_token_type_ids"], video_grid_thw=inputs["video_grid_thw"],
-            second_per_grid_ts=inputs["second_per_grid_ts"], attention_mask=inputs["attention_mask"])
+            inputs["input_ids"],
+            inputs["mm_token_type_ids"],
+            video_grid_thw=inputs["video_grid_thw"],
+            second_per_grid_ts=inputs["second_per_grid_ts"],
+            attention_mask=inputs["attention_mask"],
+        )
     video = inputs["mm_token_type_ids"][0] == 2
     temporal = positions[0, 0][video]
     base = int(temporal.min())
@@ -580,21 +738,37 @@ def test_qwen25_temporal_position_ids_follow_the_window_relative_seconds(videos,
     assert starts[0] == 0 and starts[1] == pytest.approx(2.0, abs=0.05)  # 1 fps: a patch every two seconds
 
 
-@pytest.mark.parametrize("model, extra, fragment, exit_code", [
-    ("qwen2-vl", [], "needs Qwen2.5-VL or Qwen3-VL", 2),
-    # A server that is not there is found out by the video check, before any frame is read.
-    ("qwen2.5-vl", ["--engine", "openai", "--base-url", "http://127.0.0.1:9/v1"], "cannot reach the server", 1),
-])
+@pytest.mark.parametrize(
+    "model, extra, fragment, exit_code",
+    [
+        ("qwen2-vl", [], "needs Qwen2.5-VL or Qwen3-VL", 2),
+        # A server that is not there is found out by the video check, before any frame is read.
+        ("qwen2.5-vl", ["--engine", "openai", "--base-url", "http://127.0.0.1:9/v1"], "cannot reach the server", 1),
+    ],
+)
 def test_video_mode_is_refused_where_it_cannot_work(capsys, clips, tiny_models, model, extra, fragment, exit_code):
-    code, _, err = run(capsys, "when", clips["short.mp4"], "x", "--mode", "video", "--model", tiny_models(model),
-                       *extra)
+    code, _, err = run(
+        capsys, "when", clips["short.mp4"], "x", "--mode", "video", "--model", tiny_models(model), *extra
+    )
     assert code == exit_code
     assert_one_line_error(err, fragment)
 
 
 def test_the_real_engine_in_video_mode(capsys, videos, tiny_models):
-    code, out, err = run(capsys, "when", videos["plain.mp4"], "a red square", "--mode", "video", "--model",
-                         tiny_models("qwen3-vl"), "--max-new-tokens", "8", "--window-frames", "4")
+    code, out, err = run(
+        capsys,
+        "when",
+        videos["plain.mp4"],
+        "a red square",
+        "--mode",
+        "video",
+        "--model",
+        tiny_models("qwen3-vl"),
+        "--max-new-tokens",
+        "8",
+        "--window-frames",
+        "4",
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["model"]["mode"] == "video" and all(p["mode"] == "video" for p in report["passes"])
@@ -628,8 +802,9 @@ def test_a_video_shorter_than_one_window(tmp_path, frames):
     path = str(tmp_path / "tiny.mp4")
     write_video(path, SyntheticSpec(frame_count=frames, fps=10))
     for mode in ("images", "video"):
-        report = find_moments(WhenRequest(video=path, query="x", mode=mode),
-                              engine=PixelOracle(0, frames - 1, family="qwen3-vl"))
+        report = find_moments(
+            WhenRequest(video=path, query="x", mode=mode), engine=PixelOracle(0, frames - 1, family="qwen3-vl")
+        )
         (moment,) = report["moments"]
         assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (0, frames - 1)
         (only,) = report["passes"]
@@ -651,8 +826,11 @@ class Thinking(PixelOracle):
         if len(prompt.images) == 1:
             return replies
         text = replies[0].raw
-        text = (f"<think>Looking at the frames, I believe it is {text}, but let me che" if self.cut else
-                f"<think>Maybe from 0.0 to 0.5 seconds? No.</think>\n{text}")
+        text = (
+            f"<think>Looking at the frames, I believe it is {text}, but let me che"
+            if self.cut
+            else f"<think>Maybe from 0.0 to 0.5 seconds? No.</think>\n{text}"
+        )
         return [replace(replies[0], raw=text, text=text, truncated=self.cut)]
 
 
@@ -708,8 +886,9 @@ def test_when_shows_its_plan_and_progress(capsys, clips, monkeypatch):
     import keyframe_qa.console as console
 
     monkeypatch.setattr(console, "LOG_INTERVAL_S", 0.0)
-    report = find_moments(WhenRequest(video=clips["long.mkv"], query="x", window_frames=16),
-                          engine=PixelOracle(300, 520), progress=True)
+    report = find_moments(
+        WhenRequest(video=clips["long.mkv"], query="x", window_frames=16), engine=PixelOracle(300, 520), progress=True
+    )
     err = capsys.readouterr().err
     windows = len(report["passes"])
     assert f"{windows} calls for the coarse pass" in err and "about 14 single-frame probes" in err

@@ -9,14 +9,17 @@ Exact frames, budgets, prompts and boxes are ours whichever engine answers; only
 
 from __future__ import annotations
 
+import importlib
 import os
-from dataclasses import dataclass
-from typing import Optional, Protocol, Sequence, runtime_checkable
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Optional, Protocol, runtime_checkable
 
-from ..model.checkpoint import CheckpointInfo
 from ..errors import UsageError
-from ..options import OPTIONS, check_record, option
+from ..model.checkpoint import CheckpointInfo
 from ..model.families import Family
+from ..options import OPTIONS, check_record, option
 from ..records import GenerationSettings, Reply, VisualPrompt
 
 # Engines by name: the module that holds each and its class, imported only when chosen (the in-process
@@ -46,8 +49,9 @@ class Engine(Protocol):
     def describe(self) -> dict:
         """The engine's part of the JSON `model` object (never a secret)."""
 
-    def answer_batch(self, calls: Sequence[tuple[VisualPrompt, Sequence[str]]],
-                     settings: GenerationSettings) -> list[list[Reply]]:
+    def answer_batch(
+        self, calls: Sequence[tuple[VisualPrompt, Sequence[str]]], settings: GenerationSettings
+    ) -> list[list[Reply]]:
         """The replies of several `answer` calls generated together (only where `can_batch`)."""
 
     def yes_probability(self, prompt: VisualPrompt, question: str) -> Optional[float]:
@@ -77,7 +81,6 @@ class EngineSpec:
 def resolved(spec: EngineSpec) -> EngineSpec:
     """The spec with its model named: --model, else $KEYFRAME_QA_MODEL (for a server too), else, in
     process, the default checkpoint."""
-    from dataclasses import replace
 
     from ..model.checkpoint import default_model_id, model_from_env
 
@@ -92,19 +95,23 @@ def check_spec(spec: EngineSpec) -> None:
     check_record(spec)
     if spec.model_id is not None and not spec.model_id.strip():
         # As an empty $KEYFRAME_QA_MODEL: never the default checkpoint (a 4.5 GB download nobody asked for).
-        raise UsageError("--model is empty: give a hub id or a checkpoint folder (or leave --model out for the "
-                         "default)")
+        raise UsageError(
+            "--model is empty: give a hub id or a checkpoint folder (or leave --model out for the default)"
+        )
     spec = resolved(spec)
     if spec.engine == "openai":
         if not spec.base_url:
             raise UsageError("--engine openai needs --base-url, e.g. --base-url http://localhost:8000/v1")
         if not spec.model_id:
-            raise UsageError("--engine openai needs --model (or $KEYFRAME_QA_MODEL): the model's name as the "
-                             "server serves it")
+            raise UsageError(
+                "--engine openai needs --model (or $KEYFRAME_QA_MODEL): the model's name as the server serves it"
+            )
         key = os.environ.get(spec.api_key_env)
         if key and not all(33 <= ord(ch) <= 126 for ch in key):
-            raise UsageError(f"the API key in ${spec.api_key_env} contains a space, a newline or another character "
-                             f"an HTTP header cannot carry; set it to the key alone")
+            raise UsageError(
+                f"the API key in ${spec.api_key_env} contains a space, a newline or another character "
+                f"an HTTP header cannot carry; set it to the key alone"
+            )
         check_url(spec.base_url)
     elif spec.base_url or spec.family or spec.max_images is not None:
         raise UsageError("--base-url, --family and --max-images go with --engine openai")
@@ -113,14 +120,15 @@ def check_spec(spec: EngineSpec) -> None:
 def check_url(url: str) -> None:
     """A usage error for a --base-url that cannot be asked: not http(s), no host, a port outside 1-65535,
     or characters a request line cannot carry (checked here, before anything is read or contacted)."""
-    import urllib.parse
 
     shown = url if len(url) <= 200 else url[:200] + "..."
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--base-url {shown!r} must start with http:// or https://")
     if any(ord(ch) <= 32 or ord(ch) >= 127 for ch in url):
-        raise UsageError(f"--base-url {shown!r} holds a space, a control character or a character outside ASCII: "
-                         f"give the URL alone (percent-encode anything else)")
+        raise UsageError(
+            f"--base-url {shown!r} holds a space, a control character or a character outside ASCII: "
+            f"give the URL alone (percent-encode anything else)"
+        )
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port  # raises ValueError outside 0-65535 or for a port that is not a number
@@ -153,14 +161,15 @@ def engine_checkpoint(spec: EngineSpec) -> CheckpointInfo:
             raise UsageError(f"--family {spec.family} contradicts the config of {spec.model_id} ({local.family.name})")
         return local or CheckpointInfo(model_id=spec.model_id, source="server", family=family, context_length=None)
     if local is None:
-        raise UsageError(f"no config of {spec.model_id!r} here (not a folder, not in the Hugging Face cache): give "
-                         f"--family qwen2-vl, qwen2.5-vl or qwen3-vl")
+        raise UsageError(
+            f"no config of {spec.model_id!r} here (not a folder, not in the Hugging Face cache): give "
+            f"--family qwen2-vl, qwen2.5-vl or qwen3-vl"
+        )
     return local
 
 
 def build_engine(spec: EngineSpec, checkpoint: Optional[CheckpointInfo] = None) -> Engine:
     """Load (transformers) or connect to (openai) the engine a spec names: a lookup in REGISTRY."""
-    import importlib
 
     checkpoint = checkpoint or engine_checkpoint(spec)
     module, name = REGISTRY[resolved(spec).engine]

@@ -12,8 +12,9 @@ does not fit on its own gets the error.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 from ..errors import OutOfMemory
 from ..records import GenerationSettings, Reply, VisualPrompt

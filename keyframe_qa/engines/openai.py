@@ -24,20 +24,22 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import math
 import os
 import re
 import socket
 import threading
 import time
 import urllib.parse
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
-from ..model.prompt import prompt_parts
+from ..errors import ImageLimit, KeyframeQAError, ModelError, ServerRefusal, UsageError, reason
 from ..model.checkpoint import CheckpointInfo, checkpoint_files
+from ..model.prompt import prompt_parts
 from ..model.time_positions import patch_times, video_metadata
-from ..errors import ImageLimit, KeyframeQAError, ModelError, ServerRefusal, reason
 from ..records import GenerationSettings, Reply, VisualPrompt
 from .resize import resize_to_budget
 
@@ -51,6 +53,7 @@ IMAGE_PAD = "<|image_pad|>"
 VIDEO_PAD = "<|video_pad|>"
 TRUST_FLAG = "--trust-request-mm-kwargs"
 
+
 class ReplyTimeout(Exception):
     """The whole exchange with the server outlasted --timeout."""
 
@@ -62,7 +65,7 @@ class OpenAIEngine:
     can_batch = False  # the server batches requests itself (batch --concurrency keeps it busy)
 
     @classmethod
-    def build(cls, spec, checkpoint: CheckpointInfo) -> "OpenAIEngine":
+    def build(cls, spec, checkpoint: CheckpointInfo) -> OpenAIEngine:
         """The engine for a resolved EngineSpec (the registry's entry point)."""
         return cls(spec, checkpoint)
 
@@ -79,15 +82,22 @@ class OpenAIEngine:
         self._takes_video = False  # whether the server was found to take our frames as a video (asked once)
         self.counter = PromptCounter.for_checkpoint(self.model_id)
         started = time.perf_counter()
-        self._post({"model": self.model_id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
-                    "temperature": 0})  # the server is there and serves this model, before any frame is sent
+        self._post(
+            {"model": self.model_id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "temperature": 0}
+        )  # the server is there and serves this model, before any frame is sent
         self.load_seconds = time.perf_counter() - started
 
     def describe(self) -> dict:
         """The JSON `model` object's engine part (the key is never part of it)."""
-        return {"id": self.model_id, "family": self.family.name, "device": None, "dtype": None,
-                "engine": self.name, "base_url": self.base_url,
-                "prompt_check": "exact" if self.counter is not None else "lower-bound"}
+        return {
+            "id": self.model_id,
+            "family": self.family.name,
+            "device": None,
+            "dtype": None,
+            "engine": self.name,
+            "base_url": self.base_url,
+            "prompt_check": "exact" if self.counter is not None else "lower-bound",
+        }
 
     def answer(self, prompt: VisualPrompt, questions: Sequence[str], settings: GenerationSettings) -> list[Reply]:
         """One request per question; the frames are encoded once for all of them."""
@@ -102,11 +112,20 @@ class OpenAIEngine:
         owner = self._owner()
         if owner != "vllm":
             said = f"its /models says owned_by {owner!r}" if owner else "its /models does not say it is vLLM"
-            raise ServerRefusal(f"--mode video with --engine openai needs a vLLM server, the one that takes "
-                                f"keyframe-qa's exact frames with their true times; {self.base_url} is not one "
-                                f"({said}): use --mode images")
-        self._post({"model": self.model_id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
-                    "temperature": 0, "media_io_kwargs": {"video": {"num_frames": -1}}})
+            raise ServerRefusal(
+                f"--mode video with --engine openai needs a vLLM server, the one that takes "
+                f"keyframe-qa's exact frames with their true times; {self.base_url} is not one "
+                f"({said}): use --mode images"
+            )
+        self._post(
+            {
+                "model": self.model_id,
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 1,
+                "temperature": 0,
+                "media_io_kwargs": {"video": {"num_frames": -1}},
+            }
+        )
         self._takes_video = True
 
     def yes_probability(self, prompt: VisualPrompt, question: str) -> Optional[float]:
@@ -116,8 +135,15 @@ class OpenAIEngine:
             return None
         urls, extra = self._media(prompt)
         _, content = self._content(prompt, question, urls)
-        body = {"model": self.model_id, "messages": [{"role": "user", "content": content}], "max_tokens": 1,
-                "temperature": 0, "logprobs": True, "top_logprobs": 10, **extra}
+        body = {
+            "model": self.model_id,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": 1,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": 10,
+            **extra,
+        }
         try:
             reply = self._post(body)
         except ModelError:
@@ -129,24 +155,37 @@ class OpenAIEngine:
         self._logprobs = probability is not None
         return probability
 
-    def _ask(self, prompt: VisualPrompt, question: str, media: tuple[list[str], dict],
-             settings: GenerationSettings) -> Reply:
+    def _ask(
+        self, prompt: VisualPrompt, question: str, media: tuple[list[str], dict], settings: GenerationSettings
+    ) -> Reply:
         urls, extra = media
         parts, content = self._content(prompt, question, urls)
-        body = {"model": self.model_id, "messages": [{"role": "user", "content": content}],
-                "max_tokens": settings.max_new_tokens, **_sampling(settings), **extra}
+        body = {
+            "model": self.model_id,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": settings.max_new_tokens,
+            **_sampling(settings),
+            **extra,
+        }
         choice, text, prompt_tokens, completion_tokens = _completion(self._post(body), self.base_url)
         self._check_prompt_tokens(prompt_tokens, parts, prompt)
-        return Reply(raw=text, text=_SPECIAL_TOKEN.sub("", text).strip(), prompt_tokens=prompt_tokens,
-                     completion_tokens=completion_tokens, truncated=choice.get("finish_reason") == "length")
+        return Reply(
+            raw=text,
+            text=_SPECIAL_TOKEN.sub("", text).strip(),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            truncated=choice.get("finish_reason") == "length",
+        )
 
     def _media(self, prompt: VisualPrompt) -> tuple[list[str], dict]:
         """(the data URLs the prompt's parts point at, the request's extra fields). Frames are resized as the
         in-process engine resizes them (resize.py): the server keeps them, and sees the same pixels."""
         if prompt.mode == "video":
             self.check_video()
-        pngs = [_png_base64(resize_to_budget(image, budget, self.model_id))
-                for image, budget in zip(prompt.images, prompt.budgets)]
+        pngs = [
+            _png_base64(resize_to_budget(image, budget, self.model_id))
+            for image, budget in zip(prompt.images, prompt.budgets)
+        ]
         if prompt.mode != "video":
             return ["data:image/png;base64," + png for png in pngs], {}
         # num_frames -1: every frame sent (vLLM would otherwise keep 32 and say nothing).
@@ -172,8 +211,11 @@ class OpenAIEngine:
         if prompt.mode == "video":
             visual = [sum(visual)]  # one video: its tokens, placed per temporal patch
         if self.counter is not None:
-            times = patch_times(video_metadata(prompt.times), self.family.temporal_patch_size) \
-                if prompt.mode == "video" and self.family.prints_times else None
+            times = (
+                patch_times(video_metadata(prompt.times), self.family.temporal_patch_size)
+                if prompt.mode == "video" and self.family.prints_times
+                else None
+            )
             expected, how = self.counter.count(parts, visual, times), ""
             # Qwen3-VL's video markers: processors of transformers 5.10 and later expand the bare video token
             # (vLLM follows the processor it runs); earlier ones replaced it with its vision start and end
@@ -186,7 +228,8 @@ class OpenAIEngine:
             raise ModelError(
                 f"the server counted {reported} prompt tokens where keyframe-qa planned {how}{expected} for the "
                 f"same prompt: it resized the frames (its max_pixels is below the budget?). Lower --max-pixels "
-                f"or --max-visual-tokens, or raise the server's image size limit")
+                f"or --max-visual-tokens, or raise the server's image size limit"
+            )
 
     def _post(self, body: dict) -> dict:
         """POST to /chat/completions with retries; errors mapped to what the user can do about them."""
@@ -205,13 +248,16 @@ class OpenAIEngine:
             try:
                 status, data = self._exchange(json.dumps(body).encode())
             except ReplyTimeout as exc:
-                raise KeyframeQAError(f"{self.base_url} did not answer within {self.timeout:g}s "
-                                      f"(raise --timeout for long replies)") from exc
+                raise KeyframeQAError(
+                    f"{self.base_url} did not answer within {self.timeout:g}s (raise --timeout for long replies)"
+                ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 if again():
                     continue
-                raise ModelError(f"cannot reach the server at {self.base_url}: {reason(exc, lower=True)} (is it "
-                                 f"running, and is --base-url right?)") from exc
+                raise ModelError(
+                    f"cannot reach the server at {self.base_url}: {reason(exc, lower=True)} (is it "
+                    f"running, and is --base-url right?)"
+                ) from exc
             if status >= 400:
                 detail = _detail(data, status)
                 refused = [key for key in list(body) if key in self._optional and key in detail]
@@ -284,8 +330,10 @@ class OpenAIEngine:
             if expired.is_set():
                 raise ReplyTimeout()
             if len(data) > limit and response.status < 400:
-                raise KeyframeQAError(f"{self.base_url} sent a reply larger than {MAX_REPLY_BYTES // (1024 * 1024)} "
-                                      f"MiB, which no chat completion reaches; is --base-url a chat server?")
+                raise KeyframeQAError(
+                    f"{self.base_url} sent a reply larger than {MAX_REPLY_BYTES // (1024 * 1024)} "
+                    f"MiB, which no chat completion reaches; is --base-url a chat server?"
+                )
             return response.status, data[:limit]
         except (OSError, http.client.HTTPException) as exc:
             if expired.is_set() or isinstance(exc, (socket.timeout, TimeoutError)):
@@ -304,20 +352,27 @@ class OpenAIEngine:
     def _http_error(self, code: int, detail: str) -> KeyframeQAError:
         where = f"{self.base_url} answered {code}"
         if code in (401, 403):
-            return ModelError(f"{where}: the API key was refused ({detail}); set it in the variable --api-key-env "
-                              f"names")
+            return ModelError(
+                f"{where}: the API key was refused ({detail}); set it in the variable --api-key-env names"
+            )
         if code == 404 or (code == 400 and self.model_id in detail):
-            return ModelError(f"{where}: model {self.model_id!r} is not served there, or the URL is not its /v1 "
-                              f"endpoint ({detail})")
+            return ModelError(
+                f"{where}: model {self.model_id!r} is not served there, or the URL is not its /v1 endpoint ({detail})"
+            )
         if code == 400 and "media_io_kwargs" in detail:
-            return ServerRefusal(f"{where}: it refuses the frames' times in media_io_kwargs ({detail}); start vLLM "
-                                 f"with {TRUST_FLAG} for --mode video (it then takes keyframe-qa's exact frames with "
-                                 f"their true times), or use --mode images")
+            return ServerRefusal(
+                f"{where}: it refuses the frames' times in media_io_kwargs ({detail}); start vLLM "
+                f"with {TRUST_FLAG} for --mode video (it then takes keyframe-qa's exact frames with "
+                f"their true times), or use --mode images"
+            )
         limit = image_limit(detail) if code == 400 else None
         if limit is not None:
-            return ImageLimit(f"{self.base_url} takes at most {limit} images in one prompt ({detail}): pick {limit} "
-                              f"frames or fewer, give --max-images {limit} (when then fits its windows to it), or "
-                              f"raise the server's limit (vLLM: --limit-mm-per-prompt '{{\"image\": N}}')", limit)
+            return ImageLimit(
+                f"{self.base_url} takes at most {limit} images in one prompt ({detail}): pick {limit} "
+                f"frames or fewer, give --max-images {limit} (when then fits its windows to it), or "
+                f"raise the server's limit (vLLM: --limit-mm-per-prompt '{{\"image\": N}}')",
+                limit,
+            )
         return KeyframeQAError(f"{where}: {detail}")
 
 
@@ -334,9 +389,12 @@ def image_limit(detail: str) -> Optional[int]:
 def check_images(count: int, max_images: Optional[int], base_url: Optional[str]) -> None:
     """Refuse, before any work, a prompt of more images than the server takes (--max-images)."""
     if max_images is not None and count > max_images:
-        raise ImageLimit(f"{count} frames in one prompt, but {base_url} takes at most {max_images} images in one "
-                         f"prompt (--max-images {max_images}): pick {max_images} or fewer, use --per-frame, or raise "
-                         f"the server's limit (vLLM: --limit-mm-per-prompt '{{\"image\": N}}')", max_images)
+        raise ImageLimit(
+            f"{count} frames in one prompt, but {base_url} takes at most {max_images} images in one "
+            f"prompt (--max-images {max_images}): pick {max_images} or fewer, use --per-frame, or raise "
+            f"the server's limit (vLLM: --limit-mm-per-prompt '{{\"image\": N}}')",
+            max_images,
+        )
 
 
 def _sampling(settings: GenerationSettings) -> dict:
@@ -370,13 +428,15 @@ def _decode_reply(data: bytes, base_url: str) -> dict:
     except (ValueError, UnicodeDecodeError) as exc:
         raise KeyframeQAError(f"{base_url} sent a reply that is not JSON") from exc
     if not isinstance(reply, dict):
-        raise KeyframeQAError(f"{base_url} sent a reply that is not a chat completion (a JSON "
-                              f"{type(reply).__name__}, not an object)")
+        raise KeyframeQAError(
+            f"{base_url} sent a reply that is not a chat completion (a JSON {type(reply).__name__}, not an object)"
+        )
     return reply
 
 
 def _completion(reply: dict, base_url: str) -> tuple[dict, str, int, int]:
     """(choice, text, prompt tokens, completion tokens) of a chat completion, each of the right type."""
+
     def wrong(what: str) -> KeyframeQAError:
         return KeyframeQAError(f"{base_url} sent a reply that is not a chat completion ({what})")
 
@@ -408,7 +468,6 @@ def _completion(reply: dict, base_url: str) -> tuple[dict, str, int, int]:
 
 def _yes_from_logprobs(reply) -> Optional[float]:
     """P(yes) / (P(yes) + P(no)) from a chat completion's first-token top logprobs, or None."""
-    import math
 
     try:
         top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
@@ -442,8 +501,11 @@ def _detail(data: bytes, status: int) -> str:
         parsed = json.loads(text)
         if isinstance(parsed, dict):
             error = parsed.get("error")
-            found = parsed.get("detail") or parsed.get("message") or \
-                (error.get("message") if isinstance(error, dict) else error)
+            found = (
+                parsed.get("detail")
+                or parsed.get("message")
+                or (error.get("message") if isinstance(error, dict) else error)
+            )
             text = found if isinstance(found, str) and found else text
     except (ValueError, RecursionError):
         pass
@@ -461,21 +523,23 @@ class PromptCounter:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
         from tokenizers import Tokenizer
 
-        environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                                    extensions=[jinja2.ext.loopcontrols])
+        environment = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
+        )
         environment.filters["tojson"] = lambda value, **kwargs: json.dumps(value, **kwargs)
         environment.globals["raise_exception"] = _raise_template_error
         self.template = environment.from_string(template)
         self.tokenizer = Tokenizer.from_file(tokenizer_path)
 
     @classmethod
-    def for_checkpoint(cls, model_id: str) -> Optional["PromptCounter"]:
+    def for_checkpoint(cls, model_id: str) -> Optional[PromptCounter]:
         """A counter from the checkpoint's files on this machine, or None when they are not here or cannot be
         read (a damaged tokenizer or template costs the exact check, nothing else)."""
         import jinja2
 
-        files = checkpoint_files(model_id, ("tokenizer.json", "chat_template.jinja", "chat_template.json",
-                                            "tokenizer_config.json"))
+        files = checkpoint_files(
+            model_id, ("tokenizer.json", "chat_template.jinja", "chat_template.json", "tokenizer_config.json")
+        )
         template = None
         try:
             if "chat_template.jinja" in files:
@@ -506,8 +570,9 @@ class PromptCounter:
         if any(kind == "video" for kind, _ in parts):
             if patch_times:
                 each = visual[0] // len(patch_times)
-                video = "".join(f"<{t:.1f} seconds><|vision_start|>{VIDEO_PAD * each}<|vision_end|>"
-                                for t in patch_times)
+                video = "".join(
+                    f"<{t:.1f} seconds><|vision_start|>{VIDEO_PAD * each}<|vision_end|>" for t in patch_times
+                )
             else:
                 video = VIDEO_PAD * visual[0]
             text = text.replace(VIDEO_PAD, video, 1)
@@ -518,3 +583,30 @@ class PromptCounter:
 
 def _raise_template_error(message: str):
     raise ValueError(message)
+
+
+def check_server_limits(
+    checkpoint: CheckpointInfo, mode: str, min_pixels: Optional[int], max_pixels: Optional[int]
+) -> None:
+    """Refuse, before any work, per-frame limits outside what the served checkpoint's processor takes:
+    the server would resize the frames (and its prompt would not be the one planned). In process the
+    same options are honoured: the engine tells the processor the size it was given."""
+    low_stated, high_stated = checkpoint.limits.pixels(mode)
+    where = "processor config"
+    how = (
+        f"raise the server's limit (vLLM: --mm-processor-kwargs '{{\"max_pixels\": {max_pixels}}}'; "
+        f"or size.longest_edge in the checkpoint's {where})"
+    )
+    if max_pixels is not None and high_stated is not None and max_pixels > high_stated:
+        raise UsageError(
+            f"--max-pixels {max_pixels} is above the {high_stated} pixels per frame that "
+            f"{checkpoint.model_id}'s processor takes (size.longest_edge in its {where}): the server "
+            f"would shrink the frames. Lower --max-pixels, or {how}"
+        )
+    if min_pixels is not None and low_stated is not None and min_pixels < low_stated:
+        raise UsageError(
+            f"--min-pixels {min_pixels} is below the {low_stated} pixels per frame that "
+            f"{checkpoint.model_id}'s processor enlarges smaller frames to (size.shortest_edge in its "
+            f"{where}): the server would enlarge them. Raise --min-pixels, or lower the server's "
+            f"(vLLM: --mm-processor-kwargs '{{\"min_pixels\": {min_pixels}}}')"
+        )

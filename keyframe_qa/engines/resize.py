@@ -20,6 +20,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..model.checkpoint import checkpoint_files, default_model_id
+from ..model.processor_limits import FILES, read_limits
+
 
 def resize_to_budget(image: np.ndarray, budget, model_id: Optional[str] = None) -> np.ndarray:
     """The frame at its budgeted size, resized with `model_id`'s processor filter."""
@@ -37,8 +40,9 @@ def resize_like_processor(image: np.ndarray, width: int, height: int, resample=N
     mode = filter_name(resample)
     if mode in ("bicubic", "bilinear"):
         # What torchvision's resize does for a uint8 tensor with these filters (see the module doc).
-        out = torch.nn.functional.interpolate(tensor.unsqueeze(0), size=(height, width), mode=mode,
-                                              antialias=True, align_corners=False).squeeze(0)
+        out = torch.nn.functional.interpolate(
+            tensor.unsqueeze(0), size=(height, width), mode=mode, antialias=True, align_corners=False
+        ).squeeze(0)
     else:
         from torchvision.transforms.v2 import InterpolationMode
         from torchvision.transforms.v2 import functional as tvF
@@ -71,7 +75,5 @@ def import_resize() -> None:
 @lru_cache(maxsize=16)
 def processor_resample(model_id: Optional[str]):
     """The image processor's `resample` from the checkpoint's processor config, read without loading it."""
-    from ..model.checkpoint import checkpoint_files, default_model_id
-    from ..model.processor_limits import FILES, read_limits
 
     return read_limits(checkpoint_files(model_id or default_model_id(), FILES)).resample

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -54,8 +54,12 @@ class ImageTextScorer:
 
     def describe(self) -> dict:
         """The JSON record of the scorer."""
-        return {"id": self.model_id, "type": self.info.model_type, "device": self.device,
-                "dtype": str(self.torch_dtype).replace("torch.", "")}
+        return {
+            "id": self.model_id,
+            "type": self.info.model_type,
+            "device": self.device,
+            "dtype": str(self.torch_dtype).replace("torch.", ""),
+        }
 
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(len(images), dim) float32, each row of unit length."""
@@ -63,9 +67,11 @@ class ImageTextScorer:
 
         rows = []
         for start in range(0, len(images), BATCH):
-            inputs = self.processor(images=list(images[start:start + BATCH]), return_tensors="pt")
-            inputs = {key: value.to(self.device, self.torch_dtype) if value.is_floating_point() else
-                      value.to(self.device) for key, value in inputs.items()}
+            inputs = self.processor(images=list(images[start : start + BATCH]), return_tensors="pt")
+            inputs = {
+                key: value.to(self.device, self.torch_dtype) if value.is_floating_point() else value.to(self.device)
+                for key, value in inputs.items()
+            }
             with torch.inference_mode():
                 rows.append(_features(self.model.get_image_features(**inputs)))
         return _unit(np.concatenate(rows) if rows else np.zeros((0, 0), np.float32))
@@ -76,8 +82,9 @@ class ImageTextScorer:
 
         # SigLIP was trained on texts padded to its full length; CLIP pools at the end token, so padding is moot.
         padding = "max_length" if self.info.model_type == "siglip" else True
-        inputs = self.processor(text=list(texts), return_tensors="pt", padding=padding, truncation=True,
-                                max_length=self._text_length())
+        inputs = self.processor(
+            text=list(texts), return_tensors="pt", padding=padding, truncation=True, max_length=self._text_length()
+        )
         inputs = {key: value.to(self.device) for key, value in inputs.items()}
         with torch.inference_mode():
             return _unit(_features(self.model.get_text_features(**inputs)))
@@ -103,8 +110,11 @@ def _load(info: ScorerInfo, torch_dtype, device: str):
     with loading(info.model_id, path, info.source, "--scorer"):
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
         model = AutoModel.from_pretrained(path, dtype=torch_dtype, trust_remote_code=False)
-    if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")) or \
-            getattr(processor, "image_processor", None) is None or getattr(processor, "tokenizer", None) is None:
+    if (
+        not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features"))
+        or getattr(processor, "image_processor", None) is None
+        or getattr(processor, "tokenizer", None) is None
+    ):
         raise ModelError(f"{info.model_id} has no image and text towers with a processor for both")
     return processor, model.to(device).eval()
 

@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import glob
 import importlib.util
+import json
 import os
+import struct
+import sys
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
-from ..console import counted
-from ..model.prompt import prompt_parts
-from ..model.budget import check_context
-from ..model.checkpoint import CheckpointInfo, inspect_checkpoint, missing_model_message
+from ..console import counted, is_terminal
 from ..errors import ModelError, OutOfMemory, UsageError
+from ..model.budget import check_context
+from ..model.checkpoint import CheckpointInfo, checkpoint_files, inspect_checkpoint, missing_model_message
 from ..model.families import Family
+from ..model.prompt import prompt_parts
 from ..model.time_positions import video_metadata
 from ..records import GenerationSettings, Reply, VisualPrompt
 from .resize import resize_like_processor
@@ -73,8 +78,14 @@ def attention_implementation(device: str, torch_dtype) -> str:
 class QwenVLModel:
     """A loaded Qwen2-VL / Qwen2.5-VL / Qwen3-VL checkpoint with its processor."""
 
-    def __init__(self, model_id: Optional[str] = None, *, device: str = "auto", dtype: str = "auto",
-                 checkpoint: Optional[CheckpointInfo] = None):
+    def __init__(
+        self,
+        model_id: Optional[str] = None,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        checkpoint: Optional[CheckpointInfo] = None,
+    ):
         started = time.perf_counter()
         checkpoint = checkpoint or inspect_checkpoint(model_id)
         self.model_id = checkpoint.model_id
@@ -84,8 +95,9 @@ class QwenVLModel:
         self.device = resolve_device(device)
         self.torch_dtype = resolve_dtype(dtype, self.device)
         self.attention = attention_implementation(self.device, self.torch_dtype)
-        self.processor, self.model = _load(self.model_id, checkpoint.source, self.torch_dtype, self.attention,
-                                           self.device)
+        self.processor, self.model = _load(
+            self.model_id, checkpoint.source, self.torch_dtype, self.attention, self.device
+        )
         self.tokenizer = self.processor.tokenizer
         self.load_seconds = time.perf_counter() - started
 
@@ -93,14 +105,19 @@ class QwenVLModel:
     can_batch = True
 
     @classmethod
-    def build(cls, spec, checkpoint: CheckpointInfo) -> "QwenVLModel":
+    def build(cls, spec, checkpoint: CheckpointInfo) -> QwenVLModel:
         """The engine for a resolved EngineSpec (the registry's entry point)."""
         return cls(spec.model_id, device=spec.device, dtype=spec.dtype, checkpoint=checkpoint)
 
     def describe(self) -> dict:
         """The JSON `model` object's engine part."""
-        return {"id": self.model_id, "family": self.family.name, "device": self.device, "dtype": self.dtype_name,
-                "engine": self.name}
+        return {
+            "id": self.model_id,
+            "family": self.family.name,
+            "device": self.device,
+            "dtype": self.dtype_name,
+            "engine": self.name,
+        }
 
     @property
     def dtype_name(self) -> str:
@@ -174,8 +191,9 @@ class QwenVLModel:
             self._yes_no = (sorted(firsts["yes"] - shared), sorted(firsts["no"] - shared))
         return self._yes_no
 
-    def answer_batch(self, calls: Sequence[tuple[VisualPrompt, Sequence[str]]],
-                     settings: GenerationSettings) -> list[list[Reply]]:
+    def answer_batch(
+        self, calls: Sequence[tuple[VisualPrompt, Sequence[str]]], settings: GenerationSettings
+    ) -> list[list[Reply]]:
         """Every question of every call as one row of one `generate` call; the replies per call.
 
         Rows are left-padded to the longest, with frames of any size (each image keeps its own grid).
@@ -193,8 +211,12 @@ class QwenVLModel:
         modes = {prompt.mode for prompt, _ in calls}
         if len(modes) != 1:
             raise ModelError("one batch cannot mix images and video prompts")
-        rows = [(prompt, question, pixels) for prompt, questions in calls
-                for pixels in [self.model_inputs(prompt)] for question in questions]
+        rows = [
+            (prompt, question, pixels)
+            for prompt, questions in calls
+            for pixels in [self.model_inputs(prompt)]
+            for question in questions
+        ]
         inputs = self._encode_rows(rows)
         lengths = inputs["attention_mask"].sum(dim=1).tolist()
         for length in lengths:
@@ -213,7 +235,7 @@ class QwenVLModel:
             replies.append(self._reply(row[:end], int(length), settings, eos))
         grouped, start = [], 0
         for _, questions in calls:
-            grouped.append(replies[start:start + len(questions)])
+            grouped.append(replies[start : start + len(questions)])
             start += len(questions)
         return grouped
 
@@ -230,9 +252,16 @@ class QwenVLModel:
                 images.extend(pixels)
         # Left padding (a single row has none): every row's last prompt token sits at the end, where
         # generation continues.
-        kwargs = {"text": texts, "return_tensors": "pt", "do_resize": False, "padding": True, "padding_side": "left",
-                  "size": self._size_for([budget for prompt, _, _ in rows for budget in prompt.budgets],
-                                         "video" if videos else "images")}
+        kwargs = {
+            "text": texts,
+            "return_tensors": "pt",
+            "do_resize": False,
+            "padding": True,
+            "padding_side": "left",
+            "size": self._size_for(
+                [budget for prompt, _, _ in rows for budget in prompt.budgets], "video" if videos else "images"
+            ),
+        }
         if videos:
             kwargs.update(videos=videos, video_metadata=metadata, do_sample_frames=False)
         else:
@@ -246,7 +275,7 @@ class QwenVLModel:
         start = 0
         for prompt, _, _ in rows:
             count = 1 if prompt.mode == "video" else len(prompt.images)
-            _check_grid(grids[start:start + count], prompt, self.family)
+            _check_grid(grids[start : start + count], prompt, self.family)
             start += count
         return inputs.to(self.model.device)
 
@@ -271,8 +300,9 @@ class QwenVLModel:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             first_line = (str(exc).strip().splitlines() or ["out of memory"])[0]
-            raise OutOfMemory(f"the GPU ran out of memory ({first_line[:160]}): lower --max-visual-tokens "
-                              f"or --max-pixels") from exc
+            raise OutOfMemory(
+                f"the GPU ran out of memory ({first_line[:160]}): lower --max-visual-tokens or --max-pixels"
+            ) from exc
 
     def model_inputs(self, prompt: VisualPrompt) -> list:
         """Each frame resized to its budget the way this model's processor resizes (uint8 RGB arrays).
@@ -283,8 +313,10 @@ class QwenVLModel:
         """
         source = getattr(self.processor, "video_processor", None) if prompt.mode == "video" else None
         resample = getattr(source or self.processor.image_processor, "resample", None)
-        return [resize_like_processor(image, budget.input_width, budget.input_height, resample)
-                for image, budget in zip(prompt.images, prompt.budgets)]
+        return [
+            resize_like_processor(image, budget.input_width, budget.input_height, resample)
+            for image, budget in zip(prompt.images, prompt.budgets)
+        ]
 
     def _encode(self, prompt: VisualPrompt, pixels: list, question: str):
         return self._encode_rows([(prompt, question, pixels)])
@@ -293,7 +325,7 @@ class QwenVLModel:
         """Run the shared prefix (all frames) once; returns its key/value cache."""
         import torch
 
-        prefix = {key: value for key, value in inputs.items()}
+        prefix = dict(inputs)
         prefix["input_ids"] = inputs["input_ids"][:, :prefix_length]
         prefix["attention_mask"] = inputs["attention_mask"][:, :prefix_length]
         if "mm_token_type_ids" in prefix:
@@ -343,14 +375,17 @@ class QwenVLModel:
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
         ended = bool(new_ids) and new_ids[-1] in eos
         truncated = len(new_ids) >= settings.max_new_tokens and not ended
-        return Reply(raw=raw, text=text, prompt_tokens=prompt_length, completion_tokens=len(new_ids),
-                     truncated=truncated)
+        return Reply(
+            raw=raw, text=text, prompt_tokens=prompt_length, completion_tokens=len(new_ids), truncated=truncated
+        )
 
 
 def _content(prompt: VisualPrompt, question: str) -> list:
     """The user turn in the processor's message format (see model/prompt.py)."""
-    return [{"type": "text", "text": value} if kind == "text" else {"type": kind}
-            for kind, value in prompt_parts(prompt, question)]
+    return [
+        {"type": "text", "text": value} if kind == "text" else {"type": kind}
+        for kind, value in prompt_parts(prompt, question)
+    ]
 
 
 def _eos_ids(config) -> set:
@@ -405,11 +440,8 @@ def _shared_prefix_length(encoded: list, vision_end_id: Optional[int]) -> int:
 def _bars_on_terminals_only():
     """transformers' "Loading weights" bar only when stderr is a terminal: redrawn into a log file or a
     pipe it is noise (the project's rule for every bar). Its setting is put back afterwards."""
-    import sys
 
     from transformers.utils import logging as transformers_logging
-
-    from ..console import is_terminal
 
     enabled = transformers_logging.is_progress_bar_enabled()
     if enabled and not is_terminal(sys.stderr):
@@ -427,15 +459,10 @@ def damaged_weights(path: str, source: str) -> Optional[str]:
 
     A safetensors file is an 8-byte header length, a JSON header giving each tensor's byte range, then
     the data: a file shorter than its header says was cut off (an interrupted download or copy)."""
-    import glob
-    import json
-    import struct
 
     if source == "local":
         files = sorted(glob.glob(os.path.join(path, "*.safetensors")))
     else:
-        from ..model.checkpoint import checkpoint_files
-
         index = checkpoint_files(path, ("model.safetensors.index.json", "model.safetensors"))
         files = [index["model.safetensors"]] if "model.safetensors" in index else []
         if "model.safetensors.index.json" in index:
@@ -453,8 +480,7 @@ def damaged_weights(path: str, source: str) -> Optional[str]:
             if 8 + length + end > size:
                 raise ValueError(f"it has {size} bytes where its header needs {8 + length + end}")
         except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
-            return (f"the weights file {name} is damaged or truncated ({exc}); download or copy the checkpoint "
-                    f"again")
+            return f"the weights file {name} is damaged or truncated ({exc}); download or copy the checkpoint again"
     return None
 
 

@@ -6,26 +6,40 @@ Nothing here imports torch: the model module is imported only when a model is ne
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Optional, Sequence
+from typing import Optional
 
-from ..answering import AnswerOptions, answer_frames, check_server_limits, check_text, plan, pixel_limits_record
-from ..options import check_record, option
-from ..model.checkpoint import CheckpointInfo
-from ..engines import EngineSpec, build_engine, check_spec, engine_checkpoint, warm_engine_imports
-from ..errors import KeyframeQAError, OutOfMemory, UsageError
-from ..video.frames import read_frames
-from ..model.generation import GenerationRequest, resolve_generation
-from ..video.container import check_path
-from ..video.probe import ProbedVideo, check_times, probe
+from ..answering import AnswerOptions, answer_frames, check_text, plan
 from ..console import warn
-from ..outputs.paths import check_distinct, check_output_dir, check_output_file, write_file, write_output
-from ..records import Answer, Frame, GenerationSettings
-from ..outputs.images import save_frames
-from ..outputs.report import build_report, model_record, to_json
-from ..selection.select import Selection, SelectionRequest, check_request, select
+from ..engines import (
+    EngineSpec,
+    build_engine,
+    check_spec,
+    engine_checkpoint,
+    resolved,
+    shrink_for_engine,
+    warm_engine_imports,
+)
+from ..engines.openai import check_images, check_server_limits
+from ..errors import KeyframeQAError, OutOfMemory, UsageError
+from ..files.paths import check_distinct, check_output_dir, check_output_file, write_file, write_output
+from ..model.checkpoint import CheckpointInfo, inspect_local_checkpoint
+from ..model.generation import GenerationRequest, resolve_generation
 from ..model.time_positions import fidelity_warning, time_fidelity
+from ..options import check_record, option
+from ..outputs.annotate import write_annotated
+from ..outputs.html import render_html
+from ..outputs.images import check_frame_names, save_frames
+from ..outputs.report import build_report, model_record, pixel_limits_record, to_json
+from ..records import Frame, GenerationSettings
+from ..selection.select import Selection, SelectionRequest, check_request, select
 from ..texts import check_prompt_text
+from ..video.container import check_path
+from ..video.frames import read_frames
+from ..video.probe import ProbedVideo, probe
+from .relevance import scorer_loader
+from .when import WhenRequest, find_moments
 
 
 @dataclass(frozen=True)
@@ -58,15 +72,21 @@ class AskRequest:
 
 
 def select_frames(probed: ProbedVideo, request: SelectionRequest) -> tuple[Selection, list[Frame]]:
-    """Choose frames (times, sampling or scenes) and read them. No model, no torch."""
-    selection = select(probed, request)
+    """Choose frames (times, sampling, scenes or --relevant) and read them. No VLM."""
+    selection = select(probed, request, load_scorer=scorer_loader(request))
     return selection, read_selected(probed, selection)
 
 
 def read_selected(probed: ProbedVideo, selection: Selection, convert=None) -> list[Frame]:
     """Read the frames a selection chose (each passed through `convert` as it is decoded)."""
-    return read_frames(probed, list(selection.times), requested=list(selection.requested),
-                       scenes=list(selection.scenes), convert=convert, relevance=selection.relevance)
+    return read_frames(
+        probed,
+        list(selection.times),
+        requested=list(selection.requested),
+        scenes=list(selection.scenes),
+        convert=convert,
+        relevance=selection.relevance,
+    )
 
 
 def _shrinker(request: AskRequest, budgets: list):
@@ -77,7 +97,6 @@ def _shrinker(request: AskRequest, budgets: list):
     """
     if request.save_frames or request.annotate or request.html:
         return None
-    from ..engines import shrink_for_engine
 
     def shrink(frame: Frame) -> Frame:
         image = shrink_for_engine(frame.image, budgets[frame.index], request.engine.model_id)
@@ -103,8 +122,9 @@ class PreparedVideo:
     time_fidelity: Optional[dict] = None  # video mode: how truly the model is told the frames' times
 
 
-def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *, quiet: bool = False,
-            checked: bool = False) -> PreparedVideo:
+def prepare(
+    request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *, quiet: bool = False, checked: bool = False
+) -> PreparedVideo:
     """Probe the video, check the request against it and the model, then read the frames.
 
     Everything that can refuse the request runs before decoding: the selection against the video
@@ -121,29 +141,34 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *,
     if early is not None:
         early_options = answer_options(request, generation_settings(request, early, quiet=True))
         if request.engine.engine == "openai":
-            check_server_limits(early_options, early)
+            _check_server_limits(request, early)
         check_text(early_options, early, request.questions, selecting.times or ())
     started = time.perf_counter()
     probed = probe(request.video)  # refuses a missing, empty or unreadable path first
     probe_s = time.perf_counter() - started
     decode_started = time.perf_counter()
     frame_range = (early.limits.min_frames, early.limits.max_frames) if early is not None else None
-    selection = select(probed, selecting, frame_range)
+    selection = select(probed, selecting, frame_range, load_scorer=scorer_loader(selecting))
     if request.engine.engine == "openai" and request.mode == "images" and not request.per_frame:
-        from ..engines.openai import check_images
-
-        check_images(len(selection.times), request.engine.max_images, request.engine.base_url)  # before a frame is decoded
+        check_images(
+            len(selection.times), request.engine.max_images, request.engine.base_url
+        )  # before a frame is decoded
     checkpoint = early or engine_checkpoint(request.engine)
     generation = generation_settings(request, checkpoint)
     options = answer_options(request, generation)
     if request.engine.engine == "openai" and early is None:
-        check_server_limits(options, checkpoint)
+        _check_server_limits(request, checkpoint)
     fidelity = time_fidelity(checkpoint, request.mode, selection.times, request.per_frame)
     warning = fidelity_warning(fidelity, request.video)
     if warning and not quiet:
         warn(warning)
-    budgets = plan(options, checkpoint, [(probed.info.width, probed.info.height)] * len(selection.times),
-                   questions=request.questions, times=selection.times)
+    budgets = plan(
+        options,
+        checkpoint,
+        [(probed.info.width, probed.info.height)] * len(selection.times),
+        questions=request.questions,
+        times=selection.times,
+    )
     shrink = _shrinker(request, budgets)
     import_s = 0.0
     if shrink is not None:
@@ -153,15 +178,29 @@ def prepare(request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *,
     decode_s = time.perf_counter() - decode_started - import_s
     decoding = time.perf_counter()
     frames = read_selected(probed, selection, convert=shrink)
-    return PreparedVideo(request, probed, selection, frames, probe_s, decode_s + time.perf_counter() - decoding,
-                         checkpoint, budgets, generation, import_s, fidelity)
+    return PreparedVideo(
+        request,
+        probed,
+        selection,
+        frames,
+        probe_s,
+        decode_s + time.perf_counter() - decoding,
+        checkpoint,
+        budgets,
+        generation,
+        import_s,
+        fidelity,
+    )
+
+
+def _check_server_limits(request: AskRequest, checkpoint: CheckpointInfo) -> None:
+
+    check_server_limits(checkpoint, request.mode, request.min_pixels, request.max_pixels)
 
 
 def _checkpoint_here(request: AskRequest) -> Optional[CheckpointInfo]:
     """The model's config facts when they can be read here at once (a folder or the cache), else None:
     a model that must be fetched, or a broken config, is reported in its usual place, after the video."""
-    from ..model.checkpoint import inspect_local_checkpoint
-    from ..engines import resolved
 
     try:
         spec = resolved(request.engine)
@@ -180,19 +219,29 @@ def generation_settings(request: AskRequest, checkpoint: CheckpointInfo, *, quie
 
 def answer_options(request: AskRequest, generation: GenerationSettings) -> AnswerOptions:
     """How this request puts its frames to the model."""
-    return AnswerOptions(generation, mode=request.mode, per_frame=request.per_frame, min_pixels=request.min_pixels,
-                         max_pixels=request.max_pixels, max_visual_tokens=request.max_visual_tokens, find=request.find)
+    return AnswerOptions(
+        generation,
+        mode=request.mode,
+        per_frame=request.per_frame,
+        min_pixels=request.min_pixels,
+        max_pixels=request.max_pixels,
+        max_visual_tokens=request.max_visual_tokens,
+        find=request.find,
+    )
 
 
 def check_outputs(request: AskRequest) -> None:
-    """Refuse, before any work, outputs that cannot or must not be written (see outputs.py)."""
+    """Refuse, before any work, outputs that cannot or must not be written (files/paths.py)."""
     inputs = [request.video]
-    files = [check_output_file(path, option, inputs)
-             for path, option in ((request.output, "-o"), (request.html, "--html")) if path]
+    files = [
+        check_output_file(path, flag, inputs)
+        for path, flag in ((request.output, "-o"), (request.html, "--html"))
+        if path
+    ]
     check_distinct(files)
-    for folder, option in ((request.save_frames, "--save-frames"), (request.annotate, "--annotate")):
+    for folder, flag in ((request.save_frames, "--save-frames"), (request.annotate, "--annotate")):
         if folder:
-            check_output_dir(folder, option)
+            check_output_dir(folder, flag)
 
 
 def ask(request: AskRequest, engine=None) -> dict:
@@ -208,8 +257,9 @@ def ask(request: AskRequest, engine=None) -> dict:
     if request.when is not None:
         report = ask_when(request, engine)
     else:
-        report = answer_prepared(prepare(request, engine.checkpoint if engine is not None else None, checked=True),
-                                 engine)
+        report = answer_prepared(
+            prepare(request, engine.checkpoint if engine is not None else None, checked=True), engine
+        )
     if request.output:
         write_output(check_output_file(request.output, "-o", [request.video]), to_json(report))
     return report
@@ -219,24 +269,38 @@ def ask_when(request, engine=None, *, warn_cut: bool = True) -> dict:
     """`ask --when`: the moments `request.when` happens (the search), then the questions about the first,
     middle and last frame of each, as one `ask` of those frames (labelled with their times). As many
     moments as the visual-token budget gives frames for (at least 64 tokens a frame), in time order."""
-    from .when import WhenRequest, find_moments
 
     if engine is None:
         engine = build_engine(request.engine)
-    asked_when = WhenRequest(video=request.video, query=request.when or "", engine=request.engine,
-                             generation=request.generation, min_pixels=request.min_pixels,
-                             max_pixels=request.max_pixels, max_visual_tokens=request.max_visual_tokens,
-                             precision=request.precision, refine=request.refine, window_frames=request.window_frames)
+    asked_when = WhenRequest(
+        video=request.video,
+        query=request.when or "",
+        engine=request.engine,
+        generation=request.generation,
+        min_pixels=request.min_pixels,
+        max_pixels=request.max_pixels,
+        max_visual_tokens=request.max_visual_tokens,
+        precision=request.precision,
+        refine=request.refine,
+        window_frames=request.window_frames,
+    )
     found = find_moments(asked_when, engine, progress=warn_cut)
     times = moment_frames(found, request.max_visual_tokens)
     if times:
         asked = replace(request, selection=SelectionRequest(times=tuple(times)), when=None)
-        report = answer_prepared(prepare(asked, engine.checkpoint, checked=True, quiet=not warn_cut), engine,
-                                 warn_cut=warn_cut)
+        report = answer_prepared(
+            prepare(asked, engine.checkpoint, checked=True, quiet=not warn_cut), engine, warn_cut=warn_cut
+        )
     else:  # nothing found: nothing to ask about, and that is the answer
-        report = {"schema_version": found["schema_version"], "video": found["video"], "model": found["model"], "frames": [],
-                  "answers": [], "usage": {"prompt_tokens": 0, "visual_tokens": 0, "completion_tokens": 0},
-                  "timings": found["timings"]}
+        report = {
+            "schema_version": found["schema_version"],
+            "video": found["video"],
+            "model": found["model"],
+            "frames": [],
+            "answers": [],
+            "usage": {"prompt_tokens": 0, "visual_tokens": 0, "completion_tokens": 0},
+            "timings": found["timings"],
+        }
     report["when"] = {key: found[key] for key in ("query", "moments", "probes_read_by", "passes", "usage")}
     return report
 
@@ -271,18 +335,35 @@ def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = Tr
     generate_started = time.perf_counter()
     retry = None
     try:
-        answers, budgets = answer_frames(engine, frames, request.questions, answer_options(request, generation),
-                                         budgets=budgets, where=request.video, warn_cut=warn_cut)
+        answers, budgets = answer_frames(
+            engine,
+            frames,
+            request.questions,
+            answer_options(request, generation),
+            budgets=budgets,
+            where=request.video,
+            warn_cut=warn_cut,
+        )
     except OutOfMemory as exc:
         # Once, with half the visual tokens: the frames are decoded again at the smaller size, so the
         # model sees exactly what the report says.
         retried, frames, budgets, retry = _halve_budget(prepared, engine, generation, budgets, exc)
-        answers, budgets = answer_frames(engine, frames, request.questions, answer_options(retried, generation),
-                                         budgets=budgets, where=request.video, warn_cut=warn_cut)
+        answers, budgets = answer_frames(
+            engine,
+            frames,
+            request.questions,
+            answer_options(retried, generation),
+            budgets=budgets,
+            where=request.video,
+            warn_cut=warn_cut,
+        )
     generate_s = time.perf_counter() - generate_started
 
-    files = save_frames(frames, request.save_frames, option="--save-frames", inputs=[request.video]) \
-        if request.save_frames else [None] * len(frames)
+    files = (
+        save_frames(frames, request.save_frames, option="--save-frames", inputs=[request.video])
+        if request.save_frames
+        else [None] * len(frames)
+    )
     timings = {
         "probe_s": prepared.probe_s,
         "decode_s": prepared.decode_s,
@@ -291,7 +372,7 @@ def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = Tr
         "total_s": prepared.probe_s + prepared.import_s + prepared.decode_s + time.perf_counter() - started,
     }
     model = model_record(engine, request.mode, generation)
-    model["pixel_limits"] = pixel_limits_record(answer_options(request, generation), engine.checkpoint)
+    model["pixel_limits"] = pixel_limits_record(engine.checkpoint, request.mode, request.min_pixels, request.max_pixels)
     if prepared.time_fidelity is not None:
         model["time_fidelity"] = prepared.time_fidelity
     report = build_report(probed.info, model, frames, budgets, files, answers, timings)
@@ -299,14 +380,17 @@ def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = Tr
     if retry is not None:
         report["memory_retry"] = retry
     if request.annotate:
-        for record, path in zip(report["frames"], write_annotated(frames, answers, request.annotate,
-                                                                  inputs=[request.video])):
+        for record, path in zip(
+            report["frames"], write_annotated(frames, answers, request.annotate, inputs=[request.video])
+        ):
             record["annotated"] = path
     if request.html:
-        from ..outputs.html import render_html
-
-        write_file(request.html, render_html(probed.info, frames, answers, engine.model_id, selection.record),
-                   "--html", [request.video])
+        write_file(
+            request.html,
+            render_html(probed.info, frames, answers, engine.model_id, selection.record),
+            "--html",
+            [request.video],
+        )
         report["html"] = request.html
     return report
 
@@ -325,32 +409,29 @@ def _halve_budget(prepared: PreparedVideo, engine, generation: GenerationSetting
         smaller = plan(answer_options(retried, generation), engine.checkpoint, sizes)
     except UsageError as exc:
         raise OutOfMemory(f"{error} (half the budget, {half} visual tokens, cannot be planned: {exc})") from error
-    warn(f"{request.video}: the GPU ran out of memory with {used} visual tokens; retrying once with "
-         f"--max-visual-tokens {half}")
+    warn(
+        f"{request.video}: the GPU ran out of memory with {used} visual tokens; retrying once with "
+        f"--max-visual-tokens {half}"
+    )
     shrink = _shrinker(retried, smaller)
     frames = prepared.frames if shrink is None else read_selected(prepared.probed, prepared.selection, convert=shrink)
-    record = {"error": str(error), "visual_tokens_before": used, "max_visual_tokens": half,
-              "visual_tokens": sum(b.visual_tokens for b in smaller)}
+    record = {
+        "error": str(error),
+        "visual_tokens_before": used,
+        "max_visual_tokens": half,
+        "visual_tokens": sum(b.visual_tokens for b in smaller),
+    }
     return retried, frames, smaller, record
 
 
 def _check_frame_files(request: AskRequest, frames: Sequence[Frame]) -> None:
-    from ..outputs.images import check_frame_names
 
-    for directory, option, suffix in ((request.save_frames, "--save-frames", ""),
-                                      (request.annotate, "--annotate", "_annotated")):
+    for directory, flag, suffix in (
+        (request.save_frames, "--save-frames", ""),
+        (request.annotate, "--annotate", "_annotated"),
+    ):
         if directory:
-            check_frame_names(frames, directory, suffix=suffix, option=option, inputs=[request.video])
-
-
-def write_annotated(frames: Sequence[Frame], answers: Sequence[Answer], directory: str,
-                    inputs: Sequence[str] = ()) -> list[str]:
-    """Each frame with the boxes attributed to it drawn, as PNG; returns the paths."""
-    from ..outputs.annotate import draw_boxes
-
-    drawn = [replace(f, image=draw_boxes(f.image, [b for a in answers for b in a.boxes if b.frame == f.index]))
-             for f in frames]
-    return save_frames(drawn, directory, suffix="_annotated", option="--annotate", inputs=inputs)
+            check_frame_names(frames, directory, suffix=suffix, option=flag, inputs=[request.video])
 
 
 def selection_request(request: AskRequest) -> SelectionRequest:
@@ -359,12 +440,23 @@ def selection_request(request: AskRequest) -> SelectionRequest:
     # The default sampling is capped by the same budget the model stage will apply; --relevant scores frames
     # against the questions and the --find target, with its scorer where the model runs.
     queries = tuple(request.questions) + ((request.find,) if request.find else ())
-    return replace(selection, mode=request.mode, max_visual_tokens=request.max_visual_tokens, queries=queries,
-                   device=request.engine.device, dtype=request.engine.dtype)
+    return replace(
+        selection,
+        mode=request.mode,
+        max_visual_tokens=request.max_visual_tokens,
+        queries=queries,
+        device=request.engine.device,
+        dtype=request.engine.dtype,
+    )
 
 
-def load_model(model_id: Optional[str] = None, *, device: str = "auto", dtype: str = "auto",
-               checkpoint: Optional[CheckpointInfo] = None):
+def load_model(
+    model_id: Optional[str] = None,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    checkpoint: Optional[CheckpointInfo] = None,
+):
     """Load a Qwen-VL checkpoint in this process: the transformers engine (imports torch)."""
     return build_engine(EngineSpec(engine="transformers", model_id=model_id, device=device, dtype=dtype), checkpoint)
 
@@ -381,7 +473,7 @@ def check_texts(request: AskRequest) -> None:
 def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
     check_texts(request)
     if request.find is not None and not request.find.strip():
-        raise UsageError("--find needs something to look for, e.g. --find \"red car\"")
+        raise UsageError('--find needs something to look for, e.g. --find "red car"')
     if not request.questions and not request.find:
         raise UsageError("give at least one question (or --find WHAT)")
     if not all(q.strip() for q in request.questions):
@@ -395,10 +487,13 @@ def check_when(request: AskRequest, selection: Optional[SelectionRequest] = None
     selection = selection or request.selection
     if request.when is not None:
         if not request.when.strip():
-            raise UsageError("--when needs a description of what to find, e.g. --when \"a door opens\"")
+            raise UsageError('--when needs a description of what to find, e.g. --when "a door opens"')
         if selection.method != "default":
-            raise UsageError("choose frames one way: --when finds them itself, without --at, --scenes, --every, "
-                             "--num-frames, --fps or --relevant")
+            raise UsageError(
+                "choose frames one way: --when finds them itself, without --at, --scenes, --every, "
+                "--num-frames, --fps or --relevant"
+            )
         if request.per_frame or request.mode == "video":
-            raise UsageError("--when asks about the frames it found as images, together: without --per-frame "
-                             "and --mode video")
+            raise UsageError(
+                "--when asks about the frames it found as images, together: without --per-frame and --mode video"
+            )

@@ -12,22 +12,26 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Optional, Union
 
 from ..console import Progress, counted, status
 from ..engines import check_spec, engine_checkpoint
-from ..options import check_value, default
+from ..engines.openai import check_server_limits
 from ..errors import UsageError
+from ..files.paths import OutputPath, check_output_file
 from ..model.budget import check_budget_settings
 from ..model.checkpoint import CheckpointInfo
-from ..texts import readable
-from ..outputs.paths import OutputPath, check_output_file
+from ..model.generation import resolve_generation
+from ..options import check_value, default
 from ..outputs.results_file import ResultsFile, check_results_file, key_path
+from ..selection.select import check_request
+from ..texts import readable
 from .ask import AskRequest, check_texts, check_when, selection_request
 from .batch_inputs import BatchItem, collect_items, distinct_items, item_request, settings_hash
-from ..selection.select import check_request
 from .local_runner import run_here
+from .ray_runner import check_ray, run_on_ray
 
 SUMMARY_FAILURES = 5  # failed videos named in the closing lines (all of them are in the results)
 
@@ -57,18 +61,31 @@ def batch_job(inputs: Sequence[str], template: AskRequest, output: str, **option
     (see `run_batch` for the options). Everything that can refuse the run does so before any work."""
     items, duplicates = distinct_items(collect_items(inputs))
     if duplicates:
-        status(f"{counted(duplicates, 'input')} named a video already listed (the same file by another name, "
-               f"asked the same): each is answered once")
+        status(
+            f"{counted(duplicates, 'input')} named a video already listed (the same file by another name, "
+            f"asked the same): each is answered once"
+        )
     if not template.questions and not template.find and any(not i.questions and not i.error for i in items):
         raise UsageError("give questions with -q (or --find, or a `question` column in the manifest)")
     return run_batch(items, template, output, inputs=[path for path in inputs if os.path.isfile(path)], **options)
 
 
-def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[str, OutputPath], *, engine=None,
-              checkpoint: Optional[CheckpointInfo] = None, concurrency: int = default("concurrency"),
-              use_ray: bool = False, overwrite: bool = False, fail_fast: bool = False, progress: bool = True,
-              on_line: Optional[Callable[[dict], None]] = None, batch_size: int = default("batch_size"),
-              inputs: Sequence[str] = ()) -> BatchSummary:
+def run_batch(
+    items: Sequence[BatchItem],
+    template: AskRequest,
+    output: Union[str, OutputPath],
+    *,
+    engine=None,
+    checkpoint: Optional[CheckpointInfo] = None,
+    concurrency: int = default("concurrency"),
+    use_ray: bool = False,
+    overwrite: bool = False,
+    fail_fast: bool = False,
+    progress: bool = True,
+    on_line: Optional[Callable[[dict], None]] = None,
+    batch_size: int = default("batch_size"),
+    inputs: Sequence[str] = (),
+) -> BatchSummary:
     """Answer every item, appending one JSONL line per video to `output` (see results_file.py).
 
     The engine is built only when a video needs answering (pass `engine` to reuse one), so a rerun
@@ -81,15 +98,26 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
     """
     started = time.perf_counter()
     spec = template.engine
-    output, checkpoint = _check_start(items, template, spec, output, engine=engine, checkpoint=checkpoint,
-                                      concurrency=concurrency, use_ray=use_ray, batch_size=batch_size, inputs=inputs)
+    output, checkpoint = _check_start(
+        items,
+        template,
+        spec,
+        output,
+        engine=engine,
+        checkpoint=checkpoint,
+        concurrency=concurrency,
+        use_ray=use_ray,
+        batch_size=batch_size,
+        inputs=inputs,
+    )
     # Lines are held in memory until a video is answered (or the run ends): a run that fails to start
     # (a model that does not load, a server or cluster not there) leaves the results file as it was.
     with ResultsFile(output, overwrite=overwrite, hold=True) as results:
         todo = []
         # A long list takes a while to hash and match against the results file: shown like the run itself.
-        checking = Progress(len(items), desc="checking what is done", unit="video",
-                            enabled=progress and len(items) > MANY_ITEMS)
+        checking = Progress(
+            len(items), desc="checking what is done", unit="video", enabled=progress and len(items) > MANY_ITEMS
+        )
         for item in items:
             request = item_request(template, item)
             settings = settings_hash(request, checkpoint.model_id)
@@ -99,8 +127,7 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
         checking.close()
         skipped = len(items) - len(todo)
         bar = Progress(len(items), initial=skipped, desc="videos", unit="video", enabled=progress)
-        counts = {"done": 0, "failed": 0, "stop": False, "truncated": 0, "max_new_tokens": None,
-                  "approximate_times": 0}
+        counts = {"done": 0, "failed": 0, "stop": False, "truncated": 0, "max_new_tokens": None, "approximate_times": 0}
         failures: list[tuple[str, str]] = []
 
         def finish(item: BatchItem, settings: str, record: Optional[dict], error: Optional[str]) -> bool:
@@ -130,8 +157,6 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
         batches: list[int] = []
         try:
             if use_ray:
-                from .ray_runner import run_on_ray
-
                 run_on_ray(todo, spec, checkpoint, finish, actors=concurrency)
             else:
                 batches = run_here(todo, spec, checkpoint, engine, concurrency, finish, batch_size)
@@ -140,15 +165,34 @@ def run_batch(items: Sequence[BatchItem], template: AskRequest, output: Union[st
         finally:
             bar.close()
         results.release()  # the run ended (not failed to start): what it held is written
-    return BatchSummary(total=len(items), done=counts["done"], skipped=skipped, failed=counts["failed"],
-                        seconds=time.perf_counter() - started, interrupted=interrupted, batches=tuple(batches),
-                        truncated=counts["truncated"], max_new_tokens=counts["max_new_tokens"],
-                        approximate_times=counts["approximate_times"],
-                        failures=tuple(failures))
+    return BatchSummary(
+        total=len(items),
+        done=counts["done"],
+        skipped=skipped,
+        failed=counts["failed"],
+        seconds=time.perf_counter() - started,
+        interrupted=interrupted,
+        batches=tuple(batches),
+        truncated=counts["truncated"],
+        max_new_tokens=counts["max_new_tokens"],
+        approximate_times=counts["approximate_times"],
+        failures=tuple(failures),
+    )
 
 
-def _check_start(items, template: AskRequest, spec, output, *, engine, checkpoint, concurrency: int, use_ray: bool,
-                 batch_size: int, inputs: Sequence[str]) -> tuple[OutputPath, CheckpointInfo]:
+def _check_start(
+    items,
+    template: AskRequest,
+    spec,
+    output,
+    *,
+    engine,
+    checkpoint,
+    concurrency: int,
+    use_ray: bool,
+    batch_size: int,
+    inputs: Sequence[str],
+) -> tuple[OutputPath, CheckpointInfo]:
     """Everything that can refuse a batch, in order, before any video is read or the model loads; returns the
     checked output and the model's config facts."""
     check_spec(spec)
@@ -163,23 +207,24 @@ def _check_start(items, template: AskRequest, spec, output, *, engine, checkpoin
     if batch_size > 1 and engine is not None and not engine.can_batch:
         raise UsageError("--batch-size above 1 needs an engine that can generate a batch (the in-process model)")
     if concurrency > 1 and spec.engine != "openai" and not use_ray:
-        raise UsageError("--concurrency above 1 needs --engine openai (or --ray): the in-process model answers "
-                         "one prompt at a time")
+        raise UsageError(
+            "--concurrency above 1 needs --engine openai (or --ray): the in-process model answers one prompt at a time"
+        )
     if use_ray:
-        from .ray_runner import check_ray
-
         check_ray()
     if not isinstance(output, OutputPath):
         output = check_output_file(output, "-o", [item.video for item in items] + list(inputs))
     check_results_file(output)  # a file that is not ours is refused before anything is loaded
     checkpoint = checkpoint or (engine.checkpoint if engine is not None else engine_checkpoint(spec))
     if spec.engine == "openai":
-        from ..answering import check_server_limits
-        from .ask import answer_options, generation_settings
-
-        check_server_limits(answer_options(template, generation_settings(template, checkpoint)), checkpoint)
-    check_budget_settings(checkpoint.family, mode=template.mode, min_pixels=template.min_pixels,
-                          max_pixels=template.max_pixels, max_visual_tokens=template.max_visual_tokens)
+        check_server_limits(checkpoint, template.mode, template.min_pixels, template.max_pixels)
+    check_budget_settings(
+        checkpoint.family,
+        mode=template.mode,
+        min_pixels=template.min_pixels,
+        max_pixels=template.max_pixels,
+        max_visual_tokens=template.max_visual_tokens,
+    )
     if batch_size > 1:
         _check_batchable(template, checkpoint)
     return output, checkpoint
@@ -189,19 +234,21 @@ def check_batch_size(spec, batch_size: int, use_ray: bool = False) -> None:
     """Usage errors for --batch-size, before anything is read or loaded."""
     check_value("batch_size", batch_size)
     if batch_size > 1 and (spec.engine != "transformers" or use_ray):
-        raise UsageError("--batch-size is for the in-process model (--engine transformers, without --ray); a "
-                         "server batches requests itself: use --concurrency with --engine openai")
+        raise UsageError(
+            "--batch-size is for the in-process model (--engine transformers, without --ray); a "
+            "server batches requests itself: use --concurrency with --engine openai"
+        )
 
 
 def _check_batchable(template: AskRequest, checkpoint: CheckpointInfo) -> None:
     """Refuse what a batch cannot honour: a seed gives each question its own sampled reply, and the rows
     of one batch sample together."""
-    from ..model.generation import resolve_generation
-    settings = resolve_generation(template.generation, checkpoint.generation_defaults,
-                                  find=bool(template.find))
+    settings = resolve_generation(template.generation, checkpoint.generation_defaults, find=bool(template.find))
     if settings.do_sample and settings.seed is not None:
-        raise UsageError("--seed with sampling needs --batch-size 1: in a batch, the rows sample together, so a "
-                         "reply would depend on the videos beside it")
+        raise UsageError(
+            "--seed with sampling needs --batch-size 1: in a batch, the rows sample together, so a "
+            "reply would depend on the videos beside it"
+        )
 
 
 def summary_line(summary: BatchSummary, output: str) -> str:
@@ -215,20 +262,27 @@ def summary_line(summary: BatchSummary, output: str) -> str:
         batched = f"; {len(summary.batches)} generate batches of {mean:.1f} prompts on average"
     lines = []  # the details first: the closing line stays the last
     if summary.truncated:
-        lines.append(f"{counted(summary.truncated, 'video')} had replies stopped at --max-new-tokens "
-                     f"{summary.max_new_tokens} (their lines give truncated_replies): raise --max-new-tokens to get "
-                     f"them whole")
+        lines.append(
+            f"{counted(summary.truncated, 'video')} had replies stopped at --max-new-tokens "
+            f"{summary.max_new_tokens} (their lines give truncated_replies): raise --max-new-tokens to get "
+            f"them whole"
+        )
     if summary.approximate_times:
         were = "was" if summary.approximate_times == 1 else "were"
-        lines.append(f"{counted(summary.approximate_times, 'video')} {were} told approximate times in video mode "
-                     f"(see their model.time_fidelity): use --mode images, or evenly spaced frames within its max_fps")
+        lines.append(
+            f"{counted(summary.approximate_times, 'video')} {were} told approximate times in video mode "
+            f"(see their model.time_fidelity): use --mode images, or evenly spaced frames within its max_fps"
+        )
     for video, error in summary.failures:
         lines.append(f"failed: {readable(video)}: {' '.join(error.split())[:300]}")
     if summary.failed > len(summary.failures):
-        lines.append(f"... and {summary.failed - len(summary.failures)} more failed: their lines have "
-                     f"\"status\": \"error\"")
-    lines.append(f"{state}{summary.done} answered, {summary.failed} failed, {summary.skipped} already done "
-                 f"(of {summary.total}) in {summary.seconds:.1f}s ({rate:.2f} videos/s){batched}; results {where}")
+        lines.append(
+            f'... and {summary.failed - len(summary.failures)} more failed: their lines have "status": "error"'
+        )
+    lines.append(
+        f"{state}{summary.done} answered, {summary.failed} failed, {summary.skipped} already done "
+        f"(of {summary.total}) in {summary.seconds:.1f}s ({rate:.2f} videos/s){batched}; results {where}"
+    )
     return "\n".join(lines)
 
 

@@ -9,8 +9,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Iterable, Optional, Sequence
+from typing import Optional
 
 from ..console import status
 from ..errors import UsageError
@@ -19,8 +20,23 @@ from ..selection.select import SelectionRequest
 from ..timecodes import parse_time_list
 from .ask import AskRequest
 
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
-                    ".wmv", ".flv", ".3gp", ".ogv"}
+VIDEO_EXTENSIONS = {
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
+    ".3gp",
+    ".ogv",
+}
 MANIFEST_EXTENSIONS = {".csv", ".jsonl"}
 UNHASHED = tuple(name for name, option in OPTIONS.items() if not option.hashed)
 ADDED_LATER = ("when",)  # request fields added after results files existed
@@ -44,8 +60,12 @@ def collect_items(inputs: Sequence[str]) -> list[BatchItem]:
     for raw in inputs:
         path = os.path.expanduser(raw)
         if os.path.isdir(path):
-            found = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
-                           if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS)
+            found = sorted(
+                os.path.join(root, name)
+                for root, _, names in os.walk(path)
+                for name in names
+                if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+            )
             items.extend(BatchItem(video=f) for f in found)
         elif os.path.isfile(path) and os.path.splitext(path)[1].lower() in MANIFEST_EXTENSIONS:
             items.extend(read_manifest(path))
@@ -59,8 +79,9 @@ def collect_items(inputs: Sequence[str]) -> list[BatchItem]:
         else:
             raise UsageError(f"no such file or folder: {raw}")
     if not items:
-        raise UsageError("no videos found in the inputs (folders are searched for " +
-                         ", ".join(sorted(VIDEO_EXTENSIONS)) + ")")
+        raise UsageError(
+            "no videos found in the inputs (folders are searched for " + ", ".join(sorted(VIDEO_EXTENSIONS)) + ")"
+        )
     return items
 
 
@@ -116,8 +137,12 @@ def read_manifest(path: str) -> list[BatchItem]:
     items = []
     for number, row in enumerate(rows, start=1):
         if isinstance(row, _TooLong):
-            items.append(BatchItem(video=f"{path}#row{number}", error=f"{path} row {number}: longer than "
-                                   f"{MAX_MANIFEST_ROW_BYTES // (1024 * 1024)} MiB"))
+            items.append(
+                BatchItem(
+                    video=f"{path}#row{number}",
+                    error=f"{path} row {number}: longer than {MAX_MANIFEST_ROW_BYTES // (1024 * 1024)} MiB",
+                )
+            )
             continue
         if not isinstance(row, dict) or not row.get("video"):
             raise UsageError(f"{path} row {number}: needs a `video` column")
@@ -209,8 +234,12 @@ def settings_hash(request: AskRequest, model_id: str) -> str:
         settings["selection"].pop(key, None)
     # --relevant's fields shape nothing without it (and results files written before it still resume); the
     # device and dtype are the request's own, hashed there.
-    for key in ("device", "dtype", "queries", *(("relevant", "candidates", "scorer")
-                                               if settings["selection"].get("relevant") is None else ())):
+    for key in (
+        "device",
+        "dtype",
+        "queries",
+        *(("relevant", "candidates", "scorer") if settings["selection"].get("relevant") is None else ()),
+    ):
         settings["selection"].pop(key, None)
     settings["model_id"] = model_id
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]

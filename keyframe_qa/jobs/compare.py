@@ -7,19 +7,21 @@ from dataclasses import asdict, replace
 from typing import Optional
 
 from ..answering import AnswerOptions, answer_frames
+from ..console import Progress
+from ..engines import EngineSpec, build_engine, engine_checkpoint
+from ..errors import KeyframeQAError, ModelError, UsageError
+from ..files.paths import OutputPath, check_distinct, check_output_file, write_output
 from ..model.budget import check_budget_settings
 from ..model.checkpoint import CheckpointInfo
-from .compare_config import CompareConfig, ConfigError, Comparison
-from ..errors import KeyframeQAError, ModelError, UsageError
-from ..options import take
-from ..video.frames import read_frames
 from ..model.generation import GenerationRequest, resolve_generation
-from ..video.probe import check_times, probe
-from ..console import Progress
-from ..records import Answer, Frame
-from ..outputs.paths import OutputPath
+from ..options import take
+from ..outputs.html import render_compare
 from ..outputs.report import SCHEMA_VERSION, answer_record, frame_records, usage_record, video_record
+from ..records import Answer, Frame
 from ..timecodes import format_time
+from ..video.frames import read_frames
+from ..video.probe import check_times, probe
+from .compare_config import CompareConfig, Comparison, ConfigError, load_config
 
 ROLES = ("BEFORE", "AFTER")
 
@@ -60,22 +62,36 @@ def _run_one(config: CompareConfig, comparison: Comparison, engine) -> tuple[dic
     settings = config.settings_for(comparison)
     frames, infos = [], []
     probed_by_path = {}
-    for index, (path, moment) in enumerate(((comparison.before_path, comparison.before),
-                                            (comparison.after_path, comparison.after))):
+    for index, (path, moment) in enumerate(
+        ((comparison.before_path, comparison.before), (comparison.after_path, comparison.after))
+    ):
         probed = probed_by_path.get(path) or probe(path)
         probed_by_path[path] = probed
         check_times(probed.info, [moment])
         frame = read_frames(probed, [moment])[0]
         frames.append(replace(frame, index=index))
         infos.append(probed.info)
-    generation = resolve_generation(take(GenerationRequest, dict(settings)), engine.checkpoint.generation_defaults,
-                                    find=bool(comparison.find))
-    options = AnswerOptions(generation, mode=settings["mode"], min_pixels=settings["min_pixels"],
-                            max_pixels=settings["max_pixels"], max_visual_tokens=settings["max_visual_tokens"],
-                            find=comparison.find)
+    generation = resolve_generation(
+        take(GenerationRequest, dict(settings)), engine.checkpoint.generation_defaults, find=bool(comparison.find)
+    )
+    options = AnswerOptions(
+        generation,
+        mode=settings["mode"],
+        min_pixels=settings["min_pixels"],
+        max_pixels=settings["max_pixels"],
+        max_visual_tokens=settings["max_visual_tokens"],
+        find=comparison.find,
+    )
     labels = [f"{role} at {format_time(f.timestamp)}" for role, f in zip(ROLES, frames)]
-    answers, budgets = answer_frames(engine, frames, comparison.questions, options, labels=labels,
-                                     mention_labels=list(ROLES), where=f"comparison {comparison.name!r}")
+    answers, budgets = answer_frames(
+        engine,
+        frames,
+        comparison.questions,
+        options,
+        labels=labels,
+        mention_labels=list(ROLES),
+        where=f"comparison {comparison.name!r}",
+    )
     frame_list = frame_records(frames, budgets, [None, None])
     record = {
         "name": comparison.name,
@@ -90,14 +106,12 @@ def _run_one(config: CompareConfig, comparison: Comparison, engine) -> tuple[dic
     return record, frames, answers
 
 
-def compare_job(config_path: str, *, output: Optional[str] = None, html: Optional[str] = None,
-                progress: bool = True) -> tuple[dict, OutputPath, list[str]]:
+def compare_job(
+    config_path: str, *, output: Optional[str] = None, html: Optional[str] = None, progress: bool = True
+) -> tuple[dict, OutputPath, list[str]]:
     """The `compare` command: the config read and every output checked before any video is read or the model
     loads, then every comparison; returns the report, the checked JSON output and the names of the
     comparisons that failed (each recorded with its `error`)."""
-    from ..engines import EngineSpec, build_engine, engine_checkpoint
-    from ..outputs.paths import check_distinct, check_output_file, write_output
-    from .compare_config import load_config
 
     config = load_config(config_path)
     inputs = config_inputs(config, config_path)
@@ -110,8 +124,6 @@ def compare_job(config_path: str, *, output: Optional[str] = None, html: Optiona
     engine = build_engine(spec, checkpoint)
     report, views = run_compare(config, config_path, engine, progress=progress)
     if html and page is not None:
-        from ..outputs.html import render_compare
-
         write_output(page, render_compare(config_path, engine.model_id, views))
         report["html"] = html
     return report, target, [c["name"] for c in report["comparisons"] if c["status"] != "ok"]
@@ -124,8 +136,13 @@ def check_settings(config: CompareConfig, config_path: str, checkpoint: Checkpoi
     for position, comparison in enumerate(config.comparisons):
         settings = config.settings_for(comparison)
         try:
-            check_budget_settings(checkpoint.family, mode=settings["mode"], min_pixels=settings["min_pixels"],
-                                  max_pixels=settings["max_pixels"], max_visual_tokens=settings["max_visual_tokens"])
+            check_budget_settings(
+                checkpoint.family,
+                mode=settings["mode"],
+                min_pixels=settings["min_pixels"],
+                max_pixels=settings["max_pixels"],
+                max_visual_tokens=settings["max_visual_tokens"],
+            )
         except UsageError as exc:
             problems.append(f"comparisons.{position} ({comparison.name}): {exc} for {checkpoint.family.name}")
     if problems:

@@ -2,7 +2,7 @@
 
 Every problem in a config is reported at once as `loc: message` lines (unknown keys, bad times,
 missing videos, ...), so a user fixes the file in one go. Video paths are relative to the config.
-Run `python -m keyframe_qa.config` to print the JSON Schema for editors.
+Run `python -m keyframe_qa.jobs.compare_config` to print the JSON Schema for editors.
 """
 
 from __future__ import annotations
@@ -11,8 +11,16 @@ import json
 import os
 from typing import Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, \
-    model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import UsageError
 from ..options import OPTIONS, pydantic_fields
@@ -36,10 +44,18 @@ class _Strict(BaseModel):
 # option declarations (options.py): the same types, limits and help as the CLI's.
 SETTINGS = tuple(name for name, option in OPTIONS.items() if option.config == "settings")
 DEFAULTS = tuple(name for name, option in OPTIONS.items() if option.config == "defaults")
-Settings = create_model("Settings", __base__=_Strict, __doc__="Model and budget settings; the config's `defaults`, "
-                        "overridable per comparison.", **pydantic_fields(SETTINGS, with_defaults=False))
-Defaults = create_model("Defaults", __base__=Settings, __doc__="Settings for every comparison, plus which model "
-                        "runs them.", **pydantic_fields(DEFAULTS, with_defaults=True))
+Settings = create_model(
+    "Settings",
+    __base__=_Strict,
+    __doc__="Model and budget settings; the config's `defaults`, overridable per comparison.",
+    **pydantic_fields(SETTINGS, with_defaults=False),
+)
+Defaults = create_model(
+    "Defaults",
+    __base__=Settings,
+    __doc__="Settings for every comparison, plus which model runs them.",
+    **pydantic_fields(DEFAULTS, with_defaults=True),
+)
 
 
 Time = Union[float, str]
@@ -80,12 +96,15 @@ class Comparison(_Strict):
         return path
 
     @model_validator(mode="after")
-    def _one_way_to_give_videos(self) -> "Comparison":
+    def _one_way_to_give_videos(self) -> Comparison:
         if self.video and (self.before_video or self.after_video):
             raise ValueError("give `video`, or `before_video` and `after_video`, not both")
         if not self.video and not (self.before_video and self.after_video):
-            if "video" in self.model_fields_set or "before_video" in self.model_fields_set or \
-                    "after_video" in self.model_fields_set:
+            if (
+                "video" in self.model_fields_set
+                or "before_video" in self.model_fields_set
+                or "after_video" in self.model_fields_set
+            ):
                 raise ValueError("give both `before_video` and `after_video`")
             raise ValueError("give `video`, or `before_video` and `after_video`")
         if not self.questions and not self.find:
@@ -114,8 +133,9 @@ class CompareConfig(_Strict):
         merged = {name: OPTIONS[name].default for name in SETTINGS}
         for layer in (self.defaults, comparison.overrides):
             if layer is not None:
-                merged.update({key: value for key, value in layer.model_dump(exclude_none=True).items()
-                               if key in merged})
+                merged.update(
+                    {key: value for key, value in layer.model_dump(exclude_none=True).items() if key in merged}
+                )
         return merged
 
 
@@ -131,8 +151,10 @@ def load_config(path: str) -> CompareConfig:
         raise UsageError(f"config not found: {path}")
     size = os.path.getsize(path)
     if size > MAX_CONFIG_BYTES:
-        raise UsageError(f"config {path} is {size / (1 << 20):.1f} MiB: a compare config is at most 1 MiB (for "
-                         f"thousands of videos, use `keyframe-qa batch` with a manifest)")
+        raise UsageError(
+            f"config {path} is {size / (1 << 20):.1f} MiB: a compare config is at most 1 MiB (for "
+            f"thousands of videos, use `keyframe-qa batch` with a manifest)"
+        )
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.load(handle.read(MAX_CONFIG_BYTES + 1), Loader=_unique_key_loader())
@@ -166,8 +188,11 @@ def _unique_key_loader():
                     continue  # an unhashable key: the base class says so
                 if first is not None:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"{key!r} is given twice (first on line {first}): YAML would keep only the last",
-                        key_node.start_mark)
+                        None,
+                        None,
+                        f"{key!r} is given twice (first on line {first}): YAML would keep only the last",
+                        key_node.start_mark,
+                    )
             return super().construct_mapping(node, deep=deep)
 
     return UniqueKeyLoader
@@ -178,7 +203,7 @@ def _problem(error: dict) -> str:
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
-            message = message[len(prefix):]
+            message = message[len(prefix) :]
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     return f"{location}: {message}"

@@ -4,8 +4,8 @@ video at a time, `concurrency` at once (a server), or in generate batches (`batc
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Callable
 
 from ..engines import build_engine
 from ..engines.batching import BatchingEngine
@@ -18,8 +18,9 @@ from .batch_work import answer_item, prepare_item
 PREFETCH = 2  # videos decoded ahead of the model
 
 
-def run_here(todo: list, spec, checkpoint: CheckpointInfo, engine, concurrency: int, finish: Callable,
-              batch_size: int = 1) -> list[int]:
+def run_here(
+    todo: list, spec, checkpoint: CheckpointInfo, engine, concurrency: int, finish: Callable, batch_size: int = 1
+) -> list[int]:
     """This process decodes ahead on a thread pool and answers (up to `concurrency` at once, or with
     `batch_size` above 1, that many videos on worker threads whose prompts are generated together).
 

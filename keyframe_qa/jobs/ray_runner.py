@@ -17,10 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from typing import Callable
+import socket
+from collections.abc import Callable
 
-from ..model.checkpoint import CheckpointInfo
+from ..engines import build_engine
 from ..errors import ModelError, UsageError, reason
+from ..model.checkpoint import CheckpointInfo
+from .batch_work import answer_item, prepare_item
 
 INSTALL_HINT = "pip install 'keyframe-qa[ray]' (from a clone: uv sync --extra ray)"
 PREPARE_CALLS = 100
@@ -48,8 +51,10 @@ def connect() -> str:
         try:
             ray.init(**quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ModelError(f"cannot join the Ray cluster at RAY_ADDRESS={os.environ['RAY_ADDRESS']}: "
-                             f"{' '.join(str(exc).split())[:200]}") from exc
+            raise ModelError(
+                f"cannot join the Ray cluster at RAY_ADDRESS={os.environ['RAY_ADDRESS']}: "
+                f"{' '.join(str(exc).split())[:200]}"
+            ) from exc
         return f"cluster at {os.environ['RAY_ADDRESS']}"
     try:
         ray.init(address="auto", **quiet)
@@ -64,7 +69,6 @@ def connect() -> str:
 
 def _check_reachable(address: str) -> None:
     """Refuse at once an address nothing listens on: Ray itself retries for minutes before it gives up."""
-    import socket
 
     target = address.split("://", 1)[-1]
     host, _, port = target.rpartition(":")
@@ -74,8 +78,10 @@ def _check_reachable(address: str) -> None:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
             return
     except OSError as exc:
-        raise ModelError(f"cannot join the Ray cluster at RAY_ADDRESS={address}: "
-                         f"{reason(exc, lower=True)} (is its head node running?)") from exc
+        raise ModelError(
+            f"cannot join the Ray cluster at RAY_ADDRESS={address}: "
+            f"{reason(exc, lower=True)} (is its head node running?)"
+        ) from exc
 
 
 def run_on_ray(todo: list, spec, checkpoint: CheckpointInfo, finish: Callable, *, actors: int = 1) -> None:
@@ -98,12 +104,16 @@ def run_on_ray(todo: list, spec, checkpoint: CheckpointInfo, finish: Callable, *
         # CPU tasks (Ray retries one whose worker dies). A fresh worker process every PREPARE_CALLS videos
         # bounds whatever a decoder leaks; that argument also keeps Ray Data from fusing this stage into
         # the engine actors, which must not decode.
-        .map(_prepare_row, fn_kwargs={"checkpoint": checkpoint},
-             num_cpus=1, max_calls=PREPARE_CALLS)
+        .map(_prepare_row, fn_kwargs={"checkpoint": checkpoint}, num_cpus=1, max_calls=PREPARE_CALLS)
         # The engine actors. Ray Data restarts one that dies (max_restarts -1) and retries the row it
         # held; this process writes each result once, when it arrives.
-        .map(_AnswerActor, fn_constructor_kwargs={"spec": spec, "checkpoint": checkpoint}, concurrency=actors,
-             num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0)
+        .map(
+            _AnswerActor,
+            fn_constructor_kwargs={"spec": spec, "checkpoint": checkpoint},
+            concurrency=actors,
+            num_cpus=0 if gpus else 1,
+            num_gpus=1 if gpus else 0,
+        )
     )
     for row in dataset.iter_rows():
         result = pickle.loads(row["result"])
@@ -115,7 +125,6 @@ def run_on_ray(todo: list, spec, checkpoint: CheckpointInfo, finish: Callable, *
 
 def _prepare_row(row: dict, checkpoint: CheckpointInfo) -> dict:
     """A Ray Data task: probe and read the exact frames, shrunk to their budgets for the trip."""
-    from .batch_work import prepare_item
 
     # prepare() already shrank the frames to their budgets as they were decoded (batch writes no
     # full-size pictures), so they travel small.
@@ -127,7 +136,6 @@ class _AnswerActor:
     """A Ray Data actor holding one engine for its whole life."""
 
     def __init__(self, spec, checkpoint: CheckpointInfo):
-        from ..engines import build_engine
 
         self.engine = None
         self.fatal = None
@@ -137,7 +145,6 @@ class _AnswerActor:
             self.fatal = str(exc)
 
     def __call__(self, row: dict) -> dict:
-        from .batch_work import answer_item
 
         item, settings, prepared, error = pickle.loads(row["entry"])
         if self.fatal is not None:

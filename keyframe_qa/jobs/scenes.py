@@ -19,8 +19,13 @@ def scenes_job(video: str, options: SceneOptions, *, use_cache: bool = True, as_
     with ThreadPoolExecutor(max_workers=1) as pool:
         probing = pool.submit(lambda: _indexed(probe(video)))
         try:
-            detected = detect_scenes(video, options, use_cache=use_cache, show_progress=True,
-                                     frame_count=lambda: probing.result().frame_count)
+            detected = detect_scenes(
+                video,
+                options,
+                use_cache=use_cache,
+                show_progress=True,
+                frame_count=lambda: probing.result().frame_count,
+            )
         except KeyframeQAError:
             probing.result()
             raise
@@ -33,5 +38,5 @@ def scenes_job(video: str, options: SceneOptions, *, use_cache: bool = True, as_
 
 def _indexed(probed: ProbedVideo) -> ProbedVideo:
     """The probed video with its complete index built (scenes need every frame's time)."""
-    probed.index
+    probed.index  # noqa: B018 - the property builds the complete index
     return probed

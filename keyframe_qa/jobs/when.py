@@ -32,15 +32,17 @@ from ..answering import AnswerOptions, answer_frames, check_text, yes_probabilit
 from ..console import Progress, duration_text, status, warn
 from ..engines import EngineSpec, build_engine, engine_checkpoint
 from ..errors import ImageLimit, UsageError
-from ..texts import check_prompt_text
+from ..files.paths import check_distinct, check_output_file, write_file
 from ..model.generation import GenerationRequest, resolve_generation
 from ..model.time_positions import time_fidelity
-from ..grounding import thinking_parts
-from ..moments import parse_moments
 from ..options import check_record, option, word_or_positive
+from ..outputs.html import render_when
 from ..outputs.report import SCHEMA_VERSION, model_record, video_record
 from ..records import Frame, GenerationSettings
+from ..replies.moments import parse_moments
+from ..replies.reading import thinking_parts
 from ..selection.windows import merge_spans, plan_windows
+from ..texts import check_prompt_text
 from ..video.container import check_path
 from ..video.frames import read_frames
 from ..video.probe import ProbedVideo, probe
@@ -59,6 +61,7 @@ PROBES_PER_WINDOW = 64
 MIN_PROBES = 256  # however few the windows: a short video may hold a dozen real moments
 PROBES_PER_MOMENT = 14  # what the plan announces per moment found (the 30-minute benchmark's figure)
 LIMIT_REACHED = f"the probe limit was reached ({PROBES_PER_WINDOW} probes a window, {MIN_PROBES} at least)"
+
 
 @dataclass(frozen=True)
 class WhenRequest:
@@ -81,11 +84,17 @@ class WhenRequest:
         check_record(self)
 
 
-def answer_options(request: WhenRequest, generation: GenerationSettings, mode: Optional[str] = None
-                   ) -> AnswerOptions:
+def answer_options(request: WhenRequest, generation: GenerationSettings, mode: Optional[str] = None) -> AnswerOptions:
     """How the search puts its frames to the model: all together (never per frame), no grounding prompt."""
-    return AnswerOptions(generation, mode=mode or request.mode, per_frame=False, min_pixels=request.min_pixels,
-                         max_pixels=request.max_pixels, max_visual_tokens=request.max_visual_tokens, find=None)
+    return AnswerOptions(
+        generation,
+        mode=mode or request.mode,
+        per_frame=False,
+        min_pixels=request.min_pixels,
+        max_pixels=request.max_pixels,
+        max_visual_tokens=request.max_visual_tokens,
+        find=None,
+    )
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,7 @@ def find_moments(request: WhenRequest, engine=None, *, progress: bool = False) -
     (a line every 30 s in a log) on stderr."""
     check_prompt_text(request.query, "the query")
     if not request.query or not request.query.strip():
-        raise UsageError("give a description of what to find, e.g. keyframe-qa when video.mp4 \"a door opens\"")
+        raise UsageError('give a description of what to find, e.g. keyframe-qa when video.mp4 "a door opens"')
     precision = _precision(request.precision)
     check_path(request.video)
     checkpoint = engine.checkpoint if engine is not None else engine_checkpoint(request.engine)
@@ -114,11 +123,15 @@ def find_moments(request: WhenRequest, engine=None, *, progress: bool = False) -
     generation = resolve_generation(request.generation, checkpoint.generation_defaults)
     # The query goes into every prompt: a text that cannot fit the model's context is refused here, before
     # the video is read or the model loads (text_tokens.py bounds it before tokenising).
-    check_text(answer_options(request, generation), checkpoint,
-               [_coarse_question(request.query, request.mode)], [0.0] * request.window_frames)
+    check_text(
+        answer_options(request, generation),
+        checkpoint,
+        [_coarse_question(request.query, request.mode)],
+        [0.0] * request.window_frames,
+    )
     started = time.perf_counter()
     probed = probe(request.video)
-    probed.index  # the search reads frames by number: the complete index
+    probed.index  # noqa: B018 - the search reads frames by number: the complete index
     load_started = time.perf_counter()
     if engine is None:
         engine = build_engine(request.engine, checkpoint)
@@ -142,35 +155,37 @@ def find_moments(request: WhenRequest, engine=None, *, progress: bool = False) -
         "window_frames": search.window_frames,
         "passes": search.passes,
         "usage": search.usage,
-        "probe_limit": {"limit": search.probe_limit, "per_window": PROBES_PER_WINDOW,
-                        "reached": search.limit_reached},
+        "probe_limit": {"limit": search.probe_limit, "per_window": PROBES_PER_WINDOW, "reached": search.limit_reached},
         "timings": {"model_load_s": round(load_s, 4), "total_s": round(time.perf_counter() - started, 4)},
     }
     return report
 
 
-def when_job(request, *, output: Optional[str] = None, html: Optional[str] = None, engine=None,
-             progress: bool = True) -> tuple[dict, object]:
+def when_job(
+    request, *, output: Optional[str] = None, html: Optional[str] = None, engine=None, progress: bool = True
+) -> tuple[dict, object]:
     """The `when` command: outputs checked before any work, the search, then the HTML page (the first and
     last frame of each moment read again, exactly); returns the report and the checked JSON output."""
-    from ..outputs.paths import check_distinct, check_output_file, write_file
 
     target = check_output_file(output or "-", "-o", [request.video])
     page = check_output_file(html, "--html", [request.video]) if html else None
     check_distinct([target, page])
     report = find_moments(request, engine, progress=progress)
     if html:
-        from ..outputs.html import render_when
-
         probed = probe(request.video)
         pairs = []
         for moment in report["moments"]:
             # Found, not asked for: no "asked for" time in the captions.
-            first, last = read_frames(probed, [moment["first_frame"]["timestamp"], moment["last_frame"]["timestamp"]],
-                                      requested=[None, None])
+            first, last = read_frames(
+                probed, [moment["first_frame"]["timestamp"], moment["last_frame"]["timestamp"]], requested=[None, None]
+            )
             pairs.append((first, last))
-        write_file(html, render_when(probed.info, request.query, report["moments"], pairs, report["model"]["id"]),
-                   "--html", [request.video])
+        write_file(
+            html,
+            render_when(probed.info, request.query, report["moments"], pairs, report["model"]["id"]),
+            "--html",
+            [request.video],
+        )
         report["html"] = html
     return report, target
 
@@ -181,9 +196,11 @@ def _check_mode(request, checkpoint) -> None:
     if request.mode != "video":
         return
     if checkpoint.family.name not in VIDEO_FAMILIES:
-        raise UsageError(f"when --mode video needs Qwen2.5-VL or Qwen3-VL, which were trained to find moments in "
-                         f"a video; {checkpoint.model_id} is {checkpoint.family.name}, which is told no time in "
-                         f"video mode: use --mode images (its frames labelled with their times)")
+        raise UsageError(
+            f"when --mode video needs Qwen2.5-VL or Qwen3-VL, which were trained to find moments in "
+            f"a video; {checkpoint.model_id} is {checkpoint.family.name}, which is told no time in "
+            f"video mode: use --mode images (its frames labelled with their times)"
+        )
 
 
 def _coarse_question(query: str, mode: str) -> str:
@@ -191,12 +208,16 @@ def _coarse_question(query: str, mode: str) -> str:
     start. Video mode: the Qwen cookbooks' grounding prompt, the video's times told by the model's own
     time encoding and the times text after it, from the window's start too."""
     if mode == "video":
-        return (f"Give the query: '{query}', when does the described content occur in the video? "
-                f'Use seconds for time format, as "from S to E seconds", one line per time it occurs, '
-                f'or "never" if it does not occur.')
-    return (f'The frames above are from one clip, each labelled with its time from the clip\'s start. When does '
-            f'this happen: "{query}"? Answer with its start and end time in seconds from the start of the clip, '
-            f'as "from S to E seconds", one line per time it happens, or "never".')
+        return (
+            f"Give the query: '{query}', when does the described content occur in the video? "
+            f'Use seconds for time format, as "from S to E seconds", one line per time it occurs, '
+            f'or "never" if it does not occur.'
+        )
+    return (
+        f"The frames above are from one clip, each labelled with its time from the clip's start. When does "
+        f'this happen: "{query}"? Answer with its start and end time in seconds from the start of the clip, '
+        f'as "from S to E seconds", one line per time it happens, or "never".'
+    )
 
 
 def _precision(text: str) -> Optional[float]:
@@ -207,8 +228,9 @@ def _precision(text: str) -> Optional[float]:
 class _Search:
     """The coarse pass and the refinement of one request, with what they spent."""
 
-    def __init__(self, request, probed: ProbedVideo, engine, generation, precision: Optional[float], *,
-                 progress: bool = False):
+    def __init__(
+        self, request, probed: ProbedVideo, engine, generation, precision: Optional[float], *, progress: bool = False
+    ):
         self.request, self.probed, self.engine, self.precision = request, probed, engine, precision
         self.progress = progress
         self.probe_limit = PROBES_PER_WINDOW  # set from the windows in run()
@@ -227,10 +249,14 @@ class _Search:
     def _fit(self, frames: int, limit: int, source: str) -> int:
         """Windows of at most `limit` frames (at least 2: a window needs a start and an end), said in one line."""
         if limit < 2:
-            raise UsageError(f"the server takes at most {limit} image in one prompt ({source}): when's windows need "
-                             f"2 at least; raise the server's limit (vLLM: --limit-mm-per-prompt '{{\"image\": N}}')")
-        status(f"when: the server takes at most {limit} images in one prompt ({source}): windows of {limit} frames "
-               f"instead of {frames}")
+            raise UsageError(
+                f"the server takes at most {limit} image in one prompt ({source}): when's windows need "
+                f"2 at least; raise the server's limit (vLLM: --limit-mm-per-prompt '{{\"image\": N}}')"
+            )
+        status(
+            f"when: the server takes at most {limit} images in one prompt ({source}): windows of {limit} frames "
+            f"instead of {frames}"
+        )
         return limit
 
     def _coarse_pass(self, frames: int):
@@ -246,10 +272,16 @@ class _Search:
         self.probe_limit = max(MIN_PROBES, PROBES_PER_WINDOW * len(windows))
         refine = self.request.refine
         if self.progress:
-            status(f"when: {len(windows)} call{'s' if len(windows) != 1 else ''} for the coarse pass (windows of "
-                   f"up to {frames} frames at {rate:.3g} a second)" +
-                   (f", then about {PROBES_PER_MOMENT} single-frame probes for each moment found (at most "
-                    f"{self.probe_limit}: {PROBES_PER_WINDOW} a window)" if refine else ""))
+            status(
+                f"when: {len(windows)} call{'s' if len(windows) != 1 else ''} for the coarse pass (windows of "
+                f"up to {frames} frames at {rate:.3g} a second)"
+                + (
+                    f", then about {PROBES_PER_MOMENT} single-frame probes for each moment found (at most "
+                    f"{self.probe_limit}: {PROBES_PER_WINDOW} a window)"
+                    if refine
+                    else ""
+                )
+            )
         spans = []
         self._bar = Progress(len(windows), desc="when: coarse pass", unit="call", enabled=self.progress)
         try:
@@ -259,9 +291,11 @@ class _Search:
                 self._bar.update()
                 if number == 0 and self.progress and len(windows) > 1:
                     took = time.perf_counter() - started
-                    status(f"when: the first call took {duration_text(took)}: the coarse pass takes about "
-                           f"{duration_text(took * len(windows))}" +
-                           (", each probe a fraction of a call (one forward pass of one frame)" if refine else ""))
+                    status(
+                        f"when: the first call took {duration_text(took)}: the coarse pass takes about "
+                        f"{duration_text(took * len(windows))}"
+                        + (", each probe a fraction of a call (one forward pass of one frame)" if refine else "")
+                    )
         finally:
             self._bar.close()
         return spans, windows, rate
@@ -299,9 +333,11 @@ class _Search:
         if self.limit_reached:
             kept = sum(1 for m in moments if m["reason"] and LIMIT_REACHED in m["reason"])
             keep = "moments keep their" if kept != 1 else "moment keeps its"
-            warn(f"when: the probe limit was reached: {self.probe_limit} probes for {len(windows)} "
-                 f"window{'s' if len(windows) != 1 else ''} ({PROBES_PER_WINDOW} a window, {MIN_PROBES} at least), "
-                 f"and the coarse pass named {len(merged)} spans; {kept} {keep} coarse boundaries (refined false)")
+            warn(
+                f"when: the probe limit was reached: {self.probe_limit} probes for {len(windows)} "
+                f"window{'s' if len(windows) != 1 else ''} ({PROBES_PER_WINDOW} a window, {MIN_PROBES} at least), "
+                f"and the coarse pass named {len(merged)} spans; {kept} {keep} coarse boundaries (refined false)"
+            )
         return moments
 
     def _coarse(self, window) -> list[tuple[float, float, str]]:
@@ -310,8 +346,9 @@ class _Search:
         # Video mode needs two frames for a temporal patch: a one-frame window (a one-frame video) goes as an image.
         mode = self.request.mode if len(frames) > 1 else "images"
         origin = frames[0].timestamp  # the window's first frame is its time 0
-        answer = self._ask(frames, _coarse_question(self.request.query, mode), self.generation.max_new_tokens,
-                           mode=mode, origin=origin)
+        answer = self._ask(
+            frames, _coarse_question(self.request.query, mode), self.generation.max_new_tokens, mode=mode, origin=origin
+        )
         if not self.first_told:
             self.first_told = [round(f.timestamp - origin, 6) for f in frames]
         length = window.end - origin
@@ -321,9 +358,18 @@ class _Search:
             clamped = clamped or (start, end) != (span.start, span.end)
             if end >= start:
                 spans.append((round(start + origin, 6), round(end + origin, 6), span.label))
-        self.passes.append({"window": [window.start, window.end], "origin": round(origin, 6), "mode": mode,
-                            "frames": len(frames), "raw": answer.raw, "spans": [[s, e] for s, e, _ in spans],
-                            "clamped": clamped, "truncated": answer.truncated})
+        self.passes.append(
+            {
+                "window": [window.start, window.end],
+                "origin": round(origin, 6),
+                "mode": mode,
+                "frames": len(frames),
+                "raw": answer.raw,
+                "spans": [[s, e] for s, e, _ in spans],
+                "clamped": clamped,
+                "truncated": answer.truncated,
+            }
+        )
         if thinking_parts(answer.raw)[2]:
             # A thinking model cut off before its answer: its spans are what its reasoning stated.
             self.passes[-1]["thinking"] = "cut off inside its reasoning: spans from the reasoning"
@@ -343,9 +389,14 @@ class _Search:
             # A span whose probed frames all said no, its middle too, was proposed but never seen: a model told
             # to name times in every window may name one where nothing happens.
             if first.reason == last.reason == NOT_SHOWN and self._shows((first_number + last_number) // 2) is False:
-                self.rejected.append({"coarse": [round(start, 6), round(end, 6)], "label": label,
-                                      "probes": len(self.answers) - spent,
-                                      "reason": "no probed frame showed it, near either boundary or in the middle"})
+                self.rejected.append(
+                    {
+                        "coarse": [round(start, 6), round(end, 6)],
+                        "label": label,
+                        "probes": len(self.answers) - spent,
+                        "reason": "no probed frame showed it, near either boundary or in the middle",
+                    }
+                )
                 return None
         else:
             first = Boundary(first_number, self._time(first_number), False, "--no-refine", 0)
@@ -353,12 +404,17 @@ class _Search:
         if last.frame_number < first.frame_number:
             last = first
         reasons = list(dict.fromkeys(b.reason for b in (first, last) if b.reason))
-        return {"start": first.timestamp, "end": last.timestamp,
-                "first_frame": {"timestamp": first.timestamp, "frame_number": first.frame_number},
-                "last_frame": {"timestamp": last.timestamp, "frame_number": last.frame_number},
-                "label": label, "coarse": [round(start, 6), round(end, 6)],
-                "refined": first.refined and last.refined, "reason": "; ".join(reasons) or None,
-                "probes": first.probes + last.probes}
+        return {
+            "start": first.timestamp,
+            "end": last.timestamp,
+            "first_frame": {"timestamp": first.timestamp, "frame_number": first.frame_number},
+            "last_frame": {"timestamp": last.timestamp, "frame_number": last.frame_number},
+            "label": label,
+            "coarse": [round(start, 6), round(end, 6)],
+            "refined": first.refined and last.refined,
+            "reason": "; ".join(reasons) or None,
+            "probes": first.probes + last.probes,
+        }
 
     def _boundary(self, guess: int, *, rising: bool, step: int, limit: int) -> Boundary:
         """The exact first frame showing the query (`rising`), or the last one, near the coarse `guess`:
@@ -447,10 +503,18 @@ class _Search:
         generation = replace(self.generation, max_new_tokens=max_new_tokens)
         return answer_options(self.request, generation, mode)
 
-    def _ask(self, frames: list[Frame], question: str, max_new_tokens: int, *, mode: str = "images",
-             origin: float = 0.0):
-        answers, budgets = answer_frames(self.engine, frames, [question], self._options(max_new_tokens, mode),
-                                         where=self.request.video, warn_cut=False, origin=origin)
+    def _ask(
+        self, frames: list[Frame], question: str, max_new_tokens: int, *, mode: str = "images", origin: float = 0.0
+    ):
+        answers, budgets = answer_frames(
+            self.engine,
+            frames,
+            [question],
+            self._options(max_new_tokens, mode),
+            where=self.request.video,
+            warn_cut=False,
+            origin=origin,
+        )
         self._count(frames, budgets, answers[0])
         return answers[0]
 

@@ -9,12 +9,13 @@ frames together: it is split evenly, so no frame is starved, and it is never exc
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from ..errors import UsageError
 from ..options import DEFAULT_MAX_VISUAL_TOKENS
-from .families import Family
 from ..records import FrameBudget
+from .families import Family
 
 MAX_ASPECT_RATIO = 200
 # qwen-vl-utils defaults, in visual tokens per frame.
@@ -87,7 +88,9 @@ def plan_budget(
     if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
         raise UsageError(f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}")
     if max_pixels is not None and max_pixels < unit:
-        raise UsageError(f"--max-pixels {max_pixels} is below one visual token ({family.factor}x{family.factor} = {unit} pixels)")
+        raise UsageError(
+            f"--max-pixels {max_pixels} is below one visual token ({family.factor}x{family.factor} = {unit} pixels)"
+        )
     if max_pixels is None and low > high:
         high = low
     if min_pixels is None and low > high:
@@ -121,13 +124,21 @@ def plan_budget(
     return budgets
 
 
-def pixel_limits(family: Family, mode: str, min_pixels: Optional[int], max_pixels: Optional[int],
-                 checkpoint_pixels: tuple[Optional[int], Optional[int]] = (None, None)) -> tuple[tuple, tuple]:
+def pixel_limits(
+    family: Family,
+    mode: str,
+    min_pixels: Optional[int],
+    max_pixels: Optional[int],
+    checkpoint_pixels: tuple[Optional[int], Optional[int]] = (None, None),
+) -> tuple[tuple, tuple]:
     """((min, source), (max, source)) per frame: the option, else the checkpoint's processor
     ("checkpoint"), else qwen-vl-utils' default for the mode ("default")."""
     unit = family.factor * family.factor
-    defaults = (IMAGE_MIN_TOKENS * unit, IMAGE_MAX_TOKENS * unit) if mode == "images" else \
-        (VIDEO_MIN_TOKENS * unit, VIDEO_MAX_TOKENS * unit)
+    defaults = (
+        (IMAGE_MIN_TOKENS * unit, IMAGE_MAX_TOKENS * unit)
+        if mode == "images"
+        else (VIDEO_MIN_TOKENS * unit, VIDEO_MAX_TOKENS * unit)
+    )
     limits = []
     for given, stated, default in zip((min_pixels, max_pixels), checkpoint_pixels, defaults):
         if given is not None:
@@ -165,8 +176,15 @@ def plan_request(
     temporal patch, so it costs a whole patch's tokens, and the total is split per frame.
     """
     if not (per_frame and mode == "video"):
-        return plan_budget(frame_sizes, family, mode=mode, min_pixels=min_pixels, max_pixels=max_pixels,
-                           max_visual_tokens=max_visual_tokens, checkpoint_pixels=checkpoint_pixels)
+        return plan_budget(
+            frame_sizes,
+            family,
+            mode=mode,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+            max_visual_tokens=max_visual_tokens,
+            checkpoint_pixels=checkpoint_pixels,
+        )
     count = len(frame_sizes)
     if count == 0:
         raise UsageError("no frames selected")
@@ -174,17 +192,40 @@ def plan_request(
     if max_visual_tokens is not None:
         share = max_visual_tokens // count
         if share < 1:
-            raise UsageError(f"--max-visual-tokens {max_visual_tokens} cannot give each of {count} frames "
-                             f"even one visual token")
-    return [plan_budget([size], family, mode="video", min_pixels=min_pixels, max_pixels=max_pixels,
-                        max_visual_tokens=share, checkpoint_pixels=checkpoint_pixels)[0] for size in frame_sizes]
+            raise UsageError(
+                f"--max-visual-tokens {max_visual_tokens} cannot give each of {count} frames even one visual token"
+            )
+    return [
+        plan_budget(
+            [size],
+            family,
+            mode="video",
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+            max_visual_tokens=share,
+            checkpoint_pixels=checkpoint_pixels,
+        )[0]
+        for size in frame_sizes
+    ]
 
 
-def check_budget_settings(family: Family, *, mode: str = "images", min_pixels: Optional[int] = None,
-                          max_pixels: Optional[int] = None, max_visual_tokens: Optional[int] = None) -> None:
+def check_budget_settings(
+    family: Family,
+    *,
+    mode: str = "images",
+    min_pixels: Optional[int] = None,
+    max_pixels: Optional[int] = None,
+    max_visual_tokens: Optional[int] = None,
+) -> None:
     """Usage errors for budget settings this family can never meet (before any frame or model)."""
-    plan_budget([(family.factor * 16, family.factor * 9)], family, mode=mode, min_pixels=min_pixels,
-                max_pixels=max_pixels, max_visual_tokens=max_visual_tokens)
+    plan_budget(
+        [(family.factor * 16, family.factor * 9)],
+        family,
+        mode=mode,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        max_visual_tokens=max_visual_tokens,
+    )
 
 
 def prompt_tokens_lower_bound(budgets: Sequence[FrameBudget], mode: str) -> int:
@@ -194,8 +235,9 @@ def prompt_tokens_lower_bound(budgets: Sequence[FrameBudget], mode: str) -> int:
     return sum(b.visual_tokens for b in budgets) + markers
 
 
-def check_context(prompt_tokens: int, max_new_tokens: int, context_length: Optional[int], *,
-                  exact: bool = False) -> None:
+def check_context(
+    prompt_tokens: int, max_new_tokens: int, context_length: Optional[int], *, exact: bool = False
+) -> None:
     """Refuse a prompt that, with its reply, cannot fit the model's context window."""
     if context_length is None or prompt_tokens + max_new_tokens <= context_length:
         return

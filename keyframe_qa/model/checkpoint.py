@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..console import status
 from ..errors import ModelError, UsageError
 from .families import Family, family_from_config
-from ..console import status
 from .processor_limits import FILES as PROCESSOR_FILES
 from .processor_limits import ProcessorLimits, read_limits
 
@@ -60,11 +60,15 @@ def inspect_checkpoint(model_id: Optional[str] = None) -> CheckpointInfo:
     model_id = model_id or default_model_id()
     source = check_source(model_id)
     config = read_config(model_id, source)
-    return CheckpointInfo(model_id=model_id, source=source, family=family_from_config(config),
-                          context_length=context_length(config),
-                          generation_defaults=read_generation_config(model_id),
-                          limits=read_limits(checkpoint_files(model_id, PROCESSOR_FILES)),
-                          tokens_per_second=tokens_per_second(config))
+    return CheckpointInfo(
+        model_id=model_id,
+        source=source,
+        family=family_from_config(config),
+        context_length=context_length(config),
+        generation_defaults=read_generation_config(model_id),
+        limits=read_limits(checkpoint_files(model_id, PROCESSOR_FILES)),
+        tokens_per_second=tokens_per_second(config),
+    )
 
 
 def inspect_local_checkpoint(model_id: str) -> Optional[CheckpointInfo]:
@@ -154,8 +158,10 @@ def read_config(model_id: str, source: str, flag: str = "--model") -> dict:
     if _offline():
         raise ModelError(missing_model_message(model_id, flag))
     # huggingface_hub retries an unreachable hub for about half a minute: say so before the wait.
-    status(f"{model_id} is not in the Hugging Face cache ({hub_cache()}); asking the hub for it "
-           f"(set HF_HUB_OFFLINE=1 to skip the wait)")
+    status(
+        f"{model_id} is not in the Hugging Face cache ({hub_cache()}); asking the hub for it "
+        f"(set HF_HUB_OFFLINE=1 to skip the wait)"
+    )
     from huggingface_hub import hf_hub_download
 
     try:
@@ -185,7 +191,8 @@ def read_generation_config(model_id: str) -> Optional[dict]:
 def hub_cache() -> str:
     """Where the Hugging Face cache lives on this machine."""
     return os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
+    )
 
 
 def missing_model_message(model_id: str, flag: str = "--model") -> str:

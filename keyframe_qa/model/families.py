@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ModelError
+from ..errors import ModelError, UsageError
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,6 @@ def family_from_config(config: dict) -> Family:
 
 def family_by_name(name: str) -> Family:
     """A family from its name ("qwen2-vl", "qwen2.5-vl", "qwen3-vl"), with its standard sizes."""
-    from ..errors import UsageError
 
     for model_type, (family_name, _, _) in _BY_MODEL_TYPE.items():
         if family_name == name:

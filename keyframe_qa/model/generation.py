@@ -36,8 +36,9 @@ class GenerationRequest:
         check_record(self)
 
 
-def resolve_generation(request: GenerationRequest, checkpoint_defaults: Optional[dict] = None, *,
-                       find: bool = False) -> GenerationSettings:
+def resolve_generation(
+    request: GenerationRequest, checkpoint_defaults: Optional[dict] = None, *, find: bool = False
+) -> GenerationSettings:
     """The settings a run uses: greedy or the checkpoint's config, with explicit options on top."""
     defaults = checkpoint_defaults or {}
     if request.sampling == "model":

@@ -56,18 +56,26 @@ def read_limits(files: dict[str, str]) -> ProcessorLimits:
     image_min, image_max = _pixel_limits(image)
     video_min, video_max = _pixel_limits(video)
     resample = image.get("resample")
-    return ProcessorLimits(image_min, image_max, video_min, video_max,
-                           _positive(video.get("min_frames")), _positive(video.get("max_frames")),
-                           resample if isinstance(resample, int) and not isinstance(resample, bool) else None)
+    return ProcessorLimits(
+        image_min,
+        image_max,
+        video_min,
+        video_max,
+        _positive(video.get("min_frames")),
+        _positive(video.get("max_frames")),
+        resample if isinstance(resample, int) and not isinstance(resample, bool) else None,
+    )
 
 
 def _pixel_limits(config: dict) -> tuple[Optional[int], Optional[int]]:
     # As the processors read them: top-level min_pixels/max_pixels override `size`.
     size = config.get("size") if isinstance(config.get("size"), dict) else {}
-    low = _positive(config.get("min_pixels")) or _positive(size.get("shortest_edge")) or \
-        _positive(size.get("min_pixels"))
-    high = _positive(config.get("max_pixels")) or _positive(size.get("longest_edge")) or \
-        _positive(size.get("max_pixels"))
+    low = (
+        _positive(config.get("min_pixels")) or _positive(size.get("shortest_edge")) or _positive(size.get("min_pixels"))
+    )
+    high = (
+        _positive(config.get("max_pixels")) or _positive(size.get("longest_edge")) or _positive(size.get("max_pixels"))
+    )
     return low, high
 
 

@@ -6,7 +6,8 @@ builds the `VisualPrompt` with `build_prompt`.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from ..records import Frame, FrameBudget, VisualPrompt
 from ..timecodes import format_time
@@ -46,8 +47,13 @@ def frame_labels(frames: Sequence[Frame], origin: float = 0.0) -> list[str]:
     return [f"frame {f.index + 1} at {format_time(max(0.0, f.timestamp - origin))}" for f in frames]
 
 
-def build_prompt(frames: Sequence[Frame], budgets: Sequence[FrameBudget], mode: str,
-                 labels: Optional[Sequence[str]] = None, origin: float = 0.0) -> VisualPrompt:
+def build_prompt(
+    frames: Sequence[Frame],
+    budgets: Sequence[FrameBudget],
+    mode: str,
+    labels: Optional[Sequence[str]] = None,
+    origin: float = 0.0,
+) -> VisualPrompt:
     """The model's view of the frames: the display frames, their budgets and the label each gets.
 
     The engine resizes each frame to its budget (the way its model's processor resizes). Every time the

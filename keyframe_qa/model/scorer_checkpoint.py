@@ -8,6 +8,7 @@ refused at once, before the video is read, when its config is not a CLIP or SigL
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 
@@ -40,9 +41,11 @@ def inspect_scorer(model_id: str) -> ScorerInfo:
     config = read_config(model_id, source, "--scorer")
     model_type = config.get("model_type")
     if model_type not in SCORER_TYPES:
-        raise UsageError(f"--scorer {model_id} is {_kind(model_type)}, not an image-text embedding model: give a "
-                         f"CLIP or SigLIP checkpoint (e.g. openai/clip-vit-base-patch32 or "
-                         f"google/siglip-base-patch16-224)")
+        raise UsageError(
+            f"--scorer {model_id} is {_kind(model_type)}, not an image-text embedding model: give a "
+            f"CLIP or SigLIP checkpoint (e.g. openai/clip-vit-base-patch32 or "
+            f"google/siglip-base-patch16-224)"
+        )
     _check_input_size(model_id, config)
     return ScorerInfo(model_id=model_id, source=source, model_type=model_type, identity=_identity(model_id))
 
@@ -66,7 +69,6 @@ def declared_sides(config: dict, processors: dict[str, dict]) -> list[tuple[floa
 
 
 def _check_input_size(model_id: str, config: dict) -> None:
-    import json
 
     # transformers 5 writes the image processor inside processor_config.json; older checkpoints have its own file.
     processors: dict[str, dict] = {}
@@ -82,9 +84,11 @@ def _check_input_size(model_id: str, config: dict) -> None:
             processors[name] = loaded
     for side, where in declared_sides(config, processors):
         if not 0 < side <= MAX_SCORER_SIDE:
-            raise UsageError(f"--scorer {model_id} asks for inputs {side:g} pixels on a side ({where}), outside 1 to "
-                             f"{MAX_SCORER_SIDE}: image-text scorers take 224 to 512; fix its config or give another "
-                             f"--scorer")
+            raise UsageError(
+                f"--scorer {model_id} asks for inputs {side:g} pixels on a side ({where}), outside 1 to "
+                f"{MAX_SCORER_SIDE}: image-text scorers take 224 to 512; fix its config or give another "
+                f"--scorer"
+            )
 
 
 def _kind(model_type) -> str:

@@ -11,9 +11,12 @@ processor costs seconds and gigabytes, so text is bounded first and tokenised af
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Optional
+from typing import Optional
+
+from .checkpoint import checkpoint_files
 
 # Without the checkpoint's vocabulary: longer than any token of the Qwen vocabularies (their longest
 # are runs of about a hundred spaces or symbols), so the bound stays a bound.
@@ -55,7 +58,6 @@ def text_counter(model_id: Optional[str]) -> TextCounter:
     """The counter for a checkpoint: its tokenizer when `tokenizer.json` is here, else the byte bound."""
     if not model_id:
         return TextCounter(FALLBACK_MAX_TOKEN_BYTES)
-    from .checkpoint import checkpoint_files
 
     path = checkpoint_files(model_id, ("tokenizer.json",)).get("tokenizer.json")
     if path is None:
@@ -65,8 +67,10 @@ def text_counter(model_id: Optional[str]) -> TextCounter:
 
         tokenizer = Tokenizer.from_file(path)
         decoder = _byte_level_lengths()
-        longest = max((sum(decoder.get(ch, 4) for ch in token) for token in tokenizer.get_vocab(with_added_tokens=False)),
-                      default=FALLBACK_MAX_TOKEN_BYTES)
+        longest = max(
+            (sum(decoder.get(ch, 4) for ch in token) for token in tokenizer.get_vocab(with_added_tokens=False)),
+            default=FALLBACK_MAX_TOKEN_BYTES,
+        )
     except Exception:  # noqa: BLE001 - an unreadable tokenizer only costs the exact early count
         return TextCounter(FALLBACK_MAX_TOKEN_BYTES)
 
@@ -79,7 +83,8 @@ def text_counter(model_id: Optional[str]) -> TextCounter:
 def _byte_level_lengths() -> dict:
     # Byte-level BPE vocabularies spell each byte as one printable character: every such character is
     # one byte. Anything else (a non-byte-level vocabulary) counts as up to 4 bytes (UTF-8's longest).
-    visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
+    visible = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     characters = visible + [256 + n for n in range(256 - len(visible))]
     return {chr(c): 1 for c in characters}

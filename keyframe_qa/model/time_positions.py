@@ -20,13 +20,13 @@ for every engine: the in-process processor gets it as a VideoMetadata, vLLM as t
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
-from .checkpoint import CheckpointInfo
 from ..timecodes import format_time
-
+from .checkpoint import CheckpointInfo
 
 # Frame indices are whole numbers to vLLM: each frame's time is told as `index / fps` with fps at least this
 # many ticks a second, so a time is told to within half a microsecond.
@@ -56,8 +56,12 @@ def video_metadata(times: Sequence[float]) -> dict:
     while rate * scale < TICKS_PER_SECOND:
         scale *= 2
     fps = rate * scale
-    return {"fps": fps, "frames_indices": [round(t * fps) for t in times], "total_num_frames": count * scale,
-            "duration": times[-1] - times[0] if count > 1 else 0.0}
+    return {
+        "fps": fps,
+        "frames_indices": [round(t * fps) for t in times],
+        "total_num_frames": count * scale,
+        "duration": times[-1] - times[0] if count > 1 else 0.0,
+    }
 
 
 def patch_times(metadata: dict, temporal_patch_size: int) -> list[float]:
@@ -72,8 +76,9 @@ def patch_times(metadata: dict, temporal_patch_size: int) -> list[float]:
     return [(seconds[i] + seconds[i + step - 1]) / 2 for i in range(0, len(seconds), step)]
 
 
-def time_fidelity(checkpoint: CheckpointInfo, mode: str, times: Sequence[float], per_frame: bool = False
-                  ) -> Optional[dict]:
+def time_fidelity(
+    checkpoint: CheckpointInfo, mode: str, times: Sequence[float], per_frame: bool = False
+) -> Optional[dict]:
     """The JSON `model.time_fidelity` for a video-mode prompt of frames at `times` (None when the
     model reads times as text, or sees no video)."""
     family = checkpoint.family
@@ -96,16 +101,26 @@ def time_fidelity(checkpoint: CheckpointInfo, mode: str, times: Sequence[float],
     error = max(abs(i / per_second - s) for i, s in zip(ids, starts))
     distinct = len(set(ids))
     most = per_second * patch
-    record = {"status": "exact", "tokens_per_second": per_second, "seconds_per_patch": round(seconds_per_patch, 6),
-              "patches": len(ids), "distinct_positions": distinct, "max_error_s": round(error, 6),
-              "max_fps": most}
+    record = {
+        "status": "exact",
+        "tokens_per_second": per_second,
+        "seconds_per_patch": round(seconds_per_patch, 6),
+        "patches": len(ids),
+        "distinct_positions": distinct,
+        "max_error_s": round(error, 6),
+        "max_fps": most,
+    }
     problems = []
     if distinct < len(ids):
-        problems.append(f"at {rate:.3g} frames a second its {len(ids)} temporal patches get only {distinct} "
-                        f"distinct time positions (it tells times apart up to {most:g} frames a second)")
+        problems.append(
+            f"at {rate:.3g} frames a second its {len(ids)} temporal patches get only {distinct} "
+            f"distinct time positions (it tells times apart up to {most:g} frames a second)"
+        )
     if error >= 1.0 / per_second:
-        problems.append(f"the frames are unevenly spaced, which one rate cannot describe: a patch is placed up "
-                        f"to {error:.2f}s from its real time ({format_time(start)} to {format_time(times[-1])})")
+        problems.append(
+            f"the frames are unevenly spaced, which one rate cannot describe: a patch is placed up "
+            f"to {error:.2f}s from its real time ({format_time(start)} to {format_time(times[-1])})"
+        )
     if problems:
         record.update(status="approximate", note="; ".join(problems))
     return record
@@ -115,6 +130,8 @@ def fidelity_warning(record: Optional[dict], where: str) -> Optional[str]:
     """One warning line for an approximate record, saying what to do instead."""
     if not record or record.get("status") != "approximate":
         return None
-    return (f"{where}: Qwen2.5-VL video mode: {record['note']}. Answers about when things happen are "
-            f"unreliable: use --mode images (times as text), or evenly spaced frames at "
-            f"{record['max_fps']:g} fps or less")
+    return (
+        f"{where}: Qwen2.5-VL video mode: {record['note']}. Answers about when things happen are "
+        f"unreliable: use --mode images (times as text), or evenly spaced frames at "
+        f"{record['max_fps']:g} fps or less"
+    )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from ..records import Box
+from ..records import Answer, Box, Frame
+from .images import save_frames
 
 # Distinct, saturated colours (RGB); each label keeps its colour across frames.
 PALETTE = [(255, 64, 64), (64, 200, 255), (255, 200, 0), (120, 255, 80), (255, 90, 220), (255, 140, 40)]
@@ -56,11 +58,30 @@ def _label(canvas: np.ndarray, text: str, corner: tuple[int, int], colour, font_
     top = max(0, top)
     cv2.rectangle(canvas, (left, top), (left + text_w + 2 * pad, top + plate_h), (20, 20, 20), cv2.FILLED)
     cv2.rectangle(canvas, (left, top), (left + text_w + 2 * pad, top + plate_h), colour, 1)
-    cv2.putText(canvas, text, (left + pad, top + pad + text_h), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                (255, 255, 255), weight, cv2.LINE_AA)
+    cv2.putText(
+        canvas,
+        text,
+        (left + pad, top + pad + text_h),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        font_scale,
+        (255, 255, 255),
+        weight,
+        cv2.LINE_AA,
+    )
 
 
 def _printable(label: str) -> str:
     # OpenCV's Hershey fonts draw ASCII only; anything else would come out as '?'.
     text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in label.strip())
     return text[:60]
+
+
+def write_annotated(
+    frames: Sequence[Frame], answers: Sequence[Answer], directory: str, inputs: Sequence[str] = ()
+) -> list[str]:
+    """Each frame with the boxes attributed to it drawn, as PNG; returns the paths."""
+    drawn = [
+        replace(f, image=draw_boxes(f.image, [b for a in answers for b in a.boxes if b.frame == f.index]))
+        for f in frames
+    ]
+    return save_frames(drawn, directory, suffix="_annotated", option="--annotate", inputs=inputs)

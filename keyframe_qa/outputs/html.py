@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Optional, Sequence
+from typing import Optional
 
-from .annotate import draw_boxes
 from ..records import Answer, Frame, VideoInfo
 from ..timecodes import format_time
+from .annotate import draw_boxes
 
 THUMBNAIL_SIDE = 640
 
@@ -30,7 +31,7 @@ figcaption{font-size:.85rem;color:#555;margin-top:.3rem}
 
 
 def frame_caption(frame: Frame, name: str) -> str:
-    """"Frame 1 at 0:00:05.500 (asked for 0:00:05.550; frame 55)": the time asked beside the one shown."""
+    """ "Frame 1 at 0:00:05.500 (asked for 0:00:05.550; frame 55)": the time asked beside the one shown."""
     details = []
     if frame.requested is not None:
         details.append(f"asked for {format_time(frame.requested)}")
@@ -42,8 +43,9 @@ def frame_caption(frame: Frame, name: str) -> str:
     return f"{name} at {format_time(frame.timestamp)} ({'; '.join(details)})"
 
 
-def render_html(info: VideoInfo, frames: Sequence[Frame], answers: Sequence[Answer], model_id: str,
-                selection: Optional[dict] = None) -> str:
+def render_html(
+    info: VideoInfo, frames: Sequence[Frame], answers: Sequence[Answer], model_id: str, selection: Optional[dict] = None
+) -> str:
     """The page of one `ask` run; with --relevant, the relevance curve over the timeline first."""
     captions = [frame_caption(frame, f"Frame {frame.index + 1}") for frame in frames]
     meta = f"{info.width}x{info.height}, {info.duration:.3f} s, {info.fps:g} fps; model {model_id}"
@@ -71,32 +73,44 @@ def relevance_curve(info: VideoInfo, selection: dict, frames: Sequence[Frame]) -
         f'<line x1="{x(f.timestamp):.1f}" y1="{top}" x2="{x(f.timestamp):.1f}" y2="{height - bottom}" class="pick"/>'
         f'<circle cx="{x(f.timestamp):.1f}" cy="{y(f.relevance or 0.0):.1f}" r="4" class="pick">'
         f"<title>frame {f.index + 1} at {format_time(f.timestamp)}: relevance {f.relevance or 0.0:.2f}</title>"
-        f"</circle>" for f in frames)
-    axes = [f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" class="axis"/>',
-            f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" class="axis"/>']
+        f"</circle>"
+        for f in frames
+    )
+    axes = [
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" class="axis"/>',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" class="axis"/>',
+    ]
     for value in (0.0, 0.5, 1.0):
-        axes.append(f'<line x1="{left - 4}" y1="{y(value):.1f}" x2="{left}" y2="{y(value):.1f}" class="axis"/>'
-                    f'<text x="{left - 7}" y="{y(value) + 4:.1f}" text-anchor="end">{value:g}</text>')
+        axes.append(
+            f'<line x1="{left - 4}" y1="{y(value):.1f}" x2="{left}" y2="{y(value):.1f}" class="axis"/>'
+            f'<text x="{left - 7}" y="{y(value) + 4:.1f}" text-anchor="end">{value:g}</text>'
+        )
     for tick in time_ticks(duration):
-        axes.append(f'<line x1="{x(tick):.1f}" y1="{height - bottom}" x2="{x(tick):.1f}" y2="{height - bottom + 4}" '
-                    f'class="axis"/><text x="{x(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">'
-                    f"{tick_label(tick, duration)}</text>")
-    axes.append(f'<text x="12" y="{(top + height - bottom) / 2:.0f}" text-anchor="middle" '
-                f'transform="rotate(-90 12 {(top + height - bottom) / 2:.0f})">relevance</text>'
-                f'<text x="{(left + width - right) / 2:.0f}" y="{height - 3}" text-anchor="middle">time in the '
-                f"video</text>")
+        axes.append(
+            f'<line x1="{x(tick):.1f}" y1="{height - bottom}" x2="{x(tick):.1f}" y2="{height - bottom + 4}" '
+            f'class="axis"/><text x="{x(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">'
+            f"{tick_label(tick, duration)}</text>"
+        )
+    axes.append(
+        f'<text x="12" y="{(top + height - bottom) / 2:.0f}" text-anchor="middle" '
+        f'transform="rotate(-90 12 {(top + height - bottom) / 2:.0f})">relevance</text>'
+        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 3}" text-anchor="middle">time in the '
+        f"video</text>"
+    )
     scorer = selection.get("scorer") or {}
     queries = "; ".join(selection.get("queries") or [])
-    return (f"<h2>Relevance</h2>"
-            f'<svg class="relevance" viewBox="0 0 {width} {height}" role="img" '
-            f'aria-label="relevance to the question over the video, chosen frames marked">'
-            f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
-            f'class="ground"/>{"".join(axes)}<polyline points="{line}" class="curve"/>{marks}</svg>'
-            f'<p class="meta"><span class="key curve"></span> relevance of each candidate '
-            f'<span class="key pick"></span> a chosen frame. {selection.get("scored")} candidate frames '
-            f'({esc(_candidates(selection))}) scored by {esc(str(scorer.get("id")))} against: {esc(queries)}; '
-            f'{len(frames)} chosen ({esc(str(selection.get("sampling")))}); 0:00:00.000 to '
-            f'{format_time(info.duration)}</p>')
+    return (
+        f"<h2>Relevance</h2>"
+        f'<svg class="relevance" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="relevance to the question over the video, chosen frames marked">'
+        f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+        f'class="ground"/>{"".join(axes)}<polyline points="{line}" class="curve"/>{marks}</svg>'
+        f'<p class="meta"><span class="key curve"></span> relevance of each candidate '
+        f'<span class="key pick"></span> a chosen frame. {selection.get("scored")} candidate frames '
+        f"({esc(_candidates(selection))}) scored by {esc(str(scorer.get('id')))} against: {esc(queries)}; "
+        f"{len(frames)} chosen ({esc(str(selection.get('sampling')))}); 0:00:00.000 to "
+        f"{format_time(info.duration)}</p>"
+    )
 
 
 def time_ticks(duration: float, most: int = 10) -> list[float]:
@@ -104,8 +118,7 @@ def time_ticks(duration: float, most: int = 10) -> list[float]:
     at most `most` of them, from 0 to `duration`."""
     if not duration or duration <= 0:
         return [0.0]
-    steps = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
-             86400]
+    steps = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400]
     step = next((s for s in steps if duration / s <= most), duration / most)
     count = int(duration / step + 1e-9)
     return [round(i * step, 6) for i in range(count + 1)]
@@ -123,14 +136,21 @@ def tick_label(seconds: float, duration: float) -> str:
 
 def render_compare(config_path: str, model_id: str, views: Sequence[tuple]) -> str:
     """The page of a compare run: one section per comparison, its frames captioned BEFORE and AFTER."""
-    sections = [(comparison.name, frames, answers,
-                 [frame_caption(frame, role) for role, frame in zip(("BEFORE", "AFTER"), frames)])
-                for comparison, frames, answers in views]
+    sections = [
+        (
+            comparison.name,
+            frames,
+            answers,
+            [frame_caption(frame, role) for role, frame in zip(("BEFORE", "AFTER"), frames)],
+        )
+        for comparison, frames, answers in views
+    ]
     return render_page(config_path, f"model {model_id}", sections)
 
 
-def render_when(info: VideoInfo, query: str, moments: Sequence[dict], frames: Sequence[tuple[Frame, Frame]],
-                model_id: str) -> str:
+def render_when(
+    info: VideoInfo, query: str, moments: Sequence[dict], frames: Sequence[tuple[Frame, Frame]], model_id: str
+) -> str:
     """The page of a `when` run: the video's timeline with each moment on it (the coarse span behind the
     refined one), then each moment's first and last frame."""
     esc = html.escape
@@ -145,13 +165,22 @@ def render_when(info: VideoInfo, query: str, moments: Sequence[dict], frames: Se
     for number, moment in enumerate(moments, start=1):
         coarse = moment["coarse"]
         spans.append(bar(coarse[0], coarse[1], "coarse", f"moment {number}, as the model said"))
-        spans.append(bar(moment["start"], moment["end"], "moment",
-                         f"moment {number}: {format_time(moment['start'])} to {format_time(moment['end'])}"))
-    ticks = "".join(f'<span class="tick" style="left:{100 * t / duration:.3f}%">{tick_label(t, duration)}</span>'
-                    for t in time_ticks(duration))
+        spans.append(
+            bar(
+                moment["start"],
+                moment["end"],
+                "moment",
+                f"moment {number}: {format_time(moment['start'])} to {format_time(moment['end'])}",
+            )
+        )
+    ticks = "".join(
+        f'<span class="tick" style="left:{100 * t / duration:.3f}%">{tick_label(t, duration)}</span>'
+        for t in time_ticks(duration)
+    )
     found = f"{len(moments)} moment{'s' if len(moments) != 1 else ''}"
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>keyframe-qa when: {esc(query)}</title><style>{_STYLE}{_TIMELINE_STYLE}</style></head><body>",
         f"<h1>When: {esc(query)}</h1>",
         f'<p class="meta">{esc(info.path)}; {info.duration:.3f} s, {info.fps:g} fps; model {esc(model_id)}</p>',
@@ -167,13 +196,17 @@ def render_when(info: VideoInfo, query: str, moments: Sequence[dict], frames: Se
         label = f": {moment['label']}" if moment.get("label") else ""
         parts.append(f"<h2>Moment {number}{esc(label)}</h2>")
         probes = f"{moment['probes']} probe{'s' if moment['probes'] != 1 else ''}"
-        parts.append(f'<p class="meta">{format_time(moment["start"])} to {format_time(moment["end"])}, '
-                     f"{esc(state)}, {probes}</p>")
+        parts.append(
+            f'<p class="meta">{format_time(moment["start"])} to {format_time(moment["end"])}, '
+            f"{esc(state)}, {probes}</p>"
+        )
         parts.append('<div class="frames">')
         for name, frame in (("First", first), ("Last", last)):
             caption = frame_caption(frame, f"{name} frame")
-            parts.append(f'<figure><img alt="{esc(caption)}" src="{thumbnail(frame.image)}">'
-                         f"<figcaption>{esc(caption)}</figcaption></figure>")
+            parts.append(
+                f'<figure><img alt="{esc(caption)}" src="{thumbnail(frame.image)}">'
+                f"<figcaption>{esc(caption)}</figcaption></figure>"
+            )
         parts.append("</div>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -213,9 +246,12 @@ def render_page(title: str, meta: str, sections: Sequence[tuple], before: str = 
     markup of ours placed above them."""
     esc = html.escape
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>keyframe-qa: {esc(title)}</title><style>{_STYLE}{_RELEVANCE_STYLE}</style></head><body>",
-        f"<h1>{esc(title)}</h1>", f'<p class="meta">{esc(meta)}</p>', before,
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="meta">{esc(meta)}</p>',
+        before,
     ]
     for heading, frames, answers, captions in sections:
         if heading:
@@ -223,8 +259,10 @@ def render_page(title: str, meta: str, sections: Sequence[tuple], before: str = 
         parts.append('<div class="frames">')
         for frame, caption in zip(frames, captions):
             boxes = [b for a in answers for b in a.boxes if b.frame == frame.index]
-            parts.append(f'<figure><img alt="{esc(caption)}" src="{thumbnail(frame.image, boxes)}">'
-                         f"<figcaption>{esc(caption)}</figcaption></figure>")
+            parts.append(
+                f'<figure><img alt="{esc(caption)}" src="{thumbnail(frame.image, boxes)}">'
+                f"<figcaption>{esc(caption)}</figcaption></figure>"
+            )
         parts.append("</div><h3>Answers</h3>")
         for answer in answers:
             about = f" (frame {answer.frame + 1})" if answer.frame is not None else ""
@@ -233,9 +271,13 @@ def render_page(title: str, meta: str, sections: Sequence[tuple], before: str = 
             cut = ' <span class="meta">(stopped at the token limit)</span>' if answer.truncated else ""
             boxes = "".join(
                 f"<li>{esc(b.label or '(no label)')}: frame {'?' if b.frame is None else b.frame + 1}, "
-                f"[{', '.join(f'{v:g}' for v in b.bbox)}]</li>" for b in answer.boxes)
-            parts.append(f'<div class="answer"><strong>{esc(asked)}</strong>{esc(about)}{cut}'
-                         f"<pre>{esc(answer.answer)}</pre>" + (f"<ul>{boxes}</ul>" if boxes else "") + "</div>")
+                f"[{', '.join(f'{v:g}' for v in b.bbox)}]</li>"
+                for b in answer.boxes
+            )
+            parts.append(
+                f'<div class="answer"><strong>{esc(asked)}</strong>{esc(about)}{cut}'
+                f"<pre>{esc(answer.answer)}</pre>" + (f"<ul>{boxes}</ul>" if boxes else "") + "</div>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -252,8 +294,9 @@ def thumbnail(image, boxes: Sequence = ()) -> str:
     scale = 1.0
     if max(height, width) > THUMBNAIL_SIDE:
         scale = THUMBNAIL_SIDE / max(height, width)
-        image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                           interpolation=cv2.INTER_AREA)
+        image = cv2.resize(
+            image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+        )
     shown = [replace(b, bbox=tuple(v * scale for v in b.bbox)) for b in boxes]
     image = draw_boxes(image, shown)
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])

@@ -4,35 +4,74 @@ names keyframe-qa chooses (paths.write_chosen_name: never through a link, never 
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from ..records import Frame
 
 
-def save_frames(frames: Sequence[Frame], directory: str, *, image_format: str = "png", quality: int = 95,
-                max_side: Optional[int] = None, suffix: str = "", option: str = "--save-frames",
-                inputs: Sequence[str] = ()) -> list[str]:
+def save_frames(
+    frames: Sequence[Frame],
+    directory: str,
+    *,
+    image_format: str = "png",
+    quality: int = 95,
+    max_side: Optional[int] = None,
+    suffix: str = "",
+    option: str = "--save-frames",
+    inputs: Sequence[str] = (),
+) -> list[str]:
     """Write each frame named by position and time (PNG, or JPEG at `quality`); returns the paths.
 
     `max_side` shrinks frames whose longer side is larger (area averaging), for previews. The names
     are ours, so each is written by `outputs.write_chosen_name`: never through a symlink, never over
     an input of the run (`inputs`), atomically.
     """
-    return [path for path, _ in save_frame_files(frames, directory, image_format=image_format, quality=quality,
-                                                 max_side=max_side, suffix=suffix, option=option, inputs=inputs)]
+    return [
+        path
+        for path, _ in save_frame_files(
+            frames,
+            directory,
+            image_format=image_format,
+            quality=quality,
+            max_side=max_side,
+            suffix=suffix,
+            option=option,
+            inputs=inputs,
+        )
+    ]
 
 
-def save_frame_files(frames: Sequence[Frame], directory: str, *, image_format: str = "png", quality: int = 95,
-                     max_side: Optional[int] = None, suffix: str = "", option: str = "--save-frames",
-                     inputs: Sequence[str] = ()) -> list[tuple[str, tuple[int, int]]]:
+def save_frame_files(
+    frames: Sequence[Frame],
+    directory: str,
+    *,
+    image_format: str = "png",
+    quality: int = 95,
+    max_side: Optional[int] = None,
+    suffix: str = "",
+    option: str = "--save-frames",
+    inputs: Sequence[str] = (),
+) -> list[tuple[str, tuple[int, int]]]:
     """`save_frames`, also returning each written image's (width, height)."""
-    from .paths import check_output_dir
+    from ..files.paths import check_output_dir
 
     check_output_dir(directory, option)
     os.makedirs(directory, exist_ok=True)
     check_frame_names(frames, directory, image_format=image_format, suffix=suffix, option=option, inputs=inputs)
-    return [write_frame_file(frame, directory, image_format=image_format, quality=quality, max_side=max_side,
-                             suffix=suffix, option=option, inputs=inputs) for frame in frames]
+    return [
+        write_frame_file(
+            frame,
+            directory,
+            image_format=image_format,
+            quality=quality,
+            max_side=max_side,
+            suffix=suffix,
+            option=option,
+            inputs=inputs,
+        )
+        for frame in frames
+    ]
 
 
 def frame_file_name(frame: Frame, image_format: str = "png", suffix: str = "") -> str:
@@ -41,18 +80,33 @@ def frame_file_name(frame: Frame, image_format: str = "png", suffix: str = "") -
     return f"frame_{frame.index:03d}_{frame.timestamp:010.3f}s{suffix}.{extension}"
 
 
-def check_frame_names(frames: Sequence[Frame], directory: str, *, image_format: str = "png", suffix: str = "",
-                      option: str = "--save-frames", inputs: Sequence[str] = ()) -> None:
+def check_frame_names(
+    frames: Sequence[Frame],
+    directory: str,
+    *,
+    image_format: str = "png",
+    suffix: str = "",
+    option: str = "--save-frames",
+    inputs: Sequence[str] = (),
+) -> None:
     """Refuse, before the expensive work, frame names that stand on a symlink, a non-file or an input."""
-    from .paths import check_chosen_name
+    from ..files.paths import check_chosen_name
 
     for frame in frames:
         check_chosen_name(os.path.join(directory, frame_file_name(frame, image_format, suffix)), option, inputs)
 
 
-def write_frame_file(frame: Frame, directory: str, *, image_format: str = "png", quality: int = 95,
-                     max_side: Optional[int] = None, suffix: str = "", option: str = "--save-frames",
-                     inputs: Sequence[str] = ()) -> tuple[str, tuple[int, int]]:
+def write_frame_file(
+    frame: Frame,
+    directory: str,
+    *,
+    image_format: str = "png",
+    quality: int = 95,
+    max_side: Optional[int] = None,
+    suffix: str = "",
+    option: str = "--save-frames",
+    inputs: Sequence[str] = (),
+) -> tuple[str, tuple[int, int]]:
     """Write one frame into an existing `directory`; returns its path and the image's (width, height).
 
     Safe on a decoding thread: OpenCV encodes with the GIL released.
@@ -60,7 +114,7 @@ def write_frame_file(frame: Frame, directory: str, *, image_format: str = "png",
     import cv2
 
     from ..errors import KeyframeQAError
-    from .paths import write_chosen_name
+    from ..files.paths import write_chosen_name
 
     name = frame_file_name(frame, image_format, suffix)
     extension = name.rsplit(".", 1)[1]

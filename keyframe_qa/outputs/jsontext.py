@@ -4,9 +4,10 @@ Linux allows any bytes but `/` and NUL in a file name, and old archives hold lat
 (`caf\\xe9.mp4`). Python gives such a name as a string with lone surrogates (PEP 383), which UTF-8
 cannot encode. NaN and Infinity are not JSON (`JSON.parse` and strict readers reject them): the one writer,
 `dumps`, refuses them, and a record that holds one gets null in its place with one warning naming where it
-was (the cause is refused earlier, where it is known: a scorer's NaN embeddings, say). Before a record is written, each such string becomes readable text with U+FFFD where
-the bytes were not UTF-8, and a dictionary entry `KEY` gets a sibling `KEY_bytes`: the name's exact
-bytes in base64, so the path stays recoverable (`os.fsdecode(base64.b64decode(record["path_bytes"]))`).
+was (the cause is refused earlier, where it is known: a scorer's NaN embeddings, say). Before a record
+is written, each such string becomes readable text with U+FFFD where the bytes were not UTF-8, and a
+dictionary entry `KEY` gets a sibling `KEY_bytes`: the name's exact bytes in base64, so the path stays
+recoverable (`os.fsdecode(base64.b64decode(record["path_bytes"]))`).
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ def dumps(value: Any, **options) -> str:
         from ..console import warn
 
         shown = ", ".join(places[:3]) + (f" and {len(places) - 3} more" if len(places) > 3 else "")
-        warn(f"{len(places)} number{'s' if len(places) != 1 else ''} that JSON cannot hold (NaN or infinite) "
-             f"written as null: {shown}")
+        warn(
+            f"{len(places)} number{'s' if len(places) != 1 else ''} that JSON cannot hold (NaN or infinite) "
+            f"written as null: {shown}"
+        )
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, **options)
     if is_valid(text):
         return text

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Optional, Sequence
+from typing import Optional
 
+from ..model.budget import pixel_limits
+from ..model.checkpoint import CheckpointInfo
 from ..records import Answer, Frame, FrameBudget, VideoInfo
 
 SCHEMA_VERSION = 1
@@ -35,8 +40,9 @@ def frame_record(frame: Frame, file: Optional[str], budget: Optional[FrameBudget
         "height": frame.height,
     }
     if budget is not None:
-        record.update(input_width=budget.input_width, input_height=budget.input_height,
-                      visual_tokens=budget.visual_tokens)
+        record.update(
+            input_width=budget.input_width, input_height=budget.input_height, visual_tokens=budget.visual_tokens
+        )
     record["file"] = file
     if frame.scene is not None:
         record["scene"] = frame.scene
@@ -47,15 +53,22 @@ def frame_record(frame: Frame, file: Optional[str], budget: Optional[FrameBudget
     return record
 
 
-def frame_records(frames: Sequence[Frame], budgets: Sequence[FrameBudget], files: Sequence[Optional[str]]) -> list[dict]:
+def frame_records(
+    frames: Sequence[Frame], budgets: Sequence[FrameBudget], files: Sequence[Optional[str]]
+) -> list[dict]:
     """The `frames` list of an ask report."""
     return [frame_record(frame, file, budget) for frame, budget, file in zip(frames, budgets, files)]
 
 
 def box_record(box) -> dict:
     """One box: [x1, y1, x2, y2] in pixels of the displayed frame `frame`."""
-    return {"label": box.label, "frame": box.frame, "bbox": list(box.bbox), "kind": box.kind,
-            "frame_source": box.frame_source}
+    return {
+        "label": box.label,
+        "frame": box.frame,
+        "bbox": list(box.bbox),
+        "kind": box.kind,
+        "frame_source": box.frame_source,
+    }
 
 
 def answer_record(answer: Answer) -> dict:
@@ -97,20 +110,27 @@ def build_report(
 
 def usage_record(answers: Sequence[Answer], budgets: Sequence[FrameBudget]) -> dict:
     """The `usage` object: prompt, visual and generated tokens of a set of answers."""
-    return {"prompt_tokens": sum(a.prompt_tokens for a in answers),
-            "visual_tokens": sum(b.visual_tokens for b in budgets),
-            "completion_tokens": sum(a.completion_tokens for a in answers)}
+    return {
+        "prompt_tokens": sum(a.prompt_tokens for a in answers),
+        "visual_tokens": sum(b.visual_tokens for b in budgets),
+        "completion_tokens": sum(a.completion_tokens for a in answers),
+    }
 
 
 def model_record(engine, mode: str, generation) -> dict:
     """The JSON `model` object: the engine's own description, the mode, and the decoding settings."""
     described = engine.describe()
-    return {"id": described.pop("id"), "family": described.pop("family"), "mode": mode, **described,
-            "generation": asdict(generation)}
+    return {
+        "id": described.pop("id"),
+        "family": described.pop("family"),
+        "mode": mode,
+        **described,
+        "generation": asdict(generation),
+    }
 
 
 def written(report: dict, output: Optional[str] = None) -> Optional[str]:
-    """"wrote a.json, the page a.html, 3 frames in f/ and 3 annotated frames in ann/": every file a run wrote
+    """ "wrote a.json, the page a.html, 3 frames in f/ and 3 annotated frames in ann/": every file a run wrote
     (the JSON when not on stdout, the HTML page, the frames saved and annotated), or None when it wrote none."""
 
     parts = [output] if output and output != "-" else []
@@ -136,8 +156,9 @@ def to_json(report: dict) -> str:
     return dumps(report, indent=2) + "\n"
 
 
-def frames_index(info: VideoInfo, selection: dict, frames: Sequence[Frame],
-                 files: Sequence[tuple[str, tuple[int, int]]]) -> dict:
+def frames_index(
+    info: VideoInfo, selection: dict, frames: Sequence[Frame], files: Sequence[tuple[str, tuple[int, int]]]
+) -> dict:
     """The `frames.json` written by the `frames` command (files named relative to it).
 
     `width`/`height` are the written image's; when `--max-side` shrank it, the displayed frame's size
@@ -152,17 +173,21 @@ def frames_index(info: VideoInfo, selection: dict, frames: Sequence[Frame],
     return {"schema_version": SCHEMA_VERSION, "video": video_record(info), "selection": selection, "frames": records}
 
 
-def scenes_report(info: VideoInfo, detector: dict, scenes: Sequence,
-                  keyframes: Sequence[tuple[int, float]]) -> dict:
+def scenes_report(info: VideoInfo, detector: dict, scenes: Sequence, keyframes: Sequence[tuple[int, float]]) -> dict:
     """The `scenes` command's JSON: every scene with its chosen keyframe, (frame number, time) each."""
     return {
         "schema_version": SCHEMA_VERSION,
         "video": video_record(info),
         "detector": detector,
         "scenes": [
-            {"index": scene.index, "start_frame": scene.start_frame, "end_frame": scene.end_frame,
-             "start": scene.start, "end": scene.end,
-             "keyframes": [{"frame_number": number, "timestamp": time}]}
+            {
+                "index": scene.index,
+                "start_frame": scene.start_frame,
+                "end_frame": scene.end_frame,
+                "start": scene.start,
+                "end": scene.end,
+                "keyframes": [{"frame_number": number, "timestamp": time}],
+            }
             for scene, (number, time) in zip(scenes, keyframes)
         ],
     }
@@ -170,14 +195,32 @@ def scenes_report(info: VideoInfo, detector: dict, scenes: Sequence,
 
 def scenes_csv(report: dict) -> str:
     """The scenes report as a CSV table, one scene a row."""
-    import csv
-    import io
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["index", "start_frame", "end_frame", "start", "end", "keyframe_frame", "keyframe_time"])
     for scene in report["scenes"]:
         keyframe = scene["keyframes"][0]
-        writer.writerow([scene["index"], scene["start_frame"], scene["end_frame"], f"{scene['start']:.6f}",
-                         f"{scene['end']:.6f}", keyframe["frame_number"], f"{keyframe['timestamp']:.6f}"])
+        writer.writerow(
+            [
+                scene["index"],
+                scene["start_frame"],
+                scene["end_frame"],
+                f"{scene['start']:.6f}",
+                f"{scene['end']:.6f}",
+                keyframe["frame_number"],
+                f"{keyframe['timestamp']:.6f}",
+            ]
+        )
     return out.getvalue()
+
+
+def pixel_limits_record(
+    checkpoint: CheckpointInfo, mode: str, min_pixels: Optional[int], max_pixels: Optional[int]
+) -> dict:
+    """The JSON `model.pixel_limits`: each per-frame limit and where it came from (option, checkpoint,
+    default)."""
+    (low, low_source), (high, high_source) = pixel_limits(
+        checkpoint.family, mode, min_pixels, max_pixels, checkpoint.limits.pixels(mode)
+    )
+    return {"min_pixels": {"value": low, "source": low_source}, "max_pixels": {"value": high, "source": high_source}}

@@ -19,8 +19,8 @@ import sys
 from typing import Optional
 
 from ..errors import KeyframeQAError, UsageError, reason
+from ..files.paths import OutputPath, check_output_file
 from .jsontext import dumps, path_of
-from .paths import OutputPath
 
 # Every line we write starts with this, so a torn tail can be recognised as ours.
 LINE_PREFIX = b'{"schema_version":1,'
@@ -36,9 +36,13 @@ class ResultsFileInUse(KeyframeQAError):
 
 def is_result(record) -> bool:
     """Whether a decoded JSON line is a keyframe-qa batch result (ok or error)."""
-    return (isinstance(record, dict) and record.get("status") in ("ok", "error")
-            and isinstance(record.get("settings"), str) and isinstance(record.get("video"), dict)
-            and isinstance(record["video"].get("path"), str))
+    return (
+        isinstance(record, dict)
+        and record.get("status") in ("ok", "error")
+        and isinstance(record.get("settings"), str)
+        and isinstance(record.get("video"), dict)
+        and isinstance(record["video"].get("path"), str)
+    )
 
 
 class ResultsFile:
@@ -119,11 +123,10 @@ class ResultsFile:
             except OSError as exc:
                 # Flushing what a failed write left in the buffer fails again: that failure was reported.
                 if not self._failed:
-                    raise KeyframeQAError(f"cannot write {self.output.given}: "
-                                          f"{reason(exc, lower=True)}") from exc
+                    raise KeyframeQAError(f"cannot write {self.output.given}: {reason(exc, lower=True)}") from exc
         self._handle = None
 
-    def __enter__(self) -> "ResultsFile":
+    def __enter__(self) -> ResultsFile:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -140,7 +143,6 @@ def check_results_file(output: OutputPath) -> None:
 
 def finished_keys(path: str) -> set[tuple[str, str]]:
     """(video path, settings) of the lines already answered in a results file (read only)."""
-    from .paths import check_output_file
 
     output = check_output_file(path, "-o")
     if not os.path.exists(path):
@@ -216,8 +218,10 @@ def _is_our_torn_line(tail: bytes) -> bool:
 
 
 def _not_ours(output: OutputPath, why: str) -> None:
-    raise UsageError(f"{output.given} is not a keyframe-qa results file ({why}); it was left untouched. "
-                     f"Give -o a new path or an earlier results file")
+    raise UsageError(
+        f"{output.given} is not a keyframe-qa results file ({why}); it was left untouched. "
+        f"Give -o a new path or an earlier results file"
+    )
 
 
 def _lock(handle, output: OutputPath) -> None:
@@ -228,8 +232,10 @@ def _lock(handle, output: OutputPath) -> None:
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise ResultsFileInUse(f"{output.given} is being written by another keyframe-qa batch "
-                               f"({_holder(handle.fileno())}); wait for it to finish or give another -o") from None
+        raise ResultsFileInUse(
+            f"{output.given} is being written by another keyframe-qa batch "
+            f"({_holder(handle.fileno())}); wait for it to finish or give another -o"
+        ) from None
     except OSError:
         return  # a filesystem without flock: carry on unlocked rather than refuse to run
 

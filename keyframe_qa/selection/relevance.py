@@ -21,7 +21,7 @@ Two additions, both said in the JSON (`power`, `coverage`):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -38,8 +38,9 @@ def normalized(scores: Sequence[float]) -> np.ndarray:
     return (values - low) / (high - low)
 
 
-def select_relevant(scores: Sequence[float], count: int, *, power: float = POWER,
-                    coverage: float = COVERAGE) -> list[int]:
+def select_relevant(
+    scores: Sequence[float], count: int, *, power: float = POWER, coverage: float = COVERAGE
+) -> list[int]:
     """The positions of `count` different candidates (sorted) chosen by inverse-transform sampling of the
     sharpened, normalised scores mixed with `coverage` of a uniform distribution."""
     total = len(scores)

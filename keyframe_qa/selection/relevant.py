@@ -4,7 +4,7 @@
    (exact frames from the index, BOLT's 1 fps by default). Each is shrunk to the scorer's input size as
    it is decoded and embedded in batches, so memory stays flat in the video's length.
 2. The embeddings are cached per video (path, size, modification time), scorer (its config and weight
-   files) and candidate set, in the user cache folder, through outputs/cache.py (safe on a shared machine).
+   files) and candidate set, in the user cache folder, through files/cache.py (safe on a shared machine).
    A second question about the same video costs one text embedding and the selection.
 3. Each candidate's score is its cosine similarity to the nearest query (the questions and the --find
    target, or `frames --query`); relevance.py chooses N (BOLT's inverse-transform sampling with a share
@@ -25,14 +25,18 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ModelError, UsageError
+from ..files import cache
 from ..options import word_or_positive
-from ..outputs import cache
 from ..video.frames import iter_frames
 from ..video.probe import ProbedVideo
 from .relevance import COVERAGE, POWER, normalized, select_relevant
 
 CURVE_POINTS = 600  # the relevance curve in the JSON (and the HTML page): at most this many points
 KEYFRAMES = "keyframes"
+
+
+# Candidates decoded before they are embedded together: bounds the pictures held (the scorer's own batch).
+EMBED_BATCH = 32
 
 
 def check_candidates(text: str) -> Optional[float]:
@@ -52,8 +56,10 @@ def candidate_numbers(video: ProbedVideo, text: str) -> list[int]:
     fps = video.info.fps
     if fps and rate > fps * (1 + 1e-9):
         # As --fps: a rate above the video's is no more frames, only more work (once duration x rate steps).
-        raise UsageError(f"--candidates {text} is above the frame rate of {video.info.path} ({fps:.6g} fps): use "
-                         f"--candidates {fps:.6g} or less (every frame)")
+        raise UsageError(
+            f"--candidates {text} is above the frame rate of {video.info.path} ({fps:.6g} fps): use "
+            f"--candidates {fps:.6g} or less (every frame)"
+        )
     last = video.frame_time(count - 1)
     steps = int(math.floor(last * rate + 1e-9))
     return sorted({min(count - 1, index.frame_number_at(k / rate)) for k in range(steps + 1)})
@@ -64,9 +70,11 @@ def relevant_candidates(video: ProbedVideo, request) -> list[int]:
     than there are candidates."""
     numbers = candidate_numbers(video, request.candidates)
     if request.relevant > len(numbers):
-        raise UsageError(f"--relevant {request.relevant} is more than the {len(numbers)} candidate frames of "
-                         f"{video.info.path} (--candidates {request.candidates}): choose {len(numbers)} or fewer, "
-                         f"or more candidates (a higher rate)")
+        raise UsageError(
+            f"--relevant {request.relevant} is more than the {len(numbers)} candidate frames of "
+            f"{video.info.path} (--candidates {request.candidates}): choose {len(numbers)} or fewer, "
+            f"or more candidates (a higher rate)"
+        )
     return numbers
 
 
@@ -82,9 +90,16 @@ def relevant_selection(video: ProbedVideo, request, numbers: list[int], scorer) 
     chosen = select_relevant(similarity, wanted)
     relevance = normalized(similarity)
     record = {
-        "method": "relevant", "relevant": wanted, "scorer": scorer.describe(), "candidates": request.candidates,
-        "scored": len(numbers), "cache": state, "queries": list(request.queries),
-        "sampling": "BOLT inverse-transform sampling", "power": POWER, "coverage": round(COVERAGE, 6),
+        "method": "relevant",
+        "relevant": wanted,
+        "scorer": scorer.describe(),
+        "candidates": request.candidates,
+        "scored": len(numbers),
+        "cache": state,
+        "queries": list(request.queries),
+        "sampling": "BOLT inverse-transform sampling",
+        "power": POWER,
+        "coverage": round(COVERAGE, 6),
         "similarity": [round(float(similarity.min()), 6), round(float(similarity.max()), 6)],
         "curve": _curve(video, numbers, relevance),
     }
@@ -96,9 +111,11 @@ def _check_finite(rows: np.ndarray, what: str, scorer) -> None:
     NaN would reach the JSON). Said here, with what to do."""
     bad = int((~np.isfinite(rows).all(axis=1)).sum()) if rows.size else 0
     if bad:
-        raise ModelError(f"the scorer {scorer.model_id} gave embeddings that are not numbers (NaN or infinite) for "
-                         f"{bad} of {len(rows)} {what}: its weights are damaged or overflow in this dtype; try "
-                         f"--device cpu (float32) or another --scorer")
+        raise ModelError(
+            f"the scorer {scorer.model_id} gave embeddings that are not numbers (NaN or infinite) for "
+            f"{bad} of {len(rows)} {what}: its weights are damaged or overflow in this dtype; try "
+            f"--device cpu (float32) or another --scorer"
+        )
 
 
 def _curve(video: ProbedVideo, numbers: list[int], relevance: np.ndarray) -> list[list[float]]:
@@ -123,17 +140,22 @@ def _embeddings(video: ProbedVideo, numbers: list[int], scorer, request) -> tupl
     embeddings = _embed(video, numbers, scorer)
     if request.use_cache:
         half = embeddings.astype(np.float16)
-        cache.write_entry("relevance", name, key, {
-            "numbers": numbers, "dim": int(embeddings.shape[1]),
-            "embeddings": base64.b64encode(half.tobytes()).decode("ascii")})
+        cache.write_entry(
+            "relevance",
+            name,
+            key,
+            {
+                "numbers": numbers,
+                "dim": int(embeddings.shape[1]),
+                "embeddings": base64.b64encode(half.tobytes()).decode("ascii"),
+            },
+        )
         return half.astype(np.float32), "miss"  # what a hit will give: the same choice either way
     return embeddings, "off"
 
 
 def _embed(video: ProbedVideo, numbers: list[int], scorer) -> np.ndarray:
     """Decode the candidates, each shrunk to the scorer's input as it comes, and embed them in batches."""
-    from ..engines.scorer import BATCH
-
     width, height = scorer.input_size
     edge = max(width, height)
     times = [video.frame_time(n) for n in numbers]
@@ -147,7 +169,7 @@ def _embed(video: ProbedVideo, numbers: list[int], scorer) -> np.ndarray:
 
     for frame in iter_frames(video, times, convert=lambda frame: replace(frame, image=_shrink(frame.image, edge))):
         waiting.append((frame.index, frame.image))
-        if len(waiting) >= BATCH:
+        if len(waiting) >= EMBED_BATCH:
             flush()
     flush()
     return np.stack(rows).astype(np.float32)
@@ -168,8 +190,14 @@ def _shrink(image: np.ndarray, edge: int) -> np.ndarray:
 
 def _cache_key(path: str, scorer, candidates: str) -> dict:
     status = os.stat(path)
-    return {"path": os.path.abspath(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns,
-            "scorer": scorer.info.identity, "candidates": candidates, "input": list(scorer.input_size)}
+    return {
+        "path": os.path.abspath(path),
+        "size": status.st_size,
+        "mtime_ns": status.st_mtime_ns,
+        "scorer": scorer.info.identity,
+        "candidates": candidates,
+        "input": list(scorer.input_size),
+    }
 
 
 def _checked(payload, numbers: list[int]) -> np.ndarray:

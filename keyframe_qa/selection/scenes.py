@@ -14,8 +14,9 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Union
 
 from ..errors import UsageError, VideoError
 from ..options import DETECTOR_NAMES, MAX_RATE, OPTIONS, check_record, option
@@ -55,8 +56,11 @@ class SceneOptions:
 
     def describe(self) -> dict:
         """The detector record for JSON output."""
-        return {"name": self.detector, "threshold": self.effective_threshold,
-                "min_scene_len": _min_len_record(self.min_scene_len)}
+        return {
+            "name": self.detector,
+            "threshold": self.effective_threshold,
+            "min_scene_len": _min_len_record(self.min_scene_len),
+        }
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,10 @@ def parse_min_scene_len(text: str) -> Union[int, float]:
     value: Union[int, float] = float(number) if unit else int(number)
     high = int(option.high) if unit else int(option.high * MAX_RATE)
     if value <= 0 or value > high:
-        raise UsageError(f"--min-scene-len must be above 0 and at most {high} {'seconds' if unit else 'frames'}"
-                         f"{' (a week at 1000 fps)' if not unit else ' (a week)'}, not {_shown(text)}")
+        raise UsageError(
+            f"--min-scene-len must be above 0 and at most {high} {'seconds' if unit else 'frames'}"
+            f"{' (a week at 1000 fps)' if not unit else ' (a week)'}, not {_shown(text)}"
+        )
     return value
 
 
@@ -101,18 +107,25 @@ def make_detector(options: SceneOptions):
 
     class_name, threshold_keyword, _ = DETECTORS[options.detector]
     detector_class = getattr(scenedetect, class_name)
-    return detector_class(**{threshold_keyword: options.effective_threshold,
-                             "min_scene_len": parse_min_scene_len(options.min_scene_len)})
+    return detector_class(
+        **{threshold_keyword: options.effective_threshold, "min_scene_len": parse_min_scene_len(options.min_scene_len)}
+    )
 
 
-def detect_scenes(path: str, options: SceneOptions = SceneOptions(), *, use_cache: bool = True,
-                  show_progress: bool = False, frame_count: Optional[Callable[[], int]] = None) -> list[Scene]:
-    """All scenes of the video, in order (cached per video file and detector settings; see cache.py).
+def detect_scenes(
+    path: str,
+    options: SceneOptions = SceneOptions(),
+    *,
+    use_cache: bool = True,
+    show_progress: bool = False,
+    frame_count: Optional[Callable[[], int]] = None,
+) -> list[Scene]:
+    """All scenes of the video, in order (cached per video file and detector settings; see files/cache.py).
 
     `frame_count`, when given, says how many frames the video has: a cached list that runs past it
     disagrees with the video and is detected again.
     """
-    from ..outputs import cache
+    from ..files import cache
 
     check_path(path)
     if use_cache:
@@ -187,8 +200,8 @@ def _candidates(scene: Scene, frame_count: int) -> list[int]:
 def _detect(path: str, options: SceneOptions, show_progress: bool) -> list[Scene]:
     from scenedetect import SceneManager, open_video
 
-    from ..video.container import open_container
     from ..console import is_terminal
+    from ..video.container import open_container
 
     # Open it with PyAV first: a file that is not a video fails here with our one-line error, before
     # OpenCV's FFmpeg prints its own log lines about it.
@@ -205,9 +218,16 @@ def _detect(path: str, options: SceneOptions, show_progress: bool) -> list[Scene
         raise
     except Exception as exc:  # noqa: BLE001 - PySceneDetect raises several unrelated types for bad files
         raise VideoError(f"scene detection failed on {path}: {exc}") from exc
-    return [Scene(index=i, start_frame=int(start.frame_num), end_frame=int(end.frame_num),
-                  start=round(float(start.seconds), 6), end=round(float(end.seconds), 6))
-            for i, (start, end) in enumerate(found)]
+    return [
+        Scene(
+            index=i,
+            start_frame=int(start.frame_num),
+            end_frame=int(end.frame_num),
+            start=round(float(start.seconds), 6),
+            end=round(float(end.seconds), 6),
+        )
+        for i, (start, end) in enumerate(found)
+    ]
 
 
 @contextlib.contextmanager
@@ -225,8 +245,10 @@ def _utf8_path(path: str):
     try:
         alias = f"/proc/self/fd/{descriptor}"
         if not os.path.exists(alias):
-            raise VideoError(f"cannot detect scenes in {path!r}: its name is not valid UTF-8, which OpenCV cannot "
-                             f"open on this system; rename the file")
+            raise VideoError(
+                f"cannot detect scenes in {path!r}: its name is not valid UTF-8, which OpenCV cannot "
+                f"open on this system; rename the file"
+            )
         yield alias
     finally:
         os.close(descriptor)
@@ -266,9 +288,13 @@ def _cache_key(path: str, options: SceneOptions) -> dict:
 
     status = os.stat(path)
     return {
-        "path": os.path.abspath(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns,
-        "detector": options.detector, "threshold": options.effective_threshold,
-        "min_scene_len": _min_len_record(options.min_scene_len), "scenedetect": scenedetect.__version__,
+        "path": os.path.abspath(path),
+        "size": status.st_size,
+        "mtime_ns": status.st_mtime_ns,
+        "detector": options.detector,
+        "threshold": options.effective_threshold,
+        "min_scene_len": _min_len_record(options.min_scene_len),
+        "scenedetect": scenedetect.__version__,
     }
 
 
@@ -277,7 +303,7 @@ _SCENE_FIELDS = {"index": int, "start_frame": int, "end_frame": int, "start": fl
 
 def _checked_scenes(payload, frame_count: Optional[Callable[[], int]]) -> list[Scene]:
     """A cached scene list, if it is one we could have written for this video (else CacheEntryError)."""
-    from ..outputs.cache import CacheEntryError
+    from ..files.cache import CacheEntryError
 
     if not isinstance(payload, list) or not payload:
         raise CacheEntryError("no scene list in it")
@@ -287,15 +313,24 @@ def _checked_scenes(payload, frame_count: Optional[Callable[[], int]]) -> list[S
             raise CacheEntryError(f"scene {position} does not have the fields {', '.join(_SCENE_FIELDS)}")
         for field, kind in _SCENE_FIELDS.items():
             value = record[field]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    (kind is int and not isinstance(value, int)) or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (kind is int and not isinstance(value, int))
+                or not math.isfinite(value)
+            ):
                 raise CacheEntryError(f"scene {position}: {field} is not {'an integer' if kind is int else 'a number'}")
         scenes.append(Scene(**{field: kind(record[field]) for field, kind in _SCENE_FIELDS.items()}))
     for position, scene in enumerate(scenes):
         previous = scenes[position - 1] if position else None
-        if scene.index != position or scene.start_frame >= scene.end_frame or scene.start > scene.end or \
-                scene.start_frame < 0 or scene.start < 0 or \
-                (previous is not None and (scene.start_frame != previous.end_frame or scene.start < previous.end)):
+        if (
+            scene.index != position
+            or scene.start_frame >= scene.end_frame
+            or scene.start > scene.end
+            or scene.start_frame < 0
+            or scene.start < 0
+            or (previous is not None and (scene.start_frame != previous.end_frame or scene.start < previous.end))
+        ):
             raise CacheEntryError(f"scene {position} does not follow on from the one before")
     if frame_count is not None and scenes[-1].end_frame > frame_count():
         raise CacheEntryError(f"its scenes end at frame {scenes[-1].end_frame}, past the video's last frame")

@@ -4,14 +4,15 @@ relevant to the question (relevant.py, which loads the scorer)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import UsageError
-from ..texts import check_prompt_text
 from ..options import OPTIONS, RELEVANCE, SCENE, check_record, default, option
-from ..video.probe import ProbedVideo, check_times
 from ..records import VideoInfo
+from ..texts import check_prompt_text
+from ..video.probe import ProbedVideo, check_times
 from .scenes import SceneOptions, detect_scenes, keyframe_numbers, select_longest
 
 # qwen-vl-utils' video sampling defaults, used when no selection is given.
@@ -48,10 +49,18 @@ class SelectionRequest:
 
     def __post_init__(self) -> None:
         check_record(self)
-        chosen = [name for name, value in (("--at", self.times), ("--scenes", self.scenes or None),
-                                           ("--every", self.every), ("--num-frames", self.num_frames),
-                                           ("--fps", self.fps), ("--relevant", self.relevant))
-                  if value is not None]
+        chosen = [
+            name
+            for name, value in (
+                ("--at", self.times),
+                ("--scenes", self.scenes or None),
+                ("--every", self.every),
+                ("--num-frames", self.num_frames),
+                ("--fps", self.fps),
+                ("--relevant", self.relevant),
+            )
+            if value is not None
+        ]
         if len(chosen) > 1:
             raise UsageError(f"choose frames one way: {' and '.join(chosen)} cannot be combined")
         if self.times is not None and not all(math.isfinite(t) for t in self.times):
@@ -59,10 +68,14 @@ class SelectionRequest:
         if self.times is not None and not self.times:
             raise UsageError("--at needs at least one time")
         # An option of a way of choosing frames that was not chosen would be ignored without a word.
-        _check_unused([name for name in SCENE if getattr(self.scene_options, name) != default(name)], "--scenes",
-                      self.scenes)
-        _check_unused([name for name in RELEVANCE if getattr(self, name) != default(name)], "--relevant",
-                      self.relevant is not None)
+        _check_unused(
+            [name for name in SCENE if getattr(self.scene_options, name) != default(name)], "--scenes", self.scenes
+        )
+        _check_unused(
+            [name for name in RELEVANCE if getattr(self, name) != default(name)],
+            "--relevant",
+            self.relevant is not None,
+        )
         if self.relevant is not None:
             from .relevant import check_candidates
 
@@ -99,42 +112,52 @@ def check_request(request: SelectionRequest, *, scorer=None) -> None:
 def _check_unused(names: list[str], way: str, chosen: bool) -> None:
     if names and not chosen:
         flags = [OPTIONS[name].cli_flag for name in names]
-        raise UsageError(f"{' and '.join(flags)} {'goes' if len(flags) == 1 else 'go'} with {way}: add {way}, or "
-                         f"leave {'it' if len(flags) == 1 else 'them'} out")
+        raise UsageError(
+            f"{' and '.join(flags)} {'goes' if len(flags) == 1 else 'go'} with {way}: add {way}, or "
+            f"leave {'it' if len(flags) == 1 else 'them'} out"
+        )
 
 
 def _check_relevant(request: SelectionRequest, read_scorer: bool = True) -> None:
     """--relevant's own refusals, before the video is read: no text to score against, a bad candidate set,
     a scorer that is missing or is not an image-text model (its config is read, nothing loads)."""
     from ..model.scorer_checkpoint import inspect_scorer
+
     for query in request.queries:
         check_prompt_text(query, "the text --relevant scores against")
     if not request.queries or not all(isinstance(q, str) and q.strip() for q in request.queries):
-        raise UsageError("--relevant scores frames against text: give a question (or --find WHAT; with frames, "
-                         "--query TEXT)")
+        raise UsageError(
+            "--relevant scores frames against text: give a question (or --find WHAT; with frames, --query TEXT)"
+        )
     if read_scorer:
         inspect_scorer(request.scorer)
 
 
-def select(video: ProbedVideo, request: SelectionRequest,
-           frame_range: Optional[tuple[Optional[int], Optional[int]]] = None, *, scorer=None) -> Selection:
+def select(
+    video: ProbedVideo,
+    request: SelectionRequest,
+    frame_range: Optional[tuple[Optional[int], Optional[int]]] = None,
+    *,
+    scorer=None,
+    load_scorer: Optional[Callable[[], Any]] = None,
+) -> Selection:
     """Choose the frames of `video` that `request` asks for.
 
     `frame_range`: the checkpoint's video processor's (min_frames, max_frames), which the default
     sampling keeps to in video mode instead of qwen-vl-utils' 4 to 768. `scorer`: --relevant's scorer,
-    already loaded (else `request.scorer` is loaded, once per process)."""
+    already loaded, or `load_scorer`, which loads it (called only once the candidates are known to be
+    enough): the job that runs the selection brings the scorer, this stage never loads a model."""
     if request.times is None:
-        video.index  # sampling and scenes need every frame's time: built now if the container gave none
+        video.index  # noqa: B018 - sampling and scenes need every frame's time: built now if the container gave none
     info = video.info
     check_count(info, request)
     if request.times is not None:
         check_times(info, list(request.times))
-        return Selection(tuple(request.times), tuple(request.times), (None,) * len(request.times),
-                         {"method": "at"})
+        return Selection(tuple(request.times), tuple(request.times), (None,) * len(request.times), {"method": "at"})
     if request.scenes:
         return _by_scene(video, request)
     if request.relevant is not None:
-        return _relevant(video, request, scorer)
+        return _relevant(video, request, scorer, load_scorer)
     if request.every is not None:
         times = _every(info.duration, request.every)
         return _sampled(times, {"method": "every", "every": request.every})
@@ -172,19 +195,25 @@ def check_count(info: VideoInfo, request: SelectionRequest) -> None:
     frames = info.frame_count
     if frames is not None and count > frames:
         interval = info.duration / frames if frames else 0.0
-        hint = {"--every": f"use --every {interval:.6g} or more",
-                "--fps": f"use --fps {info.fps:.6g} or less",
-                "--num-frames": f"use --num-frames {frames} or fewer",
-                "--relevant": f"use --relevant {frames} or fewer",
-                "--at": f"give at most {frames} times"}[option]
-        raise UsageError(f"{option} {_value(request)} would pick {count} frames, but {info.path} has only "
-                         f"{frames} ({info.fps:.6g} fps over {info.duration:.6g}s): {hint}")
+        hint = {
+            "--every": f"use --every {interval:.6g} or more",
+            "--fps": f"use --fps {info.fps:.6g} or less",
+            "--num-frames": f"use --num-frames {frames} or fewer",
+            "--relevant": f"use --relevant {frames} or fewer",
+            "--at": f"give at most {frames} times",
+        }[option]
+        raise UsageError(
+            f"{option} {_value(request)} would pick {count} frames, but {info.path} has only "
+            f"{frames} ({info.fps:.6g} fps over {info.duration:.6g}s): {hint}"
+        )
     budget = request.max_visual_tokens
     if budget is not None:
         slots = count if request.mode == "images" else math.ceil(count / 2)
         if slots > budget:
-            raise UsageError(f"{option} picks {count} frames, more than --max-visual-tokens {budget} can give "
-                             f"one visual token each: raise --max-visual-tokens or pick fewer frames")
+            raise UsageError(
+                f"{option} picks {count} frames, more than --max-visual-tokens {budget} can give "
+                f"one visual token each: raise --max-visual-tokens or pick fewer frames"
+            )
 
 
 def _option(request: SelectionRequest) -> str:
@@ -202,15 +231,22 @@ def _option(request: SelectionRequest) -> str:
 def _value(request: SelectionRequest) -> str:
     if request.times is not None:
         return f"({len(request.times)} times)"
-    value = request.every if request.every is not None else request.fps if request.fps is not None \
-        else request.relevant if request.relevant is not None else request.num_frames
+    value = (
+        request.every
+        if request.every is not None
+        else request.fps
+        if request.fps is not None
+        else request.relevant
+        if request.relevant is not None
+        else request.num_frames
+    )
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _every_count(duration: float, step: float) -> int:
     ratio = duration / step
-    if not math.isfinite(ratio) or ratio > 2 ** 53:
-        return 2 ** 53  # more than any video has; only compared, never built
+    if not math.isfinite(ratio) or ratio > 2**53:
+        return 2**53  # more than any video has; only compared, never built
     return max(1, math.ceil(ratio - 1e-9))
 
 
@@ -227,8 +263,9 @@ def _sampled(times: list[float], record: dict) -> Selection:
     return Selection(tuple(times), (None,) * len(times), (None,) * len(times), record)
 
 
-def _default(video: ProbedVideo, request: SelectionRequest,
-             frame_range: Optional[tuple[Optional[int], Optional[int]]] = None) -> Selection:
+def _default(
+    video: ProbedVideo, request: SelectionRequest, frame_range: Optional[tuple[Optional[int], Optional[int]]] = None
+) -> Selection:
     """qwen-vl-utils' rule: 2 fps, even count, 4 to 768 frames (or the checkpoint's own range), and no
     more than the budget feeds."""
     info = video.info
@@ -248,34 +285,50 @@ def _default(video: ProbedVideo, request: SelectionRequest,
     if request.mode == "video" and count > 1 and count % 2:
         count -= 1
     times = _spread(info.duration, count)
-    record = {"method": "default", "fps": round(count / info.duration, 6) if info.duration else None,
-              "num_frames": count,
-              "note": f"no selection given: sampled like qwen-vl-utils ({DEFAULT_FPS:g} fps, {low} to {high} frames "
-                      f"({source} range), even count)" + (", capped by --max-visual-tokens" if capped else "")}
+    record = {
+        "method": "default",
+        "fps": round(count / info.duration, 6) if info.duration else None,
+        "num_frames": count,
+        "note": f"no selection given: sampled like qwen-vl-utils ({DEFAULT_FPS:g} fps, {low} to {high} frames "
+        f"({source} range), even count)" + (", capped by --max-visual-tokens" if capped else ""),
+    }
     return _sampled(times, record)
 
 
 def _by_scene(video: ProbedVideo, request: SelectionRequest) -> Selection:
     options = request.scene_options
-    scenes = detect_scenes(video.info.path, options, use_cache=request.use_cache,
-                           show_progress=request.show_progress, frame_count=lambda: video.frame_count)
+    scenes = detect_scenes(
+        video.info.path,
+        options,
+        use_cache=request.use_cache,
+        show_progress=request.show_progress,
+        frame_count=lambda: video.frame_count,
+    )
     kept = select_longest(scenes, options.max_scenes)
     numbers = keyframe_numbers(video, kept, options.keyframe)
     times = tuple(video.frame_time(n) for n in numbers)
-    record = {"method": "scenes", "detector": options.describe(), "keyframe": options.keyframe,
-              "scenes_found": len(scenes), "max_scenes": options.max_scenes}
+    record = {
+        "method": "scenes",
+        "detector": options.describe(),
+        "keyframe": options.keyframe,
+        "scenes_found": len(scenes),
+        "max_scenes": options.max_scenes,
+    }
     return Selection(times, (None,) * len(times), tuple(s.index for s in kept), record)
 
 
-def _relevant(video: ProbedVideo, request: SelectionRequest, scorer=None) -> Selection:
-    """The frames most relevant to the queries (relevant.py), the scorer loaded (once per process) here."""
+def _relevant(
+    video: ProbedVideo, request: SelectionRequest, scorer=None, load_scorer: Optional[Callable[[], Any]] = None
+) -> Selection:
+    """The frames most relevant to the queries (relevant.py), scored by `scorer` (or the one `load_scorer`
+    loads, once the candidates are known to be enough)."""
     from .relevant import relevant_candidates, relevant_selection
 
     candidates = relevant_candidates(video, request)  # too few refused before the scorer loads
     if scorer is None:
-        from ..engines.scorer import load_scorer
-
-        scorer = load_scorer(request.scorer, request.device, request.dtype)
+        if load_scorer is None:
+            raise ValueError("a --relevant selection needs its scorer: pass scorer= or load_scorer=")
+        scorer = load_scorer()
     numbers, relevance, record = relevant_selection(video, request, candidates, scorer)
     times = tuple(video.frame_time(n) for n in numbers)
     return Selection(times, (None,) * len(times), (None,) * len(times), record, tuple(relevance))

@@ -9,8 +9,8 @@ report that overlap or touch (within `gap` seconds).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)

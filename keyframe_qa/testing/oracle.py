@@ -10,7 +10,8 @@ it is what is under test (allowed for that only); the real engines run the same 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -32,8 +33,9 @@ class PixelOracle:
         self.first, self.last = first, last
         self.family = family_by_name(family)
         self.model_id = "pixel-oracle"
-        self.checkpoint = CheckpointInfo(model_id=self.model_id, source="local", family=self.family,
-                                         context_length=None)
+        self.checkpoint = CheckpointInfo(
+            model_id=self.model_id, source="local", family=self.family, context_length=None
+        )
         self.seen: list = []  # every frame it was shown, in order (its number, where the clip stamps one)
 
     def describe(self) -> dict:
@@ -50,8 +52,7 @@ class PixelOracle:
                 text = "yes" if shown else "no"
             else:
                 text = f"from {min(shown):.3f} to {max(shown):.3f} seconds" if shown else "never"
-            replies.append(Reply(raw=text, text=text, prompt_tokens=len(shows), completion_tokens=1,
-                                 truncated=False))
+            replies.append(Reply(raw=text, text=text, prompt_tokens=len(shows), completion_tokens=1, truncated=False))
         return replies
 
     def yes_probability(self, prompt: VisualPrompt, question: str):
@@ -81,7 +82,11 @@ class DrawnBoxOracle(PixelOracle):
         """The box's inner area (a margin in from its edges, where compression blurs) is the colour."""
         x, y, w, h = self.box
         margin = max(2, min(w, h) // 8)
-        area = np.asarray(image)[y + margin:y + h - margin, x + margin:x + w - margin].reshape(-1, 3).astype(np.float64)
+        area = (
+            np.asarray(image)[y + margin : y + h - margin, x + margin : x + w - margin]
+            .reshape(-1, 3)
+            .astype(np.float64)
+        )
         self.seen.append(None)
         return bool(np.abs(area.mean(axis=0) - self.color).max() < 24 and area.std(axis=0).max() < 16)
 
@@ -96,7 +101,6 @@ class ColourScorer:
     input_size = (64, 48)
 
     def __init__(self, colour: tuple[int, int, int] = (0, 200, 0)):
-        from types import SimpleNamespace
 
         self.colour = np.array(colour, dtype=np.float64)
         self.info = SimpleNamespace(identity={"id": self.model_id, "colour": list(colour)}, model_type="stand-in")

@@ -27,8 +27,18 @@ def start_server(model: str, workdir: str, *extra: str):
     keeps the server's /v1/models from failing on a machine without one.
     """
     port = free_port()
-    command = [os.path.join(os.path.dirname(sys.executable), "transformers"), "serve", model, "--host", "127.0.0.1",
-               "--port", str(port), "--device", "cpu", *extra]
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "transformers"),
+        "serve",
+        model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        *extra,
+    ]
     cache = os.path.join(workdir, "hf-cache")
     os.makedirs(cache, exist_ok=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=cache)

@@ -8,16 +8,22 @@ project's own dependencies is needed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterable, Optional, Sequence
+from typing import Optional
 
 import av
 import numpy as np
 
 CODE_BITS = 12  # up to 4095 frames
 _SCENE_COLOURS = [
-    (40, 90, 160), (200, 120, 40), (60, 150, 70), (150, 60, 140), (180, 180, 60), (70, 160, 170),
+    (40, 90, 160),
+    (200, 120, 40),
+    (60, 150, 70),
+    (150, 60, 140),
+    (180, 180, 60),
+    (70, 160, 170),
 ]
 
 
@@ -75,7 +81,7 @@ def read_frame_number(image: np.ndarray, row_fraction: float = 0.5) -> int:
     value = 0
     for bit, (left, right) in enumerate(_cell_spans(width)):
         centre = (left + right) // 2
-        luma = float(image[row - 1:row + 2, centre - 1:centre + 2].mean())
+        luma = float(image[row - 1 : row + 2, centre - 1 : centre + 2].mean())
         if luma > 128:
             value |= 1 << bit
     return value
@@ -86,8 +92,10 @@ def marker_corner(image: np.ndarray) -> str:
     height, width = image.shape[:2]
     dy, dx = max(1, height // 20), max(1, width // 20)
     corners = {
-        "top-left": image[:dy, :dx], "top-right": image[:dy, -dx:],
-        "bottom-left": image[-dy:, :dx], "bottom-right": image[-dy:, -dx:],
+        "top-left": image[:dy, :dx],
+        "top-right": image[:dy, -dx:],
+        "bottom-left": image[-dy:, :dx],
+        "bottom-right": image[-dy:, -dx:],
     }
 
     def redness(patch: np.ndarray) -> float:
@@ -135,8 +143,15 @@ def write_video(path: str, spec: SyntheticSpec = SyntheticSpec()) -> list[float]
     return times
 
 
-def write_pictures(path: str, pictures: Iterable[np.ndarray], *, fps: int = 25, crf: int = 20,
-                   gop: Optional[int] = None, bframes: Optional[int] = None) -> int:
+def write_pictures(
+    path: str,
+    pictures: Iterable[np.ndarray],
+    *,
+    fps: int = 25,
+    crf: int = 20,
+    gop: Optional[int] = None,
+    bframes: Optional[int] = None,
+) -> int:
     """Encode RGB pictures (all one size) as H.264 at a constant `fps`; returns the frame count."""
     count = 0
     with av.open(path, mode="w") as container:
@@ -146,9 +161,16 @@ def write_pictures(path: str, pictures: Iterable[np.ndarray], *, fps: int = 25, 
                 stream = container.add_stream("libx264", rate=fps)
                 stream.height, stream.width = picture.shape[:2]
                 stream.pix_fmt = "yuv420p"
-                params = ":".join(f"{key}={value}" for key, value in
-                                  (("keyint", gop), ("min-keyint", gop), ("scenecut", 0 if gop else None),
-                                   ("bframes", bframes)) if value is not None)
+                params = ":".join(
+                    f"{key}={value}"
+                    for key, value in (
+                        ("keyint", gop),
+                        ("min-keyint", gop),
+                        ("scenecut", 0 if gop else None),
+                        ("bframes", bframes),
+                    )
+                    if value is not None
+                )
                 stream.options = {"crf": str(crf), "preset": "veryfast", **({"x264-params": params} if params else {})}
             frame = to_yuv(np.ascontiguousarray(picture))
             frame.pts = count

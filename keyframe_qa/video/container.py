@@ -24,11 +24,21 @@ def check_path(path: str) -> None:
         raise VideoError(f"cannot read {path}: permission denied")
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
-        what = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "not a regular file")
-        raise VideoError(f"{path} is {what}, not a video file: keyframe-qa seeks in the video, so it reads files "
-                         f"only (save the stream to a file first)")
+        what = (
+            "a named pipe (FIFO)"
+            if stat.S_ISFIFO(mode)
+            else "a character device"
+            if stat.S_ISCHR(mode)
+            else "a block device"
+            if stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "not a regular file"
+        )
+        raise VideoError(
+            f"{path} is {what}, not a video file: keyframe-qa seeks in the video, so it reads files "
+            f"only (save the stream to a file first)"
+        )
     if os.path.getsize(path) == 0:
         raise VideoError(f"{path} is empty (0 bytes)")
 

@@ -24,20 +24,21 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from typing import Optional
 
 import av
 import numpy as np
 
-from ..errors import VideoError
-from .indexing import PACKET_SCAN
-from .container import open_container, stream_by_index
-from .probe import FrameIndex, ProbedVideo
 from ..console import warn
+from ..errors import VideoError
 from ..records import Frame
 from ..timecodes import format_time
+from .container import open_container, stream_by_index
+from .indexing import PACKET_SCAN
+from .probe import FrameIndex, ProbedVideo
 
 
 class IndexMismatch(VideoError):
@@ -94,8 +95,9 @@ def iter_frames(
             video.rescan(str(exc))
 
 
-def _stream_frames(video: ProbedVideo, times: Sequence[float], requested, scenes, convert,
-                   given: set[int], relevance=None) -> Iterator[Frame]:
+def _stream_frames(
+    video: ProbedVideo, times: Sequence[float], requested, scenes, convert, given: set[int], relevance=None
+) -> Iterator[Frame]:
     index = video.index_for_times(times)
     orders_at: dict[int, list[int]] = {}  # PTS -> positions in `times` showing that frame
     position_of: dict[int, int] = {}  # PTS -> position in index.display_pts
@@ -115,11 +117,16 @@ def _stream_frames(video: ProbedVideo, times: Sequence[float], requested, scenes
         made = []
         position = position_of[pts]
         for order in orders_at[pts]:
-            frame = Frame(index=order, requested=(requested[order] if requested is not None else times[order]),
-                          timestamp=round(index.seconds(pts), 6),
-                          frame_number=position if index.complete else video.estimated_frame_number(pts),
-                          image=image, scene=(scenes[order] if scenes is not None else None), corrupt=corrupt,
-                          relevance=(relevance[order] if relevance is not None else None))
+            frame = Frame(
+                index=order,
+                requested=(requested[order] if requested is not None else times[order]),
+                timestamp=round(index.seconds(pts), 6),
+                frame_number=position if index.complete else video.estimated_frame_number(pts),
+                image=image,
+                scene=(scenes[order] if scenes is not None else None),
+                corrupt=corrupt,
+                relevance=(relevance[order] if relevance is not None else None),
+            )
             made.append(convert(frame) if convert is not None else frame)
         return made
 
@@ -128,8 +135,10 @@ def _stream_frames(video: ProbedVideo, times: Sequence[float], requested, scenes
     if damaged:
         shown = ", ".join(format_time(t) for t in sorted(damaged)[:5])
         more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
-        warn(f"{video.info.path}: the decoder reported errors in {len(damaged)} frame(s) at {shown}{more}; "
-             f"they may look broken and are marked \"corrupt\" in the output")
+        warn(
+            f"{video.info.path}: the decoder reported errors in {len(damaged)} frame(s) at {shown}{more}; "
+            f'they may look broken and are marked "corrupt" in the output'
+        )
 
 
 class _Stopped(Exception):
@@ -186,8 +195,9 @@ def _through_queue(produce: Callable[[Sink], None], make: Callable) -> Iterator:
         worker.join()
 
 
-def read_frame_numbers(video: ProbedVideo, numbers: Iterable[int],
-                       damaged: Optional[set] = None) -> dict[int, np.ndarray]:
+def read_frame_numbers(
+    video: ProbedVideo, numbers: Iterable[int], damaged: Optional[set] = None
+) -> dict[int, np.ndarray]:
     """Decode the given frames (presentation order numbers) into display-geometry RGB arrays.
 
     Frames the decoder flagged as corrupt, or decoded after a decoding error since their keyframe,
@@ -325,7 +335,7 @@ def _balance(runs: list, workers: int, size: np.ndarray) -> list[list]:
     keyframes are large, skipped non-reference frames small). Longest first, then single moves
     and swaps between the heaviest and lightest group while they lower the heaviest load.
     """
-    cost = {id(run): int(size[run[0]:run[1] + 1].sum()) for run in runs}
+    cost = {id(run): int(size[run[0] : run[1] + 1].sum()) for run in runs}
     groups: list[list] = [[] for _ in range(max(1, workers))]
     for run in sorted(runs, key=lambda r: cost[id(r)], reverse=True):
         min(groups, key=lambda g: sum(cost[id(r)] for r in g)).append(run)
@@ -373,8 +383,9 @@ def _decode_runs(video: ProbedVideo, index: FrameIndex, runs: list, decoder_thre
                 raise VideoError(f"{video.info.path}: the frame at {when} could not be decoded (corrupt file?)")
 
 
-def _decode_run(container, stream, index: FrameIndex, start: int, last: int, needed: set[int], sink: Sink,
-                *, skip_nonref: bool) -> set[int]:
+def _decode_run(
+    container, stream, index: FrameIndex, start: int, last: int, needed: set[int], sink: Sink, *, skip_nonref: bool
+) -> set[int]:
     """Seek to the keyframe at decode position `start` and decode through position `last`.
 
     Returns the PTS found (and sunk). Packets are identified by their PTS, so where the demuxer's
@@ -392,8 +403,17 @@ def _decode_run(container, stream, index: FrameIndex, start: int, last: int, nee
         context.skip_frame = "DEFAULT"
 
 
-def _decode_from(container, stream, index: FrameIndex, seek_target: Optional[int], start: int, last: int,
-                 needed: set[int], sink: Sink, skip_nonref: bool) -> Optional[set[int]]:
+def _decode_from(
+    container,
+    stream,
+    index: FrameIndex,
+    seek_target: Optional[int],
+    start: int,
+    last: int,
+    needed: set[int],
+    sink: Sink,
+    skip_nonref: bool,
+) -> Optional[set[int]]:
     """One attempt of `_decode_run`: the PTS sunk, or None when the seek landed after the keyframe.
 
     Each frame asked for is sunk as soon as the decoder gives it, so a long run holds no pictures.

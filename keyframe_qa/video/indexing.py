@@ -20,10 +20,11 @@ from __future__ import annotations
 import os
 import struct
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
-from typing import Optional, Sequence
+from typing import Optional
 
 import av
 import numpy as np
@@ -122,9 +123,15 @@ def scan_index(container, stream, path: str, *, source: str = PACKET_SCAN) -> Fr
     if not pts_list:
         raise VideoError(f"{path} has a video stream with no frames")
     pts = np.asarray(pts_list, dtype=np.int64)
-    return _complete_index(_time_base(stream), pts, np.asarray(dts_list, dtype=np.int64),
-                           np.asarray(key_list, dtype=bool), np.asarray(size_list, dtype=np.int64),
-                           np.asarray(durations, dtype=np.int64), source)
+    return _complete_index(
+        _time_base(stream),
+        pts,
+        np.asarray(dts_list, dtype=np.int64),
+        np.asarray(key_list, dtype=bool),
+        np.asarray(size_list, dtype=np.int64),
+        np.asarray(durations, dtype=np.int64),
+        source,
+    )
 
 
 def sample_table_index(container, stream, path: str) -> tuple[Optional[FrameIndex], str]:
@@ -188,8 +195,11 @@ def _verify_against_packets(container, stream, pts, dts, keyframe) -> Optional[i
             if shift is None:
                 shift = int(packet.pts) - int(pts[position])
             packet_dts = packet.dts if packet.dts is not None else packet.pts
-            if (int(packet.pts) != int(pts[position]) + shift or int(packet_dts) != int(dts[position])
-                    or bool(packet.is_keyframe) != bool(keyframe[position])):
+            if (
+                int(packet.pts) != int(pts[position]) + shift
+                or int(packet_dts) != int(dts[position])
+                or bool(packet.is_keyframe) != bool(keyframe[position])
+            ):
                 return None
             position += 1
     except av.error.FFmpegError:
@@ -255,9 +265,19 @@ def window_index(path: str, stream_index: int, bounds: StreamBounds, times: Sequ
     dts = np.asarray([r[1] for _, r in ordered], dtype=np.int64)
     keyframe = np.asarray([r[2] for _, r in ordered], dtype=bool)
     size = np.asarray([r[3] for _, r in ordered], dtype=np.int64)
-    return FrameIndex(time_base=bounds.time_base, pts=pts, dts=dts, keyframe=keyframe, size=size,
-                      first_pts=bounds.first_pts, display_pts=np.unique(pts), has_pts=True,
-                      last_duration=bounds.last_duration, source=SEEK_WINDOWS, complete=False)
+    return FrameIndex(
+        time_base=bounds.time_base,
+        pts=pts,
+        dts=dts,
+        keyframe=keyframe,
+        size=size,
+        first_pts=bounds.first_pts,
+        display_pts=np.unique(pts),
+        has_pts=True,
+        last_duration=bounds.last_duration,
+        source=SEEK_WINDOWS,
+        complete=False,
+    )
 
 
 def _window(container, stream, target: int, path: str) -> list[tuple[int, tuple[int, int, bool, int]]]:
@@ -299,8 +319,12 @@ def _window_packets(container, stream, target: Optional[int]) -> list:
         if dts is not None and limit is not None and dts > limit and packets:
             break
         position = int(packet.pos) if packet.pos is not None and packet.pos >= 0 else len(packets)
-        packets.append((int(packet.pts), (position, dts if dts is not None else int(packet.pts),
-                                          bool(packet.is_keyframe), int(packet.size))))
+        packets.append(
+            (
+                int(packet.pts),
+                (position, dts if dts is not None else int(packet.pts), bool(packet.is_keyframe), int(packet.size)),
+            )
+        )
     return packets
 
 
@@ -311,9 +335,8 @@ def _end_ticks(container, stream) -> int:
     if stream.duration:
         candidates.append(int(stream.duration) + int(stream.start_time or 0))
     if container.duration:
-        candidates.append(int(Fraction(container.duration, av.time_base) / time_base)
-                          + int(stream.start_time or 0))
-    return max(candidates) if candidates else 2 ** 62
+        candidates.append(int(Fraction(container.duration, av.time_base) / time_base) + int(stream.start_time or 0))
+    return max(candidates) if candidates else 2**62
 
 
 def index_by_decoding(path: str, stream_index: int) -> FrameIndex:
@@ -333,17 +356,41 @@ def index_by_decoding(path: str, stream_index: int) -> FrameIndex:
     if count == 0:
         raise VideoError(f"{path} has a video stream with no decodable frames")
     pts = np.arange(count, dtype=np.int64)  # one tick per frame at a time base of 1/rate
-    return FrameIndex(time_base=1 / Fraction(rate), pts=pts, dts=pts.copy(), keyframe=np.zeros(count, dtype=bool),
-                      size=np.ones(count, dtype=np.int64), first_pts=0, display_pts=pts.copy(), has_pts=False,
-                      last_duration=1)
+    return FrameIndex(
+        time_base=1 / Fraction(rate),
+        pts=pts,
+        dts=pts.copy(),
+        keyframe=np.zeros(count, dtype=bool),
+        size=np.ones(count, dtype=np.int64),
+        first_pts=0,
+        display_pts=pts.copy(),
+        has_pts=False,
+        last_duration=1,
+    )
 
 
-def _complete_index(time_base: Fraction, pts: np.ndarray, dts: np.ndarray, keyframe: np.ndarray, size: np.ndarray,
-                    durations: np.ndarray, source: str) -> FrameIndex:
+def _complete_index(
+    time_base: Fraction,
+    pts: np.ndarray,
+    dts: np.ndarray,
+    keyframe: np.ndarray,
+    size: np.ndarray,
+    durations: np.ndarray,
+    source: str,
+) -> FrameIndex:
     display = np.unique(pts)  # duplicates would be the same displayed frame
-    return FrameIndex(time_base=time_base, pts=pts, dts=dts, keyframe=keyframe, size=size,
-                      first_pts=int(display[0]), display_pts=display, has_pts=True,
-                      last_duration=_last_frame_duration(display, pts, durations), source=source)
+    return FrameIndex(
+        time_base=time_base,
+        pts=pts,
+        dts=dts,
+        keyframe=keyframe,
+        size=size,
+        first_pts=int(display[0]),
+        display_pts=display,
+        has_pts=True,
+        last_duration=_last_frame_duration(display, pts, durations),
+        source=source,
+    )
 
 
 def _last_frame_duration(display: np.ndarray, pts: np.ndarray, durations: np.ndarray) -> int:

@@ -9,20 +9,27 @@ is not 0, and what lets `frames.py` decode only from the right keyframe to each 
 from __future__ import annotations
 
 import os
-
+from collections.abc import Sequence
 from dataclasses import replace
 from fractions import Fraction
-from typing import Optional, Sequence
+from typing import Optional
 
 import av
 import numpy as np
 
 from ..errors import UsageError, VideoError, reason
-from .container import open_container, stream_by_index
-from .indexing import (SEEK_WINDOWS, FrameIndex, StreamBounds, sample_table_index, scan_index,
-                       stream_bounds, window_index)
 from ..records import VideoInfo
 from ..timecodes import format_time
+from .container import open_container, stream_by_index
+from .indexing import (
+    SEEK_WINDOWS,
+    FrameIndex,
+    StreamBounds,
+    sample_table_index,
+    scan_index,
+    stream_bounds,
+    window_index,
+)
 
 
 class ProbedVideo:
@@ -34,8 +41,13 @@ class ProbedVideo:
     `index_for_times`, which for those containers reads just the packets around the times.
     """
 
-    def __init__(self, info: VideoInfo, stream_index: int, index: Optional[FrameIndex] = None,
-                 bounds: Optional[StreamBounds] = None):
+    def __init__(
+        self,
+        info: VideoInfo,
+        stream_index: int,
+        index: Optional[FrameIndex] = None,
+        bounds: Optional[StreamBounds] = None,
+    ):
         self._info = info
         self.stream_index = stream_index  # FFmpeg's index of the video stream read
         self._index = index
@@ -122,9 +134,11 @@ def _check_not_still(container, path: str) -> None:
     name = container.format.name
     if name == "image2" or name.endswith("_pipe"):
         kind = name.replace("_pipe", "").replace("image2", "image").upper()
-        raise VideoError(f"{path} is a still image ({kind}), not a video: keyframe-qa reads videos (to ask about a "
-                         f"picture, make it a one-frame video: ffmpeg -i {os.path.basename(path)} -frames:v 1 "
-                         f"still.mp4)")
+        raise VideoError(
+            f"{path} is a still image ({kind}), not a video: keyframe-qa reads videos (to ask about a "
+            f"picture, make it a one-frame video: ffmpeg -i {os.path.basename(path)} -frames:v 1 "
+            f"still.mp4)"
+        )
 
 
 def check_times(info: VideoInfo, times: list[float]) -> None:
@@ -176,8 +190,9 @@ def _decode_first(container, stream, path: str):
     raise VideoError(f"{path} has a video stream but no frame could be decoded (truncated or corrupt?)")
 
 
-def _video_info(path, container, stream, index: Optional[FrameIndex], bounds: Optional[StreamBounds],
-                first_frame) -> VideoInfo:
+def _video_info(
+    path, container, stream, index: Optional[FrameIndex], bounds: Optional[StreamBounds], first_frame
+) -> VideoInfo:
     coded_w, coded_h = first_frame.width, first_frame.height
     sar = _sample_aspect_ratio(stream, first_frame)
     rotation = clockwise_rotation(getattr(first_frame, "rotation", 0) or 0)
@@ -188,10 +203,15 @@ def _video_info(path, container, stream, index: Optional[FrameIndex], bounds: Op
         # Only the first and last frames are known: the count and the rate's regularity wait for a scan.
         end_ticks = bounds.last_pts + bounds.last_duration
         duration = float((end_ticks - bounds.first_pts) * bounds.time_base)
-        facts = dict(duration=round(duration, 6), fps=round(float(1 / (bounds.frame_ticks * bounds.time_base)), 6),
-                     frame_count=None, variable_frame_rate=None,
-                     start_time=float(bounds.first_pts * bounds.time_base), index_source=SEEK_WINDOWS,
-                     frame_numbers="estimated from the frame rate")
+        facts = dict(
+            duration=round(duration, 6),
+            fps=round(float(1 / (bounds.frame_ticks * bounds.time_base)), 6),
+            frame_count=None,
+            variable_frame_rate=None,
+            start_time=float(bounds.first_pts * bounds.time_base),
+            index_source=SEEK_WINDOWS,
+            frame_numbers="estimated from the frame rate",
+        )
     return VideoInfo(
         path=path,
         container=container.format.name,
@@ -213,15 +233,24 @@ def _index_facts(index: FrameIndex) -> dict:
     count = len(index.display_pts)
     intervals = np.diff(index.display_pts)
     vfr = bool(len(intervals) > 1 and (intervals.max() - intervals.min()) > 0.01 * np.median(intervals))
-    return dict(duration=round(duration, 6), fps=round(count / duration, 6) if duration > 0 else 0.0,
-                frame_count=count, variable_frame_rate=vfr, start_time=float(index.first_pts * index.time_base),
-                index_source=index.source, frame_numbers="exact")
+    return dict(
+        duration=round(duration, 6),
+        fps=round(count / duration, 6) if duration > 0 else 0.0,
+        frame_count=count,
+        variable_frame_rate=vfr,
+        start_time=float(index.first_pts * index.time_base),
+        index_source=index.source,
+        frame_numbers="exact",
+    )
 
 
 def _sample_aspect_ratio(stream, frame) -> Fraction:
     # The container's value wins over the bitstream's, as in FFmpeg's av_guess_sample_aspect_ratio.
-    for candidate in (stream.sample_aspect_ratio, getattr(frame, "sample_aspect_ratio", None),
-                      stream.codec_context.sample_aspect_ratio):
+    for candidate in (
+        stream.sample_aspect_ratio,
+        getattr(frame, "sample_aspect_ratio", None),
+        stream.codec_context.sample_aspect_ratio,
+    ):
         if candidate and candidate.numerator > 0 and candidate.denominator > 0:
             return Fraction(candidate.numerator, candidate.denominator)
     return Fraction(1, 1)

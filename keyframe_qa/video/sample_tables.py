@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Optional
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def read_track_tables(path: str, track_id: int) -> Optional[TrackTables]:
 
 def _track_in_moov(handle: BinaryIO, start: int, end: int, track_id: int) -> Optional[TrackTables]:
     fragmented = False
-    for kind, body, body_end in _boxes(handle, start, end):
+    for kind, _body, _body_end in _boxes(handle, start, end):
         if kind == b"mvex":
             fragmented = True
     for kind, body, body_end in _boxes(handle, start, end):
@@ -53,9 +54,14 @@ def _track_in_moov(handle: BinaryIO, start: int, end: int, track_id: int) -> Opt
         tables = _read_trak(handle, body, body_end)
         if tables.get("track_id") == track_id:
             offsets = tables.get("ctts")
-            return TrackTables(track_id=track_id, sample_count=int(tables.get("stsz", 0)),
-                               composition_offsets=offsets, sample_durations=tables.get("stts"), edits=int(tables.get("elst", 0)),
-                               fragmented=fragmented)
+            return TrackTables(
+                track_id=track_id,
+                sample_count=int(tables.get("stsz", 0)),
+                composition_offsets=offsets,
+                sample_durations=tables.get("stts"),
+                edits=int(tables.get("elst", 0)),
+                fragmented=fragmented,
+            )
     return None
 
 

@@ -24,8 +24,9 @@ import os
 import stat
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence, Union
+from typing import Optional, Union
 
 from ..errors import KeyframeQAError, UsageError, reason
 
@@ -98,8 +99,9 @@ def check_output_file(given: str, option: str, inputs: Iterable[str] = ()) -> Ou
         raise UsageError(f"{option} {given} is {what}; keyframe-qa writes only files, pipes and character devices")
     for source in inputs:
         if same_file(real, source):
-            raise UsageError(f"{option} {given} is an input of this run ({source}); it would be overwritten: "
-                             f"choose another path")
+            raise UsageError(
+                f"{option} {given} is an input of this run ({source}); it would be overwritten: choose another path"
+            )
     if not os.access(real, os.W_OK):
         raise UsageError(f"cannot write {option} {given}: the file is read-only (permission denied)")
     folder = os.path.dirname(real)
@@ -185,19 +187,21 @@ def check_chosen_name(path: str, option: str, inputs: Iterable[str] = ()) -> Non
     except OSError as exc:
         raise KeyframeQAError(f"cannot write {path} ({option}): {reason(exc, lower=True)}") from exc
     if stat.S_ISLNK(status.st_mode):
-        raise KeyframeQAError(f"{path} ({option}) is a symlink; keyframe-qa never writes through a link in a name "
-                              f"it chose: remove it or choose another folder")
+        raise KeyframeQAError(
+            f"{path} ({option}) is a symlink; keyframe-qa never writes through a link in a name "
+            f"it chose: remove it or choose another folder"
+        )
     if not stat.S_ISREG(status.st_mode):
-        raise KeyframeQAError(f"{path} ({option}) exists and is not a regular file; remove it or choose another "
-                              f"folder")
+        raise KeyframeQAError(f"{path} ({option}) exists and is not a regular file; remove it or choose another folder")
     for source in inputs:
         try:
             other = os.stat(source)
         except OSError:
             continue
         if (other.st_dev, other.st_ino) == (status.st_dev, status.st_ino):
-            raise KeyframeQAError(f"{path} ({option}) is an input of this run ({source}); it would be overwritten: "
-                                  f"choose another folder")
+            raise KeyframeQAError(
+                f"{path} ({option}) is an input of this run ({source}); it would be overwritten: choose another folder"
+            )
 
 
 def write_chosen_name(path: str, data: bytes, option: str, inputs: Iterable[str] = ()) -> str:
@@ -278,13 +282,11 @@ def _try_writing(folder: str, failure: str) -> None:
     """Make and remove an empty folder of our own in `folder`: permissions alone do not tell (root may
     write anywhere by them, yet not into /proc or a read-only mount), and the run must not fail there
     after the model has loaded. Nothing is left behind."""
-    import tempfile
 
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".keyframe-qa-check-", dir=folder))
     except OSError as exc:
         raise UsageError(f"{failure}: {reason(exc, lower=True)}") from exc
-
 
 
 def _umask() -> int:

@@ -20,7 +20,8 @@ import json
 import os
 import stat
 import tempfile
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from ..console import warn
 
@@ -61,12 +62,16 @@ def kind_dir(kind: str, create: bool) -> Optional[str]:
         warn(f"the {kind} cache {folder} is not a folder; not using the cache")
         return None
     if status.st_uid != os.geteuid():
-        warn(f"the {kind} cache {folder} belongs to another user (uid {status.st_uid}); not using it (set "
-             f"{CACHE_ENV} to a folder of your own)")
+        warn(
+            f"the {kind} cache {folder} belongs to another user (uid {status.st_uid}); not using it (set "
+            f"{CACHE_ENV} to a folder of your own)"
+        )
         return None
     if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        warn(f"the {kind} cache {folder} can be written by other users; not using it (chmod 700 it, or set "
-             f"{CACHE_ENV} to a private folder)")
+        warn(
+            f"the {kind} cache {folder} can be written by other users; not using it (chmod 700 it, or set "
+            f"{CACHE_ENV} to a private folder)"
+        )
         return None
     return folder
 
@@ -105,8 +110,10 @@ def write_entry(kind: str, name: str, key: dict, payload) -> None:
         return
     data = json.dumps({"cache": f"{STAMP} {kind}", "key": key, "payload": payload}).encode("utf-8")
     if len(data) > MAX_ENTRY_BYTES:  # it would be refused when read: not written, and said once
-        warn(f"not caching this {kind} entry: {len(data) // (1024 * 1024)} MiB is more than the cache takes "
-             f"({MAX_ENTRY_BYTES // (1024 * 1024)} MiB)")
+        warn(
+            f"not caching this {kind} entry: {len(data) // (1024 * 1024)} MiB is more than the cache takes "
+            f"({MAX_ENTRY_BYTES // (1024 * 1024)} MiB)"
+        )
         return
     try:
         handle, temporary = tempfile.mkstemp(prefix=".entry-", suffix=".tmp", dir=folder)

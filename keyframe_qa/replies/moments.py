@@ -21,10 +21,11 @@ from __future__ import annotations
 import bisect
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
-from .grounding import balanced_spans, loads_tolerant, thinking_parts
+from .reading import balanced_spans, loads_tolerant, thinking_parts
 
 MAX_SPANS = 10_000  # spans read from one reply: far more than a window's frames (a flood stops here)
 LABEL_CHARS = 200  # a label is read from at most this many characters on either side of its span
@@ -45,10 +46,14 @@ _RANGE = re.compile(
     rf"|(?P<bracketed>[\[(]\s{{0,4}}(?P<ba>{_TIME})\s{{0,4}},\s{{0,4}}(?P<bb>{_TIME})\s{{0,4}}[\])])"
     rf"|(?:\b(?:from|between)\s{{1,8}})?(?P<a>{_TIME})\s{{0,8}}(?:-|–|—|~|\bto\b|\btill\b|\buntil\b|\band\b)"
     rf"\s{{0,8}}(?P<b>{_TIME})",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 # "at 12.5 seconds", "around 0:05", "at second 2", "at the 5 second mark"
-_POINT = re.compile(rf"\b(?:at|around|about)\s{{1,8}}(?:(?:the\s{{1,4}})?(?:second|time|timestamp|moment)\s{{1,4}})?"
-                    rf"(?P<a>{_TIME})", re.IGNORECASE)
+_POINT = re.compile(
+    rf"\b(?:at|around|about)\s{{1,8}}(?:(?:the\s{{1,4}})?(?:second|time|timestamp|moment)\s{{1,4}})?"
+    rf"(?P<a>{_TIME})",
+    re.IGNORECASE,
+)
 _START_KEYS = ("start", "start_time", "begin", "from", "start_s", "start_sec", "start_seconds")
 _END_KEYS = ("end", "end_time", "finish", "to", "end_s", "end_sec", "end_seconds")
 _PAIR_KEYS = ("timestamps", "timestamp", "time", "times", "span", "interval", "segment", "range", "time_range")
@@ -60,7 +65,9 @@ _FILLER = re.compile(
     r"\b(?:from|between|at|around|about|in|during|within|the event|the action|the video|the clip|it|this|that|"
     r"happens|happened|occurs|occurred|takes place|took place|is|was|are|were|seen|seconds?|secs?|s|"
     r"start(?:s|ed|ing)?|end(?:s|ed|ing)?|begin(?:s|ning)?|finish(?:es|ed|ing)?|time|timestamp|mark|for|and|"
-    r"then|of)\b", re.IGNORECASE)
+    r"then|of)\b",
+    re.IGNORECASE,
+)
 _LIST_MARK = re.compile(r"^\s{0,8}(?:[-*•]|\d{1,4}[.)])\s{0,8}")
 _EDGES = " .,;:-–—()[]"
 
@@ -154,8 +161,9 @@ def _ranges_in(text: str) -> list[tuple[re.Match, StatedSpan]]:
     marks = [(m.start(), m.end()) for m in matches]
     ranges = []
     for match in matches:
-        first, second = (("ka", "kb") if match.group("keyed") else ("ba", "bb") if match.group("bracketed")
-                         else ("a", "b"))
+        first, second = (
+            ("ka", "kb") if match.group("keyed") else ("ba", "bb") if match.group("bracketed") else ("a", "b")
+        )
         span = _span(match.group(first), match.group(second), _label(text, match.start(), match.end(), marks))
         if span is not None:
             ranges.append((match, span))
@@ -229,8 +237,11 @@ def _from_json(value: Any, depth: int) -> Iterable[StatedSpan]:
             elif isinstance(item, (dict, list)):
                 yield from _from_json(item, depth + 1)
     elif isinstance(value, (list, tuple)):
-        if len(value) == 2 and all(_seconds(v) is not None for v in value) and \
-                not any(isinstance(v, (list, dict)) for v in value):
+        if (
+            len(value) == 2
+            and all(_seconds(v) is not None for v in value)
+            and not any(isinstance(v, (list, dict)) for v in value)
+        ):
             span = _span(value[0], value[1], "")
             if span is not None:
                 yield span
@@ -252,8 +263,11 @@ def _label(text: str, start: int, end: int, marks: list[tuple[int, int]]) -> str
     and on to the next one, at most LABEL_CHARS each way, without times, list marks and the words that
     only say it is a span ("The event happens in 3.6 - 5.2 seconds" has no label)."""
     position = bisect.bisect_left(marks, (start, end))
-    left = max(start - LABEL_CHARS, marks[position - 1][1] if position > 0 else 0,
-               text.rfind("\n", max(0, start - LABEL_CHARS), start) + 1)
+    left = max(
+        start - LABEL_CHARS,
+        marks[position - 1][1] if position > 0 else 0,
+        text.rfind("\n", max(0, start - LABEL_CHARS), start) + 1,
+    )
     right = min(end + LABEL_CHARS, marks[position + 1][0] if position + 1 < len(marks) else len(text))
     line_end = text.find("\n", end, right)
     right = right if line_end < 0 else line_end

@@ -18,31 +18,48 @@ before the box in the reply; the last frame mentioned anywhere. `frame_source` r
 
 from __future__ import annotations
 
-import ast
 import bisect
-import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
-from .model.families import Family
-from .records import Box
+from ..model.families import Family
+from ..records import Box
+from .reading import answer_text, balanced_spans, loads_tolerant
 
 MAX_BOXES = 10_000  # boxes read from one reply: far more than any picture holds (a flood stops here)
-REPAIR_CHARS = 65_536  # json-repair reads a value up to this long (its time grows faster than the length)
-LITERAL_CHARS = 1 << 20  # Python literals up to this long (its parser holds the whole tree)
 _SP = r"[ \t\r\n]{0,16}"  # white space inside a box: bounded, so no run of blanks is scanned twice
 _NUM = r"-?\d{1,12}(?:\.\d{1,12})?"
 _QWEN2_BOX = re.compile(
     r"(?:<\|object_ref_start\|>(?P<label>[^<]{0,200}?)<\|object_ref_end\|>\s{0,16})?(?:<\|box_start\|>)?"
-    + _SP + r"\(" + _SP + rf"(?P<x1>{_NUM})" + _SP + "," + _SP + rf"(?P<y1>{_NUM})" + _SP + r"\)" + _SP + ","
-    + _SP + r"\(" + _SP + rf"(?P<x2>{_NUM})" + _SP + "," + _SP + rf"(?P<y2>{_NUM})" + _SP + r"\)" + _SP
+    + _SP
+    + r"\("
+    + _SP
+    + rf"(?P<x1>{_NUM})"
+    + _SP
+    + ","
+    + _SP
+    + rf"(?P<y1>{_NUM})"
+    + _SP
+    + r"\)"
+    + _SP
+    + ","
+    + _SP
+    + r"\("
+    + _SP
+    + rf"(?P<x2>{_NUM})"
+    + _SP
+    + ","
+    + _SP
+    + rf"(?P<y2>{_NUM})"
+    + _SP
+    + r"\)"
+    + _SP
     + r"(?:<\|box_end\|>)?"
 )
 _FRAME_MENTION = re.compile(r"\bframe[ \t]{0,4}(?:#|no\.?|number)?[ \t]{0,4}(\d{1,9})\b", re.IGNORECASE)
-_THINK_END = "</think>"
-_THINK_START = "<think>"
 _BOX_FORMATS = {"qwen2-vl": "qwen2-vl", "qwen2.5-vl": "absolute-json", "qwen3-vl": "relative-json"}
 
 
@@ -78,12 +95,15 @@ def parse_boxes(
     points come back as zero-size boxes with kind "point".
     """
     geometry = FrameGeometry(index=0, input_size=input_size, frame_size=frame_size)
-    return [_to_box(raw, _box_format(family), geometry, None, None)
-            for raw in _parse(answer_text(text), _box_format(family))]
+    return [
+        _to_box(raw, _box_format(family), geometry, None, None)
+        for raw in _parse(answer_text(text), _box_format(family))
+    ]
 
 
-def find_boxes(text: str, family: Union[str, Family], frames: Sequence[FrameGeometry],
-               asked_about: Optional[int] = None) -> list[Box]:
+def find_boxes(
+    text: str, family: Union[str, Family], frames: Sequence[FrameGeometry], asked_about: Optional[int] = None
+) -> list[Box]:
     """Boxes in a reply about `frames`, each tied to one frame and mapped to that frame's pixels.
 
     `asked_about` is the frame a per-frame question was about: every box belongs to it.
@@ -118,32 +138,6 @@ def _box_format(family: Union[str, Family]) -> str:
     raise ValueError(f"unknown family {family!r}: use one of {', '.join(_BOX_FORMATS)}")
 
 
-def answer_text(reply: str) -> str:
-    """What a reply answers: after a thinking model's reasoning (the text after the last `</think>`);
-    the whole reply when it has none. A reply cut off inside its reasoning answers nothing yet: its
-    reasoning is returned, for the caller to mark (`thinking_parts`)."""
-    answer, _, _ = thinking_parts(reply)
-    return answer
-
-
-def thinking_parts(reply: str) -> tuple[str, str, bool]:
-    """(the text to read, the reasoning, whether the reply was cut off inside its reasoning).
-
-    After `</think>`, only the answer counts; a reply with `<think>` and no `</think>` ends inside the
-    reasoning, and what the reasoning states is all there is (the third value says so)."""
-    reply = str(reply)
-    end = reply.rfind(_THINK_END)
-    if end >= 0:
-        start = reply.find(_THINK_START)
-        thinking = reply[start + len(_THINK_START) if 0 <= start < end else 0:end]
-        return reply[end + len(_THINK_END):], thinking, False
-    start = reply.find(_THINK_START)
-    if start >= 0:
-        thinking = reply[start + len(_THINK_START):]
-        return reply[:start] + thinking, thinking, True
-    return reply, "", False
-
-
 def _parse(text: str, box_format: str) -> list[_RawBox]:
     try:
         if box_format == "qwen2-vl":
@@ -153,8 +147,7 @@ def _parse(text: str, box_format: str) -> list[_RawBox]:
         return []
 
 
-def _to_box(raw: _RawBox, box_format: str, geometry: FrameGeometry, frame: Optional[int],
-            source: Optional[str]) -> Box:
+def _to_box(raw: _RawBox, box_format: str, geometry: FrameGeometry, frame: Optional[int], source: Optional[str]) -> Box:
     width, height = geometry.frame_size
     if box_format == "absolute-json":
         scale_x, scale_y = float(geometry.input_size[0]), float(geometry.input_size[1])
@@ -164,16 +157,16 @@ def _to_box(raw: _RawBox, box_format: str, geometry: FrameGeometry, frame: Optio
     xs = sorted((x1 * width / scale_x, x2 * width / scale_x))
     ys = sorted((y1 * height / scale_y, y2 * height / scale_y))
     bbox = (_clip(xs[0], width), _clip(ys[0], height), _clip(xs[1], width), _clip(ys[1], height))
-    return Box(label=raw.label, frame=frame, bbox=tuple(round(v, 1) for v in bbox), kind=raw.kind,
-               frame_source=source)
+    return Box(label=raw.label, frame=frame, bbox=tuple(round(v, 1) for v in bbox), kind=raw.kind, frame_source=source)
 
 
 def _clip(value: float, limit: int) -> float:
     return min(max(value, 0.0), float(limit))
 
 
-def _attribute(raw: _RawBox, frames: Sequence[FrameGeometry],
-               mentions: list[tuple[int, int]]) -> tuple[Optional[int], str]:
+def _attribute(
+    raw: _RawBox, frames: Sequence[FrameGeometry], mentions: list[tuple[int, int]]
+) -> tuple[Optional[int], str]:
     count = len(frames)
     if raw.named_frame is not None and 1 <= raw.named_frame <= count:
         return frames[raw.named_frame - 1].index, "named"
@@ -210,7 +203,7 @@ def _qwen2_boxes(text: str) -> Iterable[_RawBox]:
     plain = "<|box_start|>" not in text
     for match in _QWEN2_BOX.finditer(text):
         label = (match.group("label") or "").strip()
-        gap = text[previous_end if previous_end is not None else 0:match.start()]
+        gap = text[previous_end if previous_end is not None else 0 : match.start()]
         if not label and previous_end is not None and not gap.strip(" ,;\n"):
             label = previous_label  # a run of boxes after one label belongs to that object
         elif not label and plain:
@@ -244,8 +237,14 @@ _KEY_MENTION = re.compile(r"""["'](?:bbox_2d|point_2d)["']""")
 # run of blanks once for each of its characters).
 _T = r"[ \t]{0,16}"
 _LINE_BOX = re.compile(
-    r"^" + _T + r"(?:[-*][ \t]{1,16}|\d{1,6}[.)][ \t]{1,16})?[\[(]?" + _T
-    + _T.join((f"({_NUM})", ",", f"({_NUM})", ",", f"({_NUM})", ",", f"({_NUM})")) + _T + r"[\])]?" + _T
+    r"^"
+    + _T
+    + r"(?:[-*][ \t]{1,16}|\d{1,6}[.)][ \t]{1,16})?[\[(]?"
+    + _T
+    + _T.join((f"({_NUM})", ",", f"({_NUM})", ",", f"({_NUM})", ",", f"({_NUM})"))
+    + _T
+    + r"[\])]?"
+    + _T
     + r":?([^\n]*)$",
     re.MULTILINE,
 )
@@ -286,112 +285,10 @@ def _boxes_in_span(text: str, start: int, end: int, depth: int) -> list[_RawBox]
         return inner
     # Place each box where its key stands in the reply, for frame attribution.
     keys = [start + m.start() for m in _KEY_MENTION.finditer(text, start, end)]
-    return [_RawBox(label, coords, kind, keys[i] if len(keys) == len(found) else start, named)
-            for i, (label, coords, kind, named) in enumerate(found)]
-
-
-_DECODER = json.JSONDecoder()
-_MAX_NESTING = 4096  # brackets open at once that are followed (deeper ones are text: no answer nests so deep)
-_BRACKETS = re.compile(r"[\[\]{}\"']")  # the only characters the span scan stops at
-
-
-def balanced_spans(text: str, begin: int = 0, stop: Optional[int] = None) -> list[tuple[int, int]]:
-    """(start, end) of the outermost complete bracketed values, in one pass.
-
-    A bracket that never closes (a stray `{`, a list cut off by the token limit) is skipped, so the
-    complete values inside it still count. A quote starts a string only inside brackets, and a quote
-    with no partner on its line is an apostrophe, not a string (and so is every later one of its kind
-    on that line: each line is looked along once per kind of quote). Text between brackets and quotes is
-    skipped by a regex, so plain prose costs next to nothing, and a value that opens outside any other is
-    first read as JSON by the C decoder (a valid one is skipped whole; a failed try is never repeated inside
-    it, so each character is tried at most once).
-    """
-    stop = len(text) if stop is None or stop > len(text) else stop
-    if stop < len(text):
-        text = text[:stop]  # once: the decoder reads to the end of what it is given
-    pairs = {"}": "{", "]": "["}
-    stack: list[tuple[str, int]] = []
-    done: list[tuple[int, int]] = []
-    unpaired = {"'": -1, '"': -1}  # a quote of this kind before this position has no partner on its line
-    line_end = -1  # where the line of the last quote ends (found once per line: a line may be the whole reply)
-    i = begin
-    while True:
-        found = _BRACKETS.search(text, i, stop)
-        if found is None:
-            return done
-        i = found.start()
-        char = text[i]
-        if char in "{[":
-            if not stack:
-                try:
-                    _, end = _DECODER.raw_decode(text, i)
-                except (ValueError, RecursionError):
-                    end = None
-                if end is not None:
-                    while done and done[-1][0] >= i:
-                        done.pop()
-                    done.append((i, end))
-                    i = end
-                    continue
-            if len(stack) < _MAX_NESTING:
-                stack.append((char, i))
-        elif char in "}]":
-            if stack and stack[-1][0] == pairs[char]:
-                _, opened = stack.pop()
-                while done and done[-1][0] > opened:
-                    done.pop()  # inside this one: the outer value replaces them
-                done.append((opened, i + 1))
-        elif stack and i >= unpaired[char]:
-            if i > line_end:
-                line_end = text.find("\n", i, stop)
-                line_end = stop if line_end < 0 else line_end
-            close = _string_end(text, i, line_end)
-            if close is None:
-                unpaired[char] = line_end
-            else:
-                i = close
-        i += 1
-
-
-def _string_end(text: str, start: int, line_end: int) -> Optional[int]:
-    """Where the string opened at `start` closes before `line_end` (None when it does not)."""
-    quote = text[start]
-    i = start + 1
-    while True:
-        i = text.find(quote, i, line_end)
-        if i < 0:
-            return None
-        backslashes = 0
-        while text[i - 1 - backslashes] == "\\":
-            backslashes += 1
-        if backslashes % 2 == 0:
-            return i
-        i += 1
-
-
-def loads_tolerant(candidate: str) -> Any:
-    """A JSON value, or a Python literal, or what json-repair makes of it (None when nothing).
-
-    The fallbacks read only values short enough to be an answer (LITERAL_CHARS, REPAIR_CHARS): a longer
-    value that is not JSON is looked into by the callers, value by value."""
-    try:
-        return json.loads(candidate)
-    except (ValueError, RecursionError):
-        pass
-    if len(candidate) > LITERAL_CHARS:
-        return None
-    try:
-        return ast.literal_eval(candidate)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        pass
-    if len(candidate) > REPAIR_CHARS:
-        return None
-    import json_repair
-
-    try:
-        return json_repair.loads(candidate)
-    except Exception:  # noqa: BLE001 - untrusted text; no value means no boxes
-        return None
+    return [
+        _RawBox(label, coords, kind, keys[i] if len(keys) == len(found) else start, named)
+        for i, (label, coords, kind, named) in enumerate(found)
+    ]
 
 
 def _boxes_in(data: Any, depth: int) -> Iterable[tuple[str, tuple[float, float, float, float], str, Optional[int]]]:
@@ -418,7 +315,7 @@ def _boxes_in(data: Any, depth: int) -> Iterable[tuple[str, tuple[float, float, 
 def _label(data: dict) -> str:
     for key in _LABEL_KEYS:
         value = data
-        for part in (key if isinstance(key, tuple) else (key,)):
+        for part in key if isinstance(key, tuple) else (key,):
             value = value.get(part) if isinstance(value, dict) else None
         if value is not None and not isinstance(value, (dict, list)) and str(value).strip():
             return str(value).strip()
