@@ -380,7 +380,8 @@ def limits_text(option: Option) -> str:
 def _help_limits(option: Option) -> str:
     """The limits as --help shows them, short: "1 to 1048576", "above 0, at most 1000"."""
     if option.name == "min_scene_len":
-        return f"at most {option.high:g} s or {option.high * MAX_RATE:.0f} frames"
+        high = option.high or 0.0
+        return f"at most {high:g} s or {high * MAX_RATE:.0f} frames"
     if option.kind is int:
         return f"{int(option.low or 0)} to {int(option.high or 0)}"
     low = f"above {option.low:g}, " if option.low_open else f"{option.low:g} to " if option.low is not None else ""

@@ -100,6 +100,110 @@ def test_there_is_no_import_cycle_even_inside_functions():
     assert not cycles, cycles[:5]
 
 
+# The stages from the bottom up (docs/architecture.md). A module may import its own layer and those below
+# it, never one above: the foundation is shared by all, the CLI sits on top of everything.
+LAYERS = [
+    ("foundation", {"errors", "texts", "timecodes", "console", "options", "records", "files"}),
+    ("video", {"video"}),
+    ("model", {"model"}),
+    ("selection", {"selection"}),
+    ("replies", {"replies"}),
+    ("engines", {"engines"}),
+    ("answering", {"answering"}),
+    ("outputs", {"outputs"}),
+    ("jobs", {"jobs"}),
+    ("cli", {"cli", "__main__", ""}),
+]
+
+
+def _layer(module: str) -> int:
+    """The layer of a product module: keyframe_qa.<part>... by its first part ("" for the package)."""
+    part = module.split(".")[1] if "." in module else ""
+    (found,) = [position for position, (_, parts) in enumerate(LAYERS) if part in parts]
+    return found
+
+
+def test_every_product_module_has_its_layer():
+    product = [m for m in MODULES if not m.startswith("keyframe_qa.testing")]
+    for module in product:
+        _layer(module)  # raises for a folder or module no layer names
+
+
+def test_imports_go_down_the_stages_only():
+    upward = {}
+    for module in MODULES:
+        if module.startswith("keyframe_qa.testing"):
+            continue
+        mine = _layer(module)
+        above = sorted(n for n in _internal(module) if not n.startswith("keyframe_qa.testing") and _layer(n) > mine)
+        if above:
+            upward[module] = above
+    assert not upward, upward
+
+
+@pytest.mark.parametrize(
+    "importer, imported",
+    [
+        # The examples the stage order exists for: selection is handed its scorer and writes no output,
+        # the console writes no JSON, and reading a reply needs no engine.
+        ("keyframe_qa.selection", "keyframe_qa.engines"),
+        ("keyframe_qa.selection", "keyframe_qa.outputs"),
+        ("keyframe_qa.console", "keyframe_qa.outputs"),
+        ("keyframe_qa.replies", "keyframe_qa.engines"),
+        ("keyframe_qa.video", "keyframe_qa.model"),
+        ("keyframe_qa.model", "keyframe_qa.selection"),
+    ],
+)
+def test_a_stage_never_reaches_up(importer, imported):
+    found = {m: sorted(n for n in _internal(m) if n.startswith(imported)) for m in MODULES if m.startswith(importer)}
+    assert found and not {m: n for m, n in found.items() if n}
+
+
+# Third-party packages whose import is slow or optional: the only ones imported inside functions, so
+# that a command loads what it uses (the `frames` command no torch, a batch without --ray no ray).
+HEAVY = {
+    "torch", "torchvision", "transformers", "scenedetect", "ray", "cv2", "pydantic", "yaml", "click", "tqdm",
+    "json_repair", "qwen_vl_utils", "tokenizers", "jinja2", "huggingface_hub", "fcntl", "PIL", "av", "numpy",
+    "platformdirs", "safetensors", "decord",
+}  # fmt: skip
+# Where keyframe-qa's own modules are imported inside functions, and why: the CLI imports each command's job
+# when it runs; the engine registry imports the engine chosen; the light path (the frames command and
+# extract_frames) leaves the model side unloaded (test_the_frames_command_imports_no_model_code).
+DEFERRING = ("keyframe_qa.cli", "keyframe_qa.engines", "keyframe_qa.selection.", "keyframe_qa.video.",
+             "keyframe_qa.files.", "keyframe_qa.jobs.frames", "keyframe_qa.jobs.relevance", "keyframe_qa.jobs.scenes",
+             "keyframe_qa.outputs.images", "keyframe_qa.outputs.report", "keyframe_qa.outputs.jsontext",
+             "keyframe_qa.console", "keyframe_qa.options")  # fmt: skip
+
+
+def _local_imports(path: str) -> list[tuple[int, str, bool]]:
+    """(line, name, whether it is keyframe-qa's own) of every import inside a function of the file at `path`."""
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    found = []
+    for function in ast.walk(tree):
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom):
+                    name = node.module or ""
+                    found.append((node.lineno, ("." * node.level) + name, bool(node.level)))
+                elif isinstance(node, ast.Import):
+                    found += [(node.lineno, alias.name, alias.name.startswith("keyframe_qa")) for alias in node.names]
+    return found
+
+
+def test_only_heavy_or_optional_dependencies_are_imported_inside_functions():
+    misplaced = []
+    for module, path in MODULES.items():
+        if module.startswith("keyframe_qa.testing"):
+            continue
+        for line, name, own in _local_imports(path):
+            if own and module.startswith(DEFERRING):
+                continue
+            if not own and name.split(".")[0] in HEAVY:
+                continue
+            misplaced.append(f"{module}:{line} imports {name}")
+    assert not misplaced, misplaced
+
+
 def test_the_engines_do_not_import_the_module_that_drives_them():
     for module in MODULES:
         if module.startswith("keyframe_qa.engines"):

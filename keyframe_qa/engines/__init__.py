@@ -152,14 +152,17 @@ def engine_checkpoint(spec: EngineSpec) -> CheckpointInfo:
 
     check_spec(spec)
     spec = resolved(spec)
+    model_id = spec.model_id
+    if not model_id:  # refused by check_spec for a server; in process the default checkpoint is named
+        raise UsageError("no model is named: give --model (or set $KEYFRAME_QA_MODEL)")
     if spec.engine == "transformers":
-        return inspect_checkpoint(spec.model_id)
-    local = inspect_local_checkpoint(spec.model_id)
+        return inspect_checkpoint(model_id)
+    local = inspect_local_checkpoint(model_id)
     if spec.family:
         family = family_by_name(spec.family)
         if local is not None and local.family.name != family.name:
             raise UsageError(f"--family {spec.family} contradicts the config of {spec.model_id} ({local.family.name})")
-        return local or CheckpointInfo(model_id=spec.model_id, source="server", family=family, context_length=None)
+        return local or CheckpointInfo(model_id=model_id, source="server", family=family, context_length=None)
     if local is None:
         raise UsageError(
             f"no config of {spec.model_id!r} here (not a folder, not in the Hugging Face cache): give "

@@ -72,6 +72,8 @@ class BatchingEngine:
         call.done.wait()
         if call.error is not None:
             raise call.error
+        if call.replies is None:
+            raise RuntimeError("a batched call ended with neither replies nor an error")
         return call.replies
 
     def _take_ready(self) -> list[_Call]:
@@ -86,7 +88,8 @@ class BatchingEngine:
         # Rows share a batch only with rows of the same settings; a call with more questions than
         # `batch_size` runs as a batch of its own.
         first = self._waiting[0].settings
-        batch, taken = [], 0
+        batch: list[_Call] = []
+        taken = 0
         for call in list(self._waiting):
             if call.settings != first:
                 continue

@@ -202,7 +202,7 @@ class OpenAIEngine:
                 content.append({"type": "text", "text": value})
             elif kind == "video":
                 content.append({"type": "video_url", "video_url": {"url": urls[0]}})
-            else:
+            elif isinstance(value, int):  # an image: its frame's position
                 content.append({"type": "image_url", "image_url": {"url": urls[value]}})
         return parts, content
 
@@ -301,7 +301,9 @@ class OpenAIEngine:
         connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         connection = connection_class(parts.hostname, parts.port, timeout=self.timeout)
         expired = threading.Event()
-        sockets = []  # the connection's socket (http.client lets go of it once the response owns it)
+        sockets: list[
+            socket.socket
+        ] = []  # the connection's socket (http.client lets go of it once the response owns it)
 
         def expire() -> None:  # unblocks a read that waits on the socket: the reply is over time
             expired.set()

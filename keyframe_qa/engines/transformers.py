@@ -515,4 +515,4 @@ def _load(model_id: str, source: str, torch_dtype, attention: str, device: str):
         )
     if getattr(processor, "tokenizer", None) is None or getattr(processor, "chat_template", None) is None:
         raise ModelError(f"{model_id} has no processor with a chat template: use an -Instruct checkpoint")
-    return processor, model.to(device).eval()
+    return processor, model.to(device).eval()  # type: ignore[arg-type]  # to() is typed through a decorator

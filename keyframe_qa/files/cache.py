@@ -21,9 +21,11 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable
-from typing import Optional
+from typing import Optional, TypeVar
 
 from ..console import warn
+
+T = TypeVar("T")  # what a kind's check makes of an entry's payload
 
 CACHE_ENV = "KEYFRAME_QA_CACHE_DIR"
 # Far above a real entry: a scene list of 100,000 cuts is ~8 MB; the relevance embeddings of six hours at one
@@ -76,7 +78,7 @@ def kind_dir(kind: str, create: bool) -> Optional[str]:
     return folder
 
 
-def read_entry(kind: str, name: str, key: dict, check: Callable[[object], object]) -> Optional[object]:
+def read_entry(kind: str, name: str, key: dict, check: Callable[[object], T]) -> Optional[T]:
     """The checked payload of entry `name`, or None when there is none or it cannot be trusted.
 
     `check(payload)` returns the value to use or raises CacheEntryError (or TypeError/ValueError/KeyError)

@@ -52,6 +52,13 @@ class OutputPath:
         return self.kind == "stdout"
 
     @property
+    def file(self) -> str:
+        """The path written, for an output that is not standard output."""
+        if self.path is None:
+            raise ValueError(f"{self.option} writes standard output, which has no path")
+        return self.path
+
+    @property
     def is_regular(self) -> bool:
         """A regular file on disk (or one to be created): something that can be read back."""
         return self.kind in ("file", "inplace")
@@ -132,7 +139,7 @@ def check_distinct(outputs: Sequence[Optional[OutputPath]]) -> None:
     for output in outputs:
         if output is None:
             continue
-        key = "<stdout>" if output.is_stdout else output.path
+        key = "<stdout>" if output.is_stdout else output.file
         if key in seen and not (output.kind == "stream" and key == os.devnull):
             first = seen[key]
             where = "standard output" if output.is_stdout else output.given
@@ -163,15 +170,15 @@ def write_output(output: OutputPath, data: Union[str, bytes]) -> None:
                 buffer.write(payload)
             sys.stdout.flush()
         elif output.kind == "stream":
-            with open(output.path, "ab", buffering=0) as handle:  # append: never truncates what is behind it
+            with open(output.file, "ab", buffering=0) as handle:  # append: never truncates what is behind it
                 _write_all(handle, payload)
         elif output.kind == "inplace":
-            with open(output.path, "r+b") as handle:
+            with open(output.file, "r+b") as handle:
                 handle.truncate(0)
                 _write_all(handle, payload)
                 os.fsync(handle.fileno())
         else:
-            _replace_atomically(output.path, payload)
+            _replace_atomically(output.file, payload)
     except OSError as exc:
         raise KeyframeQAError(f"cannot write {output.given}: {reason(exc, lower=True)}") from exc
 

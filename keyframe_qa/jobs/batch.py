@@ -127,31 +127,32 @@ def run_batch(
         checking.close()
         skipped = len(items) - len(todo)
         bar = Progress(len(items), initial=skipped, desc="videos", unit="video", enabled=progress)
-        counts = {"done": 0, "failed": 0, "stop": False, "truncated": 0, "max_new_tokens": None, "approximate_times": 0}
+        counts = _Tally()
         failures: list[tuple[str, str]] = []
 
         def finish(item: BatchItem, settings: str, record: Optional[dict], error: Optional[str]) -> bool:
             """Write one video's line; True when the run should stop (fail-fast)."""
-            if error is not None:
+            if error is not None or record is None:
+                error = error or "no result"
                 record = {"video": {"path": item.video}, "status": "error", "error": error, "settings": settings}
-                counts["failed"] += 1
-                counts["stop"] = counts["stop"] or fail_fast
+                counts.failed += 1
+                counts.stop = counts.stop or fail_fast
                 if len(failures) < SUMMARY_FAILURES:
                     failures.append((item.video, error))
             else:
-                counts["done"] += 1
+                counts.done += 1
                 if record.get("truncated_replies"):
-                    counts["truncated"] += 1
-                    counts["max_new_tokens"] = record["model"]["generation"].get("max_new_tokens")
+                    counts.truncated += 1
+                    counts.max_new_tokens = record["model"]["generation"].get("max_new_tokens")
                 if (record["model"].get("time_fidelity") or {}).get("status") == "approximate":
-                    counts["approximate_times"] += 1
+                    counts.approximate_times += 1
                 results.release()  # a video is answered: the engine is up, the file may change now
             results.write(record)
             if on_line:
                 on_line(record)
-            bar.set_postfix(failed=counts["failed"])
+            bar.set_postfix(failed=counts.failed)
             bar.update(1)
-            return counts["stop"]
+            return counts.stop
 
         interrupted = False
         batches: list[int] = []
@@ -167,17 +168,29 @@ def run_batch(
         results.release()  # the run ended (not failed to start): what it held is written
     return BatchSummary(
         total=len(items),
-        done=counts["done"],
+        done=counts.done,
         skipped=skipped,
-        failed=counts["failed"],
+        failed=counts.failed,
         seconds=time.perf_counter() - started,
         interrupted=interrupted,
         batches=tuple(batches),
-        truncated=counts["truncated"],
-        max_new_tokens=counts["max_new_tokens"],
-        approximate_times=counts["approximate_times"],
+        truncated=counts.truncated,
+        max_new_tokens=counts.max_new_tokens,
+        approximate_times=counts.approximate_times,
         failures=tuple(failures),
     )
+
+
+@dataclass
+class _Tally:
+    """What a run has done so far, for its summary."""
+
+    done: int = 0  # videos answered
+    failed: int = 0  # videos that failed
+    stop: bool = False  # --fail-fast met a failure
+    truncated: int = 0  # videos with a reply cut at --max-new-tokens
+    max_new_tokens: Optional[int] = None  # the limit those replies met
+    approximate_times: int = 0  # video-mode runs told their frames' times approximately
 
 
 def _check_start(

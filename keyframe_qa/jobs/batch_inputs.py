@@ -129,7 +129,7 @@ def read_manifest(path: str) -> list[BatchItem]:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             if path.lower().endswith(".csv"):
                 csv.field_size_limit(MAX_MANIFEST_ROW_BYTES)
-                rows = list(csv.DictReader(handle))
+                rows: list[object] = list(csv.DictReader(handle))
             else:
                 rows = list(_jsonl_rows(handle))
     except (OSError, ValueError, csv.Error) as exc:

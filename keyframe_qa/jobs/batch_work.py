@@ -4,7 +4,7 @@ answer it; a failure of the video becomes its error line, a failure of the model
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from ..errors import KeyframeQAError, ModelError, OutOfMemory
 from ..model.checkpoint import CheckpointInfo
@@ -20,7 +20,7 @@ class WhenPending:
     request: object  # the video's AskRequest
 
 
-def answer_item(item: BatchItem, settings: str, prepared: PreparedVideo, engine) -> tuple:
+def answer_item(item: BatchItem, settings: str, prepared: Union[PreparedVideo, WhenPending], engine) -> tuple:
     """(item, settings, record, error) for one prepared video; a ModelError is raised, not recorded."""
     try:
         if isinstance(prepared, WhenPending):  # --when: the search needs the engine, so it runs here
@@ -37,7 +37,9 @@ def answer_item(item: BatchItem, settings: str, prepared: PreparedVideo, engine)
         return item, settings, None, str(exc)
 
 
-def prepare_item(entry, checkpoint: CheckpointInfo) -> tuple[BatchItem, str, Optional[PreparedVideo], Optional[str]]:
+def prepare_item(
+    entry, checkpoint: CheckpointInfo
+) -> tuple[BatchItem, str, Union[PreparedVideo, WhenPending, None], Optional[str]]:
     """(item, settings, prepared video or None, error or None) for one batch entry; never raises for a video."""
     item, request, settings = entry
     if item.error:

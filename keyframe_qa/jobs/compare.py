@@ -20,7 +20,7 @@ from ..outputs.report import SCHEMA_VERSION, answer_record, frame_records, usage
 from ..records import Answer, Frame
 from ..timecodes import format_time
 from ..video.frames import read_frames
-from ..video.probe import check_times, probe
+from ..video.probe import ProbedVideo, check_times, probe
 from .compare_config import CompareConfig, Comparison, ConfigError, load_config
 
 ROLES = ("BEFORE", "AFTER")
@@ -61,10 +61,11 @@ def run_compare(config: CompareConfig, config_path: str, engine, *, progress: bo
 def _run_one(config: CompareConfig, comparison: Comparison, engine) -> tuple[dict, list[Frame], list[Answer]]:
     settings = config.settings_for(comparison)
     frames, infos = [], []
-    probed_by_path = {}
-    for index, (path, moment) in enumerate(
+    probed_by_path: dict[str, ProbedVideo] = {}
+    for index, (path, given) in enumerate(
         ((comparison.before_path, comparison.before), (comparison.after_path, comparison.after))
     ):
+        moment = float(given)  # the config's validator has read the time into seconds
         probed = probed_by_path.get(path) or probe(path)
         probed_by_path[path] = probed
         check_times(probed.info, [moment])
@@ -118,7 +119,7 @@ def compare_job(
     target = check_output_file(output or "-", "-o", inputs)
     page = check_output_file(html, "--html", inputs) if html else None
     check_distinct([target, page])
-    spec = take(EngineSpec, config.defaults.model_dump())
+    spec = take(EngineSpec, dict(config.defaults))
     checkpoint = engine_checkpoint(spec)
     check_settings(config, config_path, checkpoint)
     engine = build_engine(spec, checkpoint)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional, Union
+from collections.abc import Mapping
+from typing import Any, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -72,7 +73,7 @@ class Comparison(_Strict):
     after: Time = Field(description="time of the AFTER frame")
     questions: list[str] = Field(default_factory=list, description="asked about both frames together")
     find: Optional[str] = Field(None, description="an object to locate in both frames (boxes)")
-    overrides: Optional[Settings] = None
+    overrides: Optional[Settings] = None  # type: ignore[valid-type]  # made by create_model from OPTIONS
 
     @field_validator("before", "after")
     @classmethod
@@ -125,7 +126,7 @@ class Comparison(_Strict):
 class CompareConfig(_Strict):
     """A list of before/after comparisons with shared defaults."""
 
-    defaults: Defaults = Field(default_factory=Defaults)
+    defaults: Defaults = Field(default_factory=Defaults)  # type: ignore[valid-type]  # made from OPTIONS
     comparisons: list[Comparison] = Field(min_length=1)
 
     def settings_for(self, comparison: Comparison) -> dict:
@@ -198,7 +199,7 @@ def _unique_key_loader():
     return UniqueKeyLoader
 
 
-def _problem(error: dict) -> str:
+def _problem(error: Mapping[str, Any]) -> str:
     location = ".".join(str(part) for part in error["loc"]) or "(top)"
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):

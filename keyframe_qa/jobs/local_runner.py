@@ -62,7 +62,7 @@ def run_here(
             # Batching: every free worker's video is started together (decoding runs ahead, so they are
             # usually ready), so their prompts meet in one batch instead of the first running alone.
             slots = concurrency - len(running) if batch_size > 1 else 1
-            group = []
+            group: list = []
             while pending and len(group) < slots:
                 group.append(pending.popleft().result())
             top_up()  # the next videos decode while these are answered

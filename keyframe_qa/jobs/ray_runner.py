@@ -19,6 +19,7 @@ import os
 import pickle
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from ..engines import build_engine
 from ..errors import ModelError, UsageError, reason
@@ -45,7 +46,7 @@ def connect() -> str:
     if ray.is_initialized():
         return "connected"
     _quiet()
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     if os.environ.get("RAY_ADDRESS"):
         _check_reachable(os.environ["RAY_ADDRESS"])
         try:
@@ -104,11 +105,12 @@ def run_on_ray(todo: list, spec, checkpoint: CheckpointInfo, finish: Callable, *
         # CPU tasks (Ray retries one whose worker dies). A fresh worker process every PREPARE_CALLS videos
         # bounds whatever a decoder leaks; that argument also keeps Ray Data from fusing this stage into
         # the engine actors, which must not decode.
-        .map(_prepare_row, fn_kwargs={"checkpoint": checkpoint}, num_cpus=1, max_calls=PREPARE_CALLS)
+        # (Ray's types know map() over a one-argument function or a class without constructor arguments.)
+        .map(_prepare_row, fn_kwargs={"checkpoint": checkpoint}, num_cpus=1, max_calls=PREPARE_CALLS)  # type: ignore[arg-type]
         # The engine actors. Ray Data restarts one that dies (max_restarts -1) and retries the row it
         # held; this process writes each result once, when it arrives.
         .map(
-            _AnswerActor,
+            _AnswerActor,  # type: ignore[arg-type]
             fn_constructor_kwargs={"spec": spec, "checkpoint": checkpoint},
             concurrency=actors,
             num_cpus=0 if gpus else 1,

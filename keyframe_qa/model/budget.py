@@ -151,7 +151,7 @@ def pixel_limits(
 
 
 def _video_shares(count: int, per_patch: int, temporal: int) -> list[int]:
-    shares = []
+    shares: list[int] = []
     for start in range(0, count, temporal):
         members = min(temporal, count - start)
         base, extra = divmod(per_patch, members)

@@ -85,7 +85,7 @@ def checkpoint_files(model_id: str, names: tuple[str, ...]) -> dict[str, str]:
     expanded = os.path.expanduser(model_id)
     found = {}
     for name in names:
-        path = os.path.join(expanded, name)
+        path: Optional[str] = os.path.join(expanded, name)
         if not os.path.isdir(expanded):
             try:
                 from huggingface_hub import try_to_load_from_cache
@@ -100,7 +100,8 @@ def checkpoint_files(model_id: str, names: tuple[str, ...]) -> dict[str, str]:
 
 def tokens_per_second(config: dict) -> Optional[float]:
     """Qwen2.5-VL's temporal position ids per second of video, from its vision config."""
-    vision = config.get("vision_config") if isinstance(config.get("vision_config"), dict) else {}
+    given = config.get("vision_config")
+    vision: dict = given if isinstance(given, dict) else {}
     value = vision.get("tokens_per_second", config.get("tokens_per_second"))
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         return None

@@ -69,7 +69,8 @@ def read_limits(files: dict[str, str]) -> ProcessorLimits:
 
 def _pixel_limits(config: dict) -> tuple[Optional[int], Optional[int]]:
     # As the processors read them: top-level min_pixels/max_pixels override `size`.
-    size = config.get("size") if isinstance(config.get("size"), dict) else {}
+    given = config.get("size")
+    size: dict = given if isinstance(given, dict) else {}
     low = (
         _positive(config.get("min_pixels")) or _positive(size.get("shortest_edge")) or _positive(size.get("min_pixels"))
     )

@@ -99,7 +99,8 @@ def _identity(model_id: str) -> dict:
     """The config's SHA-256 and each weight file's name, size and modification time: another checkpoint under
     the same name (a folder retrained in place, a new hub revision) gives other embeddings, so another key."""
     config = checkpoint_files(model_id, ("config.json",)).get("config.json")
-    identity = {"id": model_id, "config_sha256": None, "weights": []}
+    weights: list[list] = []
+    identity: dict = {"id": model_id, "config_sha256": None, "weights": weights}
     if config is None:
         return identity
     with open(config, "rb") as handle:
@@ -109,7 +110,7 @@ def _identity(model_id: str) -> dict:
         if name.endswith(WEIGHT_SUFFIXES):
             try:
                 status = os.stat(os.path.join(folder, name))  # a hub snapshot's links lead to their blobs
-                identity["weights"].append([name, status.st_size, status.st_mtime_ns])
+                weights.append([name, status.st_size, status.st_mtime_ns])
             except OSError:
                 continue
     return identity

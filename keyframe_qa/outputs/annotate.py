@@ -27,7 +27,7 @@ def draw_boxes(image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
     scale = max(1.0, min(width, height) / 480.0)
     thickness = max(1, int(round(2 * scale)))
     font_scale = 0.5 * scale
-    colours = {}
+    colours: dict[str, tuple[int, int, int]] = {}
     for box in boxes:
         colour = colours.setdefault(box.label, PALETTE[len(colours) % len(PALETTE)])
         x1, y1, x2, y2 = (int(round(v)) for v in box.bbox)

@@ -258,9 +258,9 @@ def render_page(title: str, meta: str, sections: Sequence[tuple], before: str = 
             parts.append(f"<h2>{esc(heading)}</h2>")
         parts.append('<div class="frames">')
         for frame, caption in zip(frames, captions):
-            boxes = [b for a in answers for b in a.boxes if b.frame == frame.index]
+            drawn = [b for a in answers for b in a.boxes if b.frame == frame.index]
             parts.append(
-                f'<figure><img alt="{esc(caption)}" src="{thumbnail(frame.image, boxes)}">'
+                f'<figure><img alt="{esc(caption)}" src="{thumbnail(frame.image, drawn)}">'
                 f"<figcaption>{esc(caption)}</figcaption></figure>"
             )
         parts.append("</div><h3>Answers</h3>")

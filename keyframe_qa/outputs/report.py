@@ -7,11 +7,12 @@ import io
 import os
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from ..model.budget import pixel_limits
-from ..model.checkpoint import CheckpointInfo
 from ..records import Answer, Frame, FrameBudget, VideoInfo
+
+if TYPE_CHECKING:  # the frames command writes reports without loading the model side
+    from ..model.checkpoint import CheckpointInfo
 
 SCHEMA_VERSION = 1
 
@@ -31,7 +32,7 @@ def video_record(info: VideoInfo) -> dict:
 
 def frame_record(frame: Frame, file: Optional[str], budget: Optional[FrameBudget] = None) -> dict:
     """One frame: what was asked, what was returned, and (with a budget) what the model saw."""
-    record = {
+    record: dict[str, Any] = {
         "index": frame.index,
         "requested": frame.requested,
         "timestamp": frame.timestamp,
@@ -220,6 +221,8 @@ def pixel_limits_record(
 ) -> dict:
     """The JSON `model.pixel_limits`: each per-frame limit and where it came from (option, checkpoint,
     default)."""
+    from ..model.budget import pixel_limits  # the model side, only for an answered run's record
+
     (low, low_source), (high, high_source) = pixel_limits(
         checkpoint.family, mode, min_pixels, max_pixels, checkpoint.limits.pixels(mode)
     )

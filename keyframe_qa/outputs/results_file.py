@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Optional
+from typing import BinaryIO, Optional
 
 from ..errors import KeyframeQAError, UsageError, reason
 from ..files.paths import OutputPath, check_output_file
@@ -53,20 +53,20 @@ class ResultsFile:
         fails before then leaves the file as it was, and removes it if this run created it."""
         self.output = output
         self.finished: set[tuple[str, str]] = set()  # (normalised video path, settings hash) answered ok
-        self._handle = None
+        self._handle: Optional[BinaryIO] = None
         self._held: Optional[list[bytes]] = [] if hold else None
         self._empty_first = False  # --overwrite: empty the file when the first line is written
         self._created = False
         self._failed = False  # a write failed (and was reported)
         try:
             if not output.is_regular:
-                self._handle = sys.stdout.buffer if output.is_stdout else open(output.path, "ab", buffering=0)
+                self._handle = sys.stdout.buffer if output.is_stdout else open(output.file, "ab", buffering=0)
                 return
-            os.makedirs(os.path.dirname(output.path), exist_ok=True)
-            self._created = not os.path.lexists(output.path)
+            os.makedirs(os.path.dirname(output.file), exist_ok=True)
+            self._created = not os.path.lexists(output.file)
             # Opened for append without truncation: nothing is changed until the lock is ours and the
             # content has been checked.
-            handle = open(output.path, "ab+")
+            handle = open(output.file, "ab+")
         except OSError as exc:
             raise KeyframeQAError(f"cannot open {output.given}: {reason(exc, lower=True)}") from exc
         try:
@@ -97,6 +97,8 @@ class ResultsFile:
         self._write_line(line)
 
     def _write_line(self, line: bytes) -> None:
+        if self._handle is None:
+            raise ValueError("the results file is not open")
         try:
             if self._empty_first:
                 self._handle.truncate(0)
@@ -114,8 +116,8 @@ class ResultsFile:
         if self._handle is not None and not self.output.is_stdout:
             if self._created and self.output.is_regular:
                 try:
-                    if os.fstat(self._handle.fileno()).st_size == 0 and os.path.exists(self.output.path):
-                        os.unlink(self.output.path)
+                    if os.fstat(self._handle.fileno()).st_size == 0 and os.path.exists(self.output.file):
+                        os.unlink(self.output.file)
                 except OSError:
                     pass
             try:
@@ -135,9 +137,9 @@ class ResultsFile:
 
 def check_results_file(output: OutputPath) -> None:
     """Refuse, before any work, a file that is not ours; reads it, changes nothing, takes no lock."""
-    if not output.is_regular or not os.path.exists(output.path):
+    if not output.is_regular or not os.path.exists(output.file):
         return
-    with open(output.path, "rb") as handle:
+    with open(output.file, "rb") as handle:
         _read_finished(handle, output, repair=False, overwrite=False)
 
 
@@ -176,8 +178,9 @@ def _read_finished(handle, output: OutputPath, *, repair: bool, overwrite: bool)
             _not_ours(output, f"line {number} is not JSON")
         if not is_result(record):
             _not_ours(output, f"line {number} is not a keyframe-qa result")
-        if record["status"] == "ok":
-            finished.add((key_path(path_of(record["video"])), record["settings"]))
+        video = path_of(record["video"])
+        if record["status"] == "ok" and video is not None:
+            finished.add((key_path(video), record["settings"]))
     if complete_end < size:
         handle.seek(complete_end)
         tail = handle.read(min(size - complete_end, MAX_LINE_BYTES + 1))

@@ -116,6 +116,7 @@ def find_boxes(
     by_index = {f.index: f for f in frames}
     boxes = []
     mentions = _mentions(text, frames) if asked_about is None and len(frames) > 1 else []
+    frame: Optional[int]
     for raw in raws:
         if asked_about is not None:
             frame, source = asked_about, "per-frame"
@@ -123,7 +124,7 @@ def find_boxes(
             frame, source = frames[0].index, "only-frame"
         else:
             frame, source = _attribute(raw, frames, mentions)
-        geometry = by_index.get(frame, frames[0])
+        geometry = by_index.get(frame, frames[0]) if frame is not None else frames[0]
         boxes.append(_to_box(raw, box_format, geometry, frame, source))
     return boxes
 
@@ -157,7 +158,8 @@ def _to_box(raw: _RawBox, box_format: str, geometry: FrameGeometry, frame: Optio
     xs = sorted((x1 * width / scale_x, x2 * width / scale_x))
     ys = sorted((y1 * height / scale_y, y2 * height / scale_y))
     bbox = (_clip(xs[0], width), _clip(ys[0], height), _clip(xs[1], width), _clip(ys[1], height))
-    return Box(label=raw.label, frame=frame, bbox=tuple(round(v, 1) for v in bbox), kind=raw.kind, frame_source=source)
+    left, top, right, bottom = (round(v, 1) for v in bbox)
+    return Box(label=raw.label, frame=frame, bbox=(left, top, right, bottom), kind=raw.kind, frame_source=source)
 
 
 def _clip(value: float, limit: int) -> float:
@@ -186,7 +188,7 @@ def _mentions(text: str, frames: Sequence[FrameGeometry]) -> list[tuple[int, int
         number = int(match.group(1))
         if 1 <= number <= len(frames):
             found.append((match.start(), frames[number - 1].index))
-    by_label = {}
+    by_label: dict[str, int] = {}
     for frame in frames:
         if frame.label:
             by_label.setdefault(frame.label, frame.index)
@@ -209,8 +211,8 @@ def _qwen2_boxes(text: str) -> Iterable[_RawBox]:
         elif not label and plain:
             label = _label_before(gap)  # decoded without special tokens: "red car(100,200),(500,600)"
         previous_end, previous_label = match.end(), label
-        coords = tuple(float(match.group(k)) for k in ("x1", "y1", "x2", "y2"))
-        yield _RawBox(label, coords, "box", match.start(), None)
+        x1, y1, x2, y2 = (float(match.group(k)) for k in ("x1", "y1", "x2", "y2"))
+        yield _RawBox(label, (x1, y1, x2, y2), "box", match.start(), None)
 
 
 _LABEL_BREAK = re.compile(r"[.:;!?\n]|<\|[a-z_]+\|>")
@@ -267,8 +269,8 @@ def _json_boxes(text: str) -> Iterable[_RawBox]:
         inside = bisect.bisect_right(starts, match.start()) - 1
         if inside >= 0 and match.start() < spans[inside][1]:
             continue
-        coords = tuple(float(match.group(i)) for i in range(1, 5))
-        boxes.append(_RawBox(match.group(5).strip(" \t")[:200], coords, "box", match.start(), None))
+        x1, y1, x2, y2 = (float(match.group(i)) for i in range(1, 5))
+        boxes.append(_RawBox(match.group(5).strip(" \t")[:200], (x1, y1, x2, y2), "box", match.start(), None))
         if len(boxes) >= 2 * MAX_BOXES:
             break
     return sorted(boxes, key=lambda box: box.position)
@@ -300,9 +302,11 @@ def _boxes_in(data: Any, depth: int) -> Iterable[tuple[str, tuple[float, float, 
     elif isinstance(data, dict):
         for key, count, kind in _BOX_KEYS:
             value = data.get(key)
-            if _numbers(value, count):
+            if value is not None and _numbers(value, count):
                 numbers = [float(v) for v in value]
-                coords = tuple(numbers) if kind == "box" else (numbers[0], numbers[1], numbers[0], numbers[1])
+                coords = (numbers[0], numbers[1]) + (
+                    (numbers[2], numbers[3]) if kind == "box" else (numbers[0], numbers[1])
+                )
                 yield _label(data), coords, kind, _frame_number(data.get("frame"))
                 return
         for value in data.values():  # boxes nested anywhere: {"objects": [...]}, tool-call arguments
@@ -314,7 +318,7 @@ def _boxes_in(data: Any, depth: int) -> Iterable[tuple[str, tuple[float, float, 
 
 def _label(data: dict) -> str:
     for key in _LABEL_KEYS:
-        value = data
+        value: Any = data
         for part in key if isinstance(key, tuple) else (key,):
             value = value.get(part) if isinstance(value, dict) else None
         if value is not None and not isinstance(value, (dict, list)) and str(value).strip():

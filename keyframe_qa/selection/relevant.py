@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import ModelError, UsageError
+from ..errors import ModelError, UsageError, VideoError
 from ..files import cache
 from ..options import word_or_positive
 from ..video.frames import iter_frames
@@ -172,7 +172,10 @@ def _embed(video: ProbedVideo, numbers: list[int], scorer) -> np.ndarray:
         if len(waiting) >= EMBED_BATCH:
             flush()
     flush()
-    return np.stack(rows).astype(np.float32)
+    read = [row for row in rows if row is not None]
+    if len(read) != len(rows):  # each embedding must stay beside its frame number
+        raise VideoError(f"{video.info.path}: {len(rows) - len(read)} candidate frames could not be read")
+    return np.stack(read).astype(np.float32)
 
 
 def _shrink(image: np.ndarray, edge: int) -> np.ndarray:

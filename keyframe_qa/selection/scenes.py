@@ -92,7 +92,8 @@ def parse_min_scene_len(text: str) -> Union[int, float]:
     if len(number) > 40:  # longer than any length that fits (and than int() reads quickly)
         number = "9" * 40
     value: Union[int, float] = float(number) if unit else int(number)
-    high = int(option.high) if unit else int(option.high * MAX_RATE)
+    seconds = float(option.high or 0)  # declared in OPTIONS
+    high = int(seconds) if unit else int(seconds * MAX_RATE)
     if value <= 0 or value > high:
         raise UsageError(
             f"--min-scene-len must be above 0 and at most {high} {'seconds' if unit else 'frames'}"

@@ -271,9 +271,9 @@ def _default(
     info = video.info
     low, high = frame_range or (None, None)
     source = "the checkpoint's" if low is not None or high is not None else "qwen-vl-utils'"
-    low, high = low or MIN_FRAMES, high or MAX_FRAMES
+    least, most = low or MIN_FRAMES, high or MAX_FRAMES
     wanted = round(info.duration * DEFAULT_FPS / 2) * 2
-    count = min(max(wanted, low), high, info.frame_count)
+    count = min(max(wanted, least), most, video.frame_count)
     capped = False
     if request.max_visual_tokens is not None:
         per_frame = MIN_TOKENS_PER_FRAME[request.mode]
@@ -289,7 +289,7 @@ def _default(
         "method": "default",
         "fps": round(count / info.duration, 6) if info.duration else None,
         "num_frames": count,
-        "note": f"no selection given: sampled like qwen-vl-utils ({DEFAULT_FPS:g} fps, {low} to {high} frames "
+        "note": f"no selection given: sampled like qwen-vl-utils ({DEFAULT_FPS:g} fps, {least} to {most} frames "
         f"({source} range), even count)" + (", capped by --max-visual-tokens" if capped else ""),
     }
     return _sampled(times, record)

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import av
 import numpy as np
@@ -231,14 +231,14 @@ def to_display(frame: av.VideoFrame, video: ProbedVideo) -> np.ndarray:
     """RGB array as a viewer sees the frame: sample aspect ratio corrected, rotation applied."""
     info = video.info
     stretched_w = info.height if info.rotation in (90, 270) else info.width
-    options = {"format": "rgb24"}
+    options: dict[str, Any] = {"format": "rgb24"}
     colorspace = source_colorspace(frame)
     if colorspace:
         options["src_colorspace"] = colorspace
     if stretched_w != frame.width:
         # One swscale pass converts colour and stretches non-square pixels to square ones.
         options.update(width=stretched_w, height=frame.height, interpolation="BICUBIC")
-    image = frame.to_ndarray(**options)
+    image: np.ndarray = frame.to_ndarray(**options)
     if info.rotation:
         # np.rot90 turns counter-clockwise for positive k; the player turns clockwise.
         image = np.ascontiguousarray(np.rot90(image, k=-(info.rotation // 90)))

@@ -261,18 +261,18 @@ def window_index(path: str, stream_index: int, bounds: StreamBounds, times: Sequ
         raise VideoError(f"{path}: no frames were found at the asked times")
     # Decode order is file order for one stream.
     ordered = sorted(rows.items(), key=lambda item: item[1][0])
-    pts = np.asarray([p for p, _ in ordered], dtype=np.int64)
+    presented = np.asarray([p for p, _ in ordered], dtype=np.int64)
     dts = np.asarray([r[1] for _, r in ordered], dtype=np.int64)
     keyframe = np.asarray([r[2] for _, r in ordered], dtype=bool)
     size = np.asarray([r[3] for _, r in ordered], dtype=np.int64)
     return FrameIndex(
         time_base=bounds.time_base,
-        pts=pts,
+        pts=presented,
         dts=dts,
         keyframe=keyframe,
         size=size,
         first_pts=bounds.first_pts,
-        display_pts=np.unique(pts),
+        display_pts=np.unique(presented),
         has_pts=True,
         last_duration=bounds.last_duration,
         source=SEEK_WINDOWS,

@@ -67,19 +67,19 @@ class ProbedVideo:
     def index(self) -> FrameIndex:
         """The complete frame index, scanning the packets now if the container did not give it."""
         if self._index is None:
-            self._scan(self._info.index_note)
+            self._index = self._scan(self._info.index_note)
         return self._index
 
     def rescan(self, why: str) -> None:
         """Replace an index that disagreed with the packets by a packet scan, noting `why` in the info."""
         self.bounds = None
-        self._scan(f"every packet was scanned: {why}")
+        self._index = self._scan(f"every packet was scanned: {why}")
 
-    def _scan(self, note: Optional[str]) -> None:
+    def _scan(self, note: Optional[str]) -> FrameIndex:
         with open_container(self._info.path) as container:
             index = scan_index(container, stream_by_index(container, self.stream_index), self._info.path)
         self._info = replace(self._info, **_index_facts(index), index_note=note)
-        self._index = index
+        return index
 
     def index_for_times(self, times: Sequence[float]) -> FrameIndex:
         """An index that decides the frames on screen at `times`: the complete one if it is built,
@@ -101,6 +101,8 @@ class ProbedVideo:
     def estimated_frame_number(self, pts: int) -> int:
         """Frame number of the frame with this PTS from the nominal frame rate (no complete index)."""
         bounds = self.bounds
+        if bounds is None:
+            raise ValueError("frame numbers are estimated only for a video probed by its first and last frame")
         return max(0, int(round((pts - bounds.first_pts) / bounds.frame_ticks)))
 
 
@@ -199,6 +201,8 @@ def _video_info(
     width, height = display_size(coded_w, coded_h, sar, rotation)
     if index is not None:
         facts = _index_facts(index)
+    elif bounds is None:
+        raise ValueError("a video is described by its complete index or by its first and last frame")
     else:
         # Only the first and last frames are known: the count and the rate's regularity wait for a scan.
         end_ticks = bounds.last_pts + bounds.last_duration
