@@ -38,7 +38,8 @@ class ImageLimit(UsageError):
 
 
 class OutOfMemory(ModelError):
-    """The accelerator ran out of memory on one prompt; a smaller visual budget may fit (see pipeline.py)."""
+    """The accelerator ran out of memory on one prompt; a smaller visual budget may fit (`ask` retries once,
+    with half)."""
 
 
 def reason(exc: BaseException, *, lower: bool = False) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What `media.probe` learns about a video, in display terms (what a viewer sees)."""
+    """What `video.probe` learns about a video, in display terms (what a viewer sees)."""
 
     path: str  # the path as given by the user
     container: str  # demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"

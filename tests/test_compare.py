@@ -150,7 +150,7 @@ def test_shipped_example_config_is_valid_and_its_schema_is_current():
     assert len(config.comparisons) == 2
     with open(os.path.join(ROOT, "configs", "before_after.schema.json")) as handle:
         assert json.load(handle) == json_schema(), (
-            "regenerate: python -m keyframe_qa.jobs.compare_config > configs/before_after.schema.json"
+            "regenerate: uv run python scripts/config_schema.py > configs/before_after.schema.json"
         )
 
 

@@ -22,8 +22,8 @@ from ..engines import (
     warm_engine_imports,
 )
 from ..engines.openai import check_images, check_server_limits
-from ..errors import KeyframeQAError, OutOfMemory, UsageError
-from ..files.paths import check_distinct, check_output_dir, check_output_file, write_file, write_output
+from ..errors import KeyframeQAError, ModelError, OutOfMemory, UsageError
+from ..files.paths import OutputPath, check_distinct, check_output_dir, check_output_file, write_file, write_output
 from ..model.checkpoint import CheckpointInfo, inspect_local_checkpoint
 from ..model.generation import GenerationRequest, resolve_generation
 from ..model.time_positions import fidelity_warning, time_fidelity
@@ -109,65 +109,70 @@ def _shrinker(request: AskRequest, budgets: list):
 class PreparedVideo:
     """A request's video probed and its frames read: everything before the model."""
 
-    request: AskRequest
-    probed: ProbedVideo
-    selection: Selection
-    frames: list
-    probe_s: float
-    decode_s: float
-    checkpoint: Optional[CheckpointInfo] = None  # the model the budgets were planned for
-    budgets: Optional[list] = None  # FrameBudget per frame, planned before decoding
-    generation: Optional[GenerationSettings] = None  # the decoding settings, resolved for that model
+    request: AskRequest  # the request, as asked
+    probed: ProbedVideo  # its video, probed (and indexed as far as the selection needed)
+    selection: Selection  # the frames chosen
+    frames: list  # the frames read, each shrunk to its budget unless a full-size output needs it
+    checkpoint: CheckpointInfo  # the model the budgets were planned for (its family decides them)
+    options: AnswerOptions  # how the frames are put to it, decoding resolved for that checkpoint
+    budgets: list  # FrameBudget per frame, planned (and checked against the context) before decoding
+    probe_s: float  # seconds to probe
+    decode_s: float  # seconds to select and decode
     import_s: float = 0.0  # importing the engine's resize (torch) before decoding: reported as model load
     time_fidelity: Optional[dict] = None  # video mode: how truly the model is told the frames' times
 
 
 def prepare(
-    request: AskRequest, checkpoint: Optional[CheckpointInfo] = None, *, quiet: bool = False, checked: bool = False
+    request: AskRequest,
+    checkpoint: Optional[CheckpointInfo] = None,
+    *,
+    quiet: bool = False,
+    selection: Optional[SelectionRequest] = None,
 ) -> PreparedVideo:
     """Probe the video, check the request against it and the model, then read the frames.
 
     Everything that can refuse the request runs before decoding: the selection against the video
     (frame counts), the budget against the family, the prompt against the context length. The
-    checkpoint's config is read (not the model) if `checkpoint` is not given. No torch; safe on a
-    background thread.
+    checkpoint's config is read (not the model) if `checkpoint` is not given. `selection`: the request's
+    selection, already built and checked by the caller (`ask` checks it before its outputs). The result
+    carries what was worked out (the checkpoint, the answer options, the budgets) to the model half. No
+    torch; safe on a background thread.
     """
-    selecting = selection_request(request)
-    if not checked:  # `ask` checked the request already, before its outputs
+    selecting = selection
+    if selecting is None:
+        selecting = selection_request(request)
         _check_request(request, selecting)
     # The text (questions, the labels of given times) is checked first when the model's config is here:
     # a 10 MB question or 10,000 times are refused before the video is probed, indexed or decoded.
     early = checkpoint or _checkpoint_here(request)
-    if early is not None:
-        early_options = answer_options(request, generation_settings(request, early, quiet=True))
+    options = answer_options(request, generation_settings(request, early)) if early is not None else None
+    if early is not None and options is not None:
         if request.engine.engine == "openai":
             _check_server_limits(request, early)
-        check_text(early_options, early, request.questions, selecting.times or ())
+        check_text(options, early, request.questions, selecting.times or ())
     started = time.perf_counter()
     probed = probe(request.video)  # refuses a missing, empty or unreadable path first
     probe_s = time.perf_counter() - started
     decode_started = time.perf_counter()
     frame_range = (early.limits.min_frames, early.limits.max_frames) if early is not None else None
-    selection = select(probed, selecting, frame_range, load_scorer=scorer_loader(selecting))
+    chosen = select(probed, selecting, frame_range, load_scorer=scorer_loader(selecting))
     if request.engine.engine == "openai" and request.mode == "images" and not request.per_frame:
-        check_images(
-            len(selection.times), request.engine.max_images, request.engine.base_url
-        )  # before a frame is decoded
+        check_images(len(chosen.times), request.engine.max_images, request.engine.base_url)  # before a frame is decoded
     checkpoint = early or engine_checkpoint(request.engine)
-    generation = generation_settings(request, checkpoint)
-    options = answer_options(request, generation)
-    if request.engine.engine == "openai" and early is None:
-        _check_server_limits(request, checkpoint)
-    fidelity = time_fidelity(checkpoint, request.mode, selection.times, request.per_frame)
+    if options is None:
+        options = answer_options(request, generation_settings(request, checkpoint))
+        if request.engine.engine == "openai":
+            _check_server_limits(request, checkpoint)
+    fidelity = time_fidelity(checkpoint, request.mode, chosen.times, request.per_frame)
     warning = fidelity_warning(fidelity, request.video)
     if warning and not quiet:
         warn(warning)
     budgets = plan(
         options,
         checkpoint,
-        [(probed.info.width, probed.info.height)] * len(selection.times),
+        [(probed.info.width, probed.info.height)] * len(chosen.times),
         questions=request.questions,
-        times=selection.times,
+        times=chosen.times,
     )
     shrink = _shrinker(request, budgets)
     import_s = 0.0
@@ -177,19 +182,19 @@ def prepare(
         import_s = time.perf_counter() - imported
     decode_s = time.perf_counter() - decode_started - import_s
     decoding = time.perf_counter()
-    frames = read_selected(probed, selection, convert=shrink)
+    frames = read_selected(probed, chosen, convert=shrink)
     return PreparedVideo(
-        request,
-        probed,
-        selection,
-        frames,
-        probe_s,
-        decode_s + time.perf_counter() - decoding,
-        checkpoint,
-        budgets,
-        generation,
-        import_s,
-        fidelity,
+        request=request,
+        probed=probed,
+        selection=chosen,
+        frames=frames,
+        checkpoint=checkpoint,
+        options=options,
+        budgets=budgets,
+        probe_s=probe_s,
+        decode_s=decode_s + time.perf_counter() - decoding,
+        import_s=import_s,
+        time_fidelity=fidelity,
     )
 
 
@@ -230,18 +235,17 @@ def answer_options(request: AskRequest, generation: GenerationSettings) -> Answe
     )
 
 
-def check_outputs(request: AskRequest) -> None:
-    """Refuse, before any work, outputs that cannot or must not be written (files/paths.py)."""
+def check_outputs(request: AskRequest) -> Optional[OutputPath]:
+    """Refuse, before any work, outputs that cannot or must not be written (files/paths.py); returns the
+    checked JSON output (`-o`), which is then written as checked, or None when there is none."""
     inputs = [request.video]
-    files = [
-        check_output_file(path, flag, inputs)
-        for path, flag in ((request.output, "-o"), (request.html, "--html"))
-        if path
-    ]
-    check_distinct(files)
+    target = check_output_file(request.output, "-o", inputs) if request.output else None
+    page = check_output_file(request.html, "--html", inputs) if request.html else None
+    check_distinct([target, page])
     for folder, flag in ((request.save_frames, "--save-frames"), (request.annotate, "--annotate")):
         if folder:
             check_output_dir(folder, flag)
+    return target
 
 
 def ask(request: AskRequest, engine=None) -> dict:
@@ -250,18 +254,18 @@ def ask(request: AskRequest, engine=None) -> dict:
     Pass `engine` to reuse a loaded model or a connected server. Outputs are checked before anything
     is read, loaded or contacted.
     """
-    _check_request(request, selection_request(request))
+    selection = selection_request(request)
+    _check_request(request, selection)
     check_spec(request.engine)
     check_path(request.video)
-    check_outputs(request)
+    target = check_outputs(request)
     if request.when is not None:
         report = ask_when(request, engine)
     else:
-        report = answer_prepared(
-            prepare(request, engine.checkpoint if engine is not None else None, checked=True), engine
-        )
-    if request.output:
-        write_output(check_output_file(request.output, "-o", [request.video]), to_json(report))
+        checkpoint = engine.checkpoint if engine is not None else None
+        report = answer_prepared(prepare(request, checkpoint, selection=selection), engine)
+    if target is not None:
+        write_output(target, to_json(report))
     return report
 
 
@@ -288,9 +292,8 @@ def ask_when(request, engine=None, *, warn_cut: bool = True) -> dict:
     times = moment_frames(found, request.max_visual_tokens)
     if times:
         asked = replace(request, selection=SelectionRequest(times=tuple(times)), when=None)
-        report = answer_prepared(
-            prepare(asked, engine.checkpoint, checked=True, quiet=not warn_cut), engine, warn_cut=warn_cut
-        )
+        prepared = prepare(asked, engine.checkpoint, quiet=not warn_cut, selection=selection_request(asked))
+        report = answer_prepared(prepared, engine, warn_cut=warn_cut)
     else:  # nothing found: nothing to ask about, and that is the answer
         report = {
             "schema_version": found["schema_version"],
@@ -329,33 +332,26 @@ def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = Tr
     if engine is None:
         engine = build_engine(request.engine, prepared.checkpoint)
         model_load_s += engine.load_seconds
-    budgets, generation = prepared.budgets, prepared.generation
-    if generation is None or prepared.checkpoint is None or prepared.checkpoint.family != engine.family:
-        generation, budgets = generation_settings(request, engine.checkpoint), None  # planned for this engine
+    if engine.family.name != prepared.checkpoint.family.name:
+        # The frames were shrunk to budgets of another family's patch size: the model would not see what
+        # the report says. The engine and the checkpoint given to `prepare` must be the same model.
+        raise ModelError(
+            f"{request.video}: the frames were planned for {prepared.checkpoint.model_id} "
+            f"({prepared.checkpoint.family.name}), but the engine is {engine.model_id} ({engine.family.name})"
+        )
+    options, budgets = prepared.options, prepared.budgets
     generate_started = time.perf_counter()
     retry = None
     try:
         answers, budgets = answer_frames(
-            engine,
-            frames,
-            request.questions,
-            answer_options(request, generation),
-            budgets=budgets,
-            where=request.video,
-            warn_cut=warn_cut,
+            engine, frames, request.questions, options, budgets=budgets, where=request.video, warn_cut=warn_cut
         )
     except OutOfMemory as exc:
         # Once, with half the visual tokens: the frames are decoded again at the smaller size, so the
         # model sees exactly what the report says.
-        retried, frames, budgets, retry = _halve_budget(prepared, engine, generation, budgets, exc)
+        options, frames, budgets, retry = _halve_budget(prepared, engine, budgets, exc)
         answers, budgets = answer_frames(
-            engine,
-            frames,
-            request.questions,
-            answer_options(retried, generation),
-            budgets=budgets,
-            where=request.video,
-            warn_cut=warn_cut,
+            engine, frames, request.questions, options, budgets=budgets, where=request.video, warn_cut=warn_cut
         )
     generate_s = time.perf_counter() - generate_started
 
@@ -371,7 +367,7 @@ def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = Tr
         "generate_s": generate_s,
         "total_s": prepared.probe_s + prepared.import_s + prepared.decode_s + time.perf_counter() - started,
     }
-    model = model_record(engine, request.mode, generation)
+    model = model_record(engine, request.mode, options.generation)
     model["pixel_limits"] = pixel_limits_record(engine.checkpoint, request.mode, request.min_pixels, request.max_pixels)
     if prepared.time_fidelity is not None:
         model["time_fidelity"] = prepared.time_fidelity
@@ -395,18 +391,17 @@ def answer_prepared(prepared: PreparedVideo, engine=None, *, warn_cut: bool = Tr
     return report
 
 
-def _halve_budget(prepared: PreparedVideo, engine, generation: GenerationSettings, budgets, error: OutOfMemory):
-    """(request, frames, budgets, JSON record) for the one retry after running out of accelerator memory:
-    the request's visual-token budget set to half of what the failed prompt used."""
+def _halve_budget(prepared: PreparedVideo, engine, budgets: list, error: OutOfMemory):
+    """(answer options, frames, budgets, JSON record) for the one retry after running out of accelerator
+    memory: the visual-token budget set to half of what the failed prompt used."""
     request = prepared.request
     sizes = [(f.width, f.height) for f in prepared.frames]
-    if budgets is None:
-        budgets = plan(answer_options(request, generation), engine.checkpoint, sizes)
     used = sum(b.visual_tokens for b in budgets)
     half = used // 2
     retried = replace(request, max_visual_tokens=half)
+    options = replace(prepared.options, max_visual_tokens=half)
     try:
-        smaller = plan(answer_options(retried, generation), engine.checkpoint, sizes)
+        smaller = plan(options, engine.checkpoint, sizes)
     except UsageError as exc:
         raise OutOfMemory(f"{error} (half the budget, {half} visual tokens, cannot be planned: {exc})") from error
     warn(
@@ -421,7 +416,7 @@ def _halve_budget(prepared: PreparedVideo, engine, generation: GenerationSetting
         "max_visual_tokens": half,
         "visual_tokens": sum(b.visual_tokens for b in smaller),
     }
-    return retried, frames, smaller, record
+    return options, frames, smaller, record
 
 
 def _check_frame_files(request: AskRequest, frames: Sequence[Frame]) -> None:

@@ -92,7 +92,7 @@ def run_batch(
     with nothing left to do loads and contacts nothing. With `concurrency` N above 1 (a server
     engine), N videos are answered at once so the server can batch them, while the next ones decode;
     each line is written as its video finishes. With `use_ray` the videos are prepared and answered
-    on a Ray cluster (scale.py) and this process writes the lines; resume and the rest are the same.
+    on a Ray cluster (ray_runner.py) and this process writes the lines; resume and the rest are the same.
     With `batch_size` N above 1 (the in-process model), up to N prompts are generated together in one
     left-padded `generate` call (batching.py); greedy answers are the ones a batch size of 1 gives.
     """

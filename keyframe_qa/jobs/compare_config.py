@@ -2,12 +2,11 @@
 
 Every problem in a config is reported at once as `loc: message` lines (unknown keys, bad times,
 missing videos, ...), so a user fixes the file in one go. Video paths are relative to the config.
-Run `python -m keyframe_qa.jobs.compare_config` to print the JSON Schema for editors.
+`scripts/config_schema.py` prints the JSON Schema for editors.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any, Optional, Union
@@ -216,7 +215,3 @@ def json_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "keyframe-qa comparison config"
     return schema
-
-
-if __name__ == "__main__":
-    print(json.dumps(json_schema(), indent=2))

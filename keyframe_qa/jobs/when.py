@@ -8,7 +8,7 @@
    Time is told relative to each window's start, in every mode: Qwen2.5-VL's temporal position ids can
    only count from the video's first frame, and the models were trained on clips that start at 0. The
    labels, the video-mode times text and Qwen3-VL's `<t seconds>` markers all say the same window-relative
-   times. The spans a reply states (moments.py) are clamped to the window (flagged when they had to be),
+   times. The spans a reply states (replies/moments.py) are clamped to the window (flagged when they had to be),
    moved back onto the video by the window's start, and merged across windows.
 2. Refinement: for each boundary, single-frame yes/no probes on frames decoded exactly from the index,
    bisecting between the last frame that does not show the query and the first that does (or the reverse

@@ -260,7 +260,7 @@ def decoder_threads() -> int:
 
     Detection reads every frame on one thread that also converts it to BGR. With one frame thread per
     core, the decoder idles while that conversion runs; with more frames in flight it keeps every core
-    busy (benchmarks/scenes.py: 1.53x pure decoding with 2 threads on 2 cores, about 1.4x with 8).
+    busy (measured by benchmarks/scenes.py).
     Threads do not change the frames: H.264 and the other FFmpeg decoders are bit-exact at any count.
     """
     return max(1, min(16, 4 * (os.cpu_count() or 1)))

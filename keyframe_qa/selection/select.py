@@ -217,15 +217,8 @@ def check_count(info: VideoInfo, request: SelectionRequest) -> None:
 
 
 def _option(request: SelectionRequest) -> str:
-    if request.times is not None:
-        return "--at"
-    if request.relevant is not None:
-        return "--relevant"
-    if request.every is not None:
-        return "--every"
-    if request.fps is not None:
-        return "--fps"
-    return "--num-frames"
+    """The flag of the way a counted selection chooses its frames (for its refusals)."""
+    return "--at" if request.method == "at" else "--" + request.method.replace("_", "-")
 
 
 def _value(request: SelectionRequest) -> str:

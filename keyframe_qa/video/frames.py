@@ -1,19 +1,17 @@
 """Exact frame extraction: the frame a viewer sees at time t, in display geometry.
 
-Why PyAV is the reader for timestamps: with the packet index from `media.probe` it knows the
+Why PyAV is the reader for timestamps: with the packet index from `video.probe` it knows the
 exact PTS of every frame, so "the last frame with PTS <= t" is decided from the container's own
 timestamps (right for variable frame rate and for files whose first PTS is not 0), and the decode
 can be planned: targets in decode order, one seek to the keyframe before each group of targets,
 targets that share a GOP share one decode, and the non-reference frames nothing needs are skipped
 by the decoder (`skip_frame = NONREF`) instead of being fully decoded. Independent runs decode on
 parallel threads (one container each), which measured faster than one container with FFmpeg's
-frame threading (1.3 s vs 2.1 s for the benchmark's 8 targets on 2 cores).
+frame threading (benchmarks/extract.py).
 
-Why decord is not the reader (measured, see benchmarks/extract.py): on a 60 s 1080p H.264 clip
-with 8 s GOPs, decord 0.6.0's `get_batch` took 3.06 s for 8 sparse frames where this module takes
-1.37 s, and 7.81 s vs 5.31 s for 125 frames sampled at ~2 fps (its maintained fork decord2 3.4:
-0.72 s to open plus 2.78 s, and 0.74 s plus 6.99 s). decord decodes every frame of a GOP, cannot skip
-non-reference frames, and has returned wrong frames on B-frame and imprecise-metadata files
+Why decord is not the reader (measured: benchmarks/extract.py, numbers in benchmarks/README.md): it is
+slower for sparse and for sampled frames, decodes every frame of a GOP, cannot skip non-reference frames,
+and has returned wrong frames on B-frame and imprecise-metadata files
 (dmlc/decord #31, #91, #365); it also ignores rotation and sample aspect ratio. So PyAV reads every
 frame here, and decord (the decord2 package) serves the tests and the benchmark as an independent
 reader.
