@@ -404,3 +404,23 @@ def test_the_prompt_counter_is_exact_in_a_fresh_cli_process(exact_clips, tiny_mo
     done = subprocess.run([sys.executable, "-c", probe, tiny_model], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"  # the counter needs no transformers
+
+
+def test_frames_planned_for_one_family_are_never_answered_by_another(videos, tiny_models):
+    # Budgets (and the frames shrunk to them) follow the family's patch size: an engine of another family
+    # would see pictures the report does not describe, so that is refused, not silently re-planned.
+    from keyframe_qa import AskRequest, EngineSpec, SelectionRequest, load_model
+    from keyframe_qa.errors import ModelError
+    from keyframe_qa.jobs.ask import answer_prepared, prepare
+
+    request = AskRequest(
+        video=videos["plain.mp4"],
+        questions=("What is it?",),
+        selection=SelectionRequest(times=(1.0,)),
+        engine=EngineSpec(model_id=tiny_models("qwen2-vl")),
+    )
+    prepared = prepare(request)
+    other = load_model(tiny_models("qwen2.5-vl"))
+    with pytest.raises(ModelError, match=r"planned for .*\(qwen2-vl\), but the engine is .*\(qwen2.5-vl\)"):
+        answer_prepared(prepared, other)
+    assert answer_prepared(prepared, load_model(tiny_models("qwen2-vl")))["answers"]
