@@ -31,6 +31,7 @@ _LAZY = {
     "find_moments": "keyframe_qa.jobs.when",
     "parse_boxes": "keyframe_qa.replies.boxes",
     "parse_moments": "keyframe_qa.replies.moments",
+    "run_eval": "keyframe_qa.jobs.eval",
 }
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "load_model",
     "parse_boxes",
     "parse_moments",
+    "run_eval",
 ]
 __version__ = "0.1.0"
 

@@ -80,6 +80,6 @@ def test_every_relative_link_resolves(page):
 
 def test_the_docs_name_no_private_module_path_for_users():
     # Users are sent to `keyframe_qa` itself (the public API), never into a module inside it.
-    for page in (os.path.join(ROOT, "README.md"), os.path.join(ROOT, "docs", "library.md")):
+    for page in (os.path.join(ROOT, "README.md"), *DOCS):
         code = re.findall(r"^\s*from (keyframe_qa[\w.]*) import", _read(page), re.M)
         assert set(code) <= {"keyframe_qa"}, f"{os.path.relpath(page, ROOT)} imports from {set(code)}"

@@ -108,6 +108,7 @@ LAYERS = [
     ("model", {"model"}),
     ("selection", {"selection"}),
     ("replies", {"replies"}),
+    ("evaluation", {"evaluation"}),
     ("engines", {"engines"}),
     ("answering", {"answering"}),
     ("outputs", {"outputs"}),
@@ -164,7 +165,7 @@ def test_a_stage_never_reaches_up(importer, imported):
 HEAVY = {
     "torch", "torchvision", "transformers", "scenedetect", "ray", "cv2", "pydantic", "yaml", "click", "tqdm",
     "json_repair", "qwen_vl_utils", "tokenizers", "jinja2", "huggingface_hub", "fcntl", "PIL", "av", "numpy",
-    "platformdirs", "safetensors", "decord",
+    "platformdirs", "safetensors", "decord", "scipy",
 }  # fmt: skip
 # Where keyframe-qa's own modules are imported inside functions, and why: the CLI imports each command's job
 # when it runs; the engine registry imports the engine chosen; the light path (the frames command and

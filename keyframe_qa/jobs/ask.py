@@ -128,6 +128,7 @@ def prepare(
     *,
     quiet: bool = False,
     selection: Optional[SelectionRequest] = None,
+    scorer=None,
 ) -> PreparedVideo:
     """Probe the video, check the request against it and the model, then read the frames.
 
@@ -135,13 +136,14 @@ def prepare(
     (frame counts), the budget against the family, the prompt against the context length. The
     checkpoint's config is read (not the model) if `checkpoint` is not given. `selection`: the request's
     selection, already built and checked by the caller (`ask` checks it before its outputs). The result
-    carries what was worked out (the checkpoint, the answer options, the budgets) to the model half. No
-    torch; safe on a background thread.
+    carries what was worked out (the checkpoint, the answer options, the budgets) to the model half.
+    `scorer`: --relevant's scorer, already loaded (else the request's is loaded once the candidates are
+    known to be enough). No torch; safe on a background thread.
     """
     selecting = selection
     if selecting is None:
         selecting = selection_request(request)
-        _check_request(request, selecting)
+        _check_request(request, selecting, scorer=scorer)
     # The text (questions, the labels of given times) is checked first when the model's config is here:
     # a 10 MB question or 10,000 times are refused before the video is probed, indexed or decoded.
     early = checkpoint or _checkpoint_here(request)
@@ -155,7 +157,7 @@ def prepare(
     probe_s = time.perf_counter() - started
     decode_started = time.perf_counter()
     frame_range = (early.limits.min_frames, early.limits.max_frames) if early is not None else None
-    chosen = select(probed, selecting, frame_range, load_scorer=scorer_loader(selecting))
+    chosen = select(probed, selecting, frame_range, scorer=scorer, load_scorer=scorer_loader(selecting))
     if request.engine.engine == "openai" and request.mode == "images" and not request.per_frame:
         check_images(len(chosen.times), request.engine.max_images, request.engine.base_url)  # before a frame is decoded
     checkpoint = early or engine_checkpoint(request.engine)
@@ -284,17 +286,18 @@ def ask_when(request, engine=None, *, warn_cut: bool = True) -> dict:
         min_pixels=request.min_pixels,
         max_pixels=request.max_pixels,
         max_visual_tokens=request.max_visual_tokens,
+        mode=request.mode,
         precision=request.precision,
         refine=request.refine,
         window_frames=request.window_frames,
     )
     found = find_moments(asked_when, engine, progress=warn_cut)
     times = moment_frames(found, request.max_visual_tokens)
-    if times:
+    if times and (request.questions or request.find):
         asked = replace(request, selection=SelectionRequest(times=tuple(times)), when=None)
         prepared = prepare(asked, engine.checkpoint, quiet=not warn_cut, selection=selection_request(asked))
         report = answer_prepared(prepared, engine, warn_cut=warn_cut)
-    else:  # nothing found: nothing to ask about, and that is the answer
+    else:  # nothing found, or nothing asked beyond the search: the moments are the answer
         report = {
             "schema_version": found["schema_version"],
             "video": found["video"],
@@ -465,15 +468,15 @@ def check_texts(request: AskRequest) -> None:
             check_prompt_text(text, what)
 
 
-def _check_request(request: AskRequest, selection: SelectionRequest) -> None:
+def _check_request(request: AskRequest, selection: SelectionRequest, scorer=None) -> None:
     check_texts(request)
     if request.find is not None and not request.find.strip():
         raise UsageError('--find needs something to look for, e.g. --find "red car"')
-    if not request.questions and not request.find:
+    if not request.questions and not request.find and request.when is None:
         raise UsageError("give at least one question (or --find WHAT)")
     if not all(q.strip() for q in request.questions):
         raise UsageError("questions must not be empty")
-    check_request(selection)
+    check_request(selection, scorer=scorer)
     check_when(request, selection)
 
 
@@ -488,7 +491,8 @@ def check_when(request: AskRequest, selection: Optional[SelectionRequest] = None
                 "choose frames one way: --when finds them itself, without --at, --scenes, --every, "
                 "--num-frames, --fps or --relevant"
             )
-        if request.per_frame or request.mode == "video":
+        # Without questions --when is the search alone, which --mode video runs on windows of video.
+        if (request.per_frame or request.mode == "video") and (request.questions or request.find):
             raise UsageError(
                 "--when asks about the frames it found as images, together: without --per-frame and --mode video"
             )

@@ -85,6 +85,7 @@ def run_batch(
     on_line: Optional[Callable[[dict], None]] = None,
     batch_size: int = default("batch_size"),
     inputs: Sequence[str] = (),
+    scorer=None,
 ) -> BatchSummary:
     """Answer every item, appending one JSONL line per video to `output` (see results_file.py).
 
@@ -95,7 +96,10 @@ def run_batch(
     on a Ray cluster (ray_runner.py) and this process writes the lines; resume and the rest are the same.
     With `batch_size` N above 1 (the in-process model), up to N prompts are generated together in one
     left-padded `generate` call (batching.py); greedy answers are the ones a batch size of 1 gives.
+    `scorer`: --relevant's scorer, already loaded, for every video (not with `use_ray`).
     """
+    if scorer is not None and use_ray:
+        raise UsageError("a scorer already loaded in this process cannot be shipped to Ray workers")
     started = time.perf_counter()
     spec = template.engine
     output, checkpoint = _check_start(
@@ -109,6 +113,7 @@ def run_batch(
         use_ray=use_ray,
         batch_size=batch_size,
         inputs=inputs,
+        scorer=scorer,
     )
     # Lines are held in memory until a video is answered (or the run ends): a run that fails to start
     # (a model that does not load, a server or cluster not there) leaves the results file as it was.
@@ -160,7 +165,7 @@ def run_batch(
             if use_ray:
                 run_on_ray(todo, spec, checkpoint, finish, actors=concurrency)
             else:
-                batches = run_here(todo, spec, checkpoint, engine, concurrency, finish, batch_size)
+                batches = run_here(todo, spec, checkpoint, engine, concurrency, finish, batch_size, scorer=scorer)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -205,6 +210,7 @@ def _check_start(
     use_ray: bool,
     batch_size: int,
     inputs: Sequence[str],
+    scorer=None,
 ) -> tuple[OutputPath, CheckpointInfo]:
     """Everything that can refuse a batch, in order, before any video is read or the model loads; returns the
     checked output and the model's config facts."""
@@ -214,7 +220,7 @@ def _check_start(
     # The way frames are chosen is the same for every video: refused once, here (--relevant's scorer is read
     # here too). A manifest row may bring the questions --relevant scores against.
     selection = selection_request(template)
-    check_request(replace(selection, queries=selection.queries or ("each row's questions",)))
+    check_request(replace(selection, queries=selection.queries or ("each row's questions",)), scorer=scorer)
     check_value("concurrency", concurrency)
     check_batch_size(spec, batch_size, use_ray)
     if batch_size > 1 and engine is not None and not engine.can_batch:

@@ -52,6 +52,7 @@ class BatchItem:
     times: Optional[tuple[float, ...]] = None  # manifest `at`
     questions: tuple[str, ...] = ()  # manifest `question(s)`; empty: the batch's questions
     error: Optional[str] = None  # a manifest row that could not be read: recorded, not run
+    when: Optional[str] = None  # find the moments this happens first (`ask --when`), for this video alone
 
 
 def collect_items(inputs: Sequence[str]) -> list[BatchItem]:
@@ -101,7 +102,7 @@ def distinct_items(items: Sequence[BatchItem]) -> tuple[list[BatchItem], int]:
             except (OSError, ValueError):
                 identity = item.video  # not there (its error says so): compared by name
             identities[item.video] = identity
-        key = (identity, item.times, item.questions, item.error)
+        key = (identity, item.times, item.questions, item.error, item.when)
         if key in seen:
             continue
         seen.add(key)
@@ -210,6 +211,8 @@ def item_request(template: AskRequest, item: BatchItem) -> AskRequest:
     request = replace(template, video=item.video, questions=item.questions or template.questions)
     if item.times is not None:
         request = replace(request, selection=SelectionRequest(times=item.times))
+    if item.when is not None:
+        request = replace(request, when=item.when, selection=SelectionRequest())
     return request
 
 

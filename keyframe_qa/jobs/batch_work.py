@@ -38,9 +38,10 @@ def answer_item(item: BatchItem, settings: str, prepared: Union[PreparedVideo, W
 
 
 def prepare_item(
-    entry, checkpoint: CheckpointInfo
+    entry, checkpoint: CheckpointInfo, scorer=None
 ) -> tuple[BatchItem, str, Union[PreparedVideo, WhenPending, None], Optional[str]]:
-    """(item, settings, prepared video or None, error or None) for one batch entry; never raises for a video."""
+    """(item, settings, prepared video or None, error or None) for one batch entry; never raises for a video.
+    `scorer`: --relevant's scorer, already loaded (else the request's is loaded when needed)."""
     item, request, settings = entry
     if item.error:
         return item, settings, None, item.error
@@ -49,7 +50,7 @@ def prepare_item(
             check_when(request)  # a manifest row's `at` beside --when, say
             check_path(request.video)
             return item, settings, WhenPending(request), None
-        return item, settings, prepare(request, checkpoint, quiet=True), None
+        return item, settings, prepare(request, checkpoint, quiet=True, scorer=scorer), None
     except KeyframeQAError as exc:
         return item, settings, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - one bad video must not end the batch

@@ -36,7 +36,9 @@ class ConfigError(UsageError):
         super().__init__(f"invalid config {path} ({count}):")
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A config section that refuses keys it does not know."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -46,7 +48,7 @@ SETTINGS = tuple(name for name, option in OPTIONS.items() if option.config == "s
 DEFAULTS = tuple(name for name, option in OPTIONS.items() if option.config == "defaults")
 Settings = create_model(
     "Settings",
-    __base__=_Strict,
+    __base__=StrictModel,
     __doc__="Model and budget settings; the config's `defaults`, overridable per comparison.",
     **pydantic_fields(SETTINGS, with_defaults=False),
 )
@@ -61,7 +63,7 @@ Defaults = create_model(
 Time = Union[float, str]
 
 
-class Comparison(_Strict):
+class Comparison(StrictModel):
     """One before/after pair of frames and the questions about them."""
 
     name: str = Field(min_length=1)
@@ -122,7 +124,7 @@ class Comparison(_Strict):
         return self.video or self.after_video  # type: ignore[return-value]
 
 
-class CompareConfig(_Strict):
+class CompareConfig(StrictModel):
     """A list of before/after comparisons with shared defaults."""
 
     defaults: Defaults = Field(default_factory=Defaults)  # type: ignore[valid-type]  # made from OPTIONS
@@ -145,16 +147,26 @@ MAX_CONFIG_BYTES = 1 << 20  # a config lists comparisons by hand: 1 MiB is thous
 def load_config(path: str) -> CompareConfig:
     """Read and validate a comparison config; ConfigError lists every problem (a key given twice in one
     mapping is one: YAML would keep the last silently)."""
+    data = read_yaml_config(
+        path, "a compare config", "for thousands of videos, use `keyframe-qa batch` with a manifest", "`comparisons`"
+    )
+    try:
+        return CompareConfig.model_validate(data, context={"base": os.path.dirname(os.path.abspath(path))})
+    except ValidationError as exc:
+        raise ConfigError(path, [config_problem(error) for error in exc.errors()]) from exc
+
+
+def read_yaml_config(path: str, what: str, larger: str, needs: str) -> dict:
+    """The mapping a YAML config holds: at most MAX_CONFIG_BYTES, each key once per mapping (YAML would keep
+    the last silently). `what` names the config, `larger` says what to use instead of a huge one, `needs`
+    the keys a mapping must have, for the messages."""
     import yaml
 
     if not os.path.isfile(path):
         raise UsageError(f"config not found: {path}")
     size = os.path.getsize(path)
     if size > MAX_CONFIG_BYTES:
-        raise UsageError(
-            f"config {path} is {size / (1 << 20):.1f} MiB: a compare config is at most 1 MiB (for "
-            f"thousands of videos, use `keyframe-qa batch` with a manifest)"
-        )
+        raise UsageError(f"config {path} is {size / (1 << 20):.1f} MiB: {what} is at most 1 MiB ({larger})")
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.load(handle.read(MAX_CONFIG_BYTES + 1), Loader=_unique_key_loader())
@@ -165,11 +177,8 @@ def load_config(path: str) -> CompareConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read config {path}: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(path, ["(top): the config must be a mapping with `comparisons`"])
-    try:
-        return CompareConfig.model_validate(data, context={"base": os.path.dirname(os.path.abspath(path))})
-    except ValidationError as exc:
-        raise ConfigError(path, [_problem(error) for error in exc.errors()]) from exc
+        raise ConfigError(path, [f"(top): the config must be a mapping with {needs}"])
+    return data
 
 
 def _unique_key_loader():
@@ -198,7 +207,7 @@ def _unique_key_loader():
     return UniqueKeyLoader
 
 
-def _problem(error: Mapping[str, Any]) -> str:
+def config_problem(error: Mapping[str, Any]) -> str:
     location = ".".join(str(part) for part in error["loc"]) or "(top)"
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):

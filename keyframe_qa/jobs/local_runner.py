@@ -19,7 +19,14 @@ PREFETCH = 2  # videos decoded ahead of the model
 
 
 def run_here(
-    todo: list, spec, checkpoint: CheckpointInfo, engine, concurrency: int, finish: Callable, batch_size: int = 1
+    todo: list,
+    spec,
+    checkpoint: CheckpointInfo,
+    engine,
+    concurrency: int,
+    finish: Callable,
+    batch_size: int = 1,
+    scorer=None,
 ) -> list[int]:
     """This process decodes ahead on a thread pool and answers (up to `concurrency` at once, or with
     `batch_size` above 1, that many videos on worker threads whose prompts are generated together).
@@ -43,7 +50,7 @@ def run_here(
             entry = next(upcoming, None)
             if entry is None:
                 return
-            pending.append(prepare_pool.submit(prepare_item, entry, checkpoint))
+            pending.append(prepare_pool.submit(prepare_item, entry, checkpoint, scorer))
 
     def collect(block: bool) -> None:
         if not running:

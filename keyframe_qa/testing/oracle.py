@@ -123,3 +123,49 @@ class ColourScorer:
     def embed_texts(self, texts) -> np.ndarray:
         """[1, 0] for every text: "the colour"."""
         return np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (len(texts), 1))
+
+
+class ColourAnswerOracle:
+    """A perfect answerer for a clip where one stretch shows a square of one colour: asked whether it is
+    shown, it says yes exactly when one of the frames it is given shows it, and no to anything else. For
+    the tests of `eval`, whose scoring and statistics sit on top of it (allowed for that only); the tiny real
+    checkpoints run the same path in their own tests."""
+
+    name = "colour-oracle"
+    can_batch = False
+    load_seconds = 0.0
+    context_length = None
+
+    def __init__(self, colour: tuple[int, int, int] = (0, 200, 0), word: str = "green", family: str = "qwen2-vl"):
+        self.colour = np.array(colour, dtype=np.float64)
+        self.word = word  # a question names the colour with this word
+        self.family = family_by_name(family)
+        self.model_id = "colour-oracle"
+        self.checkpoint = CheckpointInfo(
+            model_id=self.model_id, source="local", family=self.family, context_length=None
+        )
+        self.calls = 0  # prompts answered, in all
+        self.videos_answered: list[int] = []  # the frame count of each prompt answered, in order
+
+    def describe(self) -> dict:
+        """The JSON `model` object's engine part."""
+        return {"id": self.model_id, "family": self.family.name, "device": None, "dtype": None, "engine": self.name}
+
+    def shows(self, image) -> bool:
+        """Whether at least 1% of the picture is the colour."""
+        pixels = np.asarray(image, dtype=np.float64).reshape(-1, 3)
+        return bool((np.abs(pixels - self.colour).max(axis=1) < 40).mean() >= 0.01)
+
+    def answer(self, prompt: VisualPrompt, questions: Sequence[str], settings: GenerationSettings) -> list[Reply]:
+        """ "yes" to a question naming the colour when a frame shows it, "no" otherwise."""
+        self.calls += 1
+        seen = any(self.shows(image) for image in prompt.images)
+        replies = []
+        for question in questions:
+            text = "Yes." if seen and self.word in question.lower() else "No."
+            replies.append(Reply(raw=text, text=text, prompt_tokens=len(prompt.images), completion_tokens=1))
+        return replies
+
+    def yes_probability(self, prompt: VisualPrompt, question: str):
+        """1.0 or 0.0 from the pixels (a perfect model is certain)."""
+        return 1.0 if any(self.shows(image) for image in prompt.images) else 0.0

@@ -1,0 +1,249 @@
+"""The `eval` job: labelled questions answered by each pipeline on the batch machinery, then scored and
+compared with the baseline, item by item.
+
+Each video's questions become one batch item per set of frames (the pipeline's, or a row's `at`), so a
+video's questions share one decode and encode; a `span` row is a `--when` search of its own; a `box` row is
+the grounding prompt for its `find`, at its time. Each pipeline writes `RUN_DIR/NAME.jsonl` (a batch results
+file: resumable, kill-safe) and `RUN_DIR/NAME.items.jsonl` (each row's prediction, score and reason); the
+summary goes to `RUN_DIR/summary.json` and, as a table, to stdout. A rerun with everything answered loads no
+model and only scores again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+from ..engines import build_engine, engine_checkpoint
+from ..evaluation.labels import Label, LabelError, read_labels
+from ..evaluation.scoring import (
+    Scored,
+    question_prompt,
+    score_box,
+    score_choice,
+    score_short,
+    score_span,
+    score_yesno,
+)
+from ..evaluation.stats import RESAMPLES
+from ..evaluation.summary import ItemResult, paired_summary, pipeline_summary, summary_record, summary_table
+from ..files.paths import check_output_dir, check_output_file, write_output
+from ..model.checkpoint import CheckpointInfo
+from ..outputs.jsontext import dumps, path_of
+from ..outputs.results_file import key_path
+from ..replies.boxes import grounding_prompt
+from ..video.probe import probe
+from .ask import AskRequest
+from .batch import run_batch
+from .batch_inputs import BatchItem, item_request, settings_hash
+from .eval_config import load_eval_config, pipeline_requests
+
+
+@dataclass(frozen=True)
+class Planned:
+    """Where one label is answered in a pipeline's batch: its item, and the question it is asked as."""
+
+    item: BatchItem  # the batch item (video, frames, questions, or a --when query)
+    prompt: Optional[str]  # the question put for it (None for a span: the item is the search)
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """What `eval` did, for the CLI."""
+
+    summary: dict  # summary.json
+    table: str  # the short table for stdout
+    run_dir: str  # where the files are
+    failed: int  # items whose video failed in some pipeline (recorded, scored 0)
+
+
+def plan_items(labels: Sequence[Label], family: str) -> tuple[list[BatchItem], dict[str, Planned]]:
+    """The batch items for `labels`, and where each label is answered. Questions about the same frames of a
+    video (the pipeline's, or the same `at`) are one item; each span query is one --when item."""
+    questions: dict[tuple[str, Optional[tuple[float, ...]]], list[str]] = {}
+    placed: dict[str, tuple[tuple, Optional[str]]] = {}
+    searches: dict[tuple[str, str], BatchItem] = {}
+    for label in labels:
+        if label.kind == "span":
+            key = (label.video, label.query or "")
+            searches.setdefault(key, BatchItem(video=label.video, when=label.query))
+            placed[label.id] = (("when", key), None)
+            continue
+        prompt = grounding_prompt(label.find or "", family, 1) if label.kind == "box" else question_prompt(label)
+        frames_key = (label.video, label.at)
+        asked = questions.setdefault(frames_key, [])
+        if prompt not in asked:
+            asked.append(prompt)
+        placed[label.id] = (("ask", frames_key), prompt)
+    items: dict[tuple, BatchItem] = {
+        ("ask", key): BatchItem(video=key[0], times=key[1], questions=tuple(asked)) for key, asked in questions.items()
+    }
+    items.update({("when", key): item for key, item in searches.items()})
+    plan = {label_id: Planned(items[where], prompt) for label_id, (where, prompt) in placed.items()}
+    return list(items.values()), plan
+
+
+def check_spans(labels: Sequence[Label]) -> None:
+    """Refuse span labels past their video's end (each video probed once, its header only)."""
+    problems, durations = [], {}
+    for label in labels:
+        if label.kind != "span":
+            continue
+        if label.video not in durations:
+            durations[label.video] = probe(label.video).info.duration
+        duration = durations[label.video]
+        for start, end in label.spans:
+            if end > duration + 1e-6:
+                problems.append(f"{label.source}: span [{start:g}, {end:g}] ends after the video's end "
+                                f"({duration:g} s)")  # fmt: skip
+    if problems:
+        raise LabelError(problems)
+
+
+def _results(path: str) -> dict[tuple[str, str], dict]:
+    """The newest line of each (video, settings) in a results file (a torn last line is no line)."""
+    found: dict[tuple[str, str], dict] = {}
+    if not os.path.exists(path):
+        return found
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            video = path_of(record.get("video") or {}) if isinstance(record, dict) else None
+            if video is not None and isinstance(record.get("settings"), str):
+                found[(key_path(video), record["settings"])] = record
+    return found
+
+
+def _key(template: AskRequest, item: BatchItem, checkpoint: CheckpointInfo) -> tuple[str, str]:
+    return key_path(item.video), settings_hash(item_request(template, item), checkpoint.model_id)
+
+
+def score_item(label: Label, planned: Planned, line: Optional[dict]) -> ItemResult:
+    """One label scored from its item's result line (None or an error line: not answered, scored 0)."""
+    if line is None or line.get("status") != "ok":
+        reason = (line or {}).get("error") or "not answered"
+        return ItemResult(label, Scored(0.0, False, None, f"the video failed: {reason}"), ran=False)
+    if label.kind == "span":
+        moments = (line.get("when") or {}).get("moments") or []
+        spans = [{"start": m["first_frame"]["timestamp"], "end": m["last_frame"]["timestamp"]} for m in moments]
+        return ItemResult(label, score_span(label, spans, float(line["video"].get("fps") or 0.0)), ran=True)
+    answer = next((a for a in line.get("answers") or [] if a.get("question") == planned.prompt), None)
+    if answer is None:
+        return ItemResult(label, Scored(0.0, False, None, "no answer to its question in the result"), ran=True)
+    reply = answer.get("raw") or answer.get("answer") or ""
+    if label.kind == "choice":
+        return ItemResult(label, score_choice(label, reply), ran=True)
+    if label.kind == "yesno":
+        return ItemResult(label, score_yesno(label, reply), ran=True)
+    if label.kind == "short":
+        return ItemResult(label, score_short(label, answer.get("answer") or ""), ran=True)
+    return ItemResult(label, score_box(label, answer.get("boxes") or []), ran=True)
+
+
+def _cost(lines: Sequence[dict]) -> dict:
+    calls = visual = prompt = 0
+    wall = model = 0.0
+    for line in lines:
+        usage, when = line.get("usage") or {}, (line.get("when") or {}).get("usage") or {}
+        calls += len(line.get("answers") or []) + int(when.get("calls") or 0)
+        visual += int(usage.get("visual_tokens") or 0) + int(when.get("visual_tokens") or 0)
+        prompt += int(usage.get("prompt_tokens") or 0) + int(when.get("prompt_tokens") or 0)
+        timings = line.get("timings") or {}
+        wall += float(timings.get("total_s") or 0.0)
+        model += float(timings.get("generate_s") or 0.0)
+    return {"calls": calls, "visual_tokens": visual, "prompt_tokens": prompt, "wall_s": round(wall, 3),
+            "model_s": round(model, 3)}  # fmt: skip
+
+
+def _item_record(result: ItemResult, line: Optional[dict]) -> dict:
+    label, scored = result.label, result.scored
+    frames = [
+        {"timestamp": f.get("timestamp"), "frame_number": f.get("frame_number")}
+        for f in (line or {}).get("frames") or []
+    ]
+    return {
+        "id": label.id, "video": label.video, "kind": label.kind, "groups": dict(label.groups),
+        "score": round(scored.score, 6), "answered": scored.answered, "prediction": scored.prediction,
+        "reason": scored.reason, "iou": scored.iou, "boundary_frames": scored.boundary_frames, "frames": frames,
+    }  # fmt: skip
+
+
+def run_eval(
+    config_path: str,
+    run_dir: Optional[str] = None,
+    *,
+    concurrency: int = 1,
+    use_ray: bool = False,
+    batch_size: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+    engines: Optional[dict] = None,
+    scorer=None,
+) -> EvalRun:
+    """Run an eval config: everything checked first (the config, every label row, the checkpoints, the
+    outputs), then each pipeline's batch, then the scores. `engines` (pipeline name -> engine) answers
+    with engines already made, `scorer` with a --relevant scorer already loaded (tests, and stand-ins)."""
+    config = load_eval_config(config_path)
+    label_paths = config.label_paths(config_path)
+    labels = read_labels(label_paths)
+    templates = pipeline_requests(config, config_path)
+    check_spans(labels)
+    checkpoints: dict[str, CheckpointInfo] = {}
+    for name, template in templates.items():
+        given = (engines or {}).get(name)
+        checkpoints[name] = given.checkpoint if given is not None else engine_checkpoint(template.engine)
+    folder = run_dir or os.path.splitext(config_path)[0] + "-run"
+    check_output_dir(folder, "-o")
+    inputs = [config_path, *label_paths]
+    outputs = {name: check_output_file(os.path.join(folder, f"{name}.jsonl"), "-o", inputs) for name in templates}
+    item_files = {
+        name: check_output_file(os.path.join(folder, f"{name}.items.jsonl"), "-o", inputs) for name in templates
+    }
+    summary_file = check_output_file(os.path.join(folder, "summary.json"), "-o", inputs)
+    made: dict = {}  # one engine per distinct spec: a model loads once for every pipeline that uses it
+    results: dict[str, list[ItemResult]] = {}
+    costs: dict[str, dict] = {}
+    failed = 0
+    for name, template in templates.items():
+        checkpoint = checkpoints[name]
+        items, plan = plan_items(labels, checkpoint.family.name)
+        output = outputs[name]
+        done = _results(output.file) if not overwrite else {}
+        todo = [item for item in items if done.get(_key(template, item, checkpoint), {}).get("status") != "ok"]
+        if todo or overwrite:
+            engine = (engines or {}).get(name)
+            if engine is None and not use_ray:
+                engine = made.get(template.engine) or build_engine(template.engine, checkpoint)
+                made[template.engine] = engine
+            ran = run_batch(items, template, output, engine=engine, checkpoint=checkpoint, concurrency=concurrency,
+                      use_ray=use_ray, batch_size=batch_size, overwrite=overwrite, progress=progress,
+                      inputs=inputs, scorer=scorer)  # fmt: skip
+            if ran.interrupted:  # what was answered is written; a rerun goes on from there
+                raise KeyboardInterrupt
+        lines = _results(output.file)
+        scored, records, used = [], [], []
+        for label in labels:
+            line = lines.get(_key(template, plan[label.id].item, checkpoint))
+            result = score_item(label, plan[label.id], line)
+            scored.append(result)
+            records.append(_item_record(result, line))
+        for item in items:
+            line = lines.get(_key(template, item, checkpoint))
+            if line is not None and line.get("status") == "ok":
+                used.append(line)
+        failed += sum(1 for r in scored if not r.ran)
+        write_output(item_files[name], "".join(dumps(record) + "\n" for record in records))
+        results[name], costs[name] = scored, _cost(used)
+    baseline = config.baseline_name
+    pipelines = {name: pipeline_summary(results[name], costs[name], seed=config.seed) for name in templates}
+    paired = {name: paired_summary(results[baseline], results[name], baseline, seed=config.seed)
+              for name in templates if name != baseline}  # fmt: skip
+    summary = summary_record(pipelines, paired, baseline, resamples=RESAMPLES, seed=config.seed)
+    write_output(summary_file, dumps(summary, indent=2) + "\n")
+    return EvalRun(summary, summary_table(summary), folder, failed)
