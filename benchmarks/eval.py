@@ -46,13 +46,25 @@ def make(folder: str, clips: int, rows: int) -> str:
     with open(os.path.join(folder, "labels.jsonl"), "w") as handle:
         for row in range(rows):
             green = row % 2 == 0
-            handle.write(json.dumps({"id": str(row), "video": f"clip{row % clips}.mp4", "kind": "yesno",
-                                     "question": f"Is the {'green' if green else 'red'} square shown? ({row})",
-                                     "answer": "yes" if green else "no", "half": str(row % 4 < 2)}) + "\n")  # fmt: skip
+            handle.write(
+                json.dumps(
+                    {
+                        "id": str(row),
+                        "video": f"clip{row % clips}.mp4",
+                        "kind": "yesno",
+                        "question": f"Is the {'green' if green else 'red'} square shown? ({row})",
+                        "answer": "yes" if green else "no",
+                        "half": str(row % 4 < 2),
+                    }
+                )
+                + "\n"
+            )
     config = os.path.join(folder, "eval.yaml")
     with open(config, "w") as handle:
-        handle.write("labels: labels.jsonl\npipelines:\n  uniform: {num_frames: 4}\n"
-                     "  relevant: {relevant: 4, scorer: colour-scorer}\n")  # fmt: skip
+        handle.write(
+            "labels: labels.jsonl\npipelines:\n  uniform: {num_frames: 4}\n"
+            "  relevant: {relevant: 4, scorer: colour-scorer}\n"
+        )
     return config
 
 
@@ -73,8 +85,15 @@ def main() -> None:
         started = time.perf_counter()
         for name, template in templates.items():
             items, _ = plan_items(labels, "qwen2-vl")
-            run_batch(items, template, os.path.join(folder, f"batch-{round_}-{name}.jsonl"), engine=oracle,
-                      checkpoint=oracle.checkpoint, progress=False, scorer=scorer)  # fmt: skip
+            run_batch(
+                items,
+                template,
+                os.path.join(folder, f"batch-{round_}-{name}.jsonl"),
+                engine=oracle,
+                checkpoint=oracle.checkpoint,
+                progress=False,
+                scorer=scorer,
+            )
         batch_times.append(time.perf_counter() - started)
         os.environ["KEYFRAME_QA_CACHE_DIR"] = os.path.join(folder, f"cache-eval-{round_}")
         started = time.perf_counter()

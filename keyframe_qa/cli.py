@@ -250,25 +250,45 @@ def compare(config_path, output, html_path):
 
 @cli.command("eval")
 @click.argument("config_path", metavar="CONFIG")
-@click.option("-o", "--output", "run_dir", type=str, default=None,
-              help="The run's folder: each pipeline's results and scores, and summary.json [default: CONFIG's name "
-              "with -run].")  # fmt: skip
+@click.option(
+    "-o",
+    "--output",
+    "run_dir",
+    type=str,
+    default=None,
+    help="The run's folder: each pipeline's results and scores, and summary.json [default: CONFIG's name with -run].",
+)
 @click_options(("concurrency",))
 @click.option("--ray", "use_ray", is_flag=True, help="Answer on a Ray cluster (as batch --ray).")
 @click_options(("batch_size",))
 @click.option("--overwrite", is_flag=True, help="Answer everything again instead of resuming the run.")
-def eval_command(config_path, run_dir, concurrency, use_ray, batch_size, overwrite):
+@click.option(
+    "--html",
+    "html_path",
+    type=str,
+    default=None,
+    help="Write a page of the scores, the paired differences and the items the pipelines disagree on.",
+)
+def eval_command(config_path, run_dir, concurrency, use_ray, batch_size, overwrite, html_path):
     """Score pipelines on labelled questions about your videos (a YAML CONFIG: labels, pipelines, baseline) and
     compare each with the baseline, item by item. Reruns resume, and only score again once all is answered."""
     from .jobs.eval import run_eval
 
-    run = run_eval(config_path, run_dir, concurrency=concurrency, use_ray=use_ray, batch_size=batch_size,
-                   overwrite=overwrite)  # fmt: skip
+    run = run_eval(
+        config_path,
+        run_dir,
+        concurrency=concurrency,
+        use_ray=use_ray,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        html=html_path,
+    )
     click.echo(run.table)
     _say(f"wrote {os.path.join(run.run_dir, 'summary.json')}")
     if run.failed:
-        click.echo(f"Error: {run.failed} labelled items were not answered (their videos failed: see the results)",
-                   err=True)  # fmt: skip
+        click.echo(
+            f"Error: {run.failed} labelled items were not answered (their videos failed: see the results)", err=True
+        )
         raise click.exceptions.Exit(1)
 
 

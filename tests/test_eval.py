@@ -38,12 +38,25 @@ OPTIONS = ("a cat", "a dog", "a bird")
 @pytest.mark.parametrize(
     "reply, picked",
     [
-        ("B", 1), ("(B)", 1), ("b", 1), ("The answer is B.", 1), ("Answer: (C)", 2), ("B. a cat", 1),
-        ("C) a bird", 2), ("[A]", 0), ("a dog", 1), ("A dog.", 1), ("I think it is a bird", 2),
-        ("<think>It could be A.</think>C", 2), ("the answer is a cat", 0), ("cat or dog", None), ("", None),
-        ("Maybe.", None), ("D", None),
+        ("B", 1),
+        ("(B)", 1),
+        ("b", 1),
+        ("The answer is B.", 1),
+        ("Answer: (C)", 2),
+        ("B. a cat", 1),
+        ("C) a bird", 2),
+        ("[A]", 0),
+        ("a dog", 1),
+        ("A dog.", 1),
+        ("I think it is a bird", 2),
+        ("<think>It could be A.</think>C", 2),
+        ("the answer is a cat", 0),
+        ("cat or dog", None),
+        ("", None),
+        ("Maybe.", None),
+        ("D", None),
     ],
-)  # fmt: skip
+)
 def test_a_choice_is_read_in_every_style_a_model_writes_it(reply, picked):
     assert read_choice(reply, OPTIONS) == picked
 
@@ -56,9 +69,16 @@ def test_the_choice_prompt_is_the_common_form():
 
 @pytest.mark.parametrize(
     "reply, said",
-    [("Yes.", True), ("no", False), ("NO, it is not", False), ("I would say yes", True), ("maybe", None),
-     ("<think>no... </think>Yes", True), ("", None)],
-)  # fmt: skip
+    [
+        ("Yes.", True),
+        ("no", False),
+        ("NO, it is not", False),
+        ("I would say yes", True),
+        ("maybe", None),
+        ("<think>no... </think>Yes", True),
+        ("", None),
+    ],
+)
 def test_yes_and_no_are_read_from_the_answer(reply, said):
     assert read_yesno(reply) is said
 
@@ -74,10 +94,14 @@ def _label(tmp_path, **row):
 
 @pytest.mark.parametrize(
     "match, answer, reply, score",
-    [("exact", "Paris", " paris. ", 1.0), ("exact", "Paris", "It is Paris", 0.0),
-     ("contains", "Paris", "It is Paris.", 1.0), ("regex", r"\b4(\.0)?\b", "about 4.0 metres", 1.0),
-     ("regex", r"^4$", "14", 0.0)],
-)  # fmt: skip
+    [
+        ("exact", "Paris", " paris. ", 1.0),
+        ("exact", "Paris", "It is Paris", 0.0),
+        ("contains", "Paris", "It is Paris.", 1.0),
+        ("regex", r"\b4(\.0)?\b", "about 4.0 metres", 1.0),
+        ("regex", r"^4$", "14", 0.0),
+    ],
+)
 def test_short_answers_match_as_the_row_says(tmp_path, match, answer, reply, score):
     label = _label(tmp_path, kind="short", question="Where?", answer=answer, match=match)
     assert score_short(label, reply).score == score
@@ -197,11 +221,26 @@ def stretch_clips(tmp_path_factory):
     rows = []
     for position in range(len(STRETCHES)):
         for question in range(3):  # three questions a video, answered alike: one cluster
-            rows.append({"id": f"c{position}-g{question}", "video": f"clip{position}.mp4", "kind": "yesno",
-                         "question": f"Is the green square shown? ({question})", "answer": "yes",
-                         "stretch": "early" if STRETCHES[position][0] < 30 else "late"})  # fmt: skip
-        rows.append({"id": f"c{position}-red", "video": f"clip{position}.mp4", "kind": "yesno",
-                     "question": "Is a red square shown?", "answer": "no", "stretch": "any"})  # fmt: skip
+            rows.append(
+                {
+                    "id": f"c{position}-g{question}",
+                    "video": f"clip{position}.mp4",
+                    "kind": "yesno",
+                    "question": f"Is the green square shown? ({question})",
+                    "answer": "yes",
+                    "stretch": "early" if STRETCHES[position][0] < 30 else "late",
+                }
+            )
+        rows.append(
+            {
+                "id": f"c{position}-red",
+                "video": f"clip{position}.mp4",
+                "kind": "yesno",
+                "question": "Is a red square shown?",
+                "answer": "no",
+                "stretch": "any",
+            }
+        )
     (folder / "labels.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return folder
 
@@ -236,7 +275,7 @@ def _run(config: str, run_dir, oracle=None, scorer=None, **options):
 
 def test_relevant_frames_beat_uniform_ones_by_what_the_clips_imply(stretch_clips, tmp_path):
     config = _config(stretch_clips, UNIFORM_AND_RELEVANT)
-    run = _run(config, tmp_path / "run")
+    run = _run(config, tmp_path / "run", html=str(tmp_path / "page.html"))
     uniform, relevant = run.summary["pipelines"]["uniform"], run.summary["pipelines"]["relevant"]
     # Uniform frames see the square in 3 of the 6 videos (their 3 green questions each), and every red
     # question (no) is right. --relevant finds it everywhere.
@@ -302,8 +341,12 @@ def test_a_config_that_cannot_work_is_refused_before_any_model_loads(stretch_cli
 
 def test_a_span_past_the_videos_end_is_refused(stretch_clips, tmp_path, capsys):
     labels = tmp_path / "spans.jsonl"
-    labels.write_text(json.dumps({"video": str(stretch_clips / "clip0.mp4"), "kind": "span", "query": "the square",
-                                  "span": [8.0, 12.5]}) + "\n")  # fmt: skip
+    labels.write_text(
+        json.dumps(
+            {"video": str(stretch_clips / "clip0.mp4"), "kind": "span", "query": "the square", "span": [8.0, 12.5]}
+        )
+        + "\n"
+    )
     path = tmp_path / "eval.yaml"
     path.write_text(f"labels: {labels}\npipelines:\n  a: {{}}\n")
     code, _, err = run(capsys, "eval", str(path), "-o", str(tmp_path / "run"))
@@ -315,14 +358,31 @@ def test_the_real_engines_run_the_same_path(stretch_clips, tmp_path, capsys, tin
     labels = tmp_path / "labels.jsonl"
     rows = [
         {"video": str(stretch_clips / "clip0.mp4"), "kind": "yesno", "question": "Green?", "answer": "yes"},
-        {"video": str(stretch_clips / "clip0.mp4"), "kind": "choice", "question": "What is shown?", "at": "4.5",
-         "options": ["a square", "a circle"], "answer": "A"},
-        {"video": str(stretch_clips / "clip1.mp4"), "kind": "short", "question": "Colour?", "answer": "green",
-         "match": "contains", "colour": "green"},
-        {"video": str(stretch_clips / "clip1.mp4"), "kind": "box", "find": "the square", "at": 4.5,
-         "box": [50, 30, 110, 90]},
+        {
+            "video": str(stretch_clips / "clip0.mp4"),
+            "kind": "choice",
+            "question": "What is shown?",
+            "at": "4.5",
+            "options": ["a square", "a circle"],
+            "answer": "A",
+        },
+        {
+            "video": str(stretch_clips / "clip1.mp4"),
+            "kind": "short",
+            "question": "Colour?",
+            "answer": "green",
+            "match": "contains",
+            "colour": "green",
+        },
+        {
+            "video": str(stretch_clips / "clip1.mp4"),
+            "kind": "box",
+            "find": "the square",
+            "at": 4.5,
+            "box": [50, 30, 110, 90],
+        },
         {"video": str(stretch_clips / "clip2.mp4"), "kind": "span", "query": "the green square", "span": [1.0, 2.9]},
-    ]  # fmt: skip
+    ]
     labels.write_text("".join(json.dumps(row) + "\n" for row in rows))
     path = tmp_path / "eval.yaml"
     path.write_text(f"""labels: {labels}
@@ -341,8 +401,10 @@ defaults: {{model: {tiny_model}, max_new_tokens: 4, window_frames: 4, max_visual
     assert {"miou", "recall"} <= set(here["kinds"]["span"]) and "hit" in here["kinds"]["box"]
     # The same greedy model in process and behind the server: the same predictions, item by item (the
     # server's text of the tiny model's replies starts with the prompt's tail: helpers.assert_same_generation).
-    items = {name: [json.loads(line) for line in open(tmp_path / "run" / f"{name}.items.jsonl")]
-             for name in ("here", "served")}  # fmt: skip
+    items = {
+        name: [json.loads(line) for line in open(tmp_path / "run" / f"{name}.items.jsonl")]
+        for name in ("here", "served")
+    }
     for mine, theirs in zip(items["here"], items["served"]):
         if isinstance(mine["prediction"], str):
             assert theirs["prediction"].endswith(mine["prediction"])
@@ -351,3 +413,33 @@ defaults: {{model: {tiny_model}, max_new_tokens: 4, window_frames: 4, max_visual
     assert [i["kind"] for i in items["here"]] == ["yesno", "choice", "short", "box", "span"]
     assert "here" in out and "served - here" in out
     assert os.path.exists(tmp_path / "run" / "here.jsonl")
+
+
+def test_the_page_charts_the_scores_and_shows_the_disagreements_with_their_frames(stretch_clips, tmp_path):
+    from html.parser import HTMLParser
+
+    run = _run(_config(stretch_clips, UNIFORM_AND_RELEVANT), tmp_path / "run", html=str(tmp_path / "page.html"))
+    page = (tmp_path / "page.html").read_text()
+
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.found: list[tuple[str, dict]] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.found.append((tag, dict(attrs)))
+
+    tags = Tags()
+    tags.feed(page)
+    bars = [a for t, a in tags.found if t == "rect" and a.get("class") == "score"]
+    whiskers = [a for t, a in tags.found if t == "line" and a.get("class") == "interval"]
+    # Two pipelines overall, then each group of each pipeline (early, late, any: 3 x 2); an interval is drawn
+    # wherever there is one (a group of one video has none).
+    records = list(run.summary["pipelines"].values())
+    records += [g for p in run.summary["pipelines"].values() for g in p["groups"]["stretch"].values()]
+    assert len(bars) == 2 + 6 and len(whiskers) == sum(1 for r in records if r["interval"]) >= 4
+    assert float(bars[1]["width"]) > float(bars[0]["width"])  # relevant's bar is longer
+    assert page.count("class='item'") == run.summary["paired"]["relevant"]["discordant"][1] == 9
+    pictures = [a for t, a in tags.found if t == "img"]
+    assert pictures and all(a["src"].startswith("data:image/jpeg;base64,") for a in pictures)
+    assert "<script" not in page and "relevant - uniform" in page

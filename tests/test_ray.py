@@ -84,6 +84,9 @@ def _actor_processes() -> list[int]:
     return found
 
 
+# The kill tests run whole clusters through failures (half a minute each): the slow tier, which .ci/run runs
+# after the default one, keeps them; the default run keeps the plain --ray batch and --when through Ray.
+@pytest.mark.slow
 def test_an_actor_killed_mid_run_loses_nothing_and_repeats_nothing(ray_cluster, videos, tiny_model, tmp_path):
     if not sys.platform.startswith("linux"):
         pytest.skip("finds the actor's process through /proc")
@@ -206,6 +209,7 @@ def test_ray_actors_can_hold_an_openai_client(capsys, ray_cluster, clips, tiny_m
     assert all(r["model"]["engine"] == "openai" for r in records.values() if r["status"] == "ok")
 
 
+@pytest.mark.slow
 def test_killing_the_driver_and_rerunning_resumes(videos, tiny_model, tmp_path):
     import subprocess
 

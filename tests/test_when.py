@@ -898,3 +898,22 @@ def test_when_shows_its_plan_and_progress(capsys, clips, monkeypatch):
     assert "when: probes:" in err
     quiet = find_moments(WhenRequest(video=clips["short.mp4"], query="x"), engine=PixelOracle(47, 133))
     assert quiet["moments"] and capsys.readouterr().err == ""
+
+
+def test_ask_when_without_questions_is_the_search_alone(clips):
+    # What `eval` runs for a span row: the moments in ask's shape, no frames asked about; in video mode too.
+    from keyframe_qa import AskRequest, UsageError, ask
+
+    for mode, family in (("images", "qwen2-vl"), ("video", "qwen2.5-vl")):
+        report = ask(
+            AskRequest(video=clips["short.mp4"], questions=(), when="the marker", mode=mode),
+            engine=PixelOracle(47, 133, family=family),
+        )
+        (moment,) = report["when"]["moments"]
+        assert (moment["first_frame"]["frame_number"], moment["last_frame"]["frame_number"]) == (47, 133)
+        assert report["answers"] == [] and report["frames"] == []
+    with pytest.raises(UsageError, match="without --per-frame and --mode video"):
+        ask(
+            AskRequest(video=clips["short.mp4"], questions=("q",), when="the marker", mode="video"),
+            engine=PixelOracle(47, 133, family="qwen2.5-vl"),
+        )

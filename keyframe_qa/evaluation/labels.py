@@ -104,8 +104,9 @@ def _rows(path: str, problems: list[str]) -> list[tuple[str, dict]]:
     try:
         size = os.path.getsize(path)
         if size > MAX_LABEL_BYTES:
-            raise LabelError([f"{path}: {size / (1 << 20):.0f} MiB, more than the {MAX_LABEL_BYTES >> 20} MiB a label "
-                              f"file may be"])  # fmt: skip
+            raise LabelError(
+                [f"{path}: {size / (1 << 20):.0f} MiB, more than the {MAX_LABEL_BYTES >> 20} MiB a label file may be"]
+            )
         with open(path, encoding="utf-8-sig", newline="") as handle:
             if path.lower().endswith(".csv"):
                 csv.field_size_limit(MAX_ROW_BYTES)
@@ -249,8 +250,9 @@ def _choice(answer: Any, options: tuple[str, ...]) -> int:
 def _answers(value: Any) -> tuple[str, ...]:
     answers = _json_or(value, "|") if isinstance(value, str) and value.strip().startswith("[") else value
     answers = answers if isinstance(answers, list) else [answers]
-    if not answers or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) and str(a).strip()
-                              for a in answers):  # fmt: skip
+    if not answers or not all(
+        isinstance(a, (str, int, float)) and not isinstance(a, bool) and str(a).strip() for a in answers
+    ):
         raise ValueError("a short row needs `answer`: a string, or a list of the accepted ones")
     return tuple(str(a).strip() for a in answers)
 

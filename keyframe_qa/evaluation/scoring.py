@@ -107,8 +107,12 @@ def score_choice(label: Label, reply: str) -> Scored:
         return Scored(0.0, False, None, "no option found in the reply")
     right = picked == label.correct
     letter = LETTERS[picked]
-    return Scored(float(right), True, letter, "the right option" if right else f"picked {letter}, not "
-                  f"{LETTERS[label.correct or 0]}")  # fmt: skip
+    return Scored(
+        float(right),
+        True,
+        letter,
+        "the right option" if right else f"picked {letter}, not {LETTERS[label.correct or 0]}",
+    )
 
 
 def score_yesno(label: Label, reply: str) -> Scored:
@@ -160,8 +164,14 @@ def score_span(label: Label, moments: Sequence[dict], fps: float) -> Scored:
     found = (float(moment["start"]), float(moment["end"]))
     iou, truth = max((interval_iou(found, span), span) for span in label.spans)
     errors = (abs(found[0] - truth[0]) * fps, abs(found[1] - truth[1]) * fps)
-    return Scored(iou, True, [found[0], found[1]], f"IoU {iou:.3f} with [{truth[0]:g}, {truth[1]:g}]", iou=iou,
-                  boundary_frames=(round(errors[0], 3), round(errors[1], 3)))  # fmt: skip
+    return Scored(
+        iou,
+        True,
+        [found[0], found[1]],
+        f"IoU {iou:.3f} with [{truth[0]:g}, {truth[1]:g}]",
+        iou=iou,
+        boundary_frames=(round(errors[0], 3), round(errors[1], 3)),
+    )
 
 
 def score_box(label: Label, boxes: Sequence[dict]) -> Scored:

@@ -35,8 +35,11 @@ class ItemResult:
 def _scored(results: Sequence[ItemResult], resamples: int, seed: int) -> dict:
     scores = [r.scored.score for r in results]
     mean, interval = cluster_interval(scores, [r.label.video for r in results], resamples=resamples, seed=seed)
-    return {"score": finite(mean), "interval": [finite(v) for v in interval] if interval else None,
-            "items": len(results)}  # fmt: skip
+    return {
+        "score": finite(mean),
+        "interval": [finite(v) for v in interval] if interval else None,
+        "items": len(results),
+    }
 
 
 def pipeline_summary(results: Sequence[ItemResult], cost: dict, *, resamples: int = RESAMPLES, seed: int = 0) -> dict:
@@ -76,9 +79,13 @@ def pipeline_summary(results: Sequence[ItemResult], cost: dict, *, resamples: in
 
 
 def paired_summary(
-    before: Sequence[ItemResult], after: Sequence[ItemResult], baseline: str, *, resamples: int = RESAMPLES,
+    before: Sequence[ItemResult],
+    after: Sequence[ItemResult],
+    baseline: str,
+    *,
+    resamples: int = RESAMPLES,
     seed: int = 0,
-) -> dict:  # fmt: skip
+) -> dict:
     """`after` against `before` over the items both ran: the mean paired difference with its interval
     (bootstrap over videos), and for the 0/1 items the discordant counts and McNemar's exact p-value."""
     first = {r.label.id: r for r in before if r.ran}
@@ -107,16 +114,19 @@ def summary_table(summary: dict) -> str:
         interval = record["interval"]
         shown = f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "-"
         score = f"{record['score']:.3f}" if record["score"] is not None else "-"
-        rows.append(f"{name:<20} {score:>7} {shown:>17} {record['items']:>6} {record['videos']:>6} "
-                    f"{record['unanswered']:>10}")  # fmt: skip
+        rows.append(
+            f"{name:<20} {score:>7} {shown:>17} {record['items']:>6} {record['videos']:>6} {record['unanswered']:>10}"
+        )
     for name, record in summary["paired"].items():
         interval = record["interval"]
         shown = f"[{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else "-"
         difference = f"{record['difference']:+.3f}" if record["difference"] is not None else "-"
         p_value = f", McNemar p {record['mcnemar_p']:.3g}" if record["mcnemar_p"] is not None else ""
         b, c = record["discordant"]
-        rows.append(f"{name} - {record['baseline']}: {difference} {shown} over {record['items']} items "
-                    f"({b} only {record['baseline']} right, {c} only {name} right{p_value})")  # fmt: skip
+        rows.append(
+            f"{name} - {record['baseline']}: {difference} {shown} over {record['items']} items "
+            f"({b} only {record['baseline']} right, {c} only {name} right{p_value})"
+        )
     return "\n".join(rows)
 
 

@@ -30,11 +30,13 @@ from ..evaluation.scoring import (
 )
 from ..evaluation.stats import RESAMPLES
 from ..evaluation.summary import ItemResult, paired_summary, pipeline_summary, summary_record, summary_table
-from ..files.paths import check_output_dir, check_output_file, write_output
+from ..files.paths import check_distinct, check_output_dir, check_output_file, write_output
 from ..model.checkpoint import CheckpointInfo
+from ..outputs.eval_html import MAX_DISAGREEMENTS, disagreements, render_eval, small_thumbnail
 from ..outputs.jsontext import dumps, path_of
 from ..outputs.results_file import key_path
 from ..replies.boxes import grounding_prompt
+from ..video.frames import read_frames
 from ..video.probe import probe
 from .ask import AskRequest
 from .batch import run_batch
@@ -97,8 +99,9 @@ def check_spans(labels: Sequence[Label]) -> None:
         duration = durations[label.video]
         for start, end in label.spans:
             if end > duration + 1e-6:
-                problems.append(f"{label.source}: span [{start:g}, {end:g}] ends after the video's end "
-                                f"({duration:g} s)")  # fmt: skip
+                problems.append(
+                    f"{label.source}: span [{start:g}, {end:g}] ends after the video's end ({duration:g} s)"
+                )
     if problems:
         raise LabelError(problems)
 
@@ -157,8 +160,13 @@ def _cost(lines: Sequence[dict]) -> dict:
         timings = line.get("timings") or {}
         wall += float(timings.get("total_s") or 0.0)
         model += float(timings.get("generate_s") or 0.0)
-    return {"calls": calls, "visual_tokens": visual, "prompt_tokens": prompt, "wall_s": round(wall, 3),
-            "model_s": round(model, 3)}  # fmt: skip
+    return {
+        "calls": calls,
+        "visual_tokens": visual,
+        "prompt_tokens": prompt,
+        "wall_s": round(wall, 3),
+        "model_s": round(model, 3),
+    }
 
 
 def _item_record(result: ItemResult, line: Optional[dict]) -> dict:
@@ -168,10 +176,18 @@ def _item_record(result: ItemResult, line: Optional[dict]) -> dict:
         for f in (line or {}).get("frames") or []
     ]
     return {
-        "id": label.id, "video": label.video, "kind": label.kind, "groups": dict(label.groups),
-        "score": round(scored.score, 6), "answered": scored.answered, "prediction": scored.prediction,
-        "reason": scored.reason, "iou": scored.iou, "boundary_frames": scored.boundary_frames, "frames": frames,
-    }  # fmt: skip
+        "id": label.id,
+        "video": label.video,
+        "kind": label.kind,
+        "groups": dict(label.groups),
+        "score": round(scored.score, 6),
+        "answered": scored.answered,
+        "prediction": scored.prediction,
+        "reason": scored.reason,
+        "iou": scored.iou,
+        "boundary_frames": scored.boundary_frames,
+        "frames": frames,
+    }
 
 
 def run_eval(
@@ -185,6 +201,7 @@ def run_eval(
     progress: bool = True,
     engines: Optional[dict] = None,
     scorer=None,
+    html: Optional[str] = None,
 ) -> EvalRun:
     """Run an eval config: everything checked first (the config, every label row, the checkpoints, the
     outputs), then each pipeline's batch, then the scores. `engines` (pipeline name -> engine) answers
@@ -206,9 +223,12 @@ def run_eval(
         name: check_output_file(os.path.join(folder, f"{name}.items.jsonl"), "-o", inputs) for name in templates
     }
     summary_file = check_output_file(os.path.join(folder, "summary.json"), "-o", inputs)
+    page = check_output_file(html, "--html", inputs) if html else None
+    check_distinct([*outputs.values(), *item_files.values(), summary_file, page])
     made: dict = {}  # one engine per distinct spec: a model loads once for every pipeline that uses it
     results: dict[str, list[ItemResult]] = {}
     costs: dict[str, dict] = {}
+    item_records: dict[str, list[dict]] = {}
     failed = 0
     for name, template in templates.items():
         checkpoint = checkpoints[name]
@@ -221,9 +241,20 @@ def run_eval(
             if engine is None and not use_ray:
                 engine = made.get(template.engine) or build_engine(template.engine, checkpoint)
                 made[template.engine] = engine
-            ran = run_batch(items, template, output, engine=engine, checkpoint=checkpoint, concurrency=concurrency,
-                      use_ray=use_ray, batch_size=batch_size, overwrite=overwrite, progress=progress,
-                      inputs=inputs, scorer=scorer)  # fmt: skip
+            ran = run_batch(
+                items,
+                template,
+                output,
+                engine=engine,
+                checkpoint=checkpoint,
+                concurrency=concurrency,
+                use_ray=use_ray,
+                batch_size=batch_size,
+                overwrite=overwrite,
+                progress=progress,
+                inputs=inputs,
+                scorer=scorer,
+            )
             if ran.interrupted:  # what was answered is written; a rerun goes on from there
                 raise KeyboardInterrupt
         lines = _results(output.file)
@@ -239,11 +270,30 @@ def run_eval(
                 used.append(line)
         failed += sum(1 for r in scored if not r.ran)
         write_output(item_files[name], "".join(dumps(record) + "\n" for record in records))
-        results[name], costs[name] = scored, _cost(used)
+        results[name], costs[name], item_records[name] = scored, _cost(used), records
     baseline = config.baseline_name
     pipelines = {name: pipeline_summary(results[name], costs[name], seed=config.seed) for name in templates}
-    paired = {name: paired_summary(results[baseline], results[name], baseline, seed=config.seed)
-              for name in templates if name != baseline}  # fmt: skip
+    paired = {
+        name: paired_summary(results[baseline], results[name], baseline, seed=config.seed)
+        for name in templates
+        if name != baseline
+    }
     summary = summary_record(pipelines, paired, baseline, resamples=RESAMPLES, seed=config.seed)
     write_output(summary_file, dumps(summary, indent=2) + "\n")
+    if page is not None:
+        write_output(page, render_eval(config_path, summary, item_records, _thumbnails(item_records)))
     return EvalRun(summary, summary_table(summary), folder, failed)
+
+
+def _thumbnails(items: dict[str, list[dict]]) -> dict[tuple[str, float], str]:
+    """A small picture of every frame the page's disagreements show, each video probed and read once."""
+    wanted: dict[str, set[float]] = {}
+    for _, found in disagreements(items)[:MAX_DISAGREEMENTS]:
+        for record in found.values():
+            wanted.setdefault(record["video"], set()).update(f["timestamp"] for f in record["frames"])
+    pictures = {}
+    for video, times in wanted.items():
+        ordered = sorted(times)
+        for time_shown, frame in zip(ordered, read_frames(probe(video), ordered)):
+            pictures[(video, time_shown)] = small_thumbnail(frame.image)
+    return pictures

@@ -121,5 +121,6 @@ def _request(values: dict[str, Any]) -> AskRequest:
     selection = take(SelectionRequest, values)
     selection = replace(selection, scene_options=scene_options)
     engine, generation = take(EngineSpec, values), take(GenerationRequest, values)
-    return take(AskRequest, dict(values, video="", questions=(), selection=selection, engine=engine,
-                                 generation=generation))  # fmt: skip
+    return take(
+        AskRequest, dict(values, video="", questions=(), selection=selection, engine=engine, generation=generation)
+    )

@@ -18,7 +18,7 @@ from .annotate import draw_boxes
 
 THUMBNAIL_SIDE = 640
 
-_STYLE = """
+PAGE_STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;background:#fafafa;color:#222}
 .frames{display:flex;flex-wrap:wrap;gap:1rem}
 figure{margin:0;background:#fff;padding:.5rem;border:1px solid #ddd;border-radius:6px}
@@ -181,7 +181,7 @@ def render_when(
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>keyframe-qa when: {esc(query)}</title><style>{_STYLE}{_TIMELINE_STYLE}</style></head><body>",
+        f"<title>keyframe-qa when: {esc(query)}</title><style>{PAGE_STYLE}{_TIMELINE_STYLE}</style></head><body>",
         f"<h1>When: {esc(query)}</h1>",
         f'<p class="meta">{esc(info.path)}; {info.duration:.3f} s, {info.fps:g} fps; model {esc(model_id)}</p>',
         f'<div class="timeline">{"".join(spans)}</div><div class="ticks">{ticks}</div>',
@@ -248,7 +248,7 @@ def render_page(title: str, meta: str, sections: Sequence[tuple], before: str = 
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>keyframe-qa: {esc(title)}</title><style>{_STYLE}{_RELEVANCE_STYLE}</style></head><body>",
+        f"<title>keyframe-qa: {esc(title)}</title><style>{PAGE_STYLE}{_RELEVANCE_STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         f'<p class="meta">{esc(meta)}</p>',
         before,
