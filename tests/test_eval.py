@@ -443,3 +443,51 @@ def test_the_page_charts_the_scores_and_shows_the_disagreements_with_their_frame
     pictures = [a for t, a in tags.found if t == "img"]
     assert pictures and all(a["src"].startswith("data:image/jpeg;base64,") for a in pictures)
     assert "<script" not in page and "relevant - uniform" in page
+
+
+def _chromium() -> str:
+    """Debian's Chromium, installed for the test when it is missing (the slow tier installs what it needs)."""
+    import shutil
+    import subprocess
+
+    found = shutil.which("chromium")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=600)
+        found = shutil.which("chromium")
+    if found is None:
+        pytest.skip("Chromium is not installed here and cannot be (apt-get install chromium, as root)")
+    return found
+
+
+@pytest.mark.slow
+def test_the_page_renders_in_headless_chromium(stretch_clips, tmp_path):
+    import subprocess
+
+    import cv2
+
+    chromium = _chromium()
+    run = _run(_config(stretch_clips, UNIFORM_AND_RELEVANT), tmp_path / "run", html=str(tmp_path / "page.html"))
+    flags = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    url = (tmp_path / "page.html").as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # The browser's own parse of the page holds every bar, every disagreement and every thumbnail.
+    assert dom.stdout.count('class="score"') == 8 and dom.stdout.count('class="item"') == 9
+    assert dom.stdout.count("data:image/jpeg;base64,") == (tmp_path / "page.html").read_text().count("<img")
+    shot = tmp_path / "page.png"
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1000,1400", url], capture_output=True, timeout=120)
+    picture = cv2.imread(str(shot))
+    assert picture is not None
+    bars = np.all(np.abs(picture.astype(int) - (216, 166, 122)) < 12, axis=2)  # the bars' #7aa6d8, in BGR
+    assert bars.sum() > 1000  # the chart is drawn, not just present
+    assert run.summary["paired"]["relevant"]["difference"] > 0

@@ -4,6 +4,7 @@ it answered. One self-contained file; every piece of text from a label or a mode
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Mapping, Sequence
 from typing import Optional
@@ -123,8 +124,6 @@ def render_eval(
 
 def small_thumbnail(image, height: int = 72) -> str:
     """A JPEG data URI of `image` `height` pixels high (hundreds fit in one page)."""
-    import base64
-
     import cv2
 
     scale = height / max(1, image.shape[0])
