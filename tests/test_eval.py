@@ -491,3 +491,11 @@ def test_the_page_renders_in_headless_chromium(stretch_clips, tmp_path):
     bars = np.all(np.abs(picture.astype(int) - (216, 166, 122)) < 12, axis=2)  # the bars' #7aa6d8, in BGR
     assert bars.sum() > 1000  # the chart is drawn, not just present
     assert run.summary["paired"]["relevant"]["difference"] > 0
+
+
+def test_lmms_evals_misreadings_are_read_right():
+    # The first capital A-D anywhere is lmms-eval's Video-MME reading; these replies defeat it.
+    options = ("a cat", "a dog", "a bird", "a fish")
+    assert read_choice("Based on the video, the answer is C.", options) == 2  # not the B of "Based"
+    assert read_choice("A man is running, so the answer is D.", options) == 3  # not the A of "A man"
+    assert read_choice("It is a fish.", options) == 3  # the option's text, without its letter

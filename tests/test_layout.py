@@ -165,7 +165,7 @@ def test_a_stage_never_reaches_up(importer, imported):
 HEAVY = {
     "torch", "torchvision", "transformers", "scenedetect", "ray", "cv2", "pydantic", "yaml", "click", "tqdm",
     "json_repair", "qwen_vl_utils", "tokenizers", "jinja2", "huggingface_hub", "fcntl", "PIL", "av", "numpy",
-    "platformdirs", "safetensors", "decord", "scipy",
+    "platformdirs", "safetensors", "decord", "scipy", "pyarrow",
 }  # fmt: skip
 # Where keyframe-qa's own modules are imported inside functions, and why: the CLI imports each command's job
 # when it runs; the engine registry imports the engine chosen; the light path (the frames command and

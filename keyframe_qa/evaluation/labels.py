@@ -74,6 +74,8 @@ class Label:
     spans: tuple[tuple[float, float], ...] = ()  # span: the labelled moments, in seconds
     find: Optional[str] = None  # box: what to locate
     box: Optional[tuple[float, float, float, float]] = None  # box: x1, y1, x2, y2 in the displayed frame's pixels
+    error: Optional[str] = None  # why the row cannot run (a benchmark's video that is not there): recorded, counted
+    pair: Optional[str] = None  # a NExT-GQA span row: the id of the choice row it grounds
 
 
 def read_labels(paths: Sequence[str]) -> list[Label]:

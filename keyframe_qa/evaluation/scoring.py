@@ -41,6 +41,7 @@ class Scored:
     reason: str  # why this score, in words
     iou: Optional[float] = None  # span and box items: the IoU (the score)
     boundary_frames: Optional[tuple[float, float]] = None  # span: |start error|, |end error| in frames
+    iop: Optional[float] = None  # span: intersection over the predicted moment (NExT-GQA's IoP)
 
 
 def choice_prompt(question: str, options: Sequence[str]) -> str:
@@ -139,6 +140,13 @@ def score_short(label: Label, reply: str) -> Scored:
     return Scored(0.0, bool(text), text, "matches no accepted answer" if text else "an empty reply")
 
 
+def interval_iop(predicted: tuple[float, float], truth: tuple[float, float]) -> float:
+    """Intersection over the predicted interval (NExT-GQA's IoP: how much of the moment found is right)."""
+    inter = max(0.0, min(predicted[1], truth[1]) - max(predicted[0], truth[0]))
+    length = predicted[1] - predicted[0]
+    return inter / length if length > 0 else 0.0
+
+
 def interval_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Intersection over union of two time intervals."""
     inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
@@ -159,11 +167,12 @@ def score_span(label: Label, moments: Sequence[dict], fps: float) -> Scored:
     """The first moment found against the best-matching labelled span: its IoU, and the boundary errors in
     frames (at the video's rate)."""
     if not moments:
-        return Scored(0.0, False, None, "no moment found", iou=0.0)
+        return Scored(0.0, False, None, "no moment found", iou=0.0, iop=0.0)
     moment = moments[0]
     found = (float(moment["start"]), float(moment["end"]))
     iou, truth = max((interval_iou(found, span), span) for span in label.spans)
     errors = (abs(found[0] - truth[0]) * fps, abs(found[1] - truth[1]) * fps)
+    iop = max(interval_iop(found, span) for span in label.spans)
     return Scored(
         iou,
         True,
@@ -171,6 +180,7 @@ def score_span(label: Label, moments: Sequence[dict], fps: float) -> Scored:
         f"IoU {iou:.3f} with [{truth[0]:g}, {truth[1]:g}]",
         iou=iou,
         boundary_frames=(round(errors[0], 3), round(errors[1], 3)),
+        iop=iop,
     )
 
 

@@ -16,6 +16,7 @@ from .stats import RESAMPLES, cluster_interval, finite, mcnemar
 
 SCHEMA_VERSION = 1
 RECALL_AT = (0.3, 0.5, 0.7)  # temporal grounding's usual thresholds (R@IoU)
+IOP_AT = (0.3, 0.5)  # NExT-GQA's IoP thresholds
 HIT_AT = 0.5  # a box is a hit at this IoU
 STATS_NOTE = (
     "intervals are 95% percentile intervals of a bootstrap over videos (questions about one video are not "
@@ -56,6 +57,17 @@ def pipeline_summary(results: Sequence[ItemResult], cost: dict, *, resamples: in
         if kind == "span":
             record["miou"] = finite(float(ious.mean()))
             record["recall"] = {f"{k:g}": finite(float((ious >= k).mean())) for k in RECALL_AT}
+            iops = np.asarray([r.scored.iop or 0.0 for r in chosen])
+            record["miop"] = finite(float(iops.mean()))
+            record["iop_recall"] = {f"{k:g}": finite(float((iops >= k).mean())) for k in IOP_AT}
+            by_id = {r.label.id: r for r in results}
+            grounded = [
+                by_id[r.label.pair].scored.score >= 0.5 and (r.scored.iop or 0.0) >= 0.5
+                for r in chosen
+                if r.label.pair is not None and r.label.pair in by_id
+            ]
+            if grounded:  # NExT-GQA's Acc@GQA: the right answer, grounded with IoP 0.5 or more
+                record["grounded_accuracy"] = finite(float(np.mean(grounded)))
             errors = [r.scored.boundary_frames for r in chosen if r.scored.boundary_frames is not None]
             if errors:
                 record["boundary_error_frames"] = {

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..engines import build_engine, engine_checkpoint
+from ..evaluation.formats import read_format
 from ..evaluation.labels import Label, LabelError, read_labels
 from ..evaluation.scoring import (
     Scored,
@@ -88,6 +89,26 @@ def plan_items(labels: Sequence[Label], family: str) -> tuple[list[BatchItem], d
     return list(items.values()), plan
 
 
+def read_sources(sources: Sequence[tuple[Optional[str], str, Optional[str]]]) -> list[Label]:
+    """Every label of every source (our own files, and benchmarks by their format), ids unique across all."""
+    own = [file for fmt, file, _ in sources if fmt is None]
+    labels = read_labels(own) if own else []
+    for fmt, file, videos in sources:
+        if fmt is not None:
+            labels += read_format(fmt, file, videos or "")
+    seen: dict[str, str] = {}
+    problems = []
+    for label in labels:
+        if label.id in seen and seen[label.id] != label.source:
+            problems.append(f"{label.source}: id {label.id!r} is used twice (first at {seen[label.id]})")
+        seen.setdefault(label.id, label.source)
+    if problems:
+        raise LabelError(problems)
+    if not labels:
+        raise LabelError([f"{', '.join(file for _, file, _ in sources)}: no label rows"])
+    return labels
+
+
 def check_spans(labels: Sequence[Label]) -> None:
     """Refuse span labels past their video's end (each video probed once, its header only)."""
     problems, durations = [], {}
@@ -134,8 +155,12 @@ def score_item(label: Label, planned: Planned, line: Optional[dict]) -> ItemResu
         return ItemResult(label, Scored(0.0, False, None, f"the video failed: {reason}"), ran=False)
     if label.kind == "span":
         moments = (line.get("when") or {}).get("moments") or []
-        spans = [{"start": m["first_frame"]["timestamp"], "end": m["last_frame"]["timestamp"]} for m in moments]
-        return ItemResult(label, score_span(label, spans, float(line["video"].get("fps") or 0.0)), ran=True)
+        fps = float(line["video"].get("fps") or 0.0)
+        # A moment lasts from its first frame's time to the end of its last frame (one frame at the video's
+        # rate): frames 30 to 59 at 10 fps are the labelled [3, 6].
+        shown = 1.0 / fps if fps > 0 else 0.0
+        spans = [{"start": m["first_frame"]["timestamp"], "end": m["last_frame"]["timestamp"] + shown} for m in moments]
+        return ItemResult(label, score_span(label, spans, fps), ran=True)
     answer = next((a for a in line.get("answers") or [] if a.get("question") == planned.prompt), None)
     if answer is None:
         return ItemResult(label, Scored(0.0, False, None, "no answer to its question in the result"), ran=True)
@@ -190,6 +215,22 @@ def _item_record(result: ItemResult, line: Optional[dict]) -> dict:
     }
 
 
+def _skipped_record(label: Label) -> dict:
+    return {
+        "id": label.id,
+        "video": label.video,
+        "kind": label.kind,
+        "groups": dict(label.groups),
+        "score": None,
+        "answered": False,
+        "prediction": None,
+        "reason": label.error,
+        "iou": None,
+        "boundary_frames": None,
+        "frames": [],
+    }
+
+
 def run_eval(
     config_path: str,
     run_dir: Optional[str] = None,
@@ -207,9 +248,13 @@ def run_eval(
     outputs), then each pipeline's batch, then the scores. `engines` (pipeline name -> engine) answers
     with engines already made, `scorer` with a --relevant scorer already loaded (tests, and stand-ins)."""
     config = load_eval_config(config_path)
-    label_paths = config.label_paths(config_path)
-    labels = read_labels(label_paths)
+    sources = config.label_sources(config_path)
+    labels = read_sources(sources)
+    label_paths = [file for _, file, _ in sources]
     templates = pipeline_requests(config, config_path)
+    # A benchmark's row whose video is not here is that row's error: counted, not run, not scored.
+    skipped = [label for label in labels if label.error is not None]
+    labels = [label for label in labels if label.error is None]
     check_spans(labels)
     checkpoints: dict[str, CheckpointInfo] = {}
     for name, template in templates.items():
@@ -264,6 +309,7 @@ def run_eval(
             result = score_item(label, plan[label.id], line)
             scored.append(result)
             records.append(_item_record(result, line))
+        records += [_skipped_record(label) for label in skipped]
         for item in items:
             line = lines.get(_key(template, item, checkpoint))
             if line is not None and line.get("status") == "ok":
@@ -273,6 +319,9 @@ def run_eval(
         results[name], costs[name], item_records[name] = scored, _cost(used), records
     baseline = config.baseline_name
     pipelines = {name: pipeline_summary(results[name], costs[name], seed=config.seed) for name in templates}
+    for record in pipelines.values():
+        record["missing_videos"] = len({label.video for label in skipped})
+        record["skipped_items"] = len(skipped)
     paired = {
         name: paired_summary(results[baseline], results[name], baseline, seed=config.seed)
         for name in templates

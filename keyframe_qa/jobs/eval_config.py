@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from ..engines import EngineSpec
 from ..errors import UsageError
+from ..evaluation.formats import FORMATS
 from ..model.generation import GenerationRequest
 from ..options import OPTIONS, pydantic_fields, take
 from ..selection.scenes import SceneOptions
@@ -40,23 +41,48 @@ PipelineOptions = create_model(
 )
 
 
+class LabelSource(StrictModel):
+    """A public benchmark's label file, read by its format (evaluation/formats.py), its videos under `videos`."""
+
+    format: Literal[FORMATS] = Field(description="the benchmark's format")  # type: ignore[valid-type]
+    file: str = Field(min_length=1, description="its label file, relative to the config")
+    videos: str = Field(min_length=1, description="the folder its videos are in, relative to the config")
+
+
 class EvalConfig(StrictModel):
     """Labelled questions, the pipelines that answer them, and which one the others are compared with."""
 
     model_config = ConfigDict(extra="forbid")
 
-    labels: Union[str, list[str]] = Field(description="label files (.jsonl or .csv), relative to the config")
+    labels: list[Union[str, LabelSource]] = Field(
+        description="label files (.jsonl or .csv) or benchmarks ({format, file, videos}), relative to the config"
+    )
     pipelines: dict[str, PipelineOptions] = Field(description="name -> options of `ask`")  # type: ignore[valid-type]
     baseline: Optional[str] = Field(None, description="the pipeline the others are compared with [default: the first]")
     defaults: PipelineOptions = Field(default_factory=PipelineOptions)  # type: ignore[valid-type]
     seed: int = Field(0, ge=0, le=2**32 - 1, description="the bootstrap's seed")
 
-    @field_validator("labels")
+    @field_validator("labels", mode="before")
     @classmethod
-    def _some(cls, value: Union[str, list[str]]) -> Union[str, list[str]]:
-        if not value or (isinstance(value, list) and not all(isinstance(v, str) and v for v in value)):
+    def _sources(cls, value: Any) -> list:
+        """One file or a list; each entry a file name or a benchmark, read here so that a problem is named
+        by its entry (a union's errors would list every alternative)."""
+        entries = [value] if isinstance(value, str) else value
+        if not isinstance(entries, list) or not entries:
             raise ValueError("name at least one label file")
-        return value
+        sources: list = []
+        for position, entry in enumerate(entries):
+            if isinstance(entry, str) and entry:
+                sources.append(entry)
+            elif isinstance(entry, dict):
+                try:
+                    sources.append(LabelSource.model_validate(entry))
+                except ValidationError as exc:
+                    problems = "; ".join(config_problem(error) for error in exc.errors())
+                    raise ValueError(f"entry {position}: {problems}") from None
+            else:
+                raise ValueError(f"entry {position}: a file name, or {{format, file, videos}}")
+        return sources
 
     @field_validator("pipelines")
     @classmethod
@@ -81,11 +107,19 @@ class EvalConfig(StrictModel):
         """The pipeline the others are compared with."""
         return self.baseline or next(iter(self.pipelines))
 
-    def label_paths(self, config_path: str) -> list[str]:
-        """The label files, resolved against the config's folder."""
+    def label_sources(self, config_path: str) -> list[tuple[Optional[str], str, Optional[str]]]:
+        """(format or None for our own rows, file, videos folder or None) of each label source, resolved
+        against the config's folder."""
         base = os.path.dirname(os.path.abspath(config_path))
-        names = [self.labels] if isinstance(self.labels, str) else list(self.labels)
-        return [name if os.path.isabs(name) else os.path.join(base, name) for name in names]
+
+        def resolved(name: str) -> str:
+            return name if os.path.isabs(name) else os.path.join(base, name)
+
+        entries = list(self.labels)
+        return [
+            (None, resolved(e), None) if isinstance(e, str) else (e.format, resolved(e.file), resolved(e.videos))
+            for e in entries
+        ]
 
 
 def load_eval_config(path: str) -> EvalConfig:
