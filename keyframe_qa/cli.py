@@ -292,6 +292,25 @@ def eval_command(config_path, run_dir, concurrency, use_ray, batch_size, overwri
         raise click.exceptions.Exit(1)
 
 
+@cli.command("export")
+@click.argument("results", nargs=-1, required=True)
+@click.argument("out")
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["fiftyone", "webvtt", "csv"]),
+    required=True,
+    help="fiftyone: a video dataset folder FiftyOne imports; webvtt: a .vtt a video (moments and "
+    "answers as cues, scenes as chapters); csv: a row a video and question (- for stdout).",
+)
+def export_command(results, out, to):
+    """Write finished RESULTS (batch results, eval run folders, ask, when or scenes JSON) to OUT for FiftyOne,
+    for players, or for spreadsheets."""
+    from .jobs.export import export_job
+
+    _say(f"exported {export_job(results, to, out)}")
+
+
 def main(argv=None) -> int:
     """Console entry point: runs the CLI and maps every failure to one line and an exit code."""
     debug = os.environ.get("KEYFRAME_QA_DEBUG") == "1"

@@ -112,6 +112,7 @@ LAYERS = [
     ("engines", {"engines"}),
     ("answering", {"answering"}),
     ("outputs", {"outputs"}),
+    ("exports", {"exports"}),
     ("jobs", {"jobs"}),
     ("cli", {"cli", "__main__", ""}),
 ]

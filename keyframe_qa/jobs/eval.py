@@ -19,7 +19,7 @@ from typing import Optional
 
 from ..engines import build_engine, engine_checkpoint
 from ..evaluation.formats import read_format
-from ..evaluation.labels import Label, LabelError, read_labels
+from ..evaluation.labels import LETTERS, Label, LabelError, read_labels
 from ..evaluation.scoring import (
     Scored,
     question_prompt,
@@ -194,6 +194,25 @@ def _cost(lines: Sequence[dict]) -> dict:
     }
 
 
+def _truth(label: Label, line: Optional[dict]) -> dict:
+    """What the label says is right, for the exports (FiftyOne shows labels beside predictions)."""
+    if label.kind == "choice":
+        return {"answer": LETTERS[label.correct or 0], "options": list(label.options)}
+    if label.kind == "yesno":
+        return {"answer": "yes" if label.yes else "no"}
+    if label.kind == "short":
+        return {"answers": list(label.answers), "match": label.match}
+    if label.kind == "span":
+        return {"query": label.query, "spans": [list(span) for span in label.spans]}
+    frame = ((line or {}).get("frames") or [{}])[0]
+    return {
+        "find": label.find,
+        "box": list(label.box or ()),
+        "width": frame.get("width"),
+        "height": frame.get("height"),
+    }
+
+
 def _item_record(result: ItemResult, line: Optional[dict]) -> dict:
     label, scored = result.label, result.scored
     frames = [
@@ -212,6 +231,7 @@ def _item_record(result: ItemResult, line: Optional[dict]) -> dict:
         "iou": scored.iou,
         "boundary_frames": scored.boundary_frames,
         "frames": frames,
+        "truth": _truth(label, line),
     }
 
 
