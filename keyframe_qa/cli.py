@@ -292,6 +292,34 @@ def eval_command(config_path, run_dir, concurrency, use_ray, batch_size, overwri
         raise click.exceptions.Exit(1)
 
 
+@cli.command("view")
+@click.argument("results", nargs=-1, required=True)
+@click.option("--html", "html_path", type=str, required=True, help="Write the page here.")
+@click.option(
+    "--thumbs",
+    type=str,
+    default=None,
+    help="The folder for the frames' thumbnails [default: the page's name with _files].",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(0, 10_000_000),
+    default=1000,
+    show_default=True,
+    help="Decode the frames of the first N rows (the table lists every row).",
+)
+def view_command(results, html_path, thumbs, limit):
+    """One page of finished RESULTS (batch results, eval run folders, ask or when JSON): every video, its
+    status, answers and moments, filterable and sortable; a row opens to the exact frames the model saw."""
+    from .jobs.view import view_job
+
+    summary = view_job(results, html_path, thumbs, limit)
+    _say(
+        f"wrote {html_path}: {summary.rows} rows, {summary.thumbnails} thumbnails, "
+        f"{summary.page_bytes / 1e6:.1f} MB in {summary.seconds:.1f} s"
+    )
+
+
 @cli.command("export")
 @click.argument("results", nargs=-1, required=True)
 @click.argument("out")

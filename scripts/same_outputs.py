@@ -130,9 +130,15 @@ TIMING = re.compile(r"\b\d+(\.\d+)? ?(s|ms|videos/s)\b")
 
 
 def _clean(value):
-    """A JSON value with its timings taken out (keys named timings or ending in _s)."""
+    """A JSON value with its timings taken out (keys named timings or ending in _s) and the videos'
+    modification times."""
     if isinstance(value, dict):
-        return {key: _clean(item) for key, item in value.items() if key != "timings" and not key.endswith("_s")}
+        # Timings, and the videos' modification times (another checkout's), differ from run to run.
+        return {
+            key: _clean(item)
+            for key, item in value.items()
+            if key not in ("timings", "mtime_ns") and not key.endswith("_s")
+        }
     if isinstance(value, list):
         return [_clean(item) for item in value]
     return value

@@ -52,6 +52,8 @@ def test_ask_end_to_end_on_tiny_qwen2_vl(capsys, videos, tiny_model, tmp_path, m
         "width": 320,
         "height": 240,
         "frame_count": 60,
+        "size_bytes": os.path.getsize(videos["plain.mp4"]),
+        "mtime_ns": os.stat(videos["plain.mp4"]).st_mtime_ns,
         "index": {"source": "sample table", "frame_numbers": "exact", "note": None},
     }
     assert report["model"] == {

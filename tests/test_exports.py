@@ -20,37 +20,12 @@ from keyframe_qa import AskRequest, SelectionRequest, WhenRequest, find_moments
 from keyframe_qa.jobs.batch import run_batch
 from keyframe_qa.jobs.batch_inputs import BatchItem
 from keyframe_qa.outputs.report import to_json
-from keyframe_qa.records import Reply
-from keyframe_qa.testing.oracle import DrawnBoxOracle
+from keyframe_qa.testing.oracle import BoxOracle
 from keyframe_qa.testing.synthetic import draw_frame, write_pictures
 from tests.helpers import assert_one_line_error, run
 
 BOX, GREEN = (40, 30, 60, 60), (0, 200, 0)
 STRETCH = (30, 59)  # frames showing the box, at 10 fps
-
-
-class Locator(DrawnBoxOracle):
-    """Answers a question about the box with the drawn box, as Qwen2-VL writes a box (0-1000 grid), when it
-    sees it; the temporal search's prompts as the perfect DrawnBoxOracle does."""
-
-    def answer(self, prompt, questions, settings):
-        if not any(q.startswith(("Where", "Formula", "Locate")) for q in questions):
-            return super().answer(prompt, questions, settings)
-        seen = [self.shows(image) for image in prompt.images]
-        replies = []
-        for question in questions:
-            if question.startswith("Formula"):
-                text = "=HYPERLINK(1)"
-            elif any(seen):
-                frame = seen.index(True) + 1
-                text = (
-                    f"In frame {frame}: <|object_ref_start|>the box<|object_ref_end|><|box_start|>(250,250),"
-                    f"(625,750)<|box_end|>"
-                )
-            else:
-                text = "No box."
-            replies.append(Reply(raw=text, text=text, prompt_tokens=1, completion_tokens=1))
-        return replies
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +53,7 @@ def results(clips, tmp_path_factory):
         BatchItem(video=str(clips / "gone.mp4"), times=(1.0,), questions=("Where is the box?",)),
     ]
     template = AskRequest(video="", questions=(), selection=SelectionRequest())
-    engine = Locator(BOX, GREEN)
+    engine = BoxOracle(BOX, GREEN)
     batch = folder / "batch.jsonl"
     run_batch(items, template, str(batch), engine=engine, checkpoint=engine.checkpoint, progress=False)
     found = find_moments(WhenRequest(video=str(clips / "clip0.mp4"), query="the green box"), engine=engine)
@@ -192,7 +167,7 @@ def _eval_run(clips, tmp_path) -> str:
     labels.write_text("".join(json.dumps(row) + "\n" for row in rows))
     config = tmp_path / "eval.yaml"
     config.write_text(f"labels: {labels}\npipelines:\n  here: {{window_frames: 16}}\n")
-    engine = Locator(BOX, GREEN)
+    engine = BoxOracle(BOX, GREEN)
     run_eval(str(config), str(tmp_path / "run"), engines={"here": engine}, progress=False)
     return str(tmp_path / "run")
 

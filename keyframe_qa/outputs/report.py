@@ -18,7 +18,15 @@ SCHEMA_VERSION = 1
 
 
 def video_record(info: VideoInfo) -> dict:
-    """The `video` object: display geometry and timing."""
+    """The `video` object: display geometry and timing, and the file's size and modification time (so that a
+    viewer can tell a video that changed since the run: it shows no frames of another file)."""
+    size: Optional[int] = None
+    mtime: Optional[int] = None
+    try:
+        status = os.stat(info.path)
+        size, mtime = status.st_size, status.st_mtime_ns
+    except OSError:
+        pass  # a video read through a path that is gone now: its identity is unknown
     return {
         "path": info.path,
         "duration": info.duration,
@@ -26,6 +34,8 @@ def video_record(info: VideoInfo) -> dict:
         "width": info.width,
         "height": info.height,
         "frame_count": info.frame_count,
+        "size_bytes": size,
+        "mtime_ns": mtime,
         "index": {"source": info.index_source, "frame_numbers": info.frame_numbers, "note": info.index_note},
     }
 

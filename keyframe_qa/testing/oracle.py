@@ -169,3 +169,46 @@ class ColourAnswerOracle:
     def yes_probability(self, prompt: VisualPrompt, question: str):
         """1.0 or 0.0 from the pixels (a perfect model is certain)."""
         return 1.0 if any(self.shows(image) for image in prompt.images) else 0.0
+
+
+class BoxOracle(DrawnBoxOracle):
+    """A DrawnBoxOracle that also locates the box: asked "Where ...", "Locate ..." (the grounding prompt) or
+    "Formula ..." (a reply a spreadsheet would run), it answers with the drawn box as Qwen2-VL writes one (a
+    0-1000 grid), when a frame shows it; the temporal search's prompts it answers as DrawnBoxOracle. For the
+    tests of the exports and the viewer, whose reading of the results is under test."""
+
+    def __init__(
+        self,
+        box: tuple[int, int, int, int],
+        color: tuple[int, int, int],
+        size: tuple[int, int] = (160, 120),
+        family: str = "qwen2-vl",
+    ):
+        super().__init__(box, color, family)
+        self.size = size  # the frames' displayed size, to put the box on the grid
+        self.reply_text: dict[str, str] = {}  # question prefix -> a fixed reply (hostile text, say)
+
+    def answer(self, prompt: VisualPrompt, questions: Sequence[str], settings: GenerationSettings) -> list[Reply]:
+        """The box where a frame shows it (see the class); the search's prompts as DrawnBoxOracle."""
+        if not any(q.startswith(("Where", "Formula", "Locate", "Say")) for q in questions):
+            return super().answer(prompt, questions, settings)
+        seen = [self.shows(image) for image in prompt.images]
+        x, y, w, h = self.box
+        width, height = self.size
+        grid = [round(1000 * v) for v in (x / width, y / height, (x + w) / width, (y + h) / height)]
+        replies = []
+        for question in questions:
+            fixed = [text for prefix, text in self.reply_text.items() if question.startswith(prefix)]
+            if fixed:
+                text = fixed[0]
+            elif question.startswith("Formula"):
+                text = "=HYPERLINK(1)"
+            elif any(seen):
+                text = (
+                    f"In frame {seen.index(True) + 1}: <|object_ref_start|>the box<|object_ref_end|>"
+                    f"<|box_start|>({grid[0]},{grid[1]}),({grid[2]},{grid[3]})<|box_end|>"
+                )
+            else:
+                text = "No box."
+            replies.append(Reply(raw=text, text=text, prompt_tokens=1, completion_tokens=1))
+        return replies
