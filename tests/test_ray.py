@@ -174,6 +174,9 @@ def test_an_unreachable_ray_address_is_one_line_at_once(videos, tiny_model, tmp_
     assert result.stderr.startswith(f"Error: cannot join the Ray cluster at RAY_ADDRESS={env['RAY_ADDRESS']}")
 
 
+# The slow tier keeps these Ray variants (a server client in the actors, --when through Ray): the default run
+# keeps the plain --ray batch, under five minutes on 2 cores.
+@pytest.mark.slow
 def test_ray_actors_can_hold_an_openai_client(capsys, ray_cluster, clips, tiny_model, openai_server, tmp_path):
     code, out, err = run(
         capsys,
@@ -250,6 +253,7 @@ def test_killing_the_driver_and_rerunning_resumes(videos, tiny_model, tmp_path):
     assert len(oks) == 6 and set(oks.values()) == {1}
 
 
+@pytest.mark.slow
 def test_ray_batch_when_gives_a_plain_batchs_moments(capsys, ray_cluster, clips, tiny_model, tmp_path):
     """--when on Ray: the search runs in the engine actor (it needs the engine to choose frames), and each
     video's line is the plain batch's."""
