@@ -251,3 +251,15 @@ def _run_here(args, cwd):
 
 
 END_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+def chromium_or_skip() -> str:
+    """Debian's Chromium for the browser tests of the slow tier, installed when it is missing (as root, with
+    apt); the test is skipped with the reason when it cannot be."""
+    found = shutil.which("chromium")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=600)
+        found = shutil.which("chromium")
+    if found is None:
+        pytest.skip("Chromium is not installed here and cannot be (apt-get install chromium, as root)")
+    return found

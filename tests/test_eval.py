@@ -27,7 +27,7 @@ from keyframe_qa.evaluation.scoring import (
 from keyframe_qa.evaluation.stats import cluster_interval, mcnemar
 from keyframe_qa.testing.oracle import ColourAnswerOracle, ColourScorer
 from keyframe_qa.testing.synthetic import draw_frame, write_pictures
-from tests.helpers import run
+from tests.helpers import chromium_or_skip, run
 
 OPTIONS = ("a cat", "a dog", "a bird")
 
@@ -445,27 +445,13 @@ def test_the_page_charts_the_scores_and_shows_the_disagreements_with_their_frame
     assert "<script" not in page and "relevant - uniform" in page
 
 
-def _chromium() -> str:
-    """Debian's Chromium, installed for the test when it is missing (the slow tier installs what it needs)."""
-    import shutil
-    import subprocess
-
-    found = shutil.which("chromium")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=600)
-        found = shutil.which("chromium")
-    if found is None:
-        pytest.skip("Chromium is not installed here and cannot be (apt-get install chromium, as root)")
-    return found
-
-
 @pytest.mark.slow
 def test_the_page_renders_in_headless_chromium(stretch_clips, tmp_path):
     import subprocess
 
     import cv2
 
-    chromium = _chromium()
+    chromium = chromium_or_skip()
     run = _run(_config(stretch_clips, UNIFORM_AND_RELEVANT), tmp_path / "run", html=str(tmp_path / "page.html"))
     flags = [
         chromium,

@@ -23,7 +23,7 @@ from keyframe_qa.jobs.view import view_job
 from keyframe_qa.outputs.report import to_json
 from keyframe_qa.testing.oracle import BoxOracle
 from keyframe_qa.testing.synthetic import draw_frame, write_pictures
-from tests.helpers import assert_one_line_error, run
+from tests.helpers import assert_one_line_error, chromium_or_skip, run
 
 BOX, GREEN = (40, 30, 60, 60), (0, 200, 0)
 HOSTILE = "<script>document.title='owned'</script></script><img src=x onerror=alert(1)>"
@@ -174,19 +174,9 @@ def test_what_cannot_be_shown_is_refused(runs, tmp_path, capsys):
     assert_one_line_error(err, "is not a keyframe-qa result")
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=600)
-        found = shutil.which("chromium")
-    if found is None:
-        pytest.skip("Chromium is not installed here and cannot be (apt-get install chromium, as root)")
-    return found
-
-
 @pytest.mark.slow
 def test_in_headless_chromium_it_runs_without_errors_and_filters_by_status(runs, tmp_path):
-    chromium = _chromium()
+    chromium = chromium_or_skip()
     page = tmp_path / "page.html"
     view_job([runs["batch"], runs["when"]], str(page))
     flags = [

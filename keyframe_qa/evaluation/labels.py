@@ -80,6 +80,13 @@ class Label:
 
 def read_labels(paths: Sequence[str]) -> list[Label]:
     """Every row of the label files, checked; LabelError lists every problem (and duplicate ids) at once."""
+    labels, problems = read_label_rows(paths)
+    check_labels(labels, ", ".join(paths), problems)
+    return labels
+
+
+def read_label_rows(paths: Sequence[str]) -> tuple[list[Label], list[str]]:
+    """(the rows that could be read, a problem line for each that could not), for `check_labels`."""
     labels: list[Label] = []
     problems: list[str] = []
     for path in paths:
@@ -88,16 +95,21 @@ def read_labels(paths: Sequence[str]) -> list[Label]:
                 labels.append(_label(row, source, os.path.dirname(os.path.abspath(path))))
             except (ValueError, UsageError) as exc:
                 problems.append(f"{source}: {exc}")
+    return labels, problems
+
+
+def check_labels(labels: Sequence[Label], where: str, problems: Sequence[str] = ()) -> None:
+    """LabelError for the `problems`, for an id used twice, or for no rows at all (`where` names the files)."""
+    found = list(problems)
     seen: dict[str, str] = {}
     for label in labels:
         if label.id in seen:
-            problems.append(f"{label.source}: id {label.id!r} is used twice (first at {seen[label.id]})")
+            found.append(f"{label.source}: id {label.id!r} is used twice (first at {seen[label.id]})")
         seen.setdefault(label.id, label.source)
-    if problems:
-        raise LabelError(problems)
+    if found:
+        raise LabelError(found)
     if not labels:
-        raise LabelError([f"{', '.join(paths)}: no label rows"])
-    return labels
+        raise LabelError([f"{where}: no label rows"])
 
 
 def _rows(path: str, problems: list[str]) -> list[tuple[str, dict]]:

@@ -19,7 +19,7 @@ from typing import Optional
 
 from ..engines import build_engine, engine_checkpoint
 from ..evaluation.formats import read_format
-from ..evaluation.labels import LETTERS, Label, LabelError, read_labels
+from ..evaluation.labels import LETTERS, Label, LabelError, check_labels, read_label_rows
 from ..evaluation.scoring import (
     Scored,
     question_prompt,
@@ -92,20 +92,11 @@ def plan_items(labels: Sequence[Label], family: str) -> tuple[list[BatchItem], d
 def read_sources(sources: Sequence[tuple[Optional[str], str, Optional[str]]]) -> list[Label]:
     """Every label of every source (our own files, and benchmarks by their format), ids unique across all."""
     own = [file for fmt, file, _ in sources if fmt is None]
-    labels = read_labels(own) if own else []
+    labels, problems = read_label_rows(own)
     for fmt, file, videos in sources:
         if fmt is not None:
             labels += read_format(fmt, file, videos or "")
-    seen: dict[str, str] = {}
-    problems = []
-    for label in labels:
-        if label.id in seen and seen[label.id] != label.source:
-            problems.append(f"{label.source}: id {label.id!r} is used twice (first at {seen[label.id]})")
-        seen.setdefault(label.id, label.source)
-    if problems:
-        raise LabelError(problems)
-    if not labels:
-        raise LabelError([f"{', '.join(file for _, file, _ in sources)}: no label rows"])
+    check_labels(labels, ", ".join(file for _, file, _ in sources), problems)
     return labels
 
 
