@@ -301,13 +301,7 @@ def eval_command(config_path, run_dir, concurrency, use_ray, batch_size, overwri
     default=None,
     help="The folder for the frames' thumbnails [default: the page's name with _files].",
 )
-@click.option(
-    "--limit",
-    type=click.IntRange(0, 10_000_000),
-    default=1000,
-    show_default=True,
-    help="Decode the frames of the first N rows (the table lists every row).",
-)
+@click_options(("limit",))
 def view_command(results, html_path, thumbs, limit):
     """One page of finished RESULTS (batch results, eval run folders, ask or when JSON): every video, its
     status, answers and moments, filterable and sortable; a row opens to the exact frames the model saw."""

@@ -327,6 +327,16 @@ OPTIONS: dict[str, Option] = {
         Option("image_format", str, "png", "Image format of the frames.", flag="--format", choices=("png", "jpg")),
         Option("quality", int, 95, "JPEG quality.", low=1, high=100),
         _count("max_side", "Shrink so the longer side is at most N.", high=MAX_SIDE),
+        # --- the view command ----------------------------------------------------------------------
+        Option(
+            "limit",
+            int,
+            1000,
+            "Decode the frames of the first N rows (the table lists every row).",
+            low=0,
+            high=MAX_FRAMES,
+            metavar="N",
+        ),
     )
 }
 

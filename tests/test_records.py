@@ -16,7 +16,7 @@ from keyframe_qa.options import OPTIONS
 RECORDS = (AskRequest, WhenRequest, SelectionRequest, SceneOptions, EngineSpec, GenerationRequest, AnswerOptions)
 # Options that belong to one command's own arguments, not to a record (the frames command's image settings,
 # a batch's scheduling).
-COMMAND_ONLY = {"image_format", "quality", "max_side", "query", "concurrency", "batch_size"}
+COMMAND_ONLY = {"image_format", "quality", "max_side", "query", "concurrency", "batch_size", "limit"}
 
 
 def _option_fields(record: type) -> list[dataclasses.Field]:

@@ -106,9 +106,9 @@ def test_every_video_is_a_row_and_the_thumbnails_are_the_exact_frames(runs, tmp_
         exact = cv2.cvtColor(cv2.imread(str(out / png)), cv2.COLOR_BGR2RGB)
         assert thumb.shape == exact.shape and np.abs(thumb.astype(int) - exact).mean() < 3  # JPEG of the same frame
     assert sorted(os.listdir(tmp_path / "page_files")) == [
-        "r000000_000.jpg",
-        "r000000_001.jpg",
-        "r000001_000.jpg",
+        "frame_000_000001.000s_row000001.jpg",
+        "frame_000_000003.500s_row000000.jpg",
+        "frame_001_000008.000s_row000000.jpg",
     ]  # the failed and the when row saw no frames
 
 
@@ -207,3 +207,26 @@ def test_in_headless_chromium_it_runs_without_errors_and_filters_by_status(runs,
     assert rows == ["error"] and "Uncaught" not in log  # exactly the failed row
     found, _ = dom("#text=something")
     assert re.findall(r'<tr class="row[^"]*" data-status="(\w+)"', found) == ["ok"]  # the row whose question says so
+
+
+def test_no_nan_from_a_hand_edited_file_reaches_the_page(runs, tmp_path):
+    line = open(runs["batch"]).readline().replace('"duration":10.0', '"duration":NaN')
+    assert "NaN" in line  # Python's json reads it; strict readers and browsers do not
+    results = tmp_path / "edited.jsonl"
+    results.write_text(line)
+    page = tmp_path / "page.html"
+    view_job([str(results)], str(page))
+    assert "NaN" not in page.read_text() and _data(page.read_text())["rows"][0]["duration"] is None
+
+
+def test_a_link_planted_under_a_folder_name_we_chose_is_refused(runs, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, tmp_path / "page_files")  # the thumbnails' default folder, planted as a link
+    code, _, err = run(capsys, "view", runs["batch"], "--html", str(tmp_path / "page.html"))
+    assert code == 1 and "is a symlink" in err
+    assert os.listdir(elsewhere) == []  # nothing was written through it
+    os.makedirs(tmp_path / "fo")
+    os.symlink(elsewhere, tmp_path / "fo" / "data")
+    code, _, err = run(capsys, "export", runs["batch"], "--to", "fiftyone", str(tmp_path / "fo"))
+    assert code == 1 and "is a symlink" in err and os.listdir(elsewhere) == []

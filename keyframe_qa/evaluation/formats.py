@@ -30,7 +30,7 @@ from .labels import LETTERS, Label, LabelError
 
 FORMATS = ("videomme", "mvbench", "nextqa", "nextgqa", "charades-sta", "activitynet-captions")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
-MAX_FILE_BYTES = 512 * 1024 * 1024  # a benchmark's label file: the largest (ActivityNet) is tens of MB
+MAX_FILE_BYTES = 128 * 1024 * 1024  # a benchmark's label file: the largest (ActivityNet's train JSON) is tens of MB
 
 
 class _Videos:

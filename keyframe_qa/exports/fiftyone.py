@@ -23,8 +23,9 @@ import os
 from collections.abc import Sequence
 
 from ..errors import UsageError
-from ..files.paths import check_chosen_name, write_chosen_name
-from .players import moments_of
+from ..files.paths import check_chosen_name, chosen_dir, write_chosen_name
+from ..outputs.jsontext import dumps
+from ..outputs.report import moments_in
 from .runs import Run, VideoResult
 
 MANIFEST_TYPE = "eta.core.datasets.labeled_datasets.LabeledVideoDataset"
@@ -89,7 +90,7 @@ def video_labels(results: Sequence[VideoResult]) -> dict:
                 add_object(int(frame["frame_number"]), _object(box.get("label", ""), box["bbox"], size,
                                                                f"{prefix}boxes", asked))  # fmt: skip
         query = record.get("query") or (record.get("when") or {}).get("query") or "moment"
-        for moment in moments_of(record):
+        for moment in moments_in(record):
             first, last = int(moment["first_frame"]["frame_number"]), int(moment["last_frame"]["frame_number"])
             events.append(_event(query, first, last, f"{prefix}moments"))
         fps = float((record.get("video") or {}).get("fps") or 0.0)
@@ -143,8 +144,9 @@ def write_dataset(run: Run, folder: str, inputs: Sequence[str]) -> int:
     videos = [video for video in by_video if video not in missing]
     if not videos:
         raise UsageError("no video of these results is there to export")
+    os.makedirs(folder, exist_ok=True)  # the folder the user named
     for sub in ("data", "labels"):
-        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+        chosen_dir(os.path.join(folder, sub), "OUT")  # ours: never a link planted there
     index = []
     for position, video in enumerate(videos):
         stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in os.path.splitext(os.path.basename(video))[0])
@@ -154,7 +156,7 @@ def write_dataset(run: Run, folder: str, inputs: Sequence[str]) -> int:
             os.unlink(link)  # our own link from an earlier export of the same video
         check_chosen_name(link, "OUT", inputs)  # anything else under our name is refused, never replaced
         os.symlink(video, link)
-        labels = json.dumps(video_labels(by_video[video]), ensure_ascii=False).encode("utf-8")
+        labels = dumps(video_labels(by_video[video])).encode("utf-8")  # valid Unicode, no NaN
         write_chosen_name(os.path.join(folder, "labels", name + ".json"), labels, "OUT", inputs)
         index.append({"data": f"data/{os.path.basename(link)}", "labels": f"labels/{name}.json"})
     manifest = {"type": MANIFEST_TYPE, "description": "keyframe-qa results", "index": index}

@@ -16,19 +16,10 @@ import json
 import os
 from collections.abc import Sequence
 
+from ..outputs.report import moment_seconds, moments_in
 from .runs import VideoResult
 
 ANSWER_SECONDS = 3.0
-
-
-def moments_of(record: dict) -> list[dict]:
-    """The moments a result holds: a `when` report's, or those `ask --when` found first."""
-    return list(record.get("moments") or (record.get("when") or {}).get("moments") or [])
-
-
-def _frame_seconds(record: dict) -> float:
-    fps = float((record.get("video") or {}).get("fps") or 0.0)
-    return 1.0 / fps if fps > 0 else 0.0
 
 
 def vtt_time(seconds: float) -> str:
@@ -49,15 +40,14 @@ def _cue_text(text: str) -> str:
 def cues(result: VideoResult) -> list[tuple[float, float, str]]:
     """(start, end, text) of every cue of one result, in time order."""
     record, found = result.record, []
-    step = _frame_seconds(record)
+    fps = float((record.get("video") or {}).get("fps") or 0.0)
     if result.kind == "scenes":
         for scene in record.get("scenes") or []:
             found.append((float(scene["start"]), float(scene["end"]), f"Scene {int(scene['index']) + 1}"))
         return found
     query = record.get("query") or (record.get("when") or {}).get("query") or "the moment"
-    for number, moment in enumerate(moments_of(record), 1):
-        start = float(moment["first_frame"]["timestamp"])
-        end = float(moment["last_frame"]["timestamp"]) + step
+    for number, moment in enumerate(moments_in(record), 1):
+        start, end = moment_seconds(moment, fps)
         found.append((start, end, f"Moment {number}: {query}"))
     times = [float(f["timestamp"]) for f in record.get("frames") or []]
     for answer in record.get("answers") or []:
@@ -118,7 +108,7 @@ def csv_rows(results: Sequence[VideoResult]) -> list[dict]:
             "frame_times": " ".join(f"{float(f['timestamp']):g}" for f in frames),
             "frame_numbers": " ".join(str(f["frame_number"]) for f in frames),
             "moments": " ".join(
-                f"{m['first_frame']['timestamp']:g}-{m['last_frame']['timestamp']:g}" for m in moments_of(record)
+                f"{m['first_frame']['timestamp']:g}-{m['last_frame']['timestamp']:g}" for m in moments_in(record)
             ),  # fmt: skip
         }
         answers = record.get("answers") or []

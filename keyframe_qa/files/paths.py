@@ -211,6 +211,25 @@ def check_chosen_name(path: str, option: str, inputs: Iterable[str] = ()) -> Non
             )
 
 
+def chosen_dir(path: str, option: str) -> str:
+    """A folder whose name keyframe-qa chose (a dataset's `data/`, a page's `_files/`): made if it is not
+    there; refused if a symlink (it could lead anywhere) or anything but a folder stands under the name."""
+    try:
+        status = os.lstat(path)
+    except FileNotFoundError:
+        try:
+            os.mkdir(path)
+        except OSError as exc:
+            raise KeyframeQAError(f"cannot make {path} ({option}): {reason(exc, lower=True)}") from exc
+        return path
+    if stat.S_ISLNK(status.st_mode):
+        raise KeyframeQAError(f"{path} ({option}) is a symlink; keyframe-qa never writes through a link in a name it "
+                              f"chose: remove it or choose another folder")  # fmt: skip
+    if not stat.S_ISDIR(status.st_mode):
+        raise KeyframeQAError(f"{path} ({option}) exists and is not a folder; remove it or choose another name")
+    return path
+
+
 def write_chosen_name(path: str, data: bytes, option: str, inputs: Iterable[str] = ()) -> str:
     """Write a file whose name keyframe-qa chose, inside a folder the user named (see
     `check_chosen_name`): checked, then written to a temporary file and renamed over the name, which

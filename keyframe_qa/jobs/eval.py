@@ -11,7 +11,6 @@ model and only scores again.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,10 +30,21 @@ from ..evaluation.scoring import (
 )
 from ..evaluation.stats import RESAMPLES
 from ..evaluation.summary import ItemResult, paired_summary, pipeline_summary, summary_record, summary_table
-from ..files.paths import check_distinct, check_output_dir, check_output_file, write_output
+from ..exports.runs import read_runs
+from ..files.paths import (
+    check_chosen_name,
+    check_distinct,
+    check_output_dir,
+    check_output_file,
+    chosen_dir,
+    write_chosen_name,
+    write_output,
+)
 from ..model.checkpoint import CheckpointInfo
-from ..outputs.eval_html import MAX_DISAGREEMENTS, disagreements, render_eval, small_thumbnail
-from ..outputs.jsontext import dumps, path_of
+from ..outputs.eval_html import MAX_DISAGREEMENTS, THUMBNAIL_SIDE, disagreements, render_eval
+from ..outputs.html import thumbnail
+from ..outputs.jsontext import dumps
+from ..outputs.report import moment_seconds, moments_in
 from ..outputs.results_file import key_path
 from ..replies.boxes import grounding_prompt
 from ..video.frames import read_frames
@@ -119,20 +129,11 @@ def check_spans(labels: Sequence[Label]) -> None:
 
 
 def _results(path: str) -> dict[tuple[str, str], dict]:
-    """The newest line of each (video, settings) in a results file (a torn last line is no line)."""
-    found: dict[tuple[str, str], dict] = {}
+    """The newest line of each (video, settings) in a pipeline's results file, read as `view` and `export`
+    read one (bounded lines; a torn last line is no line)."""
     if not os.path.exists(path):
-        return found
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            video = path_of(record.get("video") or {}) if isinstance(record, dict) else None
-            if video is not None and isinstance(record.get("settings"), str):
-                found[(key_path(video), record["settings"])] = record
-    return found
+        return {}
+    return {(key_path(r.video), r.record["settings"]): r.record for r in read_runs([path]).results}
 
 
 def _key(template: AskRequest, item: BatchItem, checkpoint: CheckpointInfo) -> tuple[str, str]:
@@ -145,12 +146,9 @@ def score_item(label: Label, planned: Planned, line: Optional[dict]) -> ItemResu
         reason = (line or {}).get("error") or "not answered"
         return ItemResult(label, Scored(0.0, False, None, f"the video failed: {reason}"), ran=False)
     if label.kind == "span":
-        moments = (line.get("when") or {}).get("moments") or []
         fps = float(line["video"].get("fps") or 0.0)
-        # A moment lasts from its first frame's time to the end of its last frame (one frame at the video's
-        # rate): frames 30 to 59 at 10 fps are the labelled [3, 6].
-        shown = 1.0 / fps if fps > 0 else 0.0
-        spans = [{"start": m["first_frame"]["timestamp"], "end": m["last_frame"]["timestamp"] + shown} for m in moments]
+        found = [moment_seconds(moment, fps) for moment in moments_in(line)]  # to the end of the last frame
+        spans = [{"start": start, "end": end} for start, end in found]
         return ItemResult(label, score_span(label, spans, fps), ran=True)
     answer = next((a for a in line.get("answers") or [] if a.get("question") == planned.prompt), None)
     if answer is None:
@@ -271,16 +269,20 @@ def run_eval(
     for name, template in templates.items():
         given = (engines or {}).get(name)
         checkpoints[name] = given.checkpoint if given is not None else engine_checkpoint(template.engine)
-    folder = run_dir or os.path.splitext(config_path)[0] + "-run"
-    check_output_dir(folder, "-o")
+    if run_dir:
+        folder = check_output_dir(run_dir, "-o")
+    else:  # the config's name with -run: a name we chose, so never a link planted under it
+        folder = chosen_dir(os.path.abspath(os.path.splitext(config_path)[0] + "-run"), "-o")
     inputs = [config_path, *label_paths]
+    # The run folder's files are named by us: a link or anything but a file of ours under a name is refused.
+    item_files = {name: os.path.join(folder, f"{name}.items.jsonl") for name in templates}
+    summary_file = os.path.join(folder, "summary.json")
+    chosen = [*(os.path.join(folder, f"{name}.jsonl") for name in templates), *item_files.values(), summary_file]
+    for path in chosen:
+        check_chosen_name(path, "-o", inputs)
     outputs = {name: check_output_file(os.path.join(folder, f"{name}.jsonl"), "-o", inputs) for name in templates}
-    item_files = {
-        name: check_output_file(os.path.join(folder, f"{name}.items.jsonl"), "-o", inputs) for name in templates
-    }
-    summary_file = check_output_file(os.path.join(folder, "summary.json"), "-o", inputs)
     page = check_output_file(html, "--html", inputs) if html else None
-    check_distinct([*outputs.values(), *item_files.values(), summary_file, page])
+    check_distinct([*outputs.values(), page])
     made: dict = {}  # one engine per distinct spec: a model loads once for every pipeline that uses it
     results: dict[str, list[ItemResult]] = {}
     costs: dict[str, dict] = {}
@@ -326,7 +328,8 @@ def run_eval(
             if line is not None and line.get("status") == "ok":
                 used.append(line)
         failed += sum(1 for r in scored if not r.ran)
-        write_output(item_files[name], "".join(dumps(record) + "\n" for record in records))
+        text = "".join(dumps(record) + "\n" for record in records)
+        write_chosen_name(item_files[name], text.encode("utf-8"), "-o", inputs)
         results[name], costs[name], item_records[name] = scored, _cost(used), records
     baseline = config.baseline_name
     pipelines = {name: pipeline_summary(results[name], costs[name], seed=config.seed) for name in templates}
@@ -339,7 +342,7 @@ def run_eval(
         if name != baseline
     }
     summary = summary_record(pipelines, paired, baseline, resamples=RESAMPLES, seed=config.seed)
-    write_output(summary_file, dumps(summary, indent=2) + "\n")
+    write_chosen_name(summary_file, (dumps(summary, indent=2) + "\n").encode("utf-8"), "-o", inputs)
     if page is not None:
         write_output(page, render_eval(config_path, summary, item_records, _thumbnails(item_records)))
     return EvalRun(summary, summary_table(summary), folder, failed)
@@ -355,5 +358,5 @@ def _thumbnails(items: dict[str, list[dict]]) -> dict[tuple[str, float], str]:
     for video, times in wanted.items():
         ordered = sorted(times)
         for time_shown, frame in zip(ordered, read_frames(probe(video), ordered)):
-            pictures[(video, time_shown)] = small_thumbnail(frame.image)
+            pictures[(video, time_shown)] = thumbnail(frame.image, side=THUMBNAIL_SIDE)
     return pictures

@@ -15,15 +15,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import KeyframeQAError, UsageError
-from ..exports.players import moments_of
 from ..exports.runs import VideoResult, read_runs
-from ..files.paths import check_chosen_name, check_output_dir, check_output_file, write_chosen_name, write_output
+from ..files.paths import (
+    check_output_dir,
+    check_output_file,
+    chosen_dir,
+    write_output,
+)
+from ..options import check_value, default
+from ..outputs.images import write_frame_file
+from ..outputs.report import moment_seconds, moments_in
 from ..outputs.viewer import render_viewer
 from ..video.frames import read_frames
 from ..video.probe import probe
 
-THUMB_HEIGHT = 180  # pixels: a strip of them fits a screen; never enlarged
-DEFAULT_LIMIT = 1000  # rows whose frames are decoded (each is a probe and a decode)
+THUMB_SIDE = 320  # pixels on a thumbnail's longer side: a strip of them fits a screen; never enlarged
 
 
 @dataclass(frozen=True)
@@ -51,19 +57,6 @@ def _unchanged(result: VideoResult) -> str:
     return ""
 
 
-def _thumbnail(image) -> bytes:
-    import cv2
-
-    scale = min(1.0, THUMB_HEIGHT / max(1, image.shape[0]))
-    if scale < 1.0:
-        size = (max(1, round(image.shape[1] * scale)), THUMB_HEIGHT)
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:
-        raise KeyframeQAError("a thumbnail could not be encoded")
-    return data.tobytes()
-
-
 def _row(position: int, result: VideoResult) -> dict:
     record = result.record
     video = record.get("video") or {}
@@ -81,7 +74,7 @@ def _row(position: int, result: VideoResult) -> dict:
     fields = {}
     for item in result.items:
         fields.update({str(key): str(value) for key, value in (item.get("groups") or {}).items()})
-    step = 1.0 / float(video["fps"]) if video.get("fps") else 0.0
+    fps = float(video.get("fps") or 0.0)
     return {
         "id": position,
         "name": os.path.basename(result.video),
@@ -93,7 +86,7 @@ def _row(position: int, result: VideoResult) -> dict:
         "kind": result.kind,
         "duration": video.get("duration"),
         "answers": answers,
-        "moments": [[m["first_frame"]["timestamp"], m["last_frame"]["timestamp"] + step] for m in moments_of(record)],
+        "moments": [list(moment_seconds(m, fps)) for m in moments_in(record)],
         "curve": (record.get("selection") or {}).get("curve"),
         "fields": fields,
         "disagree": False,
@@ -107,7 +100,7 @@ def _row(position: int, result: VideoResult) -> dict:
                 "boxes": boxes_by_frame.get(i, []),
             }
             for i, f in enumerate(frames)
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -124,11 +117,10 @@ def _mark_disagreements(results: Sequence[VideoResult], rows: list[dict]) -> Non
         row["disagree"] = row["video"] in disagreeing and row["pipeline"] is not None
 
 
-def view_job(paths: Sequence[str], page: str, thumbs: str | None = None, limit: int = DEFAULT_LIMIT) -> ViewSummary:
+def view_job(paths: Sequence[str], page: str, thumbs: str | None = None, limit: int = default("limit")) -> ViewSummary:
     """Write the page of the runs at `paths` to `page`, its thumbnails into `thumbs` (default: the page's name
     with _files). Everything is read and checked before anything is written."""
-    if limit < 0:
-        raise UsageError("--limit must be 0 or more")
+    check_value("limit", limit)
     started = time.perf_counter()
     run = read_runs(paths)
     if not run.results:
@@ -154,7 +146,11 @@ def view_job(paths: Sequence[str], page: str, thumbs: str | None = None, limit: 
             row["note"] = f"frames are shown for the first {limit} rows (--limit)"
             continue
         if folder is None:
-            folder = check_output_dir(folder_given, "--thumbs")
+            if thumbs:  # the folder the user named
+                folder = check_output_dir(thumbs, "--thumbs")
+                os.makedirs(folder, exist_ok=True)
+            else:  # the page's name with _files: a name we chose, so never a link planted under it
+                folder = chosen_dir(os.path.abspath(folder_given), "--thumbs")
         try:
             pictures = read_frames(
                 probe(result.video), [f["t"] for f in row["frames"]], requested=[None] * len(row["frames"])
@@ -162,10 +158,18 @@ def view_job(paths: Sequence[str], page: str, thumbs: str | None = None, limit: 
         except KeyframeQAError as exc:
             row["note"] = f"its frames could not be read again: {exc}"
             continue
-        for number, (frame, picture) in enumerate(zip(row["frames"], pictures)):
-            name = os.path.join(folder, f"r{position:06d}_{number:03d}.jpg")
-            check_chosen_name(name, "--thumbs", inputs)
-            write_chosen_name(name, _thumbnail(picture.image), "--thumbs", inputs)
+        for frame, picture in zip(row["frames"], pictures):
+            # The frames command's writer: its names (a row's suffix on each), its safe-name rules, its JPEG.
+            name, _ = write_frame_file(
+                picture,
+                folder,
+                image_format="jpg",
+                quality=90,
+                max_side=THUMB_SIDE,
+                suffix=f"_row{position:06d}",
+                option="--thumbs",
+                inputs=inputs,
+            )
             frame["thumb"] = os.path.relpath(name, page_dir).replace(os.sep, "/")
             written += 1
     title = "keyframe-qa: " + ", ".join(os.path.basename(os.path.normpath(p)) for p in paths)

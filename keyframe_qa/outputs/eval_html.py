@@ -4,7 +4,6 @@ it answered. One self-contained file; every piece of text from a label or a mode
 
 from __future__ import annotations
 
-import base64
 import html
 from collections.abc import Mapping, Sequence
 from typing import Optional
@@ -14,6 +13,7 @@ from .html import PAGE_STYLE
 
 MAX_DISAGREEMENTS = 100  # items shown where the pipelines disagree (the rest are counted)
 CHART_WIDTH = 480
+THUMBNAIL_SIDE = 128  # a disagreement's frames: hundreds fit in one page
 
 _EVAL_STYLE = """
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ddd;padding:.3rem .6rem;text-align:left}
@@ -120,16 +120,6 @@ def render_eval(
         parts.append(f"<p class='meta'>... and {len(disagreeing) - MAX_DISAGREEMENTS} more in the item files.</p>")
     parts.append("</body></html>")
     return "".join(parts)
-
-
-def small_thumbnail(image, height: int = 72) -> str:
-    """A JPEG data URI of `image` `height` pixels high (hundreds fit in one page)."""
-    import cv2
-
-    scale = height / max(1, image.shape[0])
-    small = cv2.resize(image, (max(1, round(image.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
-    return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode("ascii") if ok else ""
 
 
 def disagreements(items: Mapping[str, Sequence[dict]]) -> list[tuple[str, dict[str, dict]]]:

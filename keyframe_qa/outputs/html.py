@@ -282,8 +282,8 @@ def render_page(title: str, meta: str, sections: Sequence[tuple], before: str = 
     return "\n".join(parts) + "\n"
 
 
-def thumbnail(image, boxes: Sequence = ()) -> str:
-    """A JPEG data URI of the frame at most THUMBNAIL_SIDE wide, with `boxes` drawn on it.
+def thumbnail(image, boxes: Sequence = (), side: int = THUMBNAIL_SIDE) -> str:
+    """A JPEG data URI of the frame at most `side` wide and high, with `boxes` drawn on it.
 
     The boxes are drawn after shrinking, at the thumbnail's own scale, so labels keep a readable
     size; drawn on the full frame first, a 4K frame's labels would shrink to a few pixels.
@@ -292,8 +292,8 @@ def thumbnail(image, boxes: Sequence = ()) -> str:
 
     height, width = image.shape[:2]
     scale = 1.0
-    if max(height, width) > THUMBNAIL_SIDE:
-        scale = THUMBNAIL_SIDE / max(height, width)
+    if max(height, width) > side:
+        scale = side / max(height, width)
         image = cv2.resize(
             image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
         )

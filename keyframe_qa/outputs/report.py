@@ -237,3 +237,15 @@ def pixel_limits_record(
         checkpoint.family, mode, min_pixels, max_pixels, checkpoint.limits.pixels(mode)
     )
     return {"min_pixels": {"value": low, "source": low_source}, "max_pixels": {"value": high, "source": high_source}}
+
+
+def moments_in(record: dict) -> list[dict]:
+    """The moments a result holds: a `when` report's, or those `ask --when` found first."""
+    return list(record.get("moments") or (record.get("when") or {}).get("moments") or [])
+
+
+def moment_seconds(moment: dict, fps: float) -> tuple[float, float]:
+    """The seconds a moment is on screen: from its first frame's time to the end of its last frame (one frame
+    at the video's rate), so frames 30 to 59 at 10 fps are [3, 6], as time labels and players count."""
+    shown = 1.0 / fps if fps > 0 else 0.0
+    return float(moment["first_frame"]["timestamp"]), float(moment["last_frame"]["timestamp"]) + shown

@@ -10,8 +10,9 @@ the JSON blob cannot end its script element.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Sequence
+
+from .jsontext import dumps
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;background:#fafafa;color:#222}
@@ -209,7 +210,7 @@ def _summary(summaries: Sequence[tuple[str, dict]]) -> str:
 
 def render_viewer(title: str, rows: Sequence[dict], summaries: Sequence[tuple[str, dict]]) -> str:
     """The whole page. `rows`: one dict a video and pipeline (view.py builds them)."""
-    blob = json.dumps({"rows": list(rows)}, ensure_ascii=True, allow_nan=False)
+    blob = dumps({"rows": list(rows)})  # jsontext's: valid Unicode, and no NaN (a hand-edited file may hold one)
     # <, > and & as JSON escapes: the blob can never close its script element, nor open a comment or a tag.
     blob = blob.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     esc = html.escape
