@@ -237,7 +237,7 @@ def _activitynet(file: str, videos: _Videos) -> list[Label]:
     if not isinstance(data, dict):
         raise LabelError([f"{file}:1: ActivityNet Captions maps video ids to their captions"])
     labels = []
-    for position, (vid, entry) in enumerate(data.items(), 1):
+    for vid, entry in data.items():
         source = f"{os.path.basename(file)}:{vid}"
         if not isinstance(entry, dict):
             raise LabelError([f"{source}: an entry is an object with timestamps and sentences"])
@@ -250,7 +250,6 @@ def _activitynet(file: str, videos: _Videos) -> list[Label]:
             name = vid if videos.find(vid) else vid.removeprefix("v_")
             labels.append(_row(videos, name, source, id=f"{vid}:{index}", kind="span", query=str(sentence).strip(),
                                spans=((float(start), float(end)),)))  # fmt: skip
-        del position
     return labels
 
 

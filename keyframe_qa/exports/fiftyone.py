@@ -56,16 +56,12 @@ def _event(label: str, first: int, last: int, name: str) -> dict:
             "support": {"ranges": f"{first + 1}-{last + 1}"}}  # fmt: skip
 
 
-def _has_truth(events: Sequence[dict], item_id: str) -> bool:
-    """Whether an eval item's labelled spans are in already (several pipelines share one truth)."""
-    return any(event.get("index") == item_id for event in events)
-
-
 def video_labels(results: Sequence[VideoResult]) -> dict:
     """The ETA VideoLabels of one video: every result about it (one per pipeline of an eval run)."""
     attrs: list[dict] = []
     frames: dict[str, dict] = {}
     events: list[dict] = []
+    truths: set[str] = set()  # the eval items whose labels are in
 
     def add_object(number: int, found: dict) -> None:
         frame = frames.setdefault(str(number + 1), {"frame_number": number + 1, "objects": {"objects": []}})
@@ -101,30 +97,21 @@ def video_labels(results: Sequence[VideoResult]) -> dict:
             if item.get("prediction") is not None:
                 attrs.append(_attribute(f"{prefix}prediction_{item_id}", item["prediction"]))
             truth = item.get("truth") or {}
-            if item.get("kind") == "span" and fps > 0 and not _has_truth(events, item_id):
+            if item_id in truths:
+                continue  # pipelines share their labels: each goes in once
+            truths.add(item_id)
+            if item.get("kind") == "span" and fps > 0:
                 for start, end in truth.get("spans") or []:
                     first, last = (
                         round(float(start) * fps),
                         max(round(float(start) * fps), math.ceil(float(end) * fps) - 1),
                     )
-                    events.append(
-                        dict(_event(truth.get("query", "moment"), first, last, "ground_truth"), index=item_id)
-                    )
+                    events.append(_event(truth.get("query", "moment"), first, last, "ground_truth"))
             if item.get("kind") == "box" and truth.get("box") and item.get("frames"):
                 number = int(item["frames"][0]["frame_number"])
                 size = (float(truth.get("width") or 0), float(truth.get("height") or 0))
-                if (
-                    size[0] > 0
-                    and size[1] > 0
-                    and not any(o.get("index") == item_id for f in frames.values() for o in f["objects"]["objects"])
-                ):
-                    add_object(number, dict(_object(truth.get("find", "object"), truth["box"], size,
-                                                    "ground_truth_boxes"), index=item_id))  # fmt: skip
-    for frame in frames.values():
-        for found in frame["objects"]["objects"]:
-            found.pop("index", None)
-    for event in events:
-        event.pop("index", None)
+                if size[0] > 0 and size[1] > 0:
+                    add_object(number, _object(truth.get("find", "object"), truth["box"], size, "ground_truth_boxes"))
     return {"attrs": {"attrs": attrs}, "frames": frames, "events": {"events": events}}
 
 

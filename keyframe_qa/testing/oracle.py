@@ -145,7 +145,6 @@ class ColourAnswerOracle:
             model_id=self.model_id, source="local", family=self.family, context_length=None
         )
         self.calls = 0  # prompts answered, in all
-        self.videos_answered: list[int] = []  # the frame count of each prompt answered, in order
 
     def describe(self) -> dict:
         """The JSON `model` object's engine part."""
