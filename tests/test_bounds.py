@@ -28,7 +28,7 @@ CONTEXT = {
     "max_scenes": ["--scenes"],
     "min_scene_len": ["--scenes"],
 }
-PREFERRED = ("frames", "when", "ask", "batch")  # the cheapest command that takes the option
+PREFERRED = ("frames", "when", "ask", "batch", "view")  # the cheapest command that takes the option
 
 
 def _command(option) -> str:
@@ -93,6 +93,7 @@ def test_a_huge_value_of_every_numeric_option_is_refused_on_the_command_line(
         "when": [videos["plain.mp4"], "a door", "--model", tiny_model],
         "ask": [videos["plain.mp4"], "q?", "--model", tiny_model, "--at", "1"],
         "batch": [videos["plain.mp4"], "-q", "q?", "--model", tiny_model, "--at", "1", "-o", str(tmp_path / "r.jsonl")],
+        "view": [str(tmp_path / "results.jsonl"), "--html", str(tmp_path / "page.html")],
     }[command]
     code, out, err = run(capsys, command, *args, *CONTEXT.get(name, []), option.cli_flag, _spelled(option, value))
     assert code == 2, err
